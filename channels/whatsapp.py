@@ -1,0 +1,175 @@
+"""WhatsApp Web (Baileys-style multi-device protocol).
+
+How closes arrive: Baileys emits ``connection.update`` with
+``{connection: "close", lastDisconnect: {error, date}}``; ``error`` is usually
+a Boom error with the number at ``output.statusCode`` (sometimes only at
+``output.payload.statusCode`` or ``status``), and wrappers nest it again. The
+generic :func:`fsm.events.normalise` finds all of those. What is particular to
+WhatsApp is read here: a stream-error child node such as
+``{tag: "conflict", attrs: {type: "replaced"}}`` in ``error.data`` means 440
+even when no number came with it.
+
+The classic trap is 440 (connectionReplaced): another client opened the same
+session and the newest wins. Reconnecting kicks the other client, which kicks
+us back, forever. It is ``relink`` on the first event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Final
+
+from fsm.channel import Channel
+from fsm.events import CloseEvent, normalise
+from fsm.verdicts import CloseTable, Rule, Verdict
+
+__all__ = ["CHANNEL", "TABLE", "extract"]
+
+_RELINK_HOW: Final = "relink with `linkstate relink {link}` (or your gateway's login command)"
+
+# One row per close reason. Rows for one status are tried in order, so a row
+# narrowed by reason text comes before the plain row for the same status.
+TABLE: Final = CloseTable(
+    channel="whatsapp",
+    rules=(
+        Rule(
+            Verdict.relink,
+            "connectionReplaced",
+            "another client opened the same session; the newest wins",
+            status=440,
+            message=(
+                "WhatsApp status {status}: session conflict on link {link}. Another WhatsApp "
+                "Web client took over this session. Close or log out the conflicting WhatsApp "
+                f"Web session, then {_RELINK_HOW}. Monitoring of this link has stopped and "
+                "will not reconnect on its own."
+            ),
+        ),
+        Rule(
+            Verdict.relink,
+            "loggedOut",
+            "the device was unlinked from the phone; credentials are void",
+            status=401,
+            message=(
+                "WhatsApp status {status}: link {link} was logged out from the phone, so its "
+                f"credentials are void. Delete the stored session, then {_RELINK_HOW} by "
+                "scanning a new QR code. Monitoring of this link has stopped."
+            ),
+        ),
+        Rule(
+            Verdict.relink,
+            "forbidden",
+            "the main device is gone or the account is locked",
+            status=403,
+            message=(
+                "WhatsApp status {status}: access forbidden for link {link} (main device gone "
+                "or account locked). Check the phone's WhatsApp account, then "
+                f"{_RELINK_HOW}. Monitoring of this link has stopped."
+            ),
+        ),
+        Rule(
+            Verdict.relink,
+            "unknownLogout",
+            "logged out for an unknown reason, or banned",
+            status=406,
+            message=(
+                "WhatsApp status {status}: link {link} was logged out (unknown logout or ban). "
+                f"Check the account on the phone, then {_RELINK_HOW}. Monitoring has stopped."
+            ),
+        ),
+        Rule(
+            Verdict.relink,
+            "multideviceMismatch",
+            "the QR code was scanned without multi-device",
+            status=411,
+            message=(
+                "WhatsApp status {status}: multi-device mismatch on link {link}. Enable "
+                f"multi-device on the phone, then {_RELINK_HOW}. Monitoring has stopped."
+            ),
+        ),
+        Rule(
+            Verdict.fatal,
+            "temporaryBan",
+            "the account is temporarily banned; the ban carries an expiry",
+            status=402,
+            message=(
+                "WhatsApp status {status}: link {link} is temporarily banned ({reason}). Wait "
+                "for the ban to expire and review what the account sends, then run "
+                "`linkstate reset {link}`. Monitoring has stopped."
+            ),
+        ),
+        Rule(
+            Verdict.fatal,
+            "clientOutdated",
+            "the client version is too old",
+            status=405,
+            message=(
+                "WhatsApp status {status}: the client is outdated for link {link}. Upgrade the "
+                "WhatsApp library, then run `linkstate reset {link}`. Monitoring has stopped."
+            ),
+        ),
+        Rule(
+            Verdict.fatal,
+            "badUserAgent",
+            "the server rejected the client's user agent",
+            status=409,
+            message=(
+                "WhatsApp status {status}: the server rejected the user agent for link {link}. "
+                "Upgrade or reconfigure the WhatsApp library, then run `linkstate reset {link}`."
+            ),
+        ),
+        Rule(Verdict.retry_now, "restartRequired", "restart, normally right after pairing",
+             status=515),
+        Rule(Verdict.retry, "connectionClosed", "the socket or stream ended", status=428),
+        Rule(
+            Verdict.relink,
+            "qrAttemptsEnded",
+            "the QR code was not scanned in time",
+            status=408,
+            reason_contains="QR refs attempts ended",
+            message=(
+                "WhatsApp status {status}: nobody scanned the QR code for link {link} in time. "
+                f"Be ready with the phone, then {_RELINK_HOW}."
+            ),
+        ),
+        Rule(Verdict.retry, "connectionLost", "keepalive missed or network error", status=408),
+        Rule(Verdict.retry, "badSession", "bad session, or an unknown stream error", status=500),
+        Rule(Verdict.retry, "unavailableService", "the service is unavailable", status=503),
+    ),
+    unknown=Rule(
+        Verdict.retry, "unknown", "a status this table does not list; flap detection escalates"
+    ),
+    no_status=Rule(Verdict.retry, "noStatus", "a plain error with no status"),
+)
+
+# Stream-error child nodes that name a close reason without a number.
+_STREAM_ERROR_STATUS: Final = {("conflict", "replaced"): 440, ("conflict", None): 440}
+
+
+def extract(raw: object) -> CloseEvent:
+    """Normalise a Baileys close, reading a stream-error node when no number came with it."""
+    event = normalise(raw)
+    if event.status is not None:
+        return event
+    for holder in (raw, _get(raw, "error"), _get(_get(raw, "lastDisconnect"), "error")):
+        node = _get(holder, "data")
+        tag = _get(node, "tag")
+        if isinstance(tag, str):
+            kind = _get(_get(node, "attrs"), "type")
+            status = _STREAM_ERROR_STATUS.get((tag, kind if isinstance(kind, str) else None))
+            status = status or _STREAM_ERROR_STATUS.get((tag, None))
+            if status is not None:
+                return replace(event, status=status)
+    return event
+
+
+def _get(obj: object, key: str) -> object:
+    return obj.get(key) if isinstance(obj, dict) else None
+
+
+CHANNEL: Final = Channel(
+    name="whatsapp",
+    title="WhatsApp Web",
+    table=TABLE,
+    extract=extract,
+)
+"""The WhatsApp Web channel, registered under the ``linkstate.channels`` entry point."""

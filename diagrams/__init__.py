@@ -1,0 +1,1 @@
+"""Diagrams drawn from the declared lifecycle and a channel's table."""

@@ -1,0 +1,65 @@
+"""linkstate: an explicit finite-state machine for the lifecycle of messaging connections.
+
+The lifecycle is declared once (:data:`LIFECYCLE`); a channel's close-code
+table (:class:`CloseTable`) turns each disconnect into a :class:`Verdict`;
+guarded edges on that verdict choose between ``reconnecting`` and the
+terminal ``needs_relink``, ``failed`` and ``stopped``.
+"""
+
+from fsm.channel import ENTRY_POINT_GROUP, Channel, ChannelError, available_channels, load_channel
+from fsm.events import CloseEvent, Initiator, Phase, normalise, parse_status, sanitise_reason
+from fsm.lifecycle import (
+    CLOSE_ROUTES,
+    DECISIONS,
+    LIFECYCLE,
+    TERMINAL_STATES,
+    Decision,
+    Definition,
+    Edge,
+    LifecycleError,
+    State,
+    StopReason,
+    Trigger,
+)
+from fsm.machine import Link, LinkMachine, Observer, TransitionRecord
+from fsm.policy import GRPC, OPENCLAW, Jitter, PolicyError, ReconnectPolicy
+from fsm.verdicts import Classifier, CloseTable, Rule, TableError, Verdict
+
+__all__ = [
+    "CLOSE_ROUTES",
+    "DECISIONS",
+    "ENTRY_POINT_GROUP",
+    "GRPC",
+    "LIFECYCLE",
+    "OPENCLAW",
+    "TERMINAL_STATES",
+    "Channel",
+    "ChannelError",
+    "Classifier",
+    "CloseEvent",
+    "CloseTable",
+    "Decision",
+    "Definition",
+    "Edge",
+    "Initiator",
+    "Jitter",
+    "LifecycleError",
+    "Link",
+    "LinkMachine",
+    "Observer",
+    "Phase",
+    "PolicyError",
+    "ReconnectPolicy",
+    "Rule",
+    "State",
+    "StopReason",
+    "TableError",
+    "TransitionRecord",
+    "Trigger",
+    "Verdict",
+    "available_channels",
+    "load_channel",
+    "normalise",
+    "parse_status",
+    "sanitise_reason",
+]

@@ -1,0 +1,112 @@
+"""Channels: one platform's close-code table, event extraction and policy; and their registry.
+
+A channel plugin is a module that builds one :class:`Channel` and exposes it
+through the ``linkstate.channels`` entry-point group. The bundled channels
+register exactly like third-party ones (see ``pyproject.toml``), so the
+framework never imports a channel by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Final
+
+from fsm.events import CloseEvent, Initiator, Phase, normalise
+from fsm.policy import ReconnectPolicy
+from fsm.verdicts import CloseTable, Rule
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Channel",
+    "ChannelError",
+    "available_channels",
+    "load_channel",
+]
+
+ENTRY_POINT_GROUP: Final = "linkstate.channels"
+
+Extractor = Callable[[object], CloseEvent]
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Everything that is particular to one messaging platform.
+
+    Attributes:
+        name: The registry name (``whatsapp``).
+        title: A human title (``WhatsApp Web``).
+        table: The close-code table, with its defaults.
+        policy: The reconnect policy this platform wants by default.
+        extract: Turns the platform's native errors into a :class:`CloseEvent`;
+            defaults to the generic :func:`fsm.events.normalise`. Must never raise.
+        transport: Opens real connections for the runtime, where the channel
+            has one we can test for real; None otherwise.
+
+    """
+
+    name: str
+    title: str
+    table: CloseTable
+    policy: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+    extract: Extractor = normalise
+    transport: object | None = None
+
+    def event(
+        self, raw: object, *, phase: Phase | None = None, initiator: Initiator | None = None
+    ) -> CloseEvent:
+        """Normalise ``raw`` the way this platform reports closes; never raises."""
+        try:
+            extracted = self.extract(raw)
+        except Exception:
+            # A plugin's extractor bug must not turn a disconnect into a crash:
+            # fall back to the generic reading, which never raises.
+            extracted = normalise(raw)
+        return normalise(extracted, phase=phase, initiator=initiator)
+
+    def classify(
+        self, raw: object, *, phase: Phase | None = None, initiator: Initiator | None = None
+    ) -> tuple[CloseEvent, Rule]:
+        """Normalise ``raw`` and return the event with the table row that applies."""
+        event = self.event(raw, phase=phase, initiator=initiator)
+        return event, self.table.classify(event)
+
+
+class ChannelError(LookupError):
+    """A channel name is unknown, or a plugin's entry point is broken."""
+
+
+def available_channels() -> tuple[str, ...]:
+    """The names of every installed channel, sorted."""
+    return tuple(sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}))
+
+
+def load_channel(name: str) -> Channel:
+    """Load the channel registered under ``name``.
+
+    Raises:
+        ChannelError: the name is unknown (the message lists the installed
+            channels) or the entry point does not yield a :class:`Channel`.
+
+    """
+    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not matches:
+        installed = ", ".join(available_channels()) or "none"
+        raise ChannelError(
+            f"unknown channel {name!r}; installed channels: {installed}. Check the spelling, "
+            "or install the plugin package that registers it"
+        )
+    try:
+        loaded = matches[0].load()
+    except Exception as exc:
+        raise ChannelError(
+            f"channel {name!r} is registered by {matches[0].value!r} but fails to load: "
+            f"{type(exc).__name__}: {exc}; fix or reinstall that plugin"
+        ) from exc
+    if not isinstance(loaded, Channel):
+        raise ChannelError(
+            f"channel {name!r}: entry point {matches[0].value!r} gives a "
+            f"{type(loaded).__name__}, not a fsm.Channel; point it at the module's Channel object"
+        )
+    return loaded

@@ -1,0 +1,84 @@
+"""``linkstate classify CHANNEL EVENT``: what would this close do to a link?"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from typing import Any, Final
+
+from fsm.cli.common import CommandError, channel_or_exit, print_json
+from fsm.lifecycle import Trigger
+from fsm.machine import LinkMachine
+
+__all__ = ["classify_event", "parse_event", "register"]
+
+# A bare code that is not JSON: Slack's `too_many_websockets`, Matrix's `M_UNKNOWN_TOKEN`.
+_BARE_CODE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``classify`` subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "classify",
+        help="classify one close event and show where it leads",
+        description=(
+            "Classify one close event with a channel's table and print, as JSON, the verdict "
+            "and the state that a close with this event leads to from `open` with a fresh "
+            "retry budget."
+        ),
+    )
+    parser.add_argument("channel", metavar="CHANNEL", help="a channel name, such as whatsapp")
+    parser.add_argument(
+        "event",
+        metavar="EVENT",
+        help="a bare code (440, too_many_websockets) or a JSON value: 440, '\"440\"', "
+        "'{\"error\": {\"output\": {\"statusCode\": 440}}}'",
+    )
+    parser.set_defaults(run=run)
+
+
+def parse_event(text: str) -> object:
+    """Read EVENT: JSON if it parses, else a bare code; anything else is a CommandError."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        if _BARE_CODE.fullmatch(text.strip()):
+            return text.strip()
+        raise CommandError(
+            f"cannot read EVENT {text[:60]!r}: it is neither JSON ({exc.msg} at position "
+            f"{exc.pos}) nor a bare code; pass a code like 440 or JSON like "
+            "'{\"status\": 440}'"
+        ) from exc
+
+
+def classify_event(channel_name: str, raw: object) -> dict[str, object]:
+    """Classify ``raw`` on ``channel_name`` and replay it from ``open``; returns the report."""
+    channel = channel_or_exit(channel_name)
+    machine = LinkMachine(channel)
+    link = machine.new_link("classify")
+    machine.fire(link, Trigger.start, 0.0)
+    machine.fire(link, Trigger.opened, 0.0)
+    record = machine.close(link, raw, 0.0)
+    event = link.last_event
+    rule = link.last_rule
+    assert event is not None and rule is not None
+    message = record.message or f"{rule.label}: {rule.meaning}; reconnecting"
+    return {
+        "channel": channel.name,
+        "status": event.status,
+        "code": event.code,
+        "rule": rule.label,
+        "verdict": rule.verdict.value,
+        "state": record.dst,
+        "message": message,
+        "reason": event.reason,
+        "retry_after": event.retry_after,
+        "phase": event.phase.value,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``linkstate classify``."""
+    print_json(classify_event(args.channel, parse_event(args.event)))
+    return 0

@@ -1,0 +1,378 @@
+"""Close events: whatever a client library reports, turned into one typed value.
+
+Theory of operation
+-------------------
+A disconnect reaches us in many shapes: a bare number, the string ``"440"``, a
+Baileys ``Boom`` error whose number sits at ``output.statusCode``, a wrapper
+that nests that again under ``lastDisconnect.error``, an exception with a
+``code`` attribute, or plain junk. :func:`normalise` reads all of them the same
+way and never raises: what it cannot read becomes an event with no status.
+
+The search is driven by two small tables below. ``STATUS_PATHS`` lists where a
+status may sit on one object; ``WRAPPERS`` lists the attributes that wrap an
+inner error. We look at the object itself, then at each wrapper, breadth
+first, and stop at ``MAX_DEPTH`` levels, which also makes cycles harmless.
+Dicts and objects are read alike: a key, else an attribute.
+
+Everything that came from the network and may end up in a log (the reason
+text, the symbolic code) is sanitised here, once, so no later layer has to
+remember to.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final, TypeVar
+
+__all__ = [
+    "MAX_REASON_LENGTH",
+    "CloseEvent",
+    "Initiator",
+    "Phase",
+    "normalise",
+    "parse_status",
+    "sanitise_reason",
+]
+
+
+class Phase(StrEnum):
+    """When the connection ended: while it was being opened, or once it was open."""
+
+    handshake = "handshake"
+    established = "established"
+
+
+class Initiator(StrEnum):
+    """Who ended the connection."""
+
+    local = "local"
+    remote = "remote"
+    unknown = "unknown"
+
+
+# Reason text comes from the network and goes into logs: it is cut to this
+# many characters, after control and format characters are replaced.
+MAX_REASON_LENGTH: Final = 200
+
+# Codes outside this range are not statuses of any platform we know; a huge or
+# negative number is junk, not a status.
+_STATUS_RANGE: Final = range(1, 10_000)
+
+# A server's retry-after hint above a week is junk, not advice.
+_MAX_RETRY_AFTER: Final = 7 * 24 * 3600.0
+
+# How deep we follow wrappers; bounds the work on hostile or cyclic input.
+MAX_DEPTH: Final = 4
+
+# Where a status may sit on one object, in the order we trust them.
+STATUS_PATHS: Final[tuple[tuple[str, ...], ...]] = (
+    ("status",),
+    ("statusCode",),
+    ("status_code",),
+    ("code",),
+    ("error_code",),
+    ("output", "statusCode"),
+    ("output", "payload", "statusCode"),
+)
+
+# Attributes that wrap an inner error which may carry the status instead.
+WRAPPERS: Final[tuple[tuple[str, ...], ...]] = (
+    ("error",),
+    ("lastDisconnect", "error"),
+    ("lastDisconnect",),
+)
+
+# Where human-readable text may sit, in order of preference.
+REASON_PATHS: Final[tuple[tuple[str, ...], ...]] = (
+    ("reason",),
+    ("description",),
+    ("message",),
+    ("error",),
+    ("msg",),
+    ("output", "payload", "message"),
+)
+
+# Where a symbolic code (``too_many_websockets``, ``M_UNKNOWN_TOKEN``) may sit.
+CODE_PATHS: Final[tuple[tuple[str, ...], ...]] = (
+    ("code",),
+    ("errcode",),
+    ("error_code",),
+)
+
+# Where a server's retry-after hint may sit, and the unit it is given in.
+RETRY_AFTER_PATHS: Final[tuple[tuple[tuple[str, ...], float], ...]] = (
+    (("retry_after",), 1.0),
+    (("retryAfter",), 1.0),
+    (("parameters", "retry_after"), 1.0),
+    (("headers", "Retry-After"), 1.0),
+    (("headers", "retry-after"), 1.0),
+    (("retry_after_ms",), 0.001),
+)
+
+_SYMBOLIC_CODE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+_WHITESPACE = re.compile(r"\s+")
+_MISSING: Final = object()
+T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
+
+
+@dataclass(frozen=True, slots=True)
+class CloseEvent:
+    """One disconnect, in the one shape every classifier reads.
+
+    Attributes:
+        status: The numeric status (HTTP, WebSocket close code, platform code),
+            or None when there was none or it could not be read.
+        code: A symbolic error code such as ``too_many_websockets``, or None.
+        reason: Sanitised human-readable text; safe to log.
+        initiator: Who closed the connection.
+        phase: Whether it ended during the opening handshake or once open.
+        retry_after: The server's hint, in seconds, for the earliest retry.
+        flags: Extra boolean facts a channel extracted (``soft_logout``).
+
+    """
+
+    status: int | None = None
+    code: str | None = None
+    reason: str = ""
+    initiator: Initiator = Initiator.unknown
+    phase: Phase = Phase.established
+    retry_after: float | None = None
+    flags: frozenset[str] = field(default_factory=frozenset)
+
+    def to_json(self) -> dict[str, object]:
+        """Return a JSON-ready dict that :func:`normalise` reads back to an equal event."""
+        return {
+            "status": self.status,
+            "code": self.code,
+            "reason": self.reason,
+            "initiator": self.initiator.value,
+            "phase": self.phase.value,
+            "retry_after": self.retry_after,
+            "flags": sorted(self.flags),
+        }
+
+
+def sanitise_reason(text: str, limit: int = MAX_REASON_LENGTH) -> str:
+    """Make network text safe to log: no control characters, one line, at most ``limit`` chars.
+
+    Control, format (bidi overrides) and separator characters become spaces,
+    runs of whitespace collapse to one, and overlong text ends in ``…``.
+    """
+    # Look only at a bounded prefix: a megabyte of reason costs no more than 4x the limit.
+    head = text[: limit * 4]
+    printable = "".join(ch if ch.isprintable() else " " for ch in head)
+    cleaned = _WHITESPACE.sub(" ", printable).strip()
+    if len(cleaned) > limit or len(text) > len(head):
+        return cleaned[: limit - 1].rstrip() + "…"
+    return cleaned
+
+
+def parse_status(value: object) -> int | None:
+    """Read one status value: 440, "440", " 440 " and 440.0 give 440; anything else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value in _STATUS_RANGE else None
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return parse_status(int(value))
+        return None
+    if isinstance(value, str) and len(value) <= 32:
+        text = value.strip()
+        if text.isdecimal() and text.isascii():
+            return parse_status(int(text))
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        return parse_status(number)
+    return None
+
+
+def _lookup(obj: object, key: str) -> object:
+    """Read ``key`` from a mapping, else as an attribute; never raise."""
+    try:
+        if isinstance(obj, Mapping):
+            return obj.get(key, _MISSING)
+        if isinstance(obj, (str, bytes, bytearray, int, float, list, tuple)):
+            return _MISSING
+        return getattr(obj, key, _MISSING)
+    except Exception:  # a hostile property or __getattr__ must not crash us
+        return _MISSING
+
+
+def _follow(obj: object, path: tuple[str, ...]) -> object:
+    for key in path:
+        obj = _lookup(obj, key)
+        if obj is _MISSING or obj is None:
+            return _MISSING
+    return obj
+
+
+def _layers(raw: object) -> Iterator[object]:
+    """Yield ``raw`` and the errors it wraps, breadth first, at most MAX_DEPTH deep."""
+    frontier = [raw]
+    seen: set[int] = set()
+    for _ in range(MAX_DEPTH):
+        next_frontier: list[object] = []
+        for obj in frontier:
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            yield obj
+            for path in WRAPPERS:
+                inner = _follow(obj, path)
+                if inner is not _MISSING and not isinstance(inner, (str, int, float, bool)):
+                    next_frontier.append(inner)
+        frontier = next_frontier
+        if not frontier:
+            return
+
+
+def _first(
+    layers: list[object], paths: tuple[tuple[str, ...], ...], read: Callable[[object], T | None]
+) -> T | None:
+    for layer in layers:
+        for path in paths:
+            value = _follow(layer, path)
+            if value is not _MISSING:
+                parsed = read(value)
+                if parsed is not None:
+                    return parsed
+    return None
+
+
+def _read_code(value: object) -> str | None:
+    if isinstance(value, str) and _SYMBOLIC_CODE.fullmatch(value) and not value.isdecimal():
+        return value
+    return None
+
+
+def _read_text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value[: MAX_REASON_LENGTH * 4]).decode("utf-8", "replace")
+    return None
+
+
+def _read_seconds(value: object, unit: float) -> float | None:
+    if isinstance(value, bool):
+        return None
+    number: float
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str) and len(value) <= 32:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    seconds = number * unit
+    if math.isfinite(seconds) and 0.0 <= seconds <= _MAX_RETRY_AFTER:
+        return seconds
+    return None
+
+
+def _read_retry_after(layers: list[object]) -> float | None:
+    for layer in layers:
+        for path, unit in RETRY_AFTER_PATHS:
+            value = _follow(layer, path)
+            if value is not _MISSING:
+                seconds = _read_seconds(value, unit)
+                if seconds is not None:
+                    return seconds
+    return None
+
+
+def _read_enum(layers: list[object], key: str, kind: type[E]) -> E | None:
+    value = _follow(layers[0], (key,)) if layers else _MISSING
+    if isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _read_flags(layers: list[object]) -> frozenset[str]:
+    value = _follow(layers[0], ("flags",)) if layers else _MISSING
+    if isinstance(value, (list, tuple, frozenset, set)):
+        return frozenset(
+            flag for flag in value if isinstance(flag, str) and _SYMBOLIC_CODE.fullmatch(flag)
+        )
+    return frozenset()
+
+
+def _exception_text(raw: object) -> str:
+    if isinstance(raw, BaseException):
+        try:
+            return str(raw)
+        except Exception:
+            return type(raw).__name__
+    return ""
+
+
+def normalise(
+    raw: object,
+    *,
+    phase: Phase | None = None,
+    initiator: Initiator | None = None,
+    flags: frozenset[str] = frozenset(),
+) -> CloseEvent:
+    """Turn anything a client library reports about a close into a :class:`CloseEvent`.
+
+    Never raises. A :class:`CloseEvent` is returned unchanged (apart from the
+    keyword overrides), which makes normalisation idempotent.
+
+    Args:
+        raw: A number, a string, a dict, an exception, or anything else.
+        phase: Overrides the phase read from ``raw`` (default: established).
+        initiator: Overrides who closed (default: read from ``raw``, else unknown).
+        flags: Extra flags to add, such as ``soft_logout``.
+
+    """
+    if isinstance(raw, CloseEvent):
+        event = raw
+    else:
+        event = _normalise_fresh(raw)
+    if phase is None and initiator is None and not flags:
+        return event
+    return CloseEvent(
+        status=event.status,
+        code=event.code,
+        reason=event.reason,
+        initiator=initiator or event.initiator,
+        phase=phase or event.phase,
+        retry_after=event.retry_after,
+        flags=event.flags | flags,
+    )
+
+
+def _normalise_fresh(raw: object) -> CloseEvent:
+    status = parse_status(raw)
+    if status is not None:
+        return CloseEvent(status=status)
+    if isinstance(raw, (str, bytes, bytearray)):
+        text = _read_text(raw) or ""
+        code = _read_code(text.strip()) if isinstance(raw, str) else None
+        return CloseEvent(code=code, reason=sanitise_reason(text))
+    if raw is None or isinstance(raw, (bool, int, float)):
+        return CloseEvent()
+    layers = list(_layers(raw))
+    text = _first(layers, REASON_PATHS, _read_text)
+    return CloseEvent(
+        status=_first(layers, STATUS_PATHS, parse_status),
+        code=_first(layers, CODE_PATHS, _read_code),
+        reason=sanitise_reason(text if text is not None else _exception_text(raw)),
+        initiator=_read_enum(layers, "initiator", Initiator) or Initiator.unknown,
+        phase=_read_enum(layers, "phase", Phase) or Phase.established,
+        retry_after=_read_retry_after(layers),
+        flags=_read_flags(layers),
+    )

@@ -1,0 +1,447 @@
+"""One shared ``transitions.Machine`` driving many light links.
+
+Theory of operation
+-------------------
+``transitions`` wants each model registered with ``add_model``, which scans a
+list on every call (quadratic overall) and decorates the model with methods
+(kilobytes each). A ``Machine`` per link is worse still. So a
+:class:`LinkMachine` builds one ``Machine`` with no models from the declared
+:data:`fsm.lifecycle.LIFECYCLE`, and fires its events directly on slotted
+:class:`Link` objects: ``machine.events[name].trigger(link, ctx=...)``.
+Registering a link is allocating a ``Link``: O(1), about a hundred bytes.
+
+Because the models are unregistered, every guard and callback is a callable,
+never a method name. Guards see a :class:`fsm.lifecycle.Decision` that
+:meth:`LinkMachine.fire` computes *before* the trigger (budget, flapping), so
+the guards stay pure functions of data. The one ``after`` callback per edge,
+:meth:`LinkMachine._apply`, records the effect the supervisor must carry out:
+a backoff delay to sleep, a connect, or a stop with its operator message.
+
+This module is synchronous and has no clock: time comes in as ``now``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from transitions import EventData, Machine
+
+from fsm.channel import Channel
+from fsm.events import CloseEvent, Initiator, Phase
+from fsm.lifecycle import (
+    CLOSE_TRIGGERS,
+    LIFECYCLE,
+    Decision,
+    Definition,
+    Edge,
+    LifecycleError,
+    State,
+    StopReason,
+    Trigger,
+    invalid_trigger,
+)
+from fsm.policy import ReconnectPolicy
+from fsm.verdicts import Rule, Verdict
+
+__all__ = ["Link", "LinkMachine", "Observer", "TransitionRecord"]
+
+_log: Final = logging.getLogger("linkstate.machine")
+
+
+class Link:
+    """One connection's lifecycle state: small, slotted, and not registered anywhere.
+
+    Attributes:
+        link_id: The caller's name for the link (an account, a bot).
+        state: The current :class:`fsm.lifecycle.State` value.
+        since: When the link entered ``state``.
+        attempt: Reconnect attempts since the link was last healthy.
+        recent_closes: Times of the latest closes of open connections.
+        opened_at: When the current connection opened; None when not open.
+        delay: The latest backoff delay scheduled.
+        last_event: The latest close event.
+        last_rule: The table row that classified ``last_event``.
+        stop_reason: Why the link is in a terminal state.
+        message: The operator message for a terminal state.
+
+    """
+
+    __slots__ = (
+        "attempt",
+        "delay",
+        "last_event",
+        "last_rule",
+        "link_id",
+        "message",
+        "opened_at",
+        "recent_closes",
+        "since",
+        "state",
+        "stop_reason",
+    )
+
+    def __init__(self, link_id: str, state: State = State.idle, since: float = 0.0) -> None:
+        self.link_id = link_id
+        self.state: str = state.value
+        self.since = since
+        self.attempt = 0
+        self.recent_closes: tuple[float, ...] = ()
+        self.opened_at: float | None = None
+        self.delay: float | None = None
+        self.last_event: CloseEvent | None = None
+        self.last_rule: Rule | None = None
+        self.stop_reason: StopReason | None = None
+        self.message: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """True while the link is in a terminal state."""
+        return self.state in _TERMINAL_VALUES
+
+    def __repr__(self) -> str:
+        return f"<Link {self.link_id!r} {self.state} attempt={self.attempt}>"
+
+
+_TERMINAL_VALUES: Final = frozenset(state.value for state in LIFECYCLE.terminal)
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRecord:
+    """One transition as it happened: what the supervisor logs, stores and shows.
+
+    Attributes:
+        t: The time it happened (the caller's clock).
+        link: The link's id.
+        src: The state it left.
+        dst: The state it entered (equal to ``src`` for an absorbed trigger).
+        trigger: What fired it.
+        status: The close status, for close-like triggers.
+        code: The symbolic close code, for close-like triggers.
+        rule: The table row's label (``440 connectionReplaced``).
+        verdict: The classifier's verdict, for close-like triggers.
+        attempt: The link's attempt counter after the transition.
+        delay: The backoff delay scheduled, for edges into ``reconnecting``.
+        stop_reason: Why the link stopped, for edges into a terminal state.
+        message: The operator message, for edges into a terminal state.
+        reason: The sanitised close reason text.
+
+    """
+
+    t: float
+    link: str
+    src: str
+    dst: str
+    trigger: str
+    status: int | None = None
+    code: str | None = None
+    rule: str | None = None
+    verdict: str | None = None
+    attempt: int = 0
+    delay: float | None = None
+    stop_reason: str | None = None
+    message: str | None = None
+    reason: str | None = None
+
+    @property
+    def absorbed(self) -> bool:
+        """True when a terminal state absorbed the trigger."""
+        return self.src == self.dst and self.src in _TERMINAL_VALUES
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready dict of every field."""
+        return {
+            "t": self.t,
+            "link": self.link,
+            "src": self.src,
+            "dst": self.dst,
+            "trigger": self.trigger,
+            "status": self.status,
+            "code": self.code,
+            "rule": self.rule,
+            "verdict": self.verdict,
+            "attempt": self.attempt,
+            "delay": self.delay,
+            "stop_reason": self.stop_reason,
+            "message": self.message,
+            "reason": self.reason,
+        }
+
+
+Observer = Callable[[TransitionRecord], None]
+
+
+class _Firing:
+    """What one trigger carries into the guards and the after-callback."""
+
+    __slots__ = ("decision", "edge", "event", "now", "rule")
+
+    def __init__(
+        self, now: float, decision: Decision | None, event: CloseEvent | None, rule: Rule | None
+    ) -> None:
+        self.now = now
+        self.decision = decision
+        self.event = event
+        self.rule = rule
+        self.edge: Edge | None = None
+
+
+class LinkMachine:
+    """Drives any number of :class:`Link` objects through one lifecycle definition.
+
+    Args:
+        channel: The channel whose table classifies closes.
+        policy: The reconnect policy; defaults to the channel's.
+        definition: The lifecycle; defaults to :data:`fsm.lifecycle.LIFECYCLE`.
+        rng: The random source for jitter; pass a seeded one for reproducible runs.
+
+    """
+
+    def __init__(
+        self,
+        channel: Channel,
+        policy: ReconnectPolicy | None = None,
+        *,
+        definition: Definition = LIFECYCLE,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.channel = channel
+        self.policy = policy if policy is not None else channel.policy
+        self.definition = definition
+        self.rng = rng if rng is not None else random.Random()
+        self._observers: list[Observer] = []
+        self._accepted = frozenset((e.source.value, e.trigger) for e in definition.edges)
+        self.machine = self._build(definition)
+        self._events = {trigger: self.machine.events[trigger.value] for trigger in Trigger}
+
+    def _build(self, definition: Definition) -> Machine:
+        machine = Machine(
+            model=None,
+            states=[state.value for state in definition.states],
+            initial=definition.initial.value,
+            auto_transitions=False,
+            send_event=True,
+            queued=False,
+        )
+        for edge in definition.edges:
+            conditions = [] if edge.guard is None else [_adapt_guard(edge)]
+            machine.add_transition(
+                edge.trigger.value,
+                edge.source.value,
+                None if edge.dest is None else edge.dest.value,
+                conditions=conditions,
+                after=[_EdgeCallback(self, edge)],
+            )
+        return machine
+
+    # -- links -----------------------------------------------------------------
+
+    def new_link(self, link_id: str, *, now: float = 0.0) -> Link:
+        """Register a link: O(1), no ``add_model``."""
+        return Link(link_id, self.definition.initial, now)
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer`` with every transition; returns a function that unsubscribes."""
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer)
+
+    # -- firing ----------------------------------------------------------------
+
+    def fire(
+        self,
+        link: Link,
+        trigger: Trigger,
+        now: float,
+        *,
+        event: CloseEvent | None = None,
+        rule: Rule | None = None,
+    ) -> TransitionRecord:
+        """Fire ``trigger`` on ``link`` at time ``now`` and return what happened.
+
+        Close-like triggers need the classified ``event`` and ``rule``; use
+        :meth:`close` to normalise and classify raw input in one step.
+
+        Raises:
+            LifecycleError: the state does not accept the trigger, or a
+                close-like trigger came without its classification.
+
+        """
+        source = link.state
+        if (source, trigger) not in self._accepted:
+            raise invalid_trigger(
+                State(source), trigger, self.definition.triggers_from(State(source))
+            )
+        decision: Decision | None = None
+        if trigger in CLOSE_TRIGGERS and source not in _TERMINAL_VALUES:
+            if event is None or rule is None:
+                raise LifecycleError(
+                    f"trigger {trigger.value!r} in state {source!r} needs the close event and "
+                    "its rule; call LinkMachine.close() with the raw close instead"
+                )
+            decision = self._decide(link, trigger, rule.verdict, now)
+        firing = _Firing(now, decision, event, rule)
+        if not self._events[trigger].trigger(link, ctx=firing) or firing.edge is None:
+            raise LifecycleError(
+                f"no edge fired for trigger {trigger.value!r} in state {source!r} with "
+                f"{decision}; the definition has a gap (run `linkstate check`)"
+            )
+        record = self._record(link, source, trigger, firing)
+        for observer in tuple(self._observers):
+            try:
+                observer(record)
+            except Exception:
+                # A metrics or status-page bug must not change a link's fate.
+                _log.exception("transition observer %r failed", observer)
+        return record
+
+    def close(
+        self,
+        link: Link,
+        raw: object,
+        now: float,
+        *,
+        trigger: Trigger = Trigger.closed,
+        phase: Phase | None = None,
+        initiator: Initiator | None = None,
+    ) -> TransitionRecord:
+        """Normalise ``raw``, classify it with the channel's table, and fire ``trigger``."""
+        if phase is None and trigger is Trigger.connect_failed:
+            phase = Phase.handshake
+        event, rule = self.channel.classify(raw, phase=phase, initiator=initiator)
+        return self.fire(link, trigger, now, event=event, rule=rule)
+
+    def _decide(self, link: Link, trigger: Trigger, verdict: Verdict, now: float) -> Decision:
+        policy = self.policy
+        if trigger is not Trigger.connect_failed:
+            if link.opened_at is not None and now - link.opened_at >= policy.healthy_after:
+                # The connection proved healthy: only now may the budget refill.
+                link.attempt = 0
+            link.recent_closes = policy.remember_close(link.recent_closes, now)
+        return Decision(
+            verdict=verdict,
+            budget_spent=policy.max_attempts is not None and link.attempt >= policy.max_attempts,
+            flapping=policy.is_flapping(link.recent_closes),
+        )
+
+    def _apply(self, link: Link, edge: Edge, firing: _Firing) -> None:
+        """Record the effect of ``edge`` on ``link``; the supervisor carries it out."""
+        firing.edge = edge
+        if edge.dest is None:
+            return
+        now = firing.now
+        link.since = now
+        if firing.event is not None:
+            link.last_event = firing.event
+            link.last_rule = firing.rule
+            link.opened_at = None
+        match edge.dest:
+            case State.open:
+                link.opened_at = now
+            case State.reconnecting:
+                self._schedule_backoff(link, firing)
+            case State.idle:
+                self._clear(link)
+            case dest if dest in self.definition.terminal:
+                link.opened_at = None
+                link.stop_reason = edge.stop_reason
+                link.message = self._stop_message(link, edge.stop_reason, firing)
+
+    def _schedule_backoff(self, link: Link, firing: _Firing) -> None:
+        assert firing.rule is not None and firing.event is not None
+        link.attempt += 1
+        floor = max(firing.rule.min_delay, firing.event.retry_after or 0.0)
+        link.delay = self.policy.backoff_delay(
+            link.attempt, firing.rule.verdict, floor=floor, previous=link.delay, rng=self.rng
+        )
+
+    @staticmethod
+    def _clear(link: Link) -> None:
+        link.attempt = 0
+        link.recent_closes = ()
+        link.opened_at = None
+        link.delay = None
+        link.stop_reason = None
+        link.message = None
+
+    def _stop_message(self, link: Link, reason: StopReason | None, firing: _Firing) -> str:
+        channel = self.channel
+        event, rule = firing.event, firing.rule
+        if reason in (StopReason.relink, StopReason.fatal) and event and rule:
+            return rule.operator_message(event, link=link.link_id, channel=channel.name)
+        last = _describe_close(event, rule)
+        if reason is StopReason.budget_spent:
+            return (
+                f"{channel.title} link {link.link_id!r} failed: gave up after {link.attempt} "
+                f"reconnect attempts without a healthy connection (last close: {last}). "
+                f"Fix the cause, then run `linkstate reset {link.link_id}`."
+            )
+        if reason is StopReason.flapping:
+            return (
+                f"{channel.title} link {link.link_id!r} failed: it closed "
+                f"{len(link.recent_closes)} times within {self.policy.flap_window:g} s "
+                f"(last close: {last}). Something keeps taking the session; find it, then run "
+                f"`linkstate reset {link.link_id}`."
+            )
+        return f"{channel.title} link {link.link_id!r} stopped locally; start it again when ready."
+
+    def _record(
+        self, link: Link, source: str, trigger: Trigger, firing: _Firing
+    ) -> TransitionRecord:
+        edge = firing.edge
+        assert edge is not None
+        event, rule = firing.event, firing.rule
+        entered_terminal = edge.dest is not None and edge.dest in self.definition.terminal
+        return TransitionRecord(
+            t=firing.now,
+            link=link.link_id,
+            src=source,
+            dst=link.state,
+            trigger=trigger.value,
+            status=None if event is None else event.status,
+            code=None if event is None else event.code,
+            rule=None if rule is None else rule.label,
+            verdict=None if rule is None else rule.verdict.value,
+            attempt=link.attempt,
+            delay=link.delay if edge.dest is State.reconnecting else None,
+            stop_reason=None if edge.stop_reason is None else edge.stop_reason.value,
+            message=link.message if entered_terminal else None,
+            reason=None if event is None else event.reason,
+        )
+
+
+def _describe_close(event: CloseEvent | None, rule: Rule | None) -> str:
+    if event is None or rule is None:
+        return "none"
+    text = f"{rule.label}, {rule.verdict.value}"
+    return f"{text}: {event.reason}" if event.reason else text
+
+
+class _EdgeCallback:
+    """The ``after`` callback of one edge; named so transitions' debug logs read well."""
+
+    __slots__ = ("edge", "owner")
+
+    def __init__(self, owner: LinkMachine, edge: Edge) -> None:
+        self.owner = owner
+        self.edge = edge
+
+    def __call__(self, event_data: EventData) -> None:
+        self.owner._apply(event_data.model, self.edge, event_data.kwargs["ctx"])
+
+    def __repr__(self) -> str:
+        return f"<apply {self.edge.source.value}--{self.edge.trigger.value}-->{self.edge.dest}>"
+
+
+def _adapt_guard(edge: Edge) -> Callable[[EventData], bool]:
+    guard = edge.guard
+    assert guard is not None
+
+    def condition(event_data: EventData) -> bool:
+        decision: Any = event_data.kwargs["ctx"].decision
+        return decision is not None and guard(decision)
+
+    condition.__name__ = guard.__name__
+    return condition

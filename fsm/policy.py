@@ -1,0 +1,252 @@
+"""Reconnect policy: how long to wait, how often to try, when to give up.
+
+Theory of operation
+-------------------
+The n-th reconnect attempt (n >= 1) after a retryable close waits::
+
+    base(n)  = min(cap, initial * factor ** (n - 1))
+    delay(n) = max(floor, jitter(base(n)))
+
+where ``floor`` is the larger of the rule's ``min_delay`` and the server's
+retry-after hint (itself capped by ``max_retry_after``). A server hint may
+therefore exceed ``cap``: the server knows best when it will take us back.
+
+A ``retry_now`` verdict (the server asked for a restart) skips the
+exponential schedule and waits ``uniform(0, retry_now_max)``: still jittered,
+so a fleet told to restart at once does not stampede back in one instant.
+
+Defaults, and why:
+
+* ``initial=1 s, factor=2, cap=60 s``: quick first retry; a minute between
+  tries bounds both the load we add to a struggling server and how long a
+  recovered server waits for us.
+* ``jitter=full``: ``uniform(0, base)``. AWS's measurements show full jitter
+  does the least total work and spreads a herd best; our storm benchmark
+  holds its peak under 1.5x the mean, where no jitter peaks at the size of
+  the fleet.
+* ``max_attempts=None``: a network outage of an hour must not need a person.
+  Flap detection and the classifier catch the loops a budget would.
+* ``healthy_after=60 s``: the attempt counter resets only once a connection
+  has stayed up this long. Resetting on every open lets a flapping link
+  defeat any budget (a lesson from OpenClaw's and websockets' trackers).
+* ``flap_closes=5 within flap_window=60 s``: five closes of open connections
+  in a minute is a loop, not bad luck; the link fails with its own reason.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from fsm.verdicts import Verdict
+
+__all__ = [
+    "GRPC",
+    "OPENCLAW",
+    "Jitter",
+    "PolicyError",
+    "ReconnectPolicy",
+]
+
+
+class Jitter(StrEnum):
+    """How a backoff delay is randomised."""
+
+    none = "none"
+    """Exactly the exponential schedule; clients that dropped together retry together."""
+    full = "full"
+    """``uniform(0, base)``; the default."""
+    equal = "equal"
+    """``base/2 + uniform(0, base/2)``."""
+    decorrelated = "decorrelated"
+    """``min(cap, uniform(initial, 3 * previous))``; ignores the attempt number."""
+    proportional = "proportional"
+    """``base * (1 + uniform(0, jitter_ratio))``: OpenClaw's one-sided jitter."""
+    symmetric = "symmetric"
+    """``base * (1 + uniform(-jitter_ratio, jitter_ratio))``: gRPC's +-20 %."""
+
+
+class PolicyError(ValueError):
+    """A reconnect policy was built with settings that cannot work."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectPolicy:
+    """Backoff schedule, retry budget and flap detection; see the module header.
+
+    Attributes:
+        initial: The base delay before the first reconnect, in seconds.
+        factor: How much the base grows per attempt (>= 1).
+        cap: The largest base delay, in seconds.
+        jitter: How the delay is randomised.
+        jitter_ratio: The spread for ``proportional`` and ``symmetric`` (0..1).
+        retry_now_max: Upper bound of the short delay after ``retry_now``.
+        max_attempts: Attempts allowed before ``failed``; None for no limit.
+        healthy_after: Seconds a connection must stay open to reset attempts.
+        flap_closes: Closes of open connections within ``flap_window`` that mean
+            the link is flapping; 0 turns flap detection off.
+        flap_window: The flap detection window, in seconds.
+        max_retry_after: The largest server retry-after hint we honour, in seconds.
+
+    """
+
+    initial: float = 1.0
+    factor: float = 2.0
+    cap: float = 60.0
+    jitter: Jitter = Jitter.full
+    jitter_ratio: float = 0.2
+    retry_now_max: float = 1.0
+    max_attempts: int | None = None
+    healthy_after: float = 60.0
+    flap_closes: int = 5
+    flap_window: float = 60.0
+    max_retry_after: float = 3600.0
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name}={value!r} must be {rule}"
+            for name, value, ok, rule in (
+                ("initial", self.initial, _finite(self.initial) and self.initial >= 0, ">= 0"),
+                ("factor", self.factor, _finite(self.factor) and self.factor >= 1, ">= 1"),
+                ("cap", self.cap, _finite(self.cap) and self.cap >= self.initial, ">= initial"),
+                (
+                    "jitter_ratio",
+                    self.jitter_ratio,
+                    _finite(self.jitter_ratio) and 0 <= self.jitter_ratio <= 1,
+                    "between 0 and 1",
+                ),
+                (
+                    "retry_now_max",
+                    self.retry_now_max,
+                    _finite(self.retry_now_max) and self.retry_now_max >= 0,
+                    ">= 0",
+                ),
+                (
+                    "max_attempts",
+                    self.max_attempts,
+                    self.max_attempts is None or self.max_attempts >= 1,
+                    "None or >= 1",
+                ),
+                (
+                    "healthy_after",
+                    self.healthy_after,
+                    _finite(self.healthy_after) and self.healthy_after >= 0,
+                    ">= 0",
+                ),
+                ("flap_closes", self.flap_closes, self.flap_closes >= 0, ">= 0 (0 turns it off)"),
+                (
+                    "flap_window",
+                    self.flap_window,
+                    _finite(self.flap_window) and self.flap_window > 0,
+                    "> 0",
+                ),
+                (
+                    "max_retry_after",
+                    self.max_retry_after,
+                    _finite(self.max_retry_after) and self.max_retry_after >= 0,
+                    ">= 0",
+                ),
+            )
+            if not ok
+        ]
+        if not isinstance(self.jitter, Jitter):
+            problems.append(
+                f"jitter={self.jitter!r} must be one of {', '.join(j.value for j in Jitter)}"
+            )
+        if problems:
+            raise PolicyError("invalid reconnect policy: " + "; ".join(problems))
+
+    def base_delay(self, attempt: int) -> float:
+        """The un-jittered delay before attempt ``attempt`` (1-based)."""
+        if attempt <= 1 or self.factor == 1.0:
+            return min(self.cap, self.initial)
+        if self.initial == 0.0:
+            return 0.0
+        # Compare exponents, not powers: factor ** attempt overflows a float long
+        # before attempt counts stop being plausible.
+        if (attempt - 1) * math.log(self.factor) >= math.log(self.cap / self.initial):
+            return self.cap
+        return min(self.cap, self.initial * self.factor ** (attempt - 1))
+
+    def backoff_delay(
+        self,
+        attempt: int,
+        verdict: Verdict,
+        *,
+        floor: float = 0.0,
+        previous: float | None = None,
+        rng: random.Random,
+    ) -> float:
+        """The delay before reconnect attempt ``attempt`` after a close with ``verdict``.
+
+        Args:
+            attempt: The 1-based number of this reconnect attempt.
+            verdict: ``retry`` or ``retry_now``.
+            floor: The rule's minimum delay or the server's hint, whichever is larger.
+            previous: The previous delay, used by decorrelated jitter.
+            rng: The random source; pass a seeded one for reproducible schedules.
+
+        """
+        if verdict is Verdict.retry_now:
+            delay = rng.uniform(0.0, self.retry_now_max)
+        else:
+            delay = self._jittered(attempt, previous, rng)
+        return max(delay, min(floor, self.max_retry_after))
+
+    def _jittered(self, attempt: int, previous: float | None, rng: random.Random) -> float:
+        base = self.base_delay(attempt)
+        match self.jitter:
+            case Jitter.none:
+                return base
+            case Jitter.full:
+                return rng.uniform(0.0, base)
+            case Jitter.equal:
+                return base / 2 + rng.uniform(0.0, base / 2)
+            case Jitter.decorrelated:
+                last = self.initial if previous is None else max(previous, self.initial)
+                return min(self.cap, rng.uniform(self.initial, 3 * last))
+            case Jitter.proportional:
+                return min(self.cap, base * (1 + rng.uniform(0.0, self.jitter_ratio)))
+            case Jitter.symmetric:
+                return min(self.cap, base * (1 + rng.uniform(-self.jitter_ratio, self.jitter_ratio)))
+        raise AssertionError(self.jitter)  # pragma: no cover - exhaustive match
+
+    @property
+    def longest_delay(self) -> float:
+        """The largest delay the schedule can produce without a server hint."""
+        return max(self.cap, self.retry_now_max)
+
+    def is_flapping(self, recent_closes: tuple[float, ...]) -> bool:
+        """True when ``recent_closes`` (close times, oldest first) show a flapping link."""
+        if self.flap_closes == 0 or len(recent_closes) < self.flap_closes:
+            return False
+        return recent_closes[-1] - recent_closes[-self.flap_closes] <= self.flap_window
+
+    def remember_close(self, recent_closes: tuple[float, ...], now: float) -> tuple[float, ...]:
+        """Append ``now`` and keep only what flap detection still needs."""
+        keep = max(self.flap_closes, 1)
+        return (*recent_closes, now)[-keep:]
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+GRPC: Final = ReconnectPolicy(
+    initial=1.0, factor=1.6, cap=120.0, jitter=Jitter.symmetric, jitter_ratio=0.2
+)
+"""gRPC connection backoff: 1 s, x1.6, +-20 % jitter, cap 120 s, no attempt limit."""
+
+OPENCLAW: Final = ReconnectPolicy(
+    initial=2.0,
+    factor=1.8,
+    cap=30.0,
+    jitter=Jitter.proportional,
+    jitter_ratio=0.25,
+    max_attempts=12,
+    healthy_after=60.0,
+)
+"""OpenClaw's WhatsApp monitor: 2 s, x1.8, +0-25 % one-sided jitter, cap 30 s, 12 attempts."""

@@ -1,0 +1,246 @@
+"""Verdicts, close-code tables and the classifier protocol.
+
+A channel plugin describes its platform as data: a :class:`CloseTable` of
+:class:`Rule` rows, each mapping one close reason to a :class:`Verdict`, a
+name, what it means, and (for terminal verdicts) the operator message that
+says what to do. Everything else (the lifecycle, the runtime, diagrams and
+checks) is shared.
+
+Rules a table keeps, checked when it is built:
+
+1. Every row names a status, a symbolic code, or both.
+2. A ``relink`` or ``fatal`` row carries an operator message: a terminal stop
+   that does not tell the operator what to do is a bug.
+3. Messages use only the placeholders ``{status}``, ``{code}``, ``{reason}``,
+   ``{link}`` and ``{channel}``.
+4. Rows for the same status or code are tried in order, so a row with a
+   narrowing predicate (``reason_contains``, ``flag``) must come before a
+   plain row for the same key; a plain row that shadows a later row is an
+   error, not a silent surprise.
+5. The table states its default for unknown codes and for events with no
+   status at all; classification is therefore total.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final, Protocol, runtime_checkable
+
+from fsm.events import CloseEvent
+
+__all__ = [
+    "MESSAGE_PLACEHOLDERS",
+    "Classifier",
+    "CloseTable",
+    "Rule",
+    "TableError",
+    "Verdict",
+]
+
+
+class Verdict(StrEnum):
+    """What a close means for the link."""
+
+    retry = "retry"
+    """Reconnect after a backoff delay from the policy."""
+    retry_now = "retry_now"
+    """The server asked for a restart: reconnect after a short jittered delay."""
+    relink = "relink"
+    """A person must relink the account or resolve a session conflict: ``needs_relink``."""
+    fatal = "fatal"
+    """Configuration or code must change; retrying cannot help: ``failed``."""
+
+    @property
+    def retryable(self) -> bool:
+        """True for the verdicts that lead back to ``reconnecting``."""
+        return self in _RETRYABLE
+
+    @property
+    def terminal(self) -> bool:
+        """True for the verdicts that stop the link until a person acts."""
+        return not self.retryable
+
+
+_RETRYABLE: Final = frozenset({Verdict.retry, Verdict.retry_now})
+
+MESSAGE_PLACEHOLDERS: Final = frozenset({"status", "code", "reason", "link", "channel"})
+
+
+class TableError(ValueError):
+    """A close-code table breaks one of the rules in this module's header."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One row of a channel's close-code table.
+
+    Attributes:
+        verdict: What this close means.
+        name: The platform's own name for it (``connectionReplaced``).
+        meaning: A short description for people and diagrams.
+        status: The numeric status this row matches, if any.
+        code: The symbolic code this row matches, if any.
+        reason_contains: Match only when the reason contains this text
+            (case-insensitive); tells Telegram's three 409s apart.
+        flag: Match only when the event carries this flag (``soft_logout``).
+        message: The operator message for a terminal verdict: what happened
+            and what to do. May use the placeholders in ``MESSAGE_PLACEHOLDERS``.
+        min_delay: A floor, in seconds, on the next reconnect delay.
+
+    """
+
+    verdict: Verdict
+    name: str
+    meaning: str = ""
+    status: int | None = None
+    code: str | None = None
+    reason_contains: str | None = None
+    flag: str | None = None
+    message: str | None = None
+    min_delay: float = 0.0
+
+    @property
+    def key(self) -> str:
+        """The status or code this row matches, as shown in tables and diagrams."""
+        if self.status is not None:
+            return str(self.status)
+        return self.code or "none"
+
+    @property
+    def label(self) -> str:
+        """``440 connectionReplaced``: key and name, for diagrams and listings."""
+        if self.status is None and self.code is None or self.key == self.name:
+            return self.name
+        return f"{self.key} {self.name}"
+
+    @property
+    def narrowed(self) -> bool:
+        """True when the row matches only part of its key's events."""
+        return self.reason_contains is not None or self.flag is not None
+
+    def matches(self, event: CloseEvent) -> bool:
+        """True when this row applies to ``event``."""
+        if self.status is not None and event.status != self.status:
+            return False
+        if self.code is not None and event.code != self.code:
+            return False
+        if self.flag is not None and self.flag not in event.flags:
+            return False
+        return self.reason_contains is None or self.reason_contains.lower() in (
+            event.reason.lower()
+        )
+
+    def operator_message(self, event: CloseEvent, *, link: str, channel: str) -> str:
+        """The message to show a person, with the placeholders filled in."""
+        template = self.message or f"{self.name}: {self.meaning}"
+        values: Mapping[str, object] = {
+            "status": event.status if event.status is not None else "none",
+            "code": event.code or "none",
+            "reason": event.reason or "no reason given",
+            "link": link,
+            "channel": channel,
+        }
+        return template.format_map(values)
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """Anything that maps a close event to a rule; a :class:`CloseTable` is one."""
+
+    def classify(self, event: CloseEvent) -> Rule:
+        """Return the rule for ``event``; must be total and must not raise."""
+        ...
+
+
+@dataclass(frozen=True)
+class CloseTable:
+    """A channel's close reasons as data, with stated defaults; see the module header.
+
+    Attributes:
+        channel: The channel's name, used in errors.
+        rules: The rows, tried in order within each status or code.
+        unknown: The row used for a status or code the table does not list.
+        no_status: The row used for an event with neither status nor code.
+
+    """
+
+    channel: str
+    rules: tuple[Rule, ...]
+    unknown: Rule
+    no_status: Rule
+    _by_status: dict[int, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
+    _by_code: dict[str, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_status: dict[int, list[Rule]] = {}
+        by_code: dict[str, list[Rule]] = {}
+        for rule in (*self.rules, self.unknown, self.no_status):
+            self._check_rule(rule)
+        for rule in self.rules:
+            if rule.status is None and rule.code is None:
+                raise TableError(
+                    f"channel {self.channel!r}: rule {rule.name!r} names neither a status nor "
+                    "a code; give it status= or code= (use no_status= for events without one)"
+                )
+            if rule.status is not None:
+                bucket = by_status.setdefault(rule.status, [])
+            else:
+                assert rule.code is not None
+                bucket = by_code.setdefault(rule.code, [])
+            self._check_not_shadowed(bucket, rule)
+            bucket.append(rule)
+        object.__setattr__(self, "_by_status", {k: tuple(v) for k, v in by_status.items()})
+        object.__setattr__(self, "_by_code", {k: tuple(v) for k, v in by_code.items()})
+
+    def _check_rule(self, rule: Rule) -> None:
+        if rule.verdict.terminal and not rule.message:
+            raise TableError(
+                f"channel {self.channel!r}: rule {rule.label!r} has verdict "
+                f"{rule.verdict.value!r} but no operator message; add message= saying what "
+                "happened and what the operator must do"
+            )
+        if rule.min_delay < 0:
+            raise TableError(
+                f"channel {self.channel!r}: rule {rule.label!r} has min_delay "
+                f"{rule.min_delay}; use a delay of 0 seconds or more"
+            )
+        if rule.message:
+            names = {
+                name for _, name, _, _ in string.Formatter().parse(rule.message) if name is not None
+            }
+            unknown = names - MESSAGE_PLACEHOLDERS
+            if unknown:
+                raise TableError(
+                    f"channel {self.channel!r}: rule {rule.label!r} uses unknown placeholder(s) "
+                    f"{sorted(unknown)}; use only {sorted(MESSAGE_PLACEHOLDERS)}"
+                )
+
+    def _check_not_shadowed(self, earlier: list[Rule], rule: Rule) -> None:
+        for previous in earlier:
+            if not previous.narrowed and (previous.code == rule.code or previous.code is None):
+                raise TableError(
+                    f"channel {self.channel!r}: rule {rule.label!r} can never match because "
+                    f"the earlier rule {previous.label!r} matches all its events; put the "
+                    "narrower rule first"
+                )
+
+    def classify(self, event: CloseEvent) -> Rule:
+        """Return the first matching row for ``event``, else the stated default."""
+        if event.status is not None:
+            for rule in self._by_status.get(event.status, ()):
+                if rule.matches(event):
+                    return rule
+        if event.code is not None:
+            for rule in self._by_code.get(event.code, ()):
+                if rule.matches(event):
+                    return rule
+        if event.status is None and event.code is None:
+            return self.no_status
+        return self.unknown
+
+    def rows(self) -> tuple[Rule, ...]:
+        """Every row, defaults last, for listings, diagrams and checks."""
+        return (*self.rules, self.unknown, self.no_status)
