@@ -1,8 +1,8 @@
 """The ``linkstate`` command line.
 
 Each subcommand lives in its own module of this package and exposes
-``register(subparsers)``; :data:`COMMANDS` lists them in the order ``--help``
-shows them. The CLI is the one place that ties ``fsm``, ``channels`` and
+``register(subparsers)`` and an ``ORDER`` number that places it in ``--help``.
+Modules are discovered, so adding a command means adding one file. The CLI is the one place that ties ``fsm``, ``channels`` and
 ``diagrams`` together: it finds channels through the entry-point registry and
 imports ``diagrams`` only inside the commands that draw.
 """
@@ -11,15 +11,26 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from collections.abc import Sequence
-from typing import Final
+from types import ModuleType
 
 from fsm.cli.common import CommandError
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["build_parser", "command_modules", "main"]
 
-COMMANDS: Final = ("classify",)
+_NOT_COMMANDS = frozenset({"common"})
+
+
+def command_modules() -> list[ModuleType]:
+    """Every subcommand module of this package, in ``ORDER``."""
+    modules = [
+        importlib.import_module(f"{__name__}.{info.name}")
+        for info in pkgutil.iter_modules(__path__)
+        if not info.name.startswith("_") and info.name not in _NOT_COMMANDS
+    ]
+    return sorted(modules, key=lambda module: (getattr(module, "ORDER", 100), module.__name__))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        module = importlib.import_module(f"fsm.cli.{name}")
+    for module in command_modules():
         module.register(subparsers)
     return parser
 

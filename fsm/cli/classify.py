@@ -11,7 +11,9 @@ from fsm.cli.common import CommandError, channel_or_exit, print_json
 from fsm.lifecycle import Trigger
 from fsm.machine import LinkMachine
 
-__all__ = ["classify_event", "parse_event", "register"]
+__all__ = ["ORDER", "classify_event", "parse_event", "register"]
+
+ORDER: Final = 10
 
 # A bare code that is not JSON: Slack's `too_many_websockets`, Matrix's `M_UNKNOWN_TOKEN`.
 _BARE_CODE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
