@@ -182,9 +182,9 @@ def parse_status(value: object) -> int | None:
         if math.isfinite(value) and value.is_integer():
             return parse_status(int(value))
         return None
-    if isinstance(value, str) and len(value) <= 32:
+    if isinstance(value, str) and len(value) <= 32 and value.isascii():
         text = value.strip()
-        if text.isdecimal() and text.isascii():
+        if text.isdecimal():
             return parse_status(int(text))
         try:
             number = float(text)
@@ -267,7 +267,7 @@ def _read_seconds(value: object, unit: float) -> float | None:
     number: float
     if isinstance(value, (int, float)):
         number = float(value)
-    elif isinstance(value, str) and len(value) <= 32:
+    elif isinstance(value, str) and len(value) <= 32 and value.isascii():
         try:
             number = float(value.strip())
         except ValueError:
@@ -338,10 +338,7 @@ def normalise(
         flags: Extra flags to add, such as ``soft_logout``.
 
     """
-    if isinstance(raw, CloseEvent):
-        event = raw
-    else:
-        event = _normalise_fresh(raw)
+    event = raw if isinstance(raw, CloseEvent) else _normalise_fresh(raw)
     if phase is None and initiator is None and not flags:
         return event
     return CloseEvent(
@@ -360,9 +357,9 @@ def _normalise_fresh(raw: object) -> CloseEvent:
     if status is not None:
         return CloseEvent(status=status)
     if isinstance(raw, (str, bytes, bytearray)):
-        text = _read_text(raw) or ""
-        code = _read_code(text.strip()) if isinstance(raw, str) else None
-        return CloseEvent(code=code, reason=sanitise_reason(text))
+        whole = _read_text(raw) or ""
+        code = _read_code(whole.strip()) if isinstance(raw, str) else None
+        return CloseEvent(code=code, reason=sanitise_reason(whole))
     if raw is None or isinstance(raw, (bool, int, float)):
         return CloseEvent()
     layers = list(_layers(raw))

@@ -26,7 +26,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from transitions import EventData, Machine
 
@@ -227,7 +227,9 @@ class LinkMachine:
             queued=False,
         )
         for edge in definition.edges:
-            conditions = [] if edge.guard is None else [_adapt_guard(edge)]
+            conditions: list[str | Callable[..., bool | None]] = (
+                [] if edge.guard is None else [_adapt_guard(edge)]
+            )
             machine.add_transition(
                 edge.trigger.value,
                 edge.source.value,
@@ -429,7 +431,7 @@ class _EdgeCallback:
         self.edge = edge
 
     def __call__(self, event_data: EventData) -> None:
-        self.owner._apply(event_data.model, self.edge, event_data.kwargs["ctx"])
+        self.owner._apply(cast(Link, event_data.model), self.edge, event_data.kwargs["ctx"])
 
     def __repr__(self) -> str:
         return f"<apply {self.edge.source.value}--{self.edge.trigger.value}-->{self.edge.dest}>"

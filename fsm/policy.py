@@ -211,7 +211,8 @@ class ReconnectPolicy:
             case Jitter.proportional:
                 return min(self.cap, base * (1 + rng.uniform(0.0, self.jitter_ratio)))
             case Jitter.symmetric:
-                return min(self.cap, base * (1 + rng.uniform(-self.jitter_ratio, self.jitter_ratio)))
+                spread = rng.uniform(-self.jitter_ratio, self.jitter_ratio)
+                return min(self.cap, base * (1 + spread))
         raise AssertionError(self.jitter)  # pragma: no cover - exhaustive match
 
     @property

@@ -112,7 +112,7 @@ class Rule:
     @property
     def label(self) -> str:
         """``440 connectionReplaced``: key and name, for diagrams and listings."""
-        if self.status is None and self.code is None or self.key == self.name:
+        if (self.status is None and self.code is None) or self.key == self.name:
             return self.name
         return f"{self.key} {self.name}"
 

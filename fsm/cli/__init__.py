@@ -2,9 +2,11 @@
 
 Each subcommand lives in its own module of this package and exposes
 ``register(subparsers)`` and an ``ORDER`` number that places it in ``--help``.
-Modules are discovered, so adding a command means adding one file. The CLI is the one place that ties ``fsm``, ``channels`` and
-``diagrams`` together: it finds channels through the entry-point registry and
-imports ``diagrams`` only inside the commands that draw.
+Modules are discovered, so adding a command means adding one file.
+
+The CLI is the one place that ties ``fsm``, ``channels`` and ``diagrams``
+together: it finds channels through the entry-point registry and imports
+``diagrams`` only inside the commands that draw.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``linkstate classify CHANNEL EVENT``: what would this close do to a link?"""
+"""``linkstate classify CHANNEL EVENT``: show what one close would do to a link."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def parse_event(text: str) -> object:
     """Read EVENT: JSON if it parses, else a bare code; anything else is a CommandError."""
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         if _BARE_CODE.fullmatch(text.strip()):
             return text.strip()
         raise CommandError(

@@ -1,0 +1,111 @@
+"""Reconnect policy: schedules, jitter bounds, floors, presets and validation."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fsm.policy import GRPC, OPENCLAW, Jitter, PolicyError, ReconnectPolicy
+from fsm.verdicts import Verdict
+
+
+def test_base_delay_grows_exponentially_to_the_cap() -> None:
+    policy = ReconnectPolicy(initial=1, factor=2, cap=10, jitter=Jitter.none)
+    assert [policy.base_delay(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+
+
+def test_huge_attempt_numbers_do_not_overflow() -> None:
+    assert ReconnectPolicy().base_delay(10**9) == 60.0
+
+
+def test_no_jitter_is_exact() -> None:
+    policy = ReconnectPolicy(jitter=Jitter.none)
+    assert policy.backoff_delay(3, Verdict.retry, rng=random.Random(1)) == 4.0
+
+
+def test_retry_now_is_short_and_jittered() -> None:
+    policy = ReconnectPolicy(retry_now_max=0.5)
+    rng = random.Random(7)
+    delays = {policy.backoff_delay(9, Verdict.retry_now, rng=rng) for _ in range(50)}
+    assert all(0 <= d <= 0.5 for d in delays)
+    assert len(delays) > 1
+
+
+def test_server_hint_is_a_floor_even_above_the_cap() -> None:
+    policy = ReconnectPolicy(cap=10)
+    assert policy.backoff_delay(1, Verdict.retry, floor=120, rng=random.Random(0)) == 120
+
+
+def test_server_hint_is_bounded_by_max_retry_after() -> None:
+    policy = ReconnectPolicy(max_retry_after=300)
+    assert policy.backoff_delay(1, Verdict.retry, floor=86_400, rng=random.Random(0)) == 300
+
+
+@given(
+    jitter=st.sampled_from(Jitter),
+    attempt=st.integers(1, 200),
+    floor=st.floats(0, 7200),
+    previous=st.none() | st.floats(0, 120),
+    seed=st.integers(0, 2**32),
+)
+def test_every_delay_lies_within_floor_and_cap(
+    jitter: Jitter, attempt: int, floor: float, previous: float | None, seed: int
+) -> None:
+    policy = ReconnectPolicy(jitter=jitter)
+    for verdict in (Verdict.retry, Verdict.retry_now):
+        delay = policy.backoff_delay(
+            attempt, verdict, floor=floor, previous=previous, rng=random.Random(seed)
+        )
+        assert min(floor, policy.max_retry_after) <= delay
+        assert delay <= max(policy.longest_delay, min(floor, policy.max_retry_after))
+
+
+def test_presets_match_their_sources() -> None:
+    assert (GRPC.initial, GRPC.factor, GRPC.cap, GRPC.jitter, GRPC.jitter_ratio) == (
+        1.0, 1.6, 120.0, Jitter.symmetric, 0.2
+    )
+    assert (OPENCLAW.initial, OPENCLAW.factor, OPENCLAW.cap, OPENCLAW.max_attempts) == (
+        2.0, 1.8, 30.0, 12
+    )
+    assert OPENCLAW.jitter is Jitter.proportional and OPENCLAW.jitter_ratio == 0.25
+
+
+def test_openclaw_jitter_is_one_sided() -> None:
+    rng = random.Random(3)
+    for attempt in range(1, 6):
+        base = OPENCLAW.base_delay(attempt)
+        delay = OPENCLAW.backoff_delay(attempt, Verdict.retry, rng=rng)
+        assert base <= delay <= min(OPENCLAW.cap, base * 1.25)
+
+
+@pytest.mark.parametrize(
+    ("settings", "complaint"),
+    [
+        ({"initial": -1}, "initial=-1 must be >= 0"),
+        ({"factor": 0.5}, "factor=0.5 must be >= 1"),
+        ({"cap": 0.5}, "cap=0.5 must be >= initial"),
+        ({"jitter_ratio": 1.5}, "jitter_ratio=1.5 must be between 0 and 1"),
+        ({"max_attempts": 0}, "max_attempts=0 must be None or >= 1"),
+        ({"flap_window": 0}, "flap_window=0 must be > 0"),
+        ({"initial": float("nan")}, "initial=nan must be >= 0"),
+        ({"jitter": "wobbly"}, "jitter='wobbly' must be one of none, full"),
+    ],
+)
+def test_invalid_settings_raise_one_clear_error(
+    settings: dict[str, object], complaint: str
+) -> None:
+    with pytest.raises(PolicyError, match="invalid reconnect policy") as caught:
+        ReconnectPolicy(**settings)  # type: ignore[arg-type]
+    assert complaint in str(caught.value)
+
+
+def test_flap_detection_window() -> None:
+    policy = ReconnectPolicy(flap_closes=3, flap_window=10)
+    assert not policy.is_flapping((0.0, 5.0))
+    assert policy.is_flapping((0.0, 5.0, 10.0))
+    assert not policy.is_flapping((0.0, 5.0, 10.5))
+    assert not ReconnectPolicy(flap_closes=0).is_flapping((0.0,) * 10)
+    assert policy.remember_close((1.0, 2.0, 3.0), 4.0) == (2.0, 3.0, 4.0)
