@@ -1,0 +1,535 @@
+"""The trio supervisor: runs one link's connections through the declared lifecycle.
+
+Theory of operation
+-------------------
+The machine decides, the supervisor executes. :class:`Supervisor` never
+chooses a delay or a destination itself; it reads the effect the machine
+recorded on the :class:`fsm.machine.Link` and carries it out:
+
+======================  =====================================================
+link state              what the supervisor does
+======================  =====================================================
+``idle``                fire ``start``
+``connecting``          call ``transport.connect`` (under the connect timeout);
+                        success fires ``opened``, a raise or timeout fires
+                        ``connect_failed`` with the raw close info
+``open``                wait for the connection to end; a close fires
+                        ``closed``, transport silence fires ``watchdog_expired``
+``reconnecting``        sleep ``link.delay`` (counted as one sleep), then fire
+                        ``backoff_elapsed``
+terminal                return the :class:`Outcome`
+======================  =====================================================
+
+Every connection lives inside its own nursery, which the transport may use for
+background tasks (a reader, a pinger). The nursery closes when the connection
+ends, so no transport task outlives its connection, and none outlives the
+supervisor.
+
+The watchdog is a deadline, not a task: the supervisor waits for the close
+until ``last_activity + watchdog``; when the deadline passes it looks again,
+and expires only if the transport really stayed silent. Each connection's
+window starts when it opens. "Activity" means transport frames or pings, so a
+quiet chat on a healthy connection never trips it.
+
+Abort is cancellation. :meth:`Supervisor.abort` cancels the supervisor's own
+scope and ``run()`` returns the ``stopped`` outcome; a cancellation from
+outside does the same bookkeeping and then propagates, as trio requires. In
+both cases the open connection is closed under a shield first.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Protocol, cast, runtime_checkable
+
+import trio
+
+from fsm.channel import Channel
+from fsm.events import CloseEvent, Initiator, Phase
+from fsm.lifecycle import State, Trigger
+from fsm.machine import Link, LinkMachine, Observer, TransitionRecord
+from fsm.policy import ReconnectPolicy
+
+__all__ = [
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "ConnectFailed",
+    "Connection",
+    "Outcome",
+    "Supervisor",
+    "Transport",
+    "transport_factory",
+]
+
+_log: Final = logging.getLogger("linkstate.runtime")
+
+# gRPC's minimum connect timeout: long enough for a slow TLS handshake over a
+# poor network, short enough that a black-holed connect does not stall a link.
+DEFAULT_CONNECT_TIMEOUT: Final = 20.0
+
+# Closing our side is best effort: a peer that never answers our close frame
+# must not keep an aborted supervisor alive.
+DEFAULT_CLOSE_TIMEOUT: Final = 5.0
+
+
+class ConnectFailed(Exception):  # noqa: N818 - it names the event, like trio's Cancelled
+    """Raised by a transport to report a handshake failure with arbitrary raw close info.
+
+    A transport may raise any exception from ``connect``; the supervisor
+    classifies the exception itself. Raise this instead when the close info is
+    not an exception (a status dict, a bare 440): the supervisor classifies
+    ``raw``.
+    """
+
+    def __init__(self, raw: object) -> None:
+        super().__init__(raw)
+        self.raw = raw
+
+
+@runtime_checkable
+class Connection(Protocol):
+    """One open connection, as the supervisor sees it.
+
+    Attributes:
+        last_activity: ``trio.current_time()`` of the latest transport frame,
+            ping or pong. A plain attribute is fine. The watchdog reads it.
+
+    """
+
+    @property
+    def last_activity(self) -> float:
+        """When the transport last showed a sign of life (trio time)."""
+        ...
+
+    async def wait_closed(self) -> object:
+        """Wait until the connection ends; return the raw close info (any shape).
+
+        Must be safe to cancel and to call again, like ``trio.Event.wait``: the
+        supervisor cancels it at each watchdog deadline and calls it again. A
+        raise is treated as a close whose raw info is the exception.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Close our side; idempotent. Called under a shield with a timeout."""
+        ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Opens connections for one link."""
+
+    async def connect(self, nursery: trio.Nursery) -> Connection:
+        """Open a connection and return it once the handshake completed.
+
+        ``nursery`` lives exactly as long as this connection: start any
+        background tasks (a reader, a pinger) in it. Raising any ``Exception``
+        means the handshake failed; the exception is the raw close info and is
+        classified by the channel's table like any other close.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a supervised run ended (or where it stands, for a snapshot).
+
+    Attributes:
+        link_id: The link's id.
+        state: The final state (a terminal one after ``run()`` returns).
+        verdict: The verdict of the latest close, or None if none was seen.
+        status: The status of the latest close, or None.
+        stop_reason: Why the link stopped (``relink``, ``fatal``, ``aborted``...).
+        message: The operator message of the terminal state, or None.
+        connects: Connect attempts made, failed ones included.
+        opens: Connect attempts that completed the handshake.
+        sleeps: Backoff sleeps taken; a ``retry_now`` delay counts too.
+        slept: Total seconds of backoff sleep.
+        attempts: The link's reconnect-attempt counter at the end.
+        records: Every transition of this run, in order.
+
+    """
+
+    link_id: str
+    state: str
+    verdict: str | None
+    status: int | None
+    stop_reason: str | None
+    message: str | None
+    connects: int
+    opens: int
+    sleeps: int
+    slept: float
+    attempts: int
+    records: tuple[TransitionRecord, ...]
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready summary (without the records)."""
+        return {
+            "link": self.link_id,
+            "final": self.state,
+            "verdict": self.verdict,
+            "status": self.status,
+            "stop_reason": self.stop_reason,
+            "connects": self.connects,
+            "opens": self.opens,
+            "sleeps": self.sleeps,
+            "slept": self.slept,
+            "attempts": self.attempts,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    """How one connect attempt ended: the close-like trigger to fire and its raw info."""
+
+    trigger: Trigger
+    raw: object
+
+
+class Supervisor:
+    """Runs one link: connects, watches, and executes what the machine decides.
+
+    Args:
+        channel: The channel whose table classifies closes.
+        transport: Opens the connections.
+        link_id: The link's name, used in messages and records.
+        link: Resume this link instead of a fresh one (from a store, say). A
+            terminal link is not connected at all: ``run()`` returns at once.
+        machine: A shared :class:`LinkMachine` (fleets share one); by default
+            one is built from ``channel``, ``policy`` and ``rng``.
+        policy: The reconnect policy; defaults to the channel's.
+        connect_timeout: Seconds one connect attempt may take; None for no limit.
+        watchdog: Seconds of transport silence that force a reconnect; None
+            turns the watchdog off.
+        close_timeout: Seconds closing our side may take.
+        rng: The random source for jitter; pass a seeded one for reproducible runs.
+        clock: Where ``now`` comes from; defaults to ``trio.current_time``.
+
+    """
+
+    def __init__(
+        self,
+        channel: Channel,
+        transport: Transport,
+        *,
+        link_id: str = "link",
+        link: Link | None = None,
+        machine: LinkMachine | None = None,
+        policy: ReconnectPolicy | None = None,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        watchdog: float | None = None,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if machine is not None and (policy is not None or rng is not None):
+            raise ValueError(
+                "Supervisor got both machine= and policy=/rng=; a shared machine already has "
+                "its policy and random source: pass one or the other"
+            )
+        if machine is not None and machine.channel is not channel:
+            raise ValueError(
+                f"Supervisor for channel {channel.name!r} got a machine for channel "
+                f"{machine.channel.name!r}; build the machine from the same channel"
+            )
+        for name, value in (("connect_timeout", connect_timeout), ("watchdog", watchdog)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value!r} must be a positive number of seconds or None")
+        self.channel = channel
+        self.transport = transport
+        self.machine = machine or LinkMachine(channel, policy, rng=rng)
+        self.clock = clock or trio.current_time
+        self.link = link if link is not None else self.machine.new_link(link_id)
+        self.connect_timeout = connect_timeout
+        self.watchdog = watchdog
+        self.close_timeout = close_timeout
+        self._observers: list[Observer] = []
+        self._records: list[TransitionRecord] = []
+        self._abort_scope = trio.CancelScope()
+        self._connects = 0
+        self._opens = 0
+        self._sleeps = 0
+        self._slept = 0.0
+        self._running = False
+
+    # -- observing -------------------------------------------------------------
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer`` with each transition of this link; returns an unsubscribe function.
+
+        Observers run synchronously inside the supervisor; an observer that
+        raises is logged and ignored, so a metrics bug cannot change a link's fate.
+        """
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer)
+
+    @property
+    def outcome(self) -> Outcome:
+        """A snapshot of the run so far; after ``run()`` ends, its final outcome."""
+        link = self.link
+        event, rule = link.last_event, link.last_rule
+        return Outcome(
+            link_id=link.link_id,
+            state=link.state,
+            verdict=None if rule is None else rule.verdict.value,
+            status=None if event is None else event.status,
+            stop_reason=None if link.stop_reason is None else link.stop_reason.value,
+            message=link.message if link.terminal else None,
+            connects=self._connects,
+            opens=self._opens,
+            sleeps=self._sleeps,
+            slept=self._slept,
+            attempts=link.attempt,
+            records=tuple(self._records),
+        )
+
+    # -- running ---------------------------------------------------------------
+
+    def abort(self) -> None:
+        """Stop the link: ``run()`` closes the connection and returns in ``stopped``.
+
+        Safe to call from any task of the same trio run, from an observer, and
+        before ``run()`` starts.
+        """
+        self._abort_scope.cancel()
+
+    async def run(self) -> Outcome:
+        """Supervise the link until it reaches a terminal state; return the outcome.
+
+        An external cancellation also stops the link in ``stopped`` (closing the
+        connection first) and then propagates.
+        """
+        if self._running:
+            raise RuntimeError(
+                f"Supervisor for link {self.link.link_id!r} is already running; "
+                "make one Supervisor per run"
+            )
+        self._running = True
+        try:
+            with self._abort_scope:
+                await self._drive()
+        finally:
+            # Cancellation (abort() or from outside) or a bug: either way the
+            # link must not stay "live" in the record of a supervisor that is gone.
+            if not self.link.terminal:
+                self._fire(Trigger.abort)
+            self._running = False
+        return self.outcome
+
+    async def _drive(self) -> None:
+        # A checkpoint first, so that an abort() before run() stops an idle link
+        # before it connects.
+        await trio.lowlevel.checkpoint()
+        if self.link.terminal:
+            _log.error(
+                "%s",
+                self.link.message or f"link {self.link.link_id!r} is {self.link.state}",
+                extra=self._extra_for_link(),
+            )
+            return
+        while not self.link.terminal:
+            match State(self.link.state):
+                case State.idle:
+                    self._fire(Trigger.start)
+                case State.connecting:
+                    await self._attempt()
+                case State.open:
+                    # Resumed from a record of a connection that died with its
+                    # process: that connection is gone, which is a close with no status.
+                    self._close(
+                        Trigger.closed,
+                        CloseEvent(reason="the supervisor restarted while the link was open"),
+                    )
+                case State.reconnecting:
+                    await self._backoff()
+                case other:  # pragma: no cover - terminal states end the loop
+                    raise AssertionError(other)
+
+    async def _backoff(self) -> None:
+        link = self.link
+        delay = link.delay or 0.0
+        # When resuming, only the rest of the scheduled delay is left.
+        remaining = min(delay, max(0.0, link.since + delay - self.clock()))
+        self._sleeps += 1
+        self._slept += remaining
+        await trio.sleep(remaining)
+        self._fire(Trigger.backoff_elapsed)
+
+    async def _attempt(self) -> None:
+        """One connect attempt, start to end; fires the close-like trigger that ended it."""
+        self._connects += 1
+        ending: _Ending | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                ending = await self._session(nursery)
+                nursery.cancel_scope.cancel()
+        except Exception as exc:
+            # A transport's background task crashed. That is how this connection
+            # ended, so it is classified like any other close, never a crash.
+            if ending is None:
+                ending = self._ending_for(_single(exc))
+        assert ending is not None
+        self._close(ending.trigger, ending.raw)
+
+    async def _session(self, nursery: trio.Nursery) -> _Ending:
+        connection: Connection | None = None
+        try:
+            with trio.move_on_after(_or_inf(self.connect_timeout)) as timeout:
+                connection = await self.transport.connect(nursery)
+        except ConnectFailed as exc:
+            return _Ending(Trigger.connect_failed, exc.raw)
+        except Exception as exc:
+            return _Ending(Trigger.connect_failed, exc)
+        if connection is None:
+            assert timeout.cancelled_caught
+            return _Ending(
+                Trigger.connect_failed,
+                CloseEvent(
+                    reason=f"connect timed out after {self.connect_timeout:g} s",
+                    initiator=Initiator.local,
+                    phase=Phase.handshake,
+                ),
+            )
+        try:
+            self._opens += 1
+            self._fire(Trigger.opened)
+            return await self._wait_end(connection)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(self.close_timeout):
+                try:
+                    await connection.aclose()
+                except Exception:
+                    _log.debug(
+                        "closing the connection of link %r failed", self.link.link_id, exc_info=True
+                    )
+
+    async def _wait_end(self, connection: Connection) -> _Ending:
+        window = self.watchdog
+        opened = trio.current_time()
+        while True:
+            deadline = math.inf
+            if window is not None:
+                deadline = max(_activity(connection), opened) + window
+            with trio.move_on_at(deadline):
+                try:
+                    return _Ending(Trigger.closed, await connection.wait_closed())
+                except Exception as exc:
+                    return _Ending(Trigger.closed, exc)
+            assert window is not None
+            silent_for = trio.current_time() - max(_activity(connection), opened)
+            if silent_for >= window:
+                return _Ending(
+                    Trigger.watchdog_expired,
+                    CloseEvent(
+                        reason=f"watchdog: no frames or pings for {silent_for:g} s "
+                        f"(limit {window:g} s)",
+                        initiator=Initiator.local,
+                    ),
+                )
+
+    def _ending_for(self, exc: BaseException) -> _Ending:
+        trigger = Trigger.closed if self.link.state == State.open else Trigger.connect_failed
+        return _Ending(trigger, exc)
+
+    # -- firing and logging ----------------------------------------------------
+
+    def _close(self, trigger: Trigger, raw: object) -> None:
+        record = self.machine.close(self.link, raw, self.clock(), trigger=trigger)
+        self._after(record)
+
+    def _fire(self, trigger: Trigger) -> None:
+        self._after(self.machine.fire(self.link, trigger, self.clock()))
+
+    def _after(self, record: TransitionRecord) -> None:
+        self._records.append(record)
+        _log.info(
+            "link %s: %s --%s--> %s%s",
+            record.link,
+            record.src,
+            record.trigger,
+            record.dst,
+            _detail(record),
+            extra={
+                "link": record.link,
+                "src": record.src,
+                "state": record.dst,
+                "trigger": record.trigger,
+                "status": record.status,
+                "verdict": record.verdict,
+                "delay": record.delay,
+                "attempt": record.attempt,
+                "stop_reason": record.stop_reason,
+            },
+        )
+        if record.message and record.dst in (State.needs_relink, State.failed):
+            # The one place the operator message is logged: at the transition
+            # into the terminal state, which happens once per run.
+            _log.error("%s", record.message, extra=self._extra_for_link())
+        for observer in tuple(self._observers):
+            try:
+                observer(record)
+            except Exception:
+                _log.exception("transition observer %r failed", observer)
+
+    def _extra_for_link(self) -> dict[str, object]:
+        link = self.link
+        return {
+            "link": link.link_id,
+            "state": link.state,
+            "stop_reason": None if link.stop_reason is None else link.stop_reason.value,
+            "status": None if link.last_event is None else link.last_event.status,
+            "verdict": None if link.last_rule is None else link.last_rule.verdict.value,
+            "operator_message": True,
+        }
+
+
+def transport_factory(channel: Channel) -> Callable[[str], Transport]:
+    """The channel's transport factory (``url -> Transport``).
+
+    Raises:
+        LookupError: the channel has no transport the runtime can use, with the fix.
+
+    """
+    factory = channel.transport
+    if factory is None or not callable(factory):
+        raise LookupError(
+            f"channel {channel.name!r} has no transport for live connections; use a channel "
+            "that ships one (such as websocket), or `linkstate simulate` for this channel"
+        )
+    return cast(Callable[[str], Transport], factory)
+
+
+def _detail(record: TransitionRecord) -> str:
+    parts = []
+    if record.rule is not None:
+        parts.append(f"{record.rule} ({record.verdict})")
+    if record.delay is not None:
+        parts.append(f"retry in {record.delay:.2f} s")
+    if record.stop_reason is not None:
+        parts.append(f"reason {record.stop_reason}")
+    return f" [{'; '.join(parts)}]" if parts else ""
+
+
+def _activity(connection: Connection) -> float:
+    try:
+        value = float(connection.last_activity)
+    except Exception:
+        return -math.inf
+    return value if not math.isnan(value) else -math.inf
+
+
+def _or_inf(value: float | None) -> float:
+    return math.inf if value is None else value
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member groups, else the group itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
