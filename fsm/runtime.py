@@ -50,9 +50,11 @@ import trio
 
 from fsm.channel import Channel
 from fsm.events import CloseEvent, Initiator, Phase
+from fsm.journal import Journal, Receipt
 from fsm.lifecycle import State, Trigger
 from fsm.machine import Link, LinkMachine, Observer, TransitionRecord
 from fsm.policy import ReconnectPolicy
+from fsm.store import StoreError, resume_stopped
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
@@ -199,8 +201,9 @@ class Supervisor:
         channel: The channel whose table classifies closes.
         transport: Opens the connections.
         link_id: The link's name, used in messages and records.
-        link: Resume this link instead of a fresh one (from a store, say). A
-            terminal link is not connected at all: ``run()`` returns at once.
+        link: Resume this link instead of a fresh one. A ``needs_relink`` or
+            ``failed`` link is not connected at all: ``run()`` returns at once. A
+            ``stopped`` one (a local abort) resumes, recorded as a ``reset``.
         machine: A shared :class:`LinkMachine` (fleets share one); by default
             one is built from ``channel``, ``policy`` and ``rng``.
         policy: The reconnect policy; defaults to the channel's.
@@ -210,6 +213,11 @@ class Supervisor:
         close_timeout: Seconds closing our side may take.
         rng: The random source for jitter; pass a seeded one for reproducible runs.
         clock: Where ``now`` comes from; defaults to ``trio.current_time``.
+        journal: Persist the link: ``run()`` first loads it from the journal's
+            store (the stored link wins over ``link``; a stored ``stopped`` link
+            resumes, a ``needs_relink`` or ``failed`` one does not connect),
+            commits each transition before acting on it, and returns only once
+            every transition it made is committed.
 
     """
 
@@ -227,6 +235,7 @@ class Supervisor:
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         if machine is not None and (policy is not None or rng is not None):
             raise ValueError(
@@ -249,6 +258,8 @@ class Supervisor:
         self.connect_timeout = connect_timeout
         self.watchdog = watchdog
         self.close_timeout = close_timeout
+        self.journal = journal
+        self._receipt: Receipt | None = None
         self._observers: list[Observer] = []
         self._records: list[TransitionRecord] = []
         self._abort_scope = trio.CancelScope()
@@ -310,6 +321,11 @@ class Supervisor:
                 f"Supervisor for link {self.link.link_id!r} is already running; "
                 "make one Supervisor per run"
             )
+        if self.journal is not None:
+            await self._restore(self.journal)
+        if self.link.state == State.stopped:
+            # A local stop ends one run, not the link: resume it, on the record.
+            self._after(resume_stopped(self.machine, self.link, self.clock()))
         self._running = True
         try:
             with self._abort_scope:
@@ -320,7 +336,24 @@ class Supervisor:
             if not self.link.terminal:
                 self._fire(Trigger.abort)
             self._running = False
+            with trio.CancelScope(shield=True):
+                await self._persisted()
         return self.outcome
+
+    async def _restore(self, journal: Journal) -> None:
+        row = await journal.load(self.link.link_id)
+        if row is not None:
+            if row.channel != self.channel.name:
+                raise StoreError(
+                    f"link {row.link_id!r} is stored for channel {row.channel!r}, not "
+                    f"{self.channel.name!r}; give this link another id"
+                )
+            self.link = row.to_link(now=self.clock(), wall=journal.wall(), channel=self.channel)
+
+    async def _persisted(self) -> None:
+        """Wait until the latest transition is committed (a no-op without a journal)."""
+        if self.journal is not None and self._receipt is not None:
+            await self.journal.wait(self._receipt)
 
     async def _drive(self) -> None:
         # A checkpoint first, so that an abort() before run() stops an idle link
@@ -334,6 +367,8 @@ class Supervisor:
             )
             return
         while not self.link.terminal:
+            # The decision is on disk before it is carried out.
+            await self._persisted()
             match State(self.link.state):
                 case State.idle:
                     self._fire(Trigger.start)
@@ -448,6 +483,8 @@ class Supervisor:
 
     def _after(self, record: TransitionRecord) -> None:
         self._records.append(record)
+        if self.journal is not None:
+            self._receipt = self.journal.submit(record, self.link, channel=self.channel.name)
         _log.info(
             "link %s: %s --%s--> %s%s",
             record.link,

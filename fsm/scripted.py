@@ -106,12 +106,12 @@ class ScriptedTransport:
 
     @property
     def exhausted(self) -> bool:
-        """True once every scripted step has been played."""
-        return self.connects >= len(self.steps)
+        """True once the script ran out: the latest connection is an unscripted, open one."""
+        return self.connects > len(self.steps)
 
     async def connect(self, nursery: trio.Nursery) -> ScriptedConnection:
         """Play the next step (the nursery is unused: scripted connections need no tasks)."""
-        step = self.steps[self.connects] if not self.exhausted else None
+        step = self.steps[self.connects] if self.connects < len(self.steps) else None
         self.connects += 1
         now = trio.current_time()
         connection: ScriptedConnection

@@ -1,0 +1,199 @@
+"""Options and the run loop shared by the commands that supervise a link.
+
+``simulate``, ``watch`` and ``demo`` differ only in their transport and clock.
+Everything else is here, once: the common options (:func:`add_run_options`),
+the policy built from them (:func:`policy_from_args`), the supervisor
+(:func:`supervisor_from_args`) and the printing run (:func:`supervise`). A
+command that wants more options adds them after calling
+:func:`add_run_options`; a feature that changes how every supervised run is
+built (a store, a diagram) changes :func:`supervisor_from_args` or
+:func:`supervise` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import random
+from collections.abc import Callable
+from typing import Final
+
+import trio
+
+from fsm.channel import Channel
+from fsm.cli._render import FORMATS, Format, Printer, default_format
+from fsm.cli.common import CommandError
+from fsm.policy import Jitter, PolicyError, ReconnectPolicy
+from fsm.runtime import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
+
+__all__ = [
+    "POLICY_OPTIONS",
+    "add_run_options",
+    "configure_logging",
+    "policy_from_args",
+    "positive_seconds",
+    "printer_from_args",
+    "seconds",
+    "supervise",
+    "supervisor_from_args",
+]
+
+
+def seconds(text: str) -> float:
+    """Argparse type: a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds >= 0")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
+# The policy fields a user can set: option, field, type, help. Defaults come
+# from the channel's own policy, so only the options given are changed.
+POLICY_OPTIONS: Final[tuple[tuple[str, str, Callable[[str], object], str], ...]] = (
+    ("--initial", "initial", seconds, "base delay before the first reconnect"),
+    ("--factor", "factor", float, "growth of the base delay per attempt"),
+    ("--cap", "cap", seconds, "largest base delay"),
+    ("--jitter", "jitter", Jitter, f"jitter: {', '.join(j.value for j in Jitter)}"),
+    ("--jitter-ratio", "jitter_ratio", float, "spread for proportional/symmetric jitter"),
+    ("--retry-now-max", "retry_now_max", seconds, "largest delay after retry_now"),
+    ("--max-attempts", "max_attempts", int, "reconnect attempts before failed"),
+    ("--healthy-after", "healthy_after", seconds, "seconds open that refill the budget"),
+    ("--flap-closes", "flap_closes", int, "closes within the flap window that mean failed"),
+    ("--flap-window", "flap_window", seconds, "the flap detection window"),
+)
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, connect_timeout: bool = True) -> None:
+    """Add the options every supervising command shares."""
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="json: one object per transition, then a final object; text: for people "
+        "(default: text on a terminal, json otherwise)",
+    )
+    parser.add_argument(
+        "--link", default="link", metavar="ID", help="the link's id in records and messages"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also log every transition to stderr (the output above already shows them)",
+    )
+    parser.add_argument(
+        "--max-time",
+        type=positive_seconds,
+        default=None,
+        metavar="S",
+        help="stop the link (state stopped) after S seconds",
+    )
+    group = parser.add_argument_group("reconnect policy (defaults: the channel's policy)")
+    for option, field, kind, text in POLICY_OPTIONS:
+        group.add_argument(option, dest=f"policy_{field}", type=kind, default=None, help=text)
+    group.add_argument(
+        "--seed", type=int, default=None, help="seed the jitter for a repeatable run"
+    )
+    runtime = parser.add_argument_group("supervisor")
+    if connect_timeout:
+        runtime.add_argument(
+            "--connect-timeout",
+            type=positive_seconds,
+            default=DEFAULT_CONNECT_TIMEOUT,
+            metavar="S",
+            help=f"seconds one connect may take (default {DEFAULT_CONNECT_TIMEOUT:g})",
+        )
+    runtime.add_argument(
+        "--watchdog",
+        type=positive_seconds,
+        default=None,
+        metavar="S",
+        help="reconnect after S seconds without frames or pings (default: off)",
+    )
+
+
+def policy_from_args(args: argparse.Namespace, base: ReconnectPolicy) -> ReconnectPolicy:
+    """``base`` with the policy options the user gave; a bad combination is a CommandError."""
+    changes = {
+        field: getattr(args, f"policy_{field}")
+        for _, field, _, _ in POLICY_OPTIONS
+        if getattr(args, f"policy_{field}", None) is not None
+    }
+    try:
+        return dataclasses.replace(base, **changes)
+    except PolicyError as exc:
+        raise CommandError(f"{exc}; adjust the policy options") from exc
+
+
+def configure_logging(*, verbose: bool) -> None:
+    """Send ``linkstate`` logs to stderr with ``--verbose``; otherwise keep them quiet.
+
+    The printed output already carries every transition and the operator
+    message, so without ``--verbose`` the log records must not reach Python's
+    last-resort handler, which would print the operator message a second time.
+    """
+    logger = logging.getLogger("linkstate")
+    if verbose:
+        if not logging.getLogger().handlers:
+            logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        logger.setLevel(logging.INFO)
+    elif not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
+def printer_from_args(args: argparse.Namespace) -> Printer:
+    """The printer for ``--format`` (resolved against stdout when not given)."""
+    printer = Printer("text")
+    fmt: Format = args.format or default_format(printer.stream)
+    printer.fmt = fmt
+    return printer
+
+
+def supervisor_from_args(
+    args: argparse.Namespace, channel: Channel, transport: Transport
+) -> Supervisor:
+    """Build the supervisor every command runs; must be called inside ``trio.run``."""
+    return Supervisor(
+        channel,
+        transport,
+        link_id=args.link,
+        policy=policy_from_args(args, channel.policy),
+        connect_timeout=getattr(args, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        watchdog=args.watchdog,
+        rng=random.Random(args.seed) if args.seed is not None else None,
+    )
+
+
+async def supervise(
+    args: argparse.Namespace,
+    supervisor: Supervisor,
+    printer: Printer,
+) -> Outcome:
+    """Run ``supervisor`` while printing each transition; stop at ``--max-time``; print the end."""
+    configure_logging(verbose=args.verbose)
+    printer.origin = supervisor.clock()
+    supervisor.subscribe(printer.transition)
+    async with trio.open_nursery() as nursery:
+        if args.max_time is not None:
+
+            async def time_limit() -> None:
+                await trio.sleep(args.max_time)
+                supervisor.abort()
+
+            nursery.start_soon(time_limit)
+        outcome = await supervisor.run()
+        nursery.cancel_scope.cancel()
+    printer.outcome(outcome)
+    return outcome

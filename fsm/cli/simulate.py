@@ -1,0 +1,124 @@
+"""``linkstate simulate CHANNEL --close CODE ...``: the real supervisor on a virtual clock.
+
+The supervisor, machine and channel table are the real ones; only the peer
+is scripted (:class:`fsm.scripted.ScriptedTransport`) and the clock is
+trio's ``MockClock`` with autojump, so hours of backoff take milliseconds.
+Once the script runs out the link stays open, and the run ends with an abort
+(state ``stopped``), unless the link reached a terminal state first.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Final
+
+import trio
+import trio.testing
+
+from fsm.channel import Channel
+from fsm.cli._supervise import (
+    add_run_options,
+    policy_from_args,
+    printer_from_args,
+    seconds,
+    supervise,
+    supervisor_from_args,
+)
+from fsm.cli.classify import parse_event
+from fsm.cli.common import channel_or_exit
+from fsm.machine import TransitionRecord
+from fsm.runtime import Outcome
+from fsm.scripted import Close, Reject, ScriptedTransport, Step
+
+__all__ = ["ORDER", "register", "run", "simulate"]
+
+ORDER: Final = 20
+
+
+class _AppendStep(argparse.Action):
+    """Appends one script step, keeping ``--close`` and ``--fail`` in command-line order."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        # Only recorded here: parsing errors are reported by `run`, as one line.
+        steps: list[tuple[str, str]] = list(getattr(namespace, self.dest, None) or [])
+        steps.append((self.const, str(values)))
+        setattr(namespace, self.dest, steps)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``simulate`` subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "simulate",
+        help="run the supervisor against scripted closes on a virtual clock",
+        description=(
+            "Run the real supervisor on a virtual clock against a scripted peer: each connect "
+            "opens and then closes with the next --close CODE (or fails its handshake with the "
+            "next --fail CODE). When the script runs out the link stays open and the run ends "
+            "with an abort. Prints every transition, then the final state, connect and sleep "
+            "counts and the operator message."
+        ),
+    )
+    parser.add_argument("channel", metavar="CHANNEL", help="a channel name, such as whatsapp")
+    parser.add_argument(
+        "--close",
+        dest="script",
+        action=_AppendStep,
+        const="close",
+        metavar="CODE",
+        help="the next connection opens, then closes with CODE (a code or JSON, as in classify)",
+    )
+    parser.add_argument(
+        "--fail",
+        dest="script",
+        action=_AppendStep,
+        const="fail",
+        metavar="CODE",
+        help="the next connection fails its handshake with CODE",
+    )
+    parser.add_argument(
+        "--open-for",
+        type=seconds,
+        default=1.0,
+        metavar="S",
+        help="virtual seconds each scripted connection stays open (default 1)",
+    )
+    add_run_options(parser, connect_timeout=False)
+    parser.set_defaults(run=run)
+
+
+def script_from_args(args: argparse.Namespace) -> list[Step]:
+    """The transport script in command-line order; an unreadable CODE is a CommandError."""
+    steps: list[Step] = []
+    for kind, text in args.script or []:
+        raw = parse_event(text)
+        steps.append(Close(raw, after=args.open_for) if kind == "close" else Reject(raw))
+    return steps
+
+
+async def simulate(args: argparse.Namespace, channel: Channel, script: list[Step]) -> Outcome:
+    """Run one simulation inside trio (on whatever clock the caller's run has)."""
+    transport = ScriptedTransport(script)
+    supervisor = supervisor_from_args(args, channel, transport)
+
+    def abort_when_the_script_is_done(record: TransitionRecord) -> None:
+        if record.dst == "open" and transport.exhausted:
+            supervisor.abort()
+
+    supervisor.subscribe(abort_when_the_script_is_done)
+    return await supervise(args, supervisor, printer_from_args(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``linkstate simulate``."""
+    channel = channel_or_exit(args.channel)
+    script = script_from_args(args)
+    policy_from_args(args, channel.policy)  # report a bad policy before starting
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    trio.run(simulate, args, channel, script, clock=clock)
+    return 0
