@@ -1,0 +1,303 @@
+"""The trio side of the state store: one writer task, group commit, a loop that never stalls.
+
+Theory of operation
+-------------------
+Every call into a :class:`fsm.store.StateStore` blocks (SQLite reads the
+disk, a commit fsyncs), so a :class:`Journal` runs each one in a worker
+thread with ``trio.to_thread.run_sync``, and never two at once: one writer
+task owns the store, and reads take the same lock. The store is thus used by
+one thread at a time, which is all ``sqlite3`` asks.
+
+Why one writer task, not a thread per call with a connection per thread:
+SQLite admits one writer at a time anyway, so N connections would only queue
+on its file lock (and spin in its busy handler), and each would pay its own
+fsync. One writer instead gathers every transition submitted while the
+previous commit ran into the next transaction: group commit. A thousand
+links that change state in the same instant cost one fsync, not a thousand,
+and each transition is still atomic (its history row and link row are in
+the same transaction).
+
+Transitions are submitted synchronously, from inside the machine's firing,
+with a snapshot of the link taken at that instant (the :class:`Link` keeps
+changing). :meth:`Journal.submit` returns a :class:`Receipt`;
+:meth:`Journal.wait` returns once that transition is committed, or raises the
+:class:`fsm.store.StoreError` that refused it. The supervisor waits before it
+carries out a transition's effect and before ``run()`` returns: whatever it
+did or reported is on disk.
+
+Virtual clocks. trio's ``MockClock`` with autojump advances time whenever
+every task is blocked, and a task waiting for a worker thread counts as
+blocked: a backoff or a timeout would expire while the disk works. Under a
+virtual clock the journal therefore calls the store inline (``inline=None``
+picks this by itself). Nothing real waits on a virtual-clock loop, and runs
+stay deterministic.
+
+When a batch fails as a whole, its entries are written again one by one, so
+a conflict on one link does not fail the transitions of every other link
+that happened to share its commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Final, TypeVar
+
+import trio
+from trio.testing import MockClock
+
+from fsm.machine import Link, TransitionRecord
+from fsm.store import Entry, LinkRow, StateStore, StoredTransition, StoreError
+
+__all__ = ["DEFAULT_MAX_BATCH", "Journal", "JournalStatistics", "Receipt", "open_journal"]
+
+R = TypeVar("R")
+
+DEFAULT_MAX_BATCH: Final = 512
+"""Transitions per commit at most: bounds one transaction's time and memory."""
+
+
+class _Batch:
+    """Transitions that will be committed together."""
+
+    __slots__ = ("done", "entries", "errors")
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.done = trio.Event()
+        self.errors: dict[int, StoreError] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Proof of submission; pass it to :meth:`Journal.wait`."""
+
+    batch: _Batch
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStatistics:
+    """What the journal has done so far.
+
+    Attributes:
+        submitted: Transitions submitted.
+        committed: Transitions committed.
+        failed: Transitions the store refused.
+        commits: Transactions that committed at least one transition.
+        largest_batch: The most transitions written in one transaction.
+        pending: Transitions submitted but not yet committed or refused.
+
+    """
+
+    submitted: int
+    committed: int
+    failed: int
+    commits: int
+    largest_batch: int
+    pending: int
+
+
+class Journal:
+    """Writes transitions to a :class:`StateStore` from trio; see the module header.
+
+    Run it with :func:`open_journal`, which starts the writer task and flushes
+    on exit.
+
+    Args:
+        store: The store; the journal is its only user while it runs.
+        max_batch: Transitions per commit at most.
+        wall: The wall clock, read when a transition is submitted.
+        inline: Call the store on the trio thread instead of a worker thread;
+            None decides when the writer starts: inline under trio's virtual
+            ``MockClock``, threaded otherwise (see the module header).
+
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        wall: Callable[[], float] = time.time,
+        inline: bool | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch={max_batch!r} must be at least 1")
+        self.store = store
+        self.max_batch = max_batch
+        self.wall = wall
+        self.inline = inline
+        self._queue: deque[_Batch] = deque()
+        self._tail: _Batch | None = None
+        self._writing: _Batch | None = None
+        self._wakeup = trio.Event()
+        self._lock = trio.Lock()
+        self._running = False
+        self._submitted = 0
+        self._committed = 0
+        self._failed = 0
+        self._commits = 0
+        self._largest = 0
+
+    # -- writing ---------------------------------------------------------------
+
+    def submit(self, record: TransitionRecord, link: Link, *, channel: str) -> Receipt:
+        """Queue ``record`` with a snapshot of ``link`` as it is now; never blocks.
+
+        Call it right after the transition fired: the snapshot reads ``link``
+        at ``record.t``.
+        """
+        if not self._running:
+            raise RuntimeError(
+                "the journal's writer is not running; use `async with open_journal(store)`"
+            )
+        row = LinkRow.from_link(link, channel=channel, now=record.t, wall=self.wall())
+        batch = self._tail
+        if (
+            batch is None
+            or batch is self._writing  # its transaction has begun: too late to join
+            or batch.done.is_set()
+            or len(batch.entries) >= self.max_batch
+        ):
+            batch = _Batch()
+            self._queue.append(batch)
+            self._tail = batch
+        batch.entries.append((record, row))
+        self._submitted += 1
+        self._wakeup.set()
+        return Receipt(batch, len(batch.entries) - 1)
+
+    async def wait(self, receipt: Receipt) -> None:
+        """Return once the transition is committed.
+
+        Raises:
+            StoreError: the store refused it (the message names the fix).
+
+        """
+        await receipt.batch.done.wait()
+        error = receipt.batch.errors.get(receipt.index)
+        if error is not None:
+            raise error
+
+    async def append(self, record: TransitionRecord, link: Link, *, channel: str) -> None:
+        """Submit and wait: return once ``record`` is committed."""
+        await self.wait(self.submit(record, link, channel=channel))
+
+    async def flush(self) -> None:
+        """Return once everything submitted so far is committed or refused."""
+        if self._tail is not None:
+            await self._tail.done.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The writer task: commit queued batches until cancelled."""
+        if self.inline is None:
+            self.inline = isinstance(trio.lowlevel.current_clock(), MockClock)
+        self._running = True
+        task_status.started()
+        try:
+            while True:
+                if not self._queue:
+                    await self._wakeup.wait()
+                    self._wakeup = trio.Event()
+                    continue
+                batch = self._writing = self._queue[0]
+                await self._commit(batch)
+                self._queue.popleft()
+                self._writing = None
+                batch.done.set()
+        finally:
+            self._running = False
+            self._abandon()
+
+    async def _commit(self, batch: _Batch) -> None:
+        entries = batch.entries
+        self._largest = max(self._largest, len(entries))
+        try:
+            await self._call(lambda: self.store.write(entries))
+        except StoreError as exc:
+            if len(entries) == 1:
+                batch.errors[0] = exc
+            else:
+                await self._commit_one_by_one(batch)
+        else:
+            self._commits += 1
+        self._failed += len(batch.errors)
+        self._committed += len(entries) - len(batch.errors)
+
+    async def _commit_one_by_one(self, batch: _Batch) -> None:
+        for index, entry in enumerate(batch.entries):
+            try:
+                await self._call(partial(self.store.write, [entry]))
+            except StoreError as exc:
+                batch.errors[index] = exc
+            else:
+                self._commits += 1
+
+    def _abandon(self) -> None:
+        """Fail what is still queued, so nobody waits on a writer that is gone."""
+        error = StoreError(
+            "the journal stopped before these transitions were written; they are not in the "
+            "state database. Keep the journal open until every supervisor has returned"
+        )
+        while self._queue:
+            batch = self._queue.popleft()
+            batch.errors.update(dict.fromkeys(range(len(batch.entries)), error))
+            self._failed += len(batch.entries)
+            batch.done.set()
+
+    # -- reading ---------------------------------------------------------------
+
+    async def load(self, link_id: str) -> LinkRow | None:
+        """The stored row of ``link_id``, after every submitted write is done."""
+        await self.flush()
+        return await self._call(lambda: self.store.load(link_id))
+
+    async def links(self) -> list[LinkRow]:
+        """Every stored link."""
+        await self.flush()
+        return await self._call(self.store.links)
+
+    async def history(self, link_id: str, limit: int | None = None) -> list[StoredTransition]:
+        """The link's newest ``limit`` transitions, oldest first."""
+        await self.flush()
+        return await self._call(lambda: self.store.history(link_id, limit))
+
+    async def _call(self, fn: Callable[[], R]) -> R:
+        # One thread at a time uses the store. A thread cannot be interrupted, so
+        # a cancelled caller still waits for its write to finish: it is atomic.
+        async with self._lock:
+            if self.inline:
+                return fn()
+            return await trio.to_thread.run_sync(fn)
+
+    def statistics(self) -> JournalStatistics:
+        """Counters since the journal was made."""
+        return JournalStatistics(
+            submitted=self._submitted,
+            committed=self._committed,
+            failed=self._failed,
+            commits=self._commits,
+            largest_batch=self._largest,
+            pending=self._submitted - self._committed - self._failed,
+        )
+
+
+@asynccontextmanager
+async def open_journal(
+    store: StateStore, *, max_batch: int = DEFAULT_MAX_BATCH, inline: bool | None = None
+) -> AsyncIterator[Journal]:
+    """Run a :class:`Journal` for the body of the ``async with``; flush it on the way out."""
+    journal = Journal(store, max_batch=max_batch, inline=inline)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        try:
+            yield journal
+        finally:
+            with trio.CancelScope(shield=True):
+                await journal.flush()
+            nursery.cancel_scope.cancel()
