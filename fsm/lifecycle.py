@@ -20,6 +20,11 @@ Rules this table keeps (``fsm.check`` proves each one):
    marker, not a lock, so the absorbing edges are declared here.
 6. A trigger that a non-terminal state does not list is a caller bug and
    raises :class:`LifecycleError`, naming the state, the trigger and the fix.
+7. A :class:`Definition` is checked when it is built: every state, trigger
+   and destination is declared, every guard is a plain callable and every
+   stop reason is known. transitions itself would accept an unknown
+   destination until the first trigger that takes it; we refuse at once
+   (:class:`DefinitionError`).
 
 Guards are plain synchronous functions of a :class:`Decision` that return a
 real ``bool``: transitions silently treats an ``async`` guard as False.
@@ -27,6 +32,7 @@ real ``bool``: transitions silently treats an ``async`` guard as False.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -42,6 +48,7 @@ __all__ = [
     "TERMINAL_STATES",
     "Decision",
     "Definition",
+    "DefinitionError",
     "Edge",
     "Guard",
     "LifecycleError",
@@ -100,6 +107,10 @@ CLOSE_TRIGGERS: Final = (Trigger.connect_failed, Trigger.closed, Trigger.watchdo
 
 class LifecycleError(RuntimeError):
     """A trigger was fired in a state that does not accept it, or no edge fired."""
+
+
+class DefinitionError(LifecycleError):
+    """A :class:`Definition` names an undeclared state or a guard that cannot be called."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +196,17 @@ class Edge:
         """True for an internal edge that leaves the state unchanged."""
         return self.dest is None
 
+    def describe(self) -> str:
+        """``open --closed [is_relink]--> needs_relink``, for errors and reports."""
+        guard = "" if self.guard is None else f" [{getattr(self.guard, '__name__', self.guard)}]"
+        dest = "(absorbed)" if self.dest is None else _show(self.dest)
+        return f"{_show(self.source)} --{_show(self.trigger)}{guard}--> {dest}"
+
+
+def _show(value: object) -> str:
+    """A state or trigger by its value; anything else (a bad definition) by its repr."""
+    return value.value if isinstance(value, StrEnum) else repr(value)
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -231,6 +253,37 @@ class Definition:
     terminal: frozenset[State]
     edges: tuple[Edge, ...]
 
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise DefinitionError(
+                "invalid lifecycle definition: " + "; ".join(problems) + ". Fix the definition"
+            )
+
+    def problems(self) -> tuple[str, ...]:
+        """Why this definition cannot be built into a machine; empty when it can.
+
+        Each problem names the edge (state, trigger) and the undeclared name.
+        """
+        declared = set(self.states)
+        found = [
+            f"state {_show(state)} is not a State"
+            for state in self.states
+            if not isinstance(state, State)
+        ]
+        if len(declared) != len(self.states):
+            found.append("a state is declared twice")
+        if self.initial not in declared:
+            found.append(f"initial state {_show(self.initial)} is not a declared state")
+        found.extend(
+            f"terminal state {_show(state)} is not a declared state"
+            for state in sorted(self.terminal, key=str)
+            if state not in declared
+        )
+        for edge in self.edges:
+            found.extend(_edge_problems(edge, declared))
+        return tuple(found)
+
     def edges_from(self, state: State, trigger: Trigger) -> tuple[Edge, ...]:
         """The edges that ``trigger`` may take from ``state``, in priority order."""
         return tuple(e for e in self.edges if e.source is state and e.trigger is trigger)
@@ -260,6 +313,25 @@ class Definition:
             f"{decision}; the lifecycle definition has a gap: add a guarded edge for it "
             "(`linkstate check` reports every gap)"
         )
+
+
+def _edge_problems(edge: Edge, declared: set[State]) -> list[str]:
+    where = f"edge {edge.describe()}"
+    found = []
+    if not isinstance(edge.source, State) or edge.source not in declared:
+        found.append(f"{where}: source state {_show(edge.source)} is not a declared state")
+    if not isinstance(edge.trigger, Trigger):
+        found.append(f"{where}: trigger {edge.trigger!r} is not a Trigger")
+    if edge.dest is not None and (not isinstance(edge.dest, State) or edge.dest not in declared):
+        found.append(f"{where}: destination {_show(edge.dest)} is not a declared state")
+    if edge.guard is not None and not callable(edge.guard):
+        found.append(f"{where}: guard {edge.guard!r} is not callable")
+    elif edge.guard is not None and inspect.iscoroutinefunction(edge.guard):
+        # transitions compares a guard's result with True; a coroutine never is.
+        found.append(f"{where}: guard is async; guards must be plain functions returning bool")
+    if edge.stop_reason is not None and not isinstance(edge.stop_reason, StopReason):
+        found.append(f"{where}: stop reason {edge.stop_reason!r} is not a StopReason")
+    return found
 
 
 def invalid_trigger(

@@ -1,0 +1,417 @@
+"""``fsm.check`` and ``linkstate check``: the bundled machine is proven; broken ones are named.
+
+Each seeded bug below builds a mutated definition (or table) from the real
+one and asserts the check reports it with the state, trigger and verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fsm.channel import available_channels, load_channel
+from fsm.check import Kind, Report, check, check_rows, promised_route
+from fsm.cli import main
+from fsm.lifecycle import (
+    DECISIONS,
+    LIFECYCLE,
+    Decision,
+    Definition,
+    DefinitionError,
+    Edge,
+    State,
+    StopReason,
+    Trigger,
+)
+from fsm.machine import LinkMachine
+from fsm.verdicts import CloseTable, Rule, Verdict
+
+WHATSAPP = load_channel("whatsapp")
+
+
+def without(predicate: Callable[[Edge], bool]) -> Definition:
+    return replace(LIFECYCLE, edges=tuple(e for e in LIFECYCLE.edges if not predicate(e)))
+
+
+def plus(*edges: Edge) -> Definition:
+    return replace(LIFECYCLE, edges=(*LIFECYCLE.edges, *edges))
+
+
+def only(report: Report, kind: Kind) -> None:
+    assert report.kinds() == {kind}, report.render()
+
+
+# -- the real machine is clean ---------------------------------------------------------
+
+
+def test_the_bare_lifecycle_is_proven() -> None:
+    report = check()
+    assert report.ok, report.render()
+    # 16 decisions for each of the 3 close-like (state, trigger) pairs, one case for the rest.
+    assert report.cases == 3 * len(DECISIONS) + (len(LIFECYCLE.edges) - 3 * 5)
+    assert report.render().startswith("ok    lifecycle:")
+
+
+@pytest.mark.parametrize("name", available_channels())
+def test_every_installed_channel_is_proven(name: str) -> None:
+    channel = load_channel(name)
+    report = check(LIFECYCLE, channel)
+    assert report.ok, report.render()
+    assert report.rows == len(channel.table.rows())
+
+
+def test_promised_route_follows_the_lifecycle_rules() -> None:
+    for decision in DECISIONS:
+        edge = LIFECYCLE.resolve(State.open, Trigger.closed, decision)
+        assert (edge.dest, edge.stop_reason) == promised_route(decision)
+
+
+# -- seeded bugs in the definition -------------------------------------------------------
+
+
+def test_gap_for_one_verdict_names_state_trigger_verdict_and_rows() -> None:
+    broken = without(
+        lambda e: (
+            e.source is State.open and e.trigger is Trigger.closed and e.guard_name == "is_fatal"
+        )
+    )
+    report = check(broken, WHATSAPP)
+    only(report, Kind.gap)
+    (finding,) = report.findings
+    assert (finding.state, finding.trigger, finding.verdict) == (
+        State.open,
+        Trigger.closed,
+        Verdict.fatal,
+    )
+    assert len(finding.decisions) == 4  # every budget and flapping condition
+    assert "402 temporaryBan" in finding.rows
+    text = report.render()
+    assert "state 'open', trigger 'closed', verdict 'fatal'" in text
+    assert "no edge fires" in text
+
+
+def test_gap_in_one_condition_only() -> None:
+    broken = without(
+        lambda e: e.source is State.connecting and e.guard_name == "retry_budget_spent"
+    )
+    report = check(broken)
+    only(report, Kind.gap)
+    for finding in report.findings:
+        assert finding.state is State.connecting and finding.trigger is Trigger.connect_failed
+        assert all(d.budget_spent for d in finding.decisions)
+    assert {f.verdict for f in report.findings} == {Verdict.retry, Verdict.retry_now}
+    assert "budget_spent=True, any flapping" in report.render()
+
+
+def overlapping_guard(decision: Decision) -> bool:
+    """Retry whenever the verdict is retryable: overlaps the budget and flap guards."""
+    return decision.verdict.retryable
+
+
+def test_two_overlapping_guards_are_reported() -> None:
+    broken = plus(Edge(State.open, Trigger.closed, State.reconnecting, overlapping_guard))
+    report = check(broken)
+    only(report, Kind.overlap)
+    verdicts = {f.verdict for f in report.findings}
+    assert verdicts == {Verdict.retry, Verdict.retry_now}
+    text = report.render()
+    assert "state 'open', trigger 'closed', verdict 'retry'" in text
+    assert "open --closed [retry_budget_spent]--> failed" in text
+    assert "open --closed [overlapping_guard]--> reconnecting" in text
+
+
+def test_an_overlap_that_changes_nothing_is_still_reported() -> None:
+    # A second guard agreeing with the first: transitions takes the first, the
+    # outcome is the same, but the table no longer says what it means.
+    broken = plus(
+        Edge(
+            State.open,
+            Trigger.closed,
+            State.needs_relink,
+            lambda d: d.verdict is Verdict.relink,
+            StopReason.relink,
+        )
+    )
+    assert Kind.overlap in check(broken).kinds()
+
+
+def test_a_terminal_state_with_an_exit_edge_is_reported() -> None:
+    broken = replace(
+        LIFECYCLE,
+        edges=tuple(
+            Edge(State.needs_relink, Trigger.start, State.connecting)
+            if e.source is State.needs_relink and e.trigger is Trigger.start
+            else e
+            for e in LIFECYCLE.edges
+        ),
+    )
+    report = check(broken)
+    only(report, Kind.terminal_exit)
+    (finding,) = report.findings
+    assert (finding.state, finding.trigger) == (State.needs_relink, Trigger.start)
+    assert "terminal state 'needs_relink' leaves on trigger 'start'" in report.render()
+
+
+def test_a_terminal_state_that_does_not_absorb_is_reported() -> None:
+    broken = without(lambda e: e.source is State.failed and e.trigger is Trigger.closed)
+    report = check(broken)
+    only(report, Kind.not_absorbing)
+    assert report.findings[0].state is State.failed
+
+
+def test_reset_missing_or_misplaced() -> None:
+    assert check(
+        without(lambda e: e.source is State.stopped and e.trigger is Trigger.reset)
+    ).kinds() == {Kind.no_reset}
+    assert Kind.no_reset in check(plus(Edge(State.open, Trigger.reset, State.idle))).kinds()
+
+
+def test_unreachable_and_dead_end_states() -> None:
+    no_open = without(lambda e: e.dest is State.open)
+    assert {f.state for f in check(no_open).findings if f.kind is Kind.unreachable} == {State.open}
+    stuck = without(lambda e: e.source is State.reconnecting and e.trigger is Trigger.abort)
+    kinds = {(f.kind, f.state) for f in check(stuck).findings}
+    assert (Kind.no_abort, State.reconnecting) in kinds
+
+
+def test_dead_end_when_a_live_state_can_never_stop() -> None:
+    loop = Definition(
+        states=(State.idle, State.connecting, State.stopped),
+        initial=State.idle,
+        terminal=frozenset({State.stopped}),
+        edges=(
+            Edge(State.idle, Trigger.start, State.connecting),
+            Edge(State.connecting, Trigger.opened, State.idle),
+            Edge(State.stopped, Trigger.reset, State.idle),
+        ),
+    )
+    findings = check(loop).findings
+    assert {(f.kind, f.state) for f in findings if f.kind is Kind.dead_end} == {
+        (Kind.dead_end, State.idle),
+        (Kind.dead_end, State.connecting),
+    }
+
+
+def test_a_broken_promise_relink_routed_to_reconnecting() -> None:
+    broken = replace(
+        LIFECYCLE,
+        edges=tuple(
+            replace(e, dest=State.reconnecting, stop_reason=None)
+            if e.source is State.open and e.guard_name == "is_relink"
+            else e
+            for e in LIFECYCLE.edges
+        ),
+    )
+    report = check(broken, WHATSAPP)
+    only(report, Kind.broken_promise)
+    assert {f.trigger for f in report.findings} == {Trigger.closed, Trigger.watchdog_expired}
+    assert all(f.verdict is Verdict.relink for f in report.findings)
+    assert "promises needs_relink (stop reason relink)" in report.render()
+    assert "440 connectionReplaced" in report.render()
+
+
+def test_an_edge_into_a_terminal_state_needs_a_stop_reason() -> None:
+    broken = replace(
+        LIFECYCLE,
+        edges=tuple(
+            replace(e, stop_reason=None)
+            if e.trigger is Trigger.abort and e.source is State.idle
+            else e
+            for e in LIFECYCLE.edges
+        ),
+    )
+    only(check(broken), Kind.no_stop_reason)
+
+
+def test_guard_on_a_trigger_without_a_decision_never_fires() -> None:
+    broken = replace(
+        LIFECYCLE,
+        edges=tuple(
+            replace(e, guard=overlapping_guard) if e.trigger is Trigger.opened else e
+            for e in LIFECYCLE.edges
+        ),
+    )
+    assert check(broken).kinds() == {Kind.guard_unused, Kind.gap}
+
+
+def truthy_guard(decision: Decision) -> bool:
+    return "yes" if decision.verdict is Verdict.relink else ""  # type: ignore[return-value]
+
+
+def raising_guard(decision: Decision) -> bool:
+    raise KeyError(decision.verdict)
+
+
+@pytest.mark.parametrize("guard", [truthy_guard, raising_guard])
+def test_guards_must_return_real_bools(guard: Callable[[Decision], bool]) -> None:
+    broken = replace(
+        LIFECYCLE,
+        edges=tuple(
+            replace(e, guard=guard) if e.guard_name == "is_relink" else e for e in LIFECYCLE.edges
+        ),
+    )
+    report = check(broken)
+    assert Kind.guard_error in report.kinds()
+    # transitions compares with True: "yes" never passes, so relink has a gap too.
+    assert Kind.gap in report.kinds()
+
+
+# -- definition time, not first use -------------------------------------------------------
+
+
+def test_an_undeclared_destination_fails_when_defined() -> None:
+    states = tuple(s for s in LIFECYCLE.states if s is not State.reconnecting)
+    with pytest.raises(DefinitionError, match=r"destination reconnecting is not a declared state"):
+        replace(LIFECYCLE, states=states)
+
+
+def test_an_uncallable_or_async_guard_fails_when_defined() -> None:
+    async def async_guard(decision: Decision) -> bool:
+        return True
+
+    with pytest.raises(DefinitionError, match="is not callable"):
+        plus(Edge(State.open, Trigger.closed, State.failed, "is_fatal"))  # type: ignore[arg-type]
+    with pytest.raises(DefinitionError, match="guard is async"):
+        plus(Edge(State.open, Trigger.closed, State.failed, async_guard))  # type: ignore[arg-type]
+
+
+def test_an_unknown_initial_or_terminal_state_fails_when_defined() -> None:
+    with pytest.raises(DefinitionError, match="initial state 'connected'"):
+        replace(LIFECYCLE, initial="connected")  # type: ignore[arg-type]
+    with pytest.raises(DefinitionError, match="terminal state 'done'"):
+        replace(LIFECYCLE, terminal=frozenset({"done"}))  # type: ignore[arg-type]
+
+
+def test_linkmachine_only_ever_sees_a_validated_definition() -> None:
+    # transitions alone would accept this edge and fail on first use; the
+    # definition refuses it before any LinkMachine can be built from it.
+    with pytest.raises(DefinitionError):
+        LinkMachine(
+            WHATSAPP,
+            definition=plus(Edge(State.open, Trigger.closed, "nowhere")),  # type: ignore[arg-type]
+        )
+
+
+# -- table rows ---------------------------------------------------------------------------
+
+
+def test_rows_with_unknown_verdicts_or_without_messages_are_reported() -> None:
+    rows = (
+        Rule("relink", "stringly", status=1),  # type: ignore[arg-type]
+        Rule(Verdict.fatal, "silent", status=2),
+        Rule(Verdict.relink, "told", status=3, message="relink {link}"),
+        Rule(Verdict.retry, "fine", status=4),
+    )
+    findings = check_rows(rows)
+    assert [(f.kind, f.rows) for f in findings] == [
+        (Kind.unknown_verdict, ("1 stringly",)),
+        (Kind.no_message, ("2 silent",)),
+    ]
+
+
+def test_a_channel_with_an_unknown_verdict_row_fails_the_check() -> None:
+    # CloseTable refuses a terminal row without a message when built, so the
+    # check's own row rule is shown on a table that slipped through another way.
+    table = WHATSAPP.table
+    silent = Rule(Verdict.relink, "silentRelink", status=499)
+    sneaky = object.__new__(CloseTable)
+    for name in ("channel", "unknown", "no_status", "_by_status", "_by_code"):
+        object.__setattr__(sneaky, name, getattr(table, name))
+    object.__setattr__(sneaky, "rules", (*table.rules, silent))
+    report = check(LIFECYCLE, replace(WHATSAPP, table=sneaky))
+    only(report, Kind.no_message)
+    assert "silentRelink" in report.render()
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def test_cli_check_all_is_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--all"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1].rstrip(":") for line in lines] == ["lifecycle", *available_channels()]
+    assert all(line.startswith("ok    ") for line in lines)
+
+
+def test_cli_bare_check_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check"]) == 0
+    assert capsys.readouterr().out.startswith("ok    lifecycle:")
+    assert main(["check", "whatsapp", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["subject"] == "whatsapp" and payload["ok"] and payload["findings"] == []
+
+
+BROKEN_MODULE = """
+from dataclasses import replace
+from fsm.lifecycle import LIFECYCLE, State, Trigger
+
+GAP = replace(LIFECYCLE, edges=tuple(
+    e for e in LIFECYCLE.edges
+    if not (e.source is State.open and e.trigger is Trigger.closed and e.guard_name == "is_relink")
+))
+NOT_A_DEFINITION = 42
+"""
+
+UNDEFINED_MODULE = """
+from dataclasses import replace
+from fsm.lifecycle import LIFECYCLE, State
+
+BAD = replace(LIFECYCLE, states=tuple(s for s in LIFECYCLE.states if s is not State.failed))
+"""
+
+
+@pytest.fixture
+def flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    (tmp_path / "broken_flow.py").write_text(BROKEN_MODULE, encoding="utf-8")
+    (tmp_path / "undefined_flow.py").write_text(UNDEFINED_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in ("broken_flow", "undefined_flow"):
+        sys.modules.pop(name, None)
+
+
+def test_cli_reports_a_broken_definition_naming_state_trigger_verdict(
+    flows: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "whatsapp", "--definition", "broken_flow:GAP"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL  whatsapp: 1 problem(s)")
+    assert "gap: state 'open', trigger 'closed', verdict 'relink'" in out
+    assert "440 connectionReplaced" in out
+
+
+def test_cli_reports_a_definition_that_refuses_to_build(
+    flows: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "--definition", "undefined_flow:BAD"]) == 1
+    assert "destination failed is not a declared state" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["check", "nosuchchannel"], "unknown channel 'nosuchchannel'"),
+        (["check", "whatsapp", "--all"], "not both"),
+        (["check", "--definition", "nocolon"], "MODULE:NAME"),
+        (["check", "--definition", "no_such_module_xyz:X"], "cannot import"),
+        (
+            ["check", "--definition", "broken_flow:NOT_A_DEFINITION"],
+            "not a fsm.lifecycle.Definition",
+        ),
+    ],
+)
+def test_cli_usage_errors_exit_2(
+    flows: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_ci_script_runs_the_check() -> None:
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert ".venv/bin/linkstate check --all" in ci
