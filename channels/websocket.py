@@ -318,9 +318,15 @@ class WebSocketLink:
 
     """
 
-    def __init__(self, ws: WebSocketConnection, on_message: MessageHandler | None) -> None:
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        on_message: MessageHandler | None,
+        scope: trio.CancelScope,
+    ) -> None:
         self.ws = ws
         self.on_message = on_message
+        self.scope = scope
         self.last_activity = trio.current_time()
         self.messages = 0
         self._closed = trio.Event()
@@ -332,8 +338,17 @@ class WebSocketLink:
         return self._raw
 
     async def aclose(self) -> None:
-        """Send a normal close frame and wait for the closing handshake."""
-        await self.ws.aclose(code=1000, reason="client closing")
+        """Send a normal close frame, wait for the closing handshake, then end the tasks.
+
+        The connection's tasks are shielded until this runs (see
+        :meth:`WebSocketTransport.connect`); they are released here even when
+        the supervisor's close timeout cancels the handshake.
+        """
+        try:
+            await self.ws.aclose(code=1000, reason="client closing")
+        finally:
+            self.scope.shield = False
+            self.scope.cancel()
 
     async def read(self) -> None:
         """Receive messages until the connection closes, noting activity."""
@@ -390,23 +405,31 @@ class WebSocketTransport:
         self.extra_headers = extra_headers
 
     async def connect(self, nursery: trio.Nursery) -> WebSocketLink:
-        """Open the connection in ``nursery``; raises trio-websocket's handshake errors."""
+        """Open the connection in ``nursery``; raises trio-websocket's handshake errors.
+
+        Once open, the connection's tasks (trio-websocket's reader, our reader
+        and pinger) are shielded from cancellation until :meth:`WebSocketLink.aclose`:
+        an aborted supervisor still needs the reader to receive the server's
+        reply to our close frame, or the close could only time out.
+        """
         link: WebSocketLink = await nursery.start(self._serve)
         return link
 
     async def _serve(self, task_status: trio.TaskStatus[WebSocketLink]) -> None:
-        # The supervisor owns the connect timeout (and may set none at all),
-        # so trio-websocket's own is switched off rather than second-guessing it.
-        async with open_websocket_url(
-            self.url, extra_headers=self.extra_headers, connect_timeout=math.inf
-        ) as ws:
-            link = WebSocketLink(ws, self.on_message)
-            task_status.started(link)
-            async with trio.open_nursery() as nursery:
-                if self.ping_interval is not None:
-                    nursery.start_soon(link.ping_every, self.ping_interval)
-                await link.read()
-                nursery.cancel_scope.cancel()
+        with trio.CancelScope() as scope:
+            # The supervisor owns the connect timeout (and may set none at all),
+            # so trio-websocket's own is switched off rather than second-guessing it.
+            async with open_websocket_url(
+                self.url, extra_headers=self.extra_headers, connect_timeout=math.inf
+            ) as ws:
+                link = WebSocketLink(ws, self.on_message, scope)
+                scope.shield = True  # only after the handshake: connects stay cancellable
+                task_status.started(link)
+                async with trio.open_nursery() as nursery:
+                    if self.ping_interval is not None:
+                        nursery.start_soon(link.ping_every, self.ping_interval)
+                    await link.read()
+                    nursery.cancel_scope.cancel()
 
 
 CHANNEL: Final = Channel(

@@ -129,9 +129,15 @@ class Transport(Protocol):
         """Open a connection and return it once the handshake completed.
 
         ``nursery`` lives exactly as long as this connection: start any
-        background tasks (a reader, a pinger) in it. Raising any ``Exception``
-        means the handshake failed; the exception is the raw close info and is
-        classified by the channel's table like any other close.
+        background tasks (a reader, a pinger) in it; it is cancelled after
+        ``aclose``. On an abort, cancellation reaches those tasks at once; a
+        transport that needs one of them for a graceful close (to read the
+        peer's close reply) may shield it, and must then lift the shield in
+        ``aclose``, in a ``finally``, because ``aclose`` runs under a timeout.
+
+        Raising any ``Exception`` means the handshake failed; the exception is
+        the raw close info (or raise :class:`ConnectFailed` to pass other raw
+        info) and is classified by the channel's table like any other close.
         """
         ...
 
@@ -392,8 +398,12 @@ class Supervisor:
         # When resuming, only the rest of the scheduled delay is left.
         remaining = min(delay, max(0.0, link.since + delay - self.clock()))
         self._sleeps += 1
-        self._slept += remaining
-        await trio.sleep(remaining)
+        started = trio.current_time()
+        try:
+            await trio.sleep(remaining)
+        finally:
+            # What was really slept: an abort cuts the sleep short.
+            self._slept += trio.current_time() - started
         self._fire(Trigger.backoff_elapsed)
 
     async def _attempt(self) -> None:

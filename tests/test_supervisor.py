@@ -73,7 +73,7 @@ async def test_428_reconnects_with_backoff_then_440_stops(
     assert len(backoff) == 1 and backoff[0].verdict == "retry" and backoff[0].status == 428
     assert backoff[0].delay is not None
     # The supervisor slept exactly the delay the machine chose: it never re-decides.
-    assert outcome.slept == backoff[0].delay
+    assert outcome.slept == pytest.approx(backoff[0].delay)
     assert trio.current_time() == pytest.approx(2.0 + backoff[0].delay)
     assert all(c.closed_locally for c in transport.connections)
 

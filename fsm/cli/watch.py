@@ -1,0 +1,105 @@
+"""``linkstate watch CHANNEL URL``: supervise a live endpoint and print its lifecycle.
+
+Prints the same lines as ``simulate``. Ends on a terminal state; ``--max-time``
+and Ctrl-C stop the link cleanly (state ``stopped``, the connection closed
+with a normal close frame). Exit status: 0 when stopped by ``--max-time``,
+130 when stopped by Ctrl-C, 1 when the link ended in ``needs_relink`` or
+``failed`` (so a script or a service manager can alert on it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from typing import Any, Final
+
+import trio
+
+from fsm.channel import Channel
+from fsm.cli._supervise import (
+    add_run_options,
+    policy_from_args,
+    printer_from_args,
+    supervise,
+    supervisor_from_args,
+)
+from fsm.cli.common import CommandError, channel_or_exit
+from fsm.runtime import Outcome, Transport, transport_factory
+
+__all__ = ["DEFAULT_WATCHDOG", "ORDER", "register", "run", "watch"]
+
+ORDER: Final = 30
+
+# Three missed pings of the WebSocket transport's default 20 s interval.
+DEFAULT_WATCHDOG: Final = 60.0
+
+EXIT_STOPPED: Final = 0
+EXIT_TERMINAL: Final = 1
+EXIT_INTERRUPTED: Final = 130
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``watch`` subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "watch",
+        help="supervise a live endpoint and print its lifecycle",
+        description=(
+            "Connect to URL with the channel's transport and supervise the link: reconnect "
+            "or stop exactly as the channel's table and the policy decide, printing each "
+            "transition. Ends on a terminal state, at --max-time, or on Ctrl-C (state stopped). "
+            "Exit status: 0 stopped by --max-time, 130 stopped by Ctrl-C, 1 needs_relink or "
+            "failed."
+        ),
+    )
+    parser.add_argument("channel", metavar="CHANNEL", help="a channel with a transport: websocket")
+    parser.add_argument("url", metavar="URL", help="the endpoint, such as ws://127.0.0.1:8765/")
+    add_run_options(parser)
+    parser.set_defaults(run=run, watchdog=DEFAULT_WATCHDOG)
+    parser.epilog = f"The watchdog defaults to {DEFAULT_WATCHDOG:g} s for watch."
+
+
+def transport_from_args(channel: Channel, url: str) -> Transport:
+    """The channel's transport for ``url``; no transport or a bad URL is a CommandError."""
+    try:
+        return transport_factory(channel)(url)
+    except (LookupError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+
+
+async def watch(
+    args: argparse.Namespace, channel: Channel, transport: Transport
+) -> tuple[Outcome, bool]:
+    """Supervise until terminal, ``--max-time`` or SIGINT.
+
+    Returns the outcome, and whether SIGINT stopped the link.
+    """
+    supervisor = supervisor_from_args(args, channel, transport)
+    interrupted = False
+    async with trio.open_nursery() as nursery:
+        # Ctrl-C becomes an ordinary abort: trio then never raises
+        # KeyboardInterrupt into the middle of the supervisor's cleanup.
+        if threading.current_thread() is threading.main_thread():
+
+            async def on_sigint() -> None:
+                nonlocal interrupted
+                with trio.open_signal_receiver(signal.SIGINT) as signals:
+                    async for _ in signals:
+                        interrupted = True
+                        supervisor.abort()
+
+            nursery.start_soon(on_sigint)
+        outcome = await supervise(args, supervisor, printer_from_args(args))
+        nursery.cancel_scope.cancel()
+    return outcome, interrupted
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``linkstate watch``."""
+    channel = channel_or_exit(args.channel)
+    transport = transport_from_args(channel, args.url)
+    policy_from_args(args, channel.policy)  # report a bad policy before connecting
+    outcome, interrupted = trio.run(watch, args, channel, transport)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_STOPPED if outcome.state == "stopped" else EXIT_TERMINAL

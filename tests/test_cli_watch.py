@@ -1,0 +1,157 @@
+"""``linkstate watch`` and ``linkstate demo`` against real WebSocket servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+
+from fsm.cli import main
+from fsm.cli.demo import Scene, serve_story
+
+SCRIPT = Path(sys.executable).with_name("linkstate")
+NO_DELAY = ["--initial", "0", "--cap", "0", "--retry-now-max", "0"]
+
+
+async def run_main(*argv: str) -> int:
+    """Run the CLI in a worker thread: it starts its own trio run, as from a shell."""
+    with trio.fail_after(60):  # a guard against a hang, never reached when all is well
+        status: int = await trio.to_thread.run_sync(main, list(argv))
+    return status
+
+
+async def test_watch_reconnects_after_1012_and_fails_after_1008(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with trio.open_nursery() as nursery:
+        story = (Scene(0.0, 1012, "restart"), Scene(0.0, 1008, "policy"))
+        port = await nursery.start(serve_story, story)
+        url = f"ws://127.0.0.1:{port}"
+        status = await run_main("watch", "websocket", url, "--format", "json", *NO_DELAY)
+        nursery.cancel_scope.cancel()
+    assert status == 1  # ended in a terminal state that needs a person
+    *transitions, last = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    closes = [(t["status"], t["verdict"], t["dst"]) for t in transitions if t["verdict"]]
+    assert closes == [(1012, "retry_now", "reconnecting"), (1008, "fatal", "failed")]
+    assert (last["final"], last["connects"], last["sleeps"]) == ("failed", 2, 1)
+    assert "1008" in last["message"] and "policy violation" in last["message"]
+
+
+async def test_watch_text_output(capsys: pytest.CaptureFixture[str]) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_story, (Scene(0.0, 1008, "policy"),))
+        await run_main("watch", "websocket", f"ws://127.0.0.1:{port}/", "--format", "text")
+        nursery.cancel_scope.cancel()
+    out = capsys.readouterr().out
+    assert "open -> failed" in out and "1008 policyViolation: fatal" in out
+    assert "final state: failed after 1 connect, 0 backoff sleeps" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["watch", "whatsapp", "ws://127.0.0.1:1/"], "has no transport for live connections"),
+        (["watch", "websocket", "http://127.0.0.1:1/"], "must start with ws:// or wss://"),
+        (["watch", "nosuch", "ws://127.0.0.1:1/"], "unknown channel 'nosuch'"),
+    ],
+)
+def test_watch_user_errors(
+    capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
+
+
+async def test_ctrl_c_stops_the_console_script_cleanly() -> None:
+    closed_with: list[object] = []
+
+    async def hold(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        try:
+            await ws.get_message()
+        except ConnectionClosed as exc:
+            closed_with.append(exc.reason)
+
+    async with trio.open_nursery() as nursery:
+        server: Any = await nursery.start(serve_websocket, hold, "127.0.0.1", 0, None)
+        argv = [str(SCRIPT), "watch", "websocket", f"ws://127.0.0.1:{server.port}/"]
+        with trio.fail_after(60):
+            process = await trio.lowlevel.open_process(
+                [*argv, "--format", "json"], stdout=subprocess.PIPE
+            )
+            assert process.stdout is not None
+            lines = _Lines(process.stdout)
+            while json.loads(await lines.next())["dst"] != "open":
+                pass
+            process.send_signal(signal.SIGINT)
+            rest = [json.loads(line) for line in await lines.all()]
+            await process.wait()
+        nursery.cancel_scope.cancel()
+    assert process.returncode == 130
+    abort, last = rest
+    assert (abort["src"], abort["trigger"], abort["dst"]) == ("open", "abort", "stopped")
+    assert (last["final"], last["stop_reason"]) == ("stopped", "aborted")
+    # The server saw a normal close frame from the client, not a dropped socket.
+    (reason,) = closed_with
+    assert getattr(reason, "code", None) == 1000
+
+
+class _Lines:
+    """Read a trio byte stream line by line."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+
+    async def next(self) -> str:
+        while b"\n" not in self.buffer:
+            chunk = await self.stream.receive_some()
+            if not chunk:
+                raise EOFError(self.buffer)
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode()
+
+    async def all(self) -> list[str]:
+        while chunk := await self.stream.receive_some():
+            self.buffer += chunk
+        return self.buffer.decode().splitlines()
+
+
+def test_demo_plays_the_story_and_ends_with_the_operator_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--hold", "0", *NO_DELAY]) == 0
+    out = capsys.readouterr().out
+    order = [
+        "server: dropping the TCP connection",
+        "1006 abnormalClosure: retry",
+        "server: restarting (close 1012)",
+        "1012 serviceRestart: retry_now",
+        "server: token revoked (close 4401)",
+        "4401 tokenRevoked: relink",
+        "final state: needs_relink after 3 connects, 2 backoff sleeps",
+        "operator message: Demo chat service closed link demo with 4401",
+    ]
+    positions = [out.index(needle) for needle in order]
+    assert positions == sorted(positions)
+    assert out.rstrip().splitlines()[-1].startswith("operator message:")
+
+
+def test_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--hold", "0", *NO_DELAY, "--format", "json"]) == 0
+    last = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (last["final"], last["status"], last["connects"], last["sleeps"]) == (
+        "needs_relink",
+        4401,
+        3,
+        2,
+    )
