@@ -75,6 +75,9 @@ POLICY_OPTIONS: Final[tuple[tuple[str, str, Callable[[str], object], str], ...]]
 )
 
 
+_METAVARS: Final[dict[Callable[[str], object], str]] = {seconds: "S", int: "N", Jitter: "KIND"}
+
+
 def add_run_options(parser: argparse.ArgumentParser, *, connect_timeout: bool = True) -> None:
     """Add the options every supervising command shares."""
     parser.add_argument(
@@ -102,9 +105,16 @@ def add_run_options(parser: argparse.ArgumentParser, *, connect_timeout: bool = 
     )
     group = parser.add_argument_group("reconnect policy (defaults: the channel's policy)")
     for option, field, kind, text in POLICY_OPTIONS:
-        group.add_argument(option, dest=f"policy_{field}", type=kind, default=None, help=text)
+        group.add_argument(
+            option,
+            dest=f"policy_{field}",
+            type=kind,
+            default=None,
+            metavar=_METAVARS.get(kind, "X"),
+            help=text,
+        )
     group.add_argument(
-        "--seed", type=int, default=None, help="seed the jitter for a repeatable run"
+        "--seed", type=int, default=None, metavar="N", help="seed the jitter for a repeatable run"
     )
     runtime = parser.add_argument_group("supervisor")
     if connect_timeout:
