@@ -42,6 +42,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol, cast, runtime_checkable
@@ -265,7 +266,8 @@ class Supervisor:
         self.watchdog = watchdog
         self.close_timeout = close_timeout
         self.journal = journal
-        self._receipt: Receipt | None = None
+        self._receipts: deque[Receipt] = deque()
+        self._store_error: StoreError | None = None
         self._observers: list[Observer] = []
         self._records: list[TransitionRecord] = []
         self._abort_scope = trio.CancelScope()
@@ -357,9 +359,21 @@ class Supervisor:
             self.link = row.to_link(now=self.clock(), wall=journal.wall(), channel=self.channel)
 
     async def _persisted(self) -> None:
-        """Wait until the latest transition is committed (a no-op without a journal)."""
-        if self.journal is not None and self._receipt is not None:
-            await self.journal.wait(self._receipt)
+        """Wait until every transition so far is committed; raise the first the store refused.
+
+        The first refusal is the one that explains the others (a refused write
+        makes the next one from this link a conflict), so it is raised again on
+        every later call, including the final one in ``run()``.
+        """
+        if self.journal is None:
+            return
+        while self._receipts:
+            try:
+                await self.journal.wait(self._receipts.popleft())
+            except StoreError as exc:
+                self._store_error = self._store_error or exc
+        if self._store_error is not None:
+            raise self._store_error
 
     async def _drive(self) -> None:
         # A checkpoint first, so that an abort() before run() stops an idle link
@@ -494,7 +508,7 @@ class Supervisor:
     def _after(self, record: TransitionRecord) -> None:
         self._records.append(record)
         if self.journal is not None:
-            self._receipt = self.journal.submit(record, self.link, channel=self.channel.name)
+            self._receipts.append(self.journal.submit(record, self.link, channel=self.channel.name))
         _log.info(
             "link %s: %s --%s--> %s%s",
             record.link,

@@ -593,7 +593,10 @@ def _not_resettable_hint(row: LinkRow) -> str:
         return "A failed link needs its cause fixed; then run `linkstate reset` for it"
     if row.terminal:
         return "Use `linkstate reset` for it"
-    return "It is not stopped: nothing needs an operator. To stop it, stop the process that runs it"
+    return (
+        "It is not in a terminal state, so nothing needs an operator: it connects whenever "
+        "the process that runs it is running"
+    )
 
 
 RESUMED: Final = "resumed on start after a local stop; retry budget and flap history kept"

@@ -21,7 +21,7 @@ from typing import Final, Literal, TextIO
 from fsm.machine import TransitionRecord
 from fsm.runtime import Outcome
 
-__all__ = ["FORMATS", "Format", "Printer", "default_format", "describe_close"]
+__all__ = ["FORMATS", "Format", "Printer", "default_format", "describe_close", "describe_verdict"]
 
 Format = Literal["json", "text"]
 FORMATS: Final[tuple[Format, ...]] = ("json", "text")
@@ -37,13 +37,18 @@ def default_format(stream: TextIO) -> Format:
 
 def describe_close(record: TransitionRecord) -> str:
     """``428 connectionClosed: retry``, or "" for a transition without a close."""
-    if record.verdict is None:
+    return describe_verdict(record.status, record.rule, record.verdict)
+
+
+def describe_verdict(status: int | None, rule: str | None, verdict: str | None) -> str:
+    """``428 connectionClosed: retry`` from a close's parts, or "" without a verdict."""
+    if verdict is None:
         return ""
-    label = record.rule or ""
-    if record.status is not None and not label.startswith(str(record.status)):
+    label = rule or ""
+    if status is not None and not label.startswith(str(status)):
         # A default row ("unknown") says nothing about which code it caught.
-        label = f"{record.status} {label}".rstrip()
-    return f"{label or 'no status'}: {record.verdict}"
+        label = f"{status} {label}".rstrip()
+    return f"{label or 'no status'}: {verdict}"
 
 
 class Printer:

@@ -24,6 +24,7 @@ import trio
 
 from fsm.channel import Channel
 from fsm.cli._render import FORMATS, Format, Printer, default_format
+from fsm.cli._store import add_db_option, journal_from_args
 from fsm.cli.common import CommandError
 from fsm.policy import Jitter, PolicyError, ReconnectPolicy
 from fsm.runtime import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
@@ -90,6 +91,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, connect_timeout: bool = 
     parser.add_argument(
         "--link", default="link", metavar="ID", help="the link's id in records and messages"
     )
+    add_db_option(parser)
     parser.add_argument(
         "-v",
         "--verbose",
@@ -195,15 +197,18 @@ async def supervise(
     configure_logging(verbose=args.verbose)
     printer.origin = supervisor.clock()
     supervisor.subscribe(printer.transition)
-    async with trio.open_nursery() as nursery:
-        if args.max_time is not None:
+    async with journal_from_args(args) as journal:
+        if journal is not None:
+            supervisor.journal = journal
+        async with trio.open_nursery() as nursery:
+            if args.max_time is not None:
 
-            async def time_limit() -> None:
-                await trio.sleep(args.max_time)
-                supervisor.abort()
+                async def time_limit() -> None:
+                    await trio.sleep(args.max_time)
+                    supervisor.abort()
 
-            nursery.start_soon(time_limit)
-        outcome = await supervisor.run()
-        nursery.cancel_scope.cancel()
+                nursery.start_soon(time_limit)
+            outcome = await supervisor.run()
+            nursery.cancel_scope.cancel()
     printer.outcome(outcome)
     return outcome

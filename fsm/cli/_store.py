@@ -1,0 +1,126 @@
+"""The ``--db PATH`` option and the store plumbing shared by the commands that use one.
+
+``simulate``, ``watch`` and ``demo`` get ``--db`` through
+:func:`fsm.cli._supervise.add_run_options`; ``status``, ``history``,
+``relink`` and ``reset`` open an existing file with :func:`open_store`. Every
+:class:`fsm.store.StoreError` becomes a :class:`fsm.cli.common.CommandError`:
+one line naming the file and the fix, exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
+
+from fsm.cli.common import CommandError, channel_or_exit
+from fsm.journal import Journal, open_journal
+from fsm.lifecycle import State
+from fsm.machine import TransitionRecord
+from fsm.store import SQLiteStore, StoreError, operator_reset
+
+__all__ = [
+    "add_db_option",
+    "add_operator_arguments",
+    "ago",
+    "journal_from_args",
+    "open_store",
+    "operate",
+    "store_errors",
+    "timestamp",
+]
+
+
+def add_db_option(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """Add ``--db PATH``."""
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        default=None,
+        required=required,
+        help="the SQLite state database: the link's state and history outlive the process "
+        "(with --link ID naming the link)"
+        if not required
+        else "the SQLite state database",
+    )
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Turn a :class:`StoreError` (alone, or the one error of trio's groups) into a CommandError."""
+    try:
+        yield
+    except StoreError as exc:
+        raise CommandError(str(exc)) from exc
+    except BaseExceptionGroup as group:
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        if isinstance(leaf, StoreError):
+            raise CommandError(str(leaf)) from leaf
+        raise
+
+
+def open_store(path: str, *, create: bool = False) -> SQLiteStore:
+    """Open the state database at ``path``; by default it must exist."""
+    with store_errors():
+        return SQLiteStore(path, create=create)
+
+
+@asynccontextmanager
+async def journal_from_args(args: argparse.Namespace) -> AsyncIterator[Journal | None]:
+    """A running journal on ``--db`` for the body, or None without ``--db``."""
+    path: str | None = getattr(args, "db", None)
+    if path is None:
+        yield None
+        return
+    with store_errors(), open_store(path, create=True) as store:
+        async with open_journal(store) as journal:
+            yield journal
+
+
+def add_operator_arguments(parser: argparse.ArgumentParser, *, note: str) -> None:
+    """Add ``LINK --db PATH [--note TEXT]`` for the operator commands."""
+    parser.add_argument("link", metavar="LINK", help="the link's id")
+    add_db_option(parser, required=True)
+    parser.add_argument(
+        "--note",
+        default=note,
+        metavar="TEXT",
+        help=f"what the operator did, kept in the history (default: {note!r})",
+    )
+
+
+def operate(args: argparse.Namespace, *, only: frozenset[State] | None) -> TransitionRecord:
+    """Fire ``reset`` on ``args.link`` in ``args.db``, as the operator; print what happened."""
+    with store_errors(), open_store(args.db) as store:
+        row = store.load(args.link)
+        if row is None:
+            known = ", ".join(r.link_id for r in store.links()[:10]) or "none"
+            raise CommandError(
+                f"no link {args.link!r} in {args.db} (links: {known}); check the id and --db"
+            )
+        record = operator_reset(
+            store, args.link, channel_or_exit(row.channel), note=args.note, only=only
+        )
+    print(
+        f"{record.link}: {record.src} -> {record.dst} ({args.note}); the link connects again "
+        "the next time it is started"
+    )
+    return record
+
+
+def timestamp(wall: float) -> str:
+    """``2026-11-23T23:44:34Z``: a wall-clock time, in UTC, to the second."""
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ago(wall: float, now: float | None = None) -> str:
+    """``3 min ago``: how long before ``now`` (default: the wall clock) ``wall`` was."""
+    seconds = max(0.0, (time.time() if now is None else now) - wall)
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"

@@ -1,0 +1,71 @@
+"""``linkstate status --db PATH [--json]``: every stored link, where it is and since when."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, Final
+
+from fsm.cli._render import describe_verdict
+from fsm.cli._store import add_db_option, ago, open_store, store_errors, timestamp
+from fsm.cli.common import print_json
+from fsm.store import LinkRow
+
+__all__ = ["ORDER", "register", "render", "run"]
+
+ORDER: Final = 60
+
+_COLUMNS: Final = ("LINK", "CHANNEL", "STATE", "SINCE", "ATTEMPTS", "LAST CLOSE")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``status`` subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "status",
+        help="list the links in a state database and their states",
+        description=(
+            "List every link stored in the state database: its state and since when, its "
+            "reconnect attempts, its last close with the verdict, and for a terminal state "
+            "the operator message. Reads only; safe while other processes write."
+        ),
+    )
+    add_db_option(parser, required=True)
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON array of the stored rows"
+    )
+    parser.set_defaults(run=run)
+
+
+def render(rows: list[LinkRow], now: float) -> list[str]:
+    """The text table, with each terminal link's operator message under its row."""
+    table = [_COLUMNS] + [
+        (
+            row.link_id,
+            row.channel,
+            row.state,
+            f"{timestamp(row.since)} ({ago(row.since, now)})",
+            str(row.attempt),
+            describe_verdict(row.status, row.rule, row.verdict) or "-",
+        )
+        for row in rows
+    ]
+    widths = [max(len(cells[i]) for cells in table) for i in range(len(_COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(table[0], widths, strict=True)).rstrip()]
+    for row, cells in zip(rows, table[1:], strict=True):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        if row.terminal and row.message:
+            lines.append(f"    {row.message}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``linkstate status``."""
+    with store_errors(), open_store(args.db) as store:
+        rows = store.links()
+    if args.json:
+        print_json([row.to_json() for row in rows])
+    elif not rows:
+        print(f"no links in {args.db} yet")
+    else:
+        print("\n".join(render(rows, time.time())))
+    return 0

@@ -1,0 +1,412 @@
+"""A fleet: many supervised links in one trio process, started and stopped by id.
+
+Theory of operation
+-------------------
+Each link runs in its own task of the fleet's nursery, and that task runs one
+:class:`fsm.runtime.Supervisor` after another. What ends a supervisor decides
+what happens next:
+
+==========================  ================================================
+``run()`` ...               the fleet ...
+==========================  ================================================
+returns (terminal state)    keeps the outcome; the link is never restarted.
+                            ``needs_relink`` and ``failed`` wait for a
+                            person; ``stopped`` waits for :meth:`Fleet.start`
+raises (the supervisor      restarts it after ``restarts.delay(n)``, at most
+crashed: a bug, a store     ``restarts.max_restarts`` times per start; then
+that cannot be written)     gives up and shows the error in the status
+==========================  ================================================
+
+A manager that restarts a worker which stopped on purpose undoes the stop:
+that was OpenClaw's most common bug. So only a crash is restarted, never an
+ending, and not even a crash once the link is ``needs_relink`` or ``failed``.
+
+A restarted supervisor resumes the link where it was. With a journal the
+store is the truth (it holds exactly what was committed), so the new
+supervisor loads the link from it; without one it takes over the crashed
+supervisor's :class:`fsm.machine.Link`, which its abort left ``stopped``,
+and resumes it with its retry budget kept.
+
+Links of one channel and policy share one :class:`fsm.machine.LinkMachine`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Final
+
+import trio
+
+from fsm.channel import Channel
+from fsm.journal import Journal
+from fsm.lifecycle import State
+from fsm.machine import Link, LinkMachine, TransitionRecord
+from fsm.policy import Jitter, ReconnectPolicy
+from fsm.runtime import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
+
+__all__ = ["Fleet", "FleetError", "LinkStatus", "RestartPolicy", "open_fleet"]
+
+_log: Final = logging.getLogger("linkstate.fleet")
+
+# A crash is never restarted once the link waits for a person.
+_WAITS_FOR_A_PERSON: Final = frozenset({State.needs_relink.value, State.failed.value})
+
+
+class FleetError(LookupError):
+    """A link id is unknown to the fleet, or already running in it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """How often, and how soon, a crashed supervisor is restarted.
+
+    Attributes:
+        max_restarts: Restarts allowed per :meth:`Fleet.start`; 0 never restarts.
+        backoff: The schedule of delays before restart n (its ``base_delay``).
+
+    """
+
+    max_restarts: int = 3
+    backoff: ReconnectPolicy = field(
+        default_factory=lambda: ReconnectPolicy(
+            initial=1.0, factor=2.0, cap=60.0, jitter=Jitter.none
+        )
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_restarts < 0:
+            raise ValueError(f"max_restarts={self.max_restarts!r} must be 0 or more")
+
+    def delay(self, restart: int) -> float:
+        """Seconds to wait before restart number ``restart`` (1-based)."""
+        return self.backoff.base_delay(restart)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStatus:
+    """A snapshot of one link of a fleet; times are on the fleet's clock.
+
+    Attributes:
+        link_id: The link's id.
+        channel: The channel's name.
+        state: The lifecycle state.
+        since: When the link entered ``state``.
+        status: The status of the last close, or None.
+        verdict: The verdict of the last close (as the guards saw it), or None.
+        attempts: The reconnect-attempt counter.
+        connected_for: Seconds the current connection has been open; None
+            when the link is not open.
+        running: True while a supervisor (or a restart delay) is under way.
+        restarts: Crash restarts since the link was last started.
+        message: The operator message of a terminal state.
+        error: The latest crash, as ``Type: message``, or None.
+
+    """
+
+    link_id: str
+    channel: str
+    state: str
+    since: float
+    status: int | None
+    verdict: str | None
+    attempts: int
+    connected_for: float | None
+    running: bool
+    restarts: int
+    message: str | None
+    error: str | None
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready dict of every field."""
+        return {
+            "link": self.link_id,
+            "channel": self.channel,
+            "state": self.state,
+            "since": self.since,
+            "status": self.status,
+            "verdict": self.verdict,
+            "attempts": self.attempts,
+            "connected_for": self.connected_for,
+            "running": self.running,
+            "restarts": self.restarts,
+            "message": self.message,
+            "error": self.error,
+        }
+
+
+class _Member:
+    """One link of the fleet: how to build its supervisors, and how it is doing."""
+
+    __slots__ = (
+        "build",
+        "channel",
+        "done",
+        "error",
+        "link",
+        "outcome",
+        "restarts",
+        "started",
+        "stopping",
+        "supervisor",
+        "verdict",
+        "wait_scope",
+    )
+
+    def __init__(
+        self, channel: Channel, build: Callable[[Link | None], Supervisor], started: float
+    ) -> None:
+        self.channel = channel
+        self.started = started
+        self.build = build
+        self.link: Link | None = None
+        self.supervisor: Supervisor | None = None
+        self.outcome: Outcome | None = None
+        self.error: str | None = None
+        self.verdict: str | None = None
+        self.restarts = 0
+        self.stopping = False
+        self.wait_scope = trio.CancelScope()
+        self.done = trio.Event()
+
+    def observe(self, record: TransitionRecord) -> None:
+        """Remember the verdict of each close, as the guards saw it."""
+        if record.verdict is not None:
+            self.verdict = record.verdict
+
+
+class Fleet:
+    """Many links in one trio process; make one with :func:`open_fleet`.
+
+    Args:
+        nursery: Where the links' tasks run.
+        journal: Persist every link (see :class:`fsm.runtime.Supervisor`).
+        restarts: How crashed supervisors are restarted.
+        rng: The random source of every shared machine's jitter.
+        clock: The clock for supervisors and snapshots; defaults to trio's.
+
+    """
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        *,
+        journal: Journal | None = None,
+        restarts: RestartPolicy | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.nursery = nursery
+        self.journal = journal
+        self.restarts = restarts or RestartPolicy()
+        self.rng = rng or random.Random()
+        self.clock = clock or trio.current_time
+        self._members: dict[str, _Member] = {}
+        self._machines: dict[tuple[str, ReconnectPolicy], LinkMachine] = {}
+
+    # -- starting and stopping -------------------------------------------------
+
+    def start(
+        self,
+        link_id: str,
+        channel: Channel,
+        transport: Transport,
+        *,
+        policy: ReconnectPolicy | None = None,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        watchdog: float | None = None,
+    ) -> None:
+        """Start supervising ``link_id``; returns at once.
+
+        A link started before resumes where it ended: ``stopped`` resumes,
+        ``needs_relink`` and ``failed`` end again at once without connecting.
+
+        Raises:
+            FleetError: the link is already running in this fleet.
+
+        """
+        previous = self._members.get(link_id)
+        if previous is not None and not previous.done.is_set():
+            raise FleetError(
+                f"link {link_id!r} is already running in this fleet; stop it first "
+                "(fleet.stop) or use another id"
+            )
+        machine = self._machine(channel, policy or channel.policy)
+
+        def build(link: Link | None) -> Supervisor:
+            return Supervisor(
+                channel,
+                transport,
+                link_id=link_id,
+                link=link,
+                machine=machine,
+                connect_timeout=connect_timeout,
+                watchdog=watchdog,
+                clock=self.clock,
+                journal=self.journal,
+            )
+
+        member = _Member(channel, build, self.clock())
+        if previous is not None and self.journal is None:
+            member.link = _last_link(previous)
+        self._members[link_id] = member
+        self.nursery.start_soon(self._keep, member, name=f"linkstate link {link_id}")
+
+    def stop(self, link_id: str) -> None:
+        """Stop ``link_id`` (it ends in ``stopped``); returns at once, see :meth:`wait`."""
+        member = self._member(link_id)
+        member.stopping = True
+        member.wait_scope.cancel()
+        if member.supervisor is not None:
+            member.supervisor.abort()
+
+    def stop_all(self) -> None:
+        """Stop every link."""
+        for link_id in self._members:
+            self.stop(link_id)
+
+    async def wait(self, link_id: str) -> Outcome | None:
+        """Wait until ``link_id`` has ended; its outcome, or None if it crashed for good."""
+        member = self._member(link_id)
+        await member.done.wait()
+        return member.outcome
+
+    # -- looking ---------------------------------------------------------------
+
+    def __contains__(self, link_id: object) -> bool:
+        return link_id in self._members
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def status(self, link_id: str) -> LinkStatus:
+        """A snapshot of ``link_id`` now."""
+        member = self._member(link_id)
+        link = _last_link(member) or Link(link_id, State.idle, member.started)
+        event = link.last_event
+        opened_at = link.opened_at if link.state == State.open.value else None
+        return LinkStatus(
+            link_id=link.link_id,
+            channel=member.channel.name,
+            state=link.state,
+            since=link.since,
+            status=None if event is None else event.status,
+            verdict=member.verdict
+            or (None if link.last_rule is None else link.last_rule.verdict.value),
+            attempts=link.attempt,
+            connected_for=None if opened_at is None else self.clock() - opened_at,
+            running=not member.done.is_set(),
+            restarts=member.restarts,
+            message=link.message if link.terminal else None,
+            error=member.error,
+        )
+
+    def statuses(self) -> list[LinkStatus]:
+        """A snapshot of every link, by id."""
+        return [self.status(link_id) for link_id in sorted(self._members)]
+
+    # -- internals -------------------------------------------------------------
+
+    def _member(self, link_id: str) -> _Member:
+        try:
+            return self._members[link_id]
+        except KeyError:
+            raise FleetError(
+                f"no link {link_id!r} in this fleet; start it first (fleet.start)"
+            ) from None
+
+    def _machine(self, channel: Channel, policy: ReconnectPolicy) -> LinkMachine:
+        key = (channel.name, policy)
+        machine = self._machines.get(key)
+        if machine is None or machine.channel is not channel:
+            machine = self._machines[key] = LinkMachine(channel, policy, rng=self.rng)
+        return machine
+
+    async def _keep(self, member: _Member) -> None:
+        """Run supervisors for one link until it ends; see the module header."""
+        try:
+            while not member.stopping:
+                supervisor = member.supervisor = member.build(member.link)
+                supervisor.subscribe(member.observe)
+                try:
+                    member.outcome = await supervisor.run()
+                    return
+                except Exception as exc:
+                    delay = self._crashed(member, supervisor.link, exc)
+                if delay is None:
+                    return
+                # A fresh scope per wait, so that stop() can cut this one short.
+                member.wait_scope = trio.CancelScope()
+                with member.wait_scope:
+                    await trio.sleep(delay)
+        finally:
+            member.done.set()
+
+    def _crashed(self, member: _Member, link: Link, exc: Exception) -> float | None:
+        """Record a crash; the delay before the restart, or None for no restart."""
+        member.error = f"{type(exc).__name__}: {exc}"
+        # With a journal the store is the truth; without one, the link object is.
+        member.link = None if self.journal is not None else link
+        extra = {"link": link.link_id, "state": link.state}
+        if not self._may_restart(member, link):
+            why = _why_not(member, link, self.restarts)
+            _log.error(
+                "link %s: supervisor crashed; not restarting: %s",
+                link.link_id,
+                why,
+                exc_info=exc,
+                extra=extra,
+            )
+            return None
+        member.restarts += 1
+        delay = self.restarts.delay(member.restarts)
+        _log.error(
+            "link %s: supervisor crashed; restart %d of %d in %.2f s",
+            link.link_id,
+            member.restarts,
+            self.restarts.max_restarts,
+            delay,
+            exc_info=exc,
+            extra=extra,
+        )
+        return delay
+
+    def _may_restart(self, member: _Member, link: Link) -> bool:
+        return (
+            not member.stopping
+            and link.state not in _WAITS_FOR_A_PERSON
+            and member.restarts < self.restarts.max_restarts
+        )
+
+
+def _last_link(member: _Member) -> Link | None:
+    """The member's link as its latest supervisor left it (or as it was handed over)."""
+    return member.supervisor.link if member.supervisor is not None else member.link
+
+
+def _why_not(member: _Member, link: Link, restarts: RestartPolicy) -> str:
+    if member.stopping:
+        return "the link was being stopped"
+    if link.state in _WAITS_FOR_A_PERSON:
+        return f"the link is {link.state} and waits for a person"
+    return f"{restarts.max_restarts} restarts used up"
+
+
+@asynccontextmanager
+async def open_fleet(
+    *,
+    journal: Journal | None = None,
+    restarts: RestartPolicy | None = None,
+    rng: random.Random | None = None,
+    clock: Callable[[], float] | None = None,
+) -> AsyncIterator[Fleet]:
+    """Run a :class:`Fleet` for the body of the ``async with``; stop every link on the way out."""
+    async with trio.open_nursery() as nursery:
+        fleet = Fleet(nursery, journal=journal, restarts=restarts, rng=rng, clock=clock)
+        try:
+            yield fleet
+        finally:
+            fleet.stop_all()
