@@ -1,0 +1,184 @@
+"""``linkstate diagram``: draw the lifecycle, or a channel's, as DOT, Mermaid, SVG or PNG.
+
+Also the ``--diagram FILE`` option that ``simulate`` and ``watch`` share
+(:func:`add_trace_option`, :func:`write_trace_option`). ``diagrams`` is
+imported inside the functions that draw, so other commands start without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
+
+from fsm.channel import ChannelError
+from fsm.cli.common import CommandError
+
+if TYPE_CHECKING:
+    from diagrams import Format
+    from fsm.machine import TransitionRecord
+
+__all__ = [
+    "ORDER",
+    "add_trace_option",
+    "check_trace_option",
+    "register",
+    "run",
+    "write_trace_option",
+]
+
+ORDER: Final = 60
+
+_FORMATS: Final = ("dot", "mermaid", "svg", "png")
+
+# A renderer that failed is not the user's typing: a distinct exit status.
+_RENDER_FAILED: Final = 1
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``diagram`` subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "diagram",
+        help="draw the lifecycle (with a channel's close codes) as DOT, Mermaid, SVG or PNG",
+        description=(
+            "Draw the declared lifecycle. With CHANNEL, the close edges also carry that "
+            "channel's codes and a legend shows its table; without one (or with `lifecycle`), "
+            "the bare definition. Text formats go to stdout unless -o is given; PNG goes to "
+            "stdout only when stdout is not a terminal. --all -o DIR writes every diagram in "
+            "every format (the committed ones: `linkstate diagram --all -o docs/diagrams`)."
+        ),
+    )
+    parser.add_argument(
+        "channel",
+        metavar="CHANNEL",
+        nargs="?",
+        help="a channel name such as whatsapp, or `lifecycle` (the default) for none",
+    )
+    parser.add_argument(
+        "--format",
+        "-f",
+        choices=_FORMATS,
+        help="the output format; default: from the -o extension, else dot",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        type=Path,
+        help="the file to write (a directory with --all)",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="write the lifecycle and every installed channel, in every format, into -o DIR",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``linkstate diagram``."""
+    from diagrams import DiagramError, RendererNotFoundError, RenderError
+
+    try:
+        if args.all:
+            return _run_all(args)
+        return _run_one(args)
+    except (ChannelError, DiagramError, RendererNotFoundError) as exc:
+        raise CommandError(str(exc)) from exc
+    except RenderError as exc:
+        raise CommandError(str(exc), exit_status=_RENDER_FAILED) from exc
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    from diagrams import Format, write_all
+
+    if args.channel is not None:
+        raise CommandError(
+            f"--all writes every channel, so it takes no CHANNEL (got {args.channel!r}); "
+            "drop one of them"
+        )
+    if args.output is None:
+        raise CommandError("--all needs a directory: pass -o DIR, e.g. -o docs/diagrams")
+    if args.output.exists() and not args.output.is_dir():
+        raise CommandError(f"--all writes into a directory, but {args.output} is a file")
+    formats = tuple(Format) if args.format is None else (Format(args.format),)
+    for path in write_all(args.output, formats):
+        print(path)
+    return 0
+
+
+def _run_one(args: argparse.Namespace) -> int:
+    from diagrams import picture_for, produce
+
+    fmt = _chosen_format(args.format, args.output)
+    data = produce(picture_for(args.channel), fmt)
+    if args.output is not None:
+        args.output.write_bytes(data)
+        return 0
+    _to_stdout(data, binary=fmt.binary)
+    return 0
+
+
+def _chosen_format(name: str | None, output: Path | None) -> Format:
+    from diagrams import Format, format_for_path
+
+    if name is not None:
+        return Format(name)
+    if output is not None:
+        return format_for_path(output)
+    return Format.dot
+
+
+def _to_stdout(data: bytes, *, binary: bool, stream: BinaryIO | None = None) -> None:
+    out = stream if stream is not None else sys.stdout.buffer
+    if binary and out.isatty():
+        raise CommandError(
+            "PNG is binary and stdout is a terminal: pass -o FILE, or redirect stdout to a file"
+        )
+    sys.stdout.flush()
+    out.write(data)
+    out.flush()
+
+
+# -- the --diagram option of simulate and watch ---------------------------------
+
+
+def add_trace_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--diagram FILE``: draw the path taken, in the format of FILE's extension."""
+    parser.add_argument(
+        "--diagram",
+        metavar="FILE",
+        type=Path,
+        help="also draw the path taken into FILE, numbered in order, the final state "
+        "highlighted; the format follows the extension (.dot, .mmd, .svg, .png)",
+    )
+
+
+def check_trace_option(args: argparse.Namespace) -> None:
+    """Fail early, before any work, when ``--diagram FILE`` has an unknown extension."""
+    from diagrams import DiagramError, format_for_path
+
+    path: Path | None = getattr(args, "diagram", None)
+    if path is None:
+        return
+    try:
+        format_for_path(path)
+    except DiagramError as exc:
+        raise CommandError(f"--diagram: {exc}") from exc
+
+
+def write_trace_option(args: argparse.Namespace, records: Sequence[TransitionRecord]) -> None:
+    """Draw ``records`` into ``args.diagram`` when the option was given."""
+    from diagrams import DiagramError, RendererNotFoundError, RenderError, write_trace
+
+    path: Path | None = getattr(args, "diagram", None)
+    if path is None:
+        return
+    try:
+        write_trace(records, path)
+    except (DiagramError, RendererNotFoundError) as exc:
+        raise CommandError(f"--diagram {path}: {exc}") from exc
+    except RenderError as exc:
+        raise CommandError(f"--diagram {path}: {exc}", exit_status=_RENDER_FAILED) from exc
