@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from fsm.cli import main
+from fsm.cli.demo import Scene, serve_story
 from fsm.store import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +117,25 @@ def test_a_link_of_another_channel_is_refused(
         capsys, "simulate", "websocket", "--close", "1000", "--db", str(db), "--link", "acct1"
     )
     assert code == 2 and "stored for channel 'whatsapp', not 'websocket'" in err
+
+
+async def test_watch_keeps_a_failed_link_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "x.db")
+    argv = ["--db", db, "--link", "edge", "--format", "json"]
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_story, (Scene(0.0, 1008, "policy"),))
+        url = f"ws://127.0.0.1:{port}"
+        with trio.fail_after(60):  # a guard against a hang; the CLI runs its own trio
+            first = await trio.to_thread.run_sync(main, ["watch", "websocket", url, *argv])
+            first_out = capsys.readouterr().out
+            second = await trio.to_thread.run_sync(main, ["watch", "websocket", url, *argv])
+        nursery.cancel_scope.cancel()
+    assert (first, second) == (1, 1)  # both end in a state that needs a person
+    assert json.loads(first_out.splitlines()[-1])["connects"] == 1
+    last = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (last["final"], last["connects"], last["status"]) == ("failed", 0, 1008)
 
 
 # -- kill -9 -----------------------------------------------------------------------
