@@ -84,7 +84,7 @@ def format_for_path(path: Path) -> Format:
     if fmt is None:
         raise DiagramError(
             f"cannot tell the diagram format from {path.name!r}: use one of the extensions "
-            f"{', '.join(EXTENSIONS)}, or pass --format"
+            f"{', '.join(EXTENSIONS)}"
         )
     return fmt
 

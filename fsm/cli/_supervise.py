@@ -26,6 +26,7 @@ from fsm.channel import Channel
 from fsm.cli._render import FORMATS, Format, Printer, default_format
 from fsm.cli._store import add_db_option, journal_from_args
 from fsm.cli.common import CommandError
+from fsm.cli.diagram import add_trace_option, record_trace
 from fsm.policy import Jitter, PolicyError, ReconnectPolicy
 from fsm.runtime import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
 
@@ -92,6 +93,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, connect_timeout: bool = 
         "--link", default="link", metavar="ID", help="the link's id in records and messages"
     )
     add_db_option(parser)
+    add_trace_option(parser)
     parser.add_argument(
         "-v",
         "--verbose",
@@ -197,6 +199,7 @@ async def supervise(
     configure_logging(verbose=args.verbose)
     printer.origin = supervisor.clock()
     supervisor.subscribe(printer.transition)
+    draw_trace = record_trace(args, supervisor)
     async with journal_from_args(args) as journal:
         if journal is not None:
             supervisor.journal = journal
@@ -211,4 +214,5 @@ async def supervise(
             outcome = await supervisor.run()
             nursery.cancel_scope.cancel()
     printer.outcome(outcome)
+    draw_trace()
     return outcome

@@ -1,7 +1,7 @@
 """``linkstate diagram``: draw the lifecycle, or a channel's, as DOT, Mermaid, SVG or PNG.
 
-Also the ``--diagram FILE`` option that ``simulate`` and ``watch`` share
-(:func:`add_trace_option`, :func:`write_trace_option`). ``diagrams`` is
+Also the ``--diagram FILE`` option that every supervising command shares
+(:func:`add_trace_option`, :func:`record_trace`; wired in ``_supervise``). ``diagrams`` is
 imported inside the functions that draw, so other commands start without it.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
@@ -19,14 +19,14 @@ from fsm.cli.common import CommandError
 if TYPE_CHECKING:
     from diagrams import Format
     from fsm.machine import TransitionRecord
+    from fsm.runtime import Supervisor
 
 __all__ = [
     "ORDER",
     "add_trace_option",
-    "check_trace_option",
+    "record_trace",
     "register",
     "run",
-    "write_trace_option",
 ]
 
 ORDER: Final = 60
@@ -122,12 +122,15 @@ def _run_one(args: argparse.Namespace) -> int:
 
 
 def _chosen_format(name: str | None, output: Path | None) -> Format:
-    from diagrams import Format, format_for_path
+    from diagrams import DiagramError, Format, format_for_path
 
     if name is not None:
         return Format(name)
     if output is not None:
-        return format_for_path(output)
+        try:
+            return format_for_path(output)
+        except DiagramError as exc:
+            raise DiagramError(f"{exc}, or pass --format") from exc
     return Format.dot
 
 
@@ -150,35 +153,44 @@ def add_trace_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--diagram",
         metavar="FILE",
-        type=Path,
-        help="also draw the path taken into FILE, numbered in order, the final state "
-        "highlighted; the format follows the extension (.dot, .mmd, .svg, .png)",
+        type=_trace_path,
+        default=None,
+        help="when the run ends, draw the path taken into FILE: arrows numbered in order, "
+        "the final state highlighted; the format follows the extension "
+        "(.dot, .mmd, .svg, .png)",
     )
 
 
-def check_trace_option(args: argparse.Namespace) -> None:
-    """Fail early, before any work, when ``--diagram FILE`` has an unknown extension."""
-    from diagrams import DiagramError, format_for_path
+def _trace_path(text: str) -> Path:
+    """Argparse type: a path whose extension names a format we can write here, now."""
+    from diagrams import DiagramError, Format, RendererNotFoundError, find_renderer, format_for_path
 
-    path: Path | None = getattr(args, "diagram", None)
-    if path is None:
-        return
+    path = Path(text)
     try:
-        format_for_path(path)
-    except DiagramError as exc:
-        raise CommandError(f"--diagram: {exc}") from exc
-
-
-def write_trace_option(args: argparse.Namespace, records: Sequence[TransitionRecord]) -> None:
-    """Draw ``records`` into ``args.diagram`` when the option was given."""
-    from diagrams import DiagramError, RendererNotFoundError, RenderError, write_trace
-
-    path: Path | None = getattr(args, "diagram", None)
-    if path is None:
-        return
-    try:
-        write_trace(records, path)
+        # Checked before the run, so a long watch does not end in an error.
+        if format_for_path(path) in (Format.svg, Format.png):
+            find_renderer()
     except (DiagramError, RendererNotFoundError) as exc:
-        raise CommandError(f"--diagram {path}: {exc}") from exc
-    except RenderError as exc:
-        raise CommandError(f"--diagram {path}: {exc}", exit_status=_RENDER_FAILED) from exc
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return path
+
+
+def record_trace(args: argparse.Namespace, supervisor: Supervisor) -> Callable[[], None]:
+    """With ``--diagram``, record every transition; call the result at the end to draw them."""
+    path: Path | None = getattr(args, "diagram", None)
+    if path is None:
+        return lambda: None
+    records: list[TransitionRecord] = []
+    supervisor.subscribe(records.append)
+
+    def draw() -> None:
+        from diagrams import DiagramError, RendererNotFoundError, RenderError, write_trace
+
+        try:
+            write_trace(records, path)
+        except (DiagramError, RendererNotFoundError) as exc:
+            raise CommandError(f"--diagram {path}: {exc}") from exc
+        except RenderError as exc:
+            raise CommandError(f"--diagram {path}: {exc}", exit_status=_RENDER_FAILED) from exc
+
+    return draw
