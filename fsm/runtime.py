@@ -437,17 +437,25 @@ class Supervisor:
         assert ending is not None
         self._close(ending.trigger, ending.raw)
 
+    async def _connect(self, nursery: trio.Nursery) -> tuple[Connection | None, bool]:
+        """Connect under the connect timeout; returns the connection and whether it timed out.
+
+        A method of its own so that the timeout's cancel scope is freed once
+        connected, instead of living as long as the connection (~240 bytes).
+        """
+        with trio.move_on_after(_or_inf(self.connect_timeout)):
+            return await self.transport.connect(nursery), False
+        return None, True
+
     async def _session(self, nursery: trio.Nursery) -> _Ending:
-        connection: Connection | None = None
         try:
-            with trio.move_on_after(_or_inf(self.connect_timeout)) as timeout:
-                connection = await self.transport.connect(nursery)
+            connection, timed_out = await self._connect(nursery)
         except ConnectFailed as exc:
             return _Ending(Trigger.connect_failed, exc.raw)
         except Exception as exc:
             return _Ending(Trigger.connect_failed, exc)
         if connection is None:
-            assert timeout.cancelled_caught
+            assert timed_out
             return _Ending(
                 Trigger.connect_failed,
                 CloseEvent(
