@@ -1,0 +1,230 @@
+"""Registration time and memory per link: ours against transitions and python-statemachine.
+
+Run: ``.venv/bin/python benchmarks/registration.py [--size N]``
+
+Four ways to give N links a lifecycle, all with the same states, edges and guards:
+
+* ours: ``LinkMachine.new_link``, a slotted ``Link`` driven by one shared machine;
+* transitions ``add_model`` on one shared ``Machine`` (it decorates each model
+  with a method per trigger and state check, and scans its model list on every
+  call, so N registrations cost O(N²));
+* one transitions ``Machine`` per link;
+* one python-statemachine instance per link.
+
+Ours is measured at N/10 and N to show linear growth. The baselines are
+measured at N/10; ``add_model`` also at 2N/10 and 4N/10, and projected to N by
+fitting time per model as a straight line in the number of models (quadratic
+in total); the per-instance baselines are projected linearly after a second
+measurement at 2N/10. Measuring them at 100k directly would take minutes and
+gigabytes; each projected figure is marked ``~``.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness import (
+    Plain,
+    Table,
+    best_of,
+    fmt_bytes,
+    fmt_ratio,
+    fmt_time,
+    parser,
+    psm_class,
+    timed,
+    traced,
+    transitions_machine,
+)
+
+from fsm import LinkMachine, load_channel
+
+# Below this many links every variant is measured directly, with no projection.
+DIRECT_LIMIT = 20_000
+# How many times our timing is repeated (the best counts). The baselines take
+# seconds per run, so one run each is steady enough and keeps the budget.
+REPEAT = 3
+
+Builder = Callable[[int], object]
+
+
+@dataclass
+class Measured:
+    """One variant at one size."""
+
+    variant: str
+    links: int
+    seconds: float
+    memory: float | None
+    projected: bool = False
+
+    @property
+    def time_per_link(self) -> float:
+        """Registration seconds per link."""
+        return self.seconds / self.links
+
+    @property
+    def memory_per_link(self) -> float | None:
+        """Bytes per link, when memory was measured."""
+        return None if self.memory is None else self.memory / self.links
+
+
+def ours() -> Builder:
+    """Our registration: one ``LinkMachine``, one ``Link`` per link."""
+    machine = LinkMachine(load_channel("whatsapp"), rng=random.Random(1))
+    return lambda n: [machine.new_link(f"link-{i}") for i in range(n)]
+
+
+def add_model(n: int) -> object:
+    """transitions' documented way: one machine, ``add_model`` per link."""
+    machine = transitions_machine()
+    models = [Plain(f"link-{i}") for i in range(n)]
+    for model in models:
+        machine.add_model(model)
+    return machine, models
+
+
+def machine_per_link(n: int) -> object:
+    """One transitions ``Machine`` per link."""
+    return [transitions_machine(Plain(f"link-{i}")) for i in range(n)]
+
+
+def psm() -> Builder:
+    """One python-statemachine instance per link (the class is generated once)."""
+    cls = psm_class()
+    return lambda n: [cls(Plain(f"link-{i}")) for i in range(n)]
+
+
+def measure(
+    variant: str, build: Builder, n: int, *, repeat: int = 1, memory: bool = True
+) -> Measured:
+    """Best-of time and tracemalloc memory of ``build(n)``, measured in separate runs."""
+    seconds = best_of(repeat, lambda: timed(lambda: build(n))[1])
+    held = traced(lambda: build(n))[1] if memory else None
+    return Measured(variant, n, seconds, held)
+
+
+def _memory_per_link(points: list[Measured]) -> float:
+    per_link = points[0].memory_per_link
+    assert per_link is not None, "the first point of a projection measures memory"
+    return per_link
+
+
+def project_quadratic(points: list[Measured], n: int) -> Measured:
+    """Fit time per link = a + b * links through ``points`` and project to ``n`` links."""
+    xs = [p.links for p in points]
+    ys = [p.time_per_link for p in points]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mean_x) ** 2 for x in xs
+    )
+    per_link = mean_y + slope * (n - mean_x)
+    memory = _memory_per_link(points) * n
+    return Measured(points[0].variant, n, per_link * n, memory, projected=True)
+
+
+def project_linear(points: list[Measured], n: int) -> Measured:
+    """Project the largest measurement to ``n`` links at the same cost per link."""
+    last = points[-1]
+    return Measured(
+        last.variant, n, last.time_per_link * n, _memory_per_link(points) * n, projected=True
+    )
+
+
+def run(size: int) -> list[Measured]:
+    """Measure every variant; returns the figures at N/10 and at N (some projected)."""
+    small = max(size // 10, 10)
+    results: list[Measured] = []
+    build_ours = ours()
+    results += [
+        measure("ours (LinkMachine.new_link)", build_ours, n, repeat=REPEAT) for n in (small, size)
+    ]
+
+    baselines: list[tuple[str, Builder, Callable[[list[Measured], int], Measured]]] = [
+        ("transitions add_model", add_model, project_quadratic),
+        ("transitions Machine per link", machine_per_link, project_linear),
+        ("python-statemachine per link", psm(), project_linear),
+    ]
+    for name, build, project in baselines:
+        if size <= DIRECT_LIMIT:
+            results += [measure(name, build, n) for n in (small, size)]
+            continue
+        quadratic = project is project_quadratic
+        steps = (small, 2 * small, 4 * small) if quadratic else (small, 2 * small)
+        points = [measure(name, build, n, memory=n == small) for n in steps]
+        results += [*points, project(points, size)]
+    return results
+
+
+def report(results: list[Measured], size: int) -> list[str]:
+    """Print the tables; return the target lines (also printed)."""
+    small = max(size // 10, 10)
+    ref = {r.links: r for r in results if r.variant.startswith("ours")}
+    table = Table(
+        "Registration: time and memory per link (tracemalloc; time is best of "
+        f"{REPEAT}; ~ = projected, see the script's docstring)",
+        ["variant", "links", "time/link", "memory/link", "time vs ours", "memory vs ours"],
+    )
+    for r in results:
+        mark = "~" if r.projected else ""
+        base = ref.get(r.links)
+        table.add(
+            r.variant,
+            f"{r.links:,}",
+            mark + fmt_time(r.time_per_link),
+            "-" if r.memory_per_link is None else mark + fmt_bytes(r.memory_per_link),
+            "-" if base is None else mark + fmt_ratio(r.time_per_link / base.time_per_link),
+            "-"
+            if base is None or r.memory_per_link is None or base.memory_per_link is None
+            else mark + fmt_ratio(r.memory_per_link / base.memory_per_link),
+        )
+    table.print()
+
+    growth = Table(
+        f"Growth: time per link as links grow from {small:,} (1.0x = linear total time)",
+        ["variant", "sizes", "time/link growth"],
+    )
+    by_variant: dict[str, list[Measured]] = {}
+    for r in results:
+        by_variant.setdefault(r.variant, []).append(r)
+    for variant, points in by_variant.items():
+        first = points[0]
+        steps = ", ".join(
+            f"{'~' if p.projected else ''}{p.links:,}: "
+            f"{fmt_ratio(p.time_per_link / first.time_per_link)}"
+            for p in points[1:]
+        )
+        growth.add(variant, f"{first.links:,} -> {points[-1].links:,}", steps)
+    growth.print()
+
+    ours_small = ref[small]
+    add = next(r for r in results if r.variant == "transitions add_model" and r.links == small)
+    assert add.memory_per_link is not None and ours_small.memory_per_link is not None
+    memory_ratio = add.memory_per_link / ours_small.memory_per_link
+    time_ratio = add.time_per_link / ours_small.time_per_link
+    ours_growth = ref[size].time_per_link / ours_small.time_per_link
+    lines = [
+        f"target memory  ({small:,} links): add_model / ours = {fmt_ratio(memory_ratio)} "
+        f"(want >= 10x): {'met' if memory_ratio >= 10 else 'MISSED'}",
+        f"target time    ({small:,} links): add_model / ours = {fmt_ratio(time_ratio)} "
+        f"(want >= 10x): {'met' if time_ratio >= 10 else 'MISSED'}",
+        f"linear growth  ours, time/link {small:,} -> {size:,}: {fmt_ratio(ours_growth)} "
+        f"(1.0x = linear): {'met' if ours_growth < 1.5 else 'MISSED'}",
+    ]
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its figures."""
+    cli = parser(__doc__.splitlines()[0], size=100_000, size_help="the largest number of links")
+    args = cli.parse_args(argv)
+    report(run(args.size), args.size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""100k links supervised in one trio process on a virtual clock: memory, start time, GC.
+
+Run: ``.venv/bin/python benchmarks/supervised.py [--size N]``
+
+Each link is a real :class:`fsm.runtime.Supervisor` (default settings, one
+shared ``LinkMachine``) over a stub transport whose connection opens at once
+and stays open, waiting in ``trio.sleep_forever``: the steady state of a
+healthy gateway, without the memory of any particular transport. trio's
+``MockClock`` jumps over every wait, so the figures are pure CPU and memory.
+
+Every measurement runs in a fresh child process (this script with
+``--child``), so one variant's heap never disturbs the next and no child pays
+for tearing 100k tasks down. Figures:
+
+* **memory per link** (tracemalloc, at N/10 links: tracing slows allocation
+  several times over): a supervised open link, everything included, next to
+  a bare trio task that sleeps (the baseline), and where it goes, by the
+  line of ``fsm/`` code under which it was allocated. The RSS growth per
+  link at N links is printed as a check.
+* **time to start** all N links, from the first ``start_soon`` until every
+  link is ``open``, against starting N bare sleeping tasks.
+* **the garbage collector**: collections and pause times (``gc.callbacks``)
+  while the links start, and the pause of one full collection afterwards,
+  which is what a latency-sensitive process sees whenever CPython decides
+  the old generation needs a look. Three variants: CPython's defaults; the
+  defaults plus :func:`fsm.heap.freeze_survivors` once all are up; and
+  :func:`fsm.heap.mass_start` (collector held off while starting, then one
+  collection and a freeze).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import linecache
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+import trio
+import trio.testing
+from harness import Table, fmt_bytes, fmt_ratio, fmt_time, parser, traced
+
+from fsm import LinkMachine, load_channel
+from fsm.heap import freeze_survivors, mass_start
+from fsm.runtime import Supervisor
+
+TARGET_BYTES = 4096
+CHILD_TIMEOUT = 600.0
+TRACE_DEPTH = 32
+"""Frames kept per allocation: enough to reach the fsm/ frame under trio's."""
+SITE_FLOOR = 40.0
+"""Allocation sites below this many bytes per link are left out of the breakdown."""
+
+
+@dataclass
+class GcWatch:
+    """Collections and their pauses, from ``gc.callbacks``."""
+
+    pauses: list[tuple[int, float]] = field(default_factory=list)
+    _started: float = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+
+    def summary(self) -> dict[str, float]:
+        """Collections (all, and of the oldest generation), total and longest pause."""
+        return {
+            "collections": len(self.pauses),
+            "full": sum(1 for generation, _ in self.pauses if generation == 2),
+            "paused": sum(pause for _, pause in self.pauses),
+            "longest": max((pause for _, pause in self.pauses), default=0.0),
+        }
+
+
+def _rss() -> int:
+    """Resident set size in bytes (Linux), else the peak RSS."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _full_pause() -> float:
+    start = time.perf_counter()
+    gc.collect()
+    return time.perf_counter() - start
+
+
+# -- children: each brings something up, measures it, prints and exits -----------
+
+Tuning = Callable[[], AbstractContextManager[object]]
+
+
+class StubConnection:
+    """An open, quiet connection: the cheapest thing the supervisor accepts.
+
+    It waits in ``trio.sleep_forever``, the lightest wait trio has; a real
+    transport adds its own buffers and reader task on top.
+    """
+
+    __slots__ = ()
+
+    @property
+    def last_activity(self) -> float:
+        """Always active."""
+        return trio.current_time()
+
+    async def wait_closed(self) -> object:
+        """Never closes."""
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+class StubTransport:
+    """Connects at once, every time, to a fresh :class:`StubConnection`."""
+
+    __slots__ = ()
+
+    async def connect(self, nursery: trio.Nursery) -> StubConnection:
+        """Hand out a new open connection."""
+        return StubConnection()
+
+
+TRANSPORT: Final = StubTransport()
+
+
+@cache
+def _machine() -> LinkMachine:
+    """The shared machine, built before anything is measured.
+
+    Loading a channel scans the installed entry points: a fixed cost that is
+    no link's.
+    """
+    return LinkMachine(load_channel("whatsapp"), rng=random.Random(1))
+
+
+def _supervisors(n: int) -> list[Supervisor]:
+    machine = _machine()
+    return [
+        Supervisor(machine.channel, TRANSPORT, link_id=f"link-{i}", machine=machine)
+        for i in range(n)
+    ]
+
+
+def _bring_up(kind: str, n: int, tuning: Tuning, on_up: Callable[[], None]) -> None:
+    """Start ``n`` supervised links, bare tasks or nothing; call ``on_up`` once all are up.
+
+    ``on_up`` runs inside the trio run, with everything alive; it reports and
+    ends the process, so nothing is ever torn down.
+    """
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            with tuning():
+                if kind == "supervised":
+                    supervisors = _supervisors(n)
+                    for supervisor in supervisors:
+                        nursery.start_soon(supervisor.run)
+                    # Virtual time only moves once every task is blocked: one
+                    # virtual second later every link has connected and is open.
+                    while any(s.link.state != "open" for s in supervisors):
+                        await trio.sleep(1.0)
+                elif kind == "tasks":
+                    for _ in range(n):
+                        nursery.start_soon(trio.sleep_forever)
+                    await trio.sleep(1.0)
+            on_up()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0.0))
+    raise AssertionError("on_up must end the process")
+
+
+def _report_and_exit(figures: dict[str, object]) -> None:
+    print(json.dumps(figures), flush=True)
+    # Skip tearing 100k tasks and their heap down: the figures are out.
+    os._exit(0)
+
+
+def child_start(kind: str, variant: str, n: int) -> None:
+    """Time bringing ``n`` links (or tasks) up, watching the collector; report, exit."""
+    tuning: Tuning = mass_start if variant == "mass_start" else nullcontext
+    watch = GcWatch()
+    gc.collect()
+    rss = _rss()
+    gc.callbacks.append(watch)
+    began = time.perf_counter()
+
+    def on_up() -> None:
+        seconds = time.perf_counter() - began
+        gc.callbacks.remove(watch)
+        figures: dict[str, object] = {
+            "seconds": seconds,
+            **watch.summary(),
+            "rss": (_rss() - rss) / n,
+        }
+        if variant == "freeze":
+            freeze_survivors()
+        figures["full_pause"] = _full_pause()
+        _report_and_exit(figures)
+
+    _bring_up(kind, n, tuning, on_up)
+
+
+def child_memory(kind: str, n: int) -> None:
+    """tracemalloc growth while ``n`` links (or tasks, or nothing) are up; report, exit."""
+    gc.collect()
+    tracemalloc.start(TRACE_DEPTH)
+    before = tracemalloc.take_snapshot()
+    base = tracemalloc.get_traced_memory()[0]
+
+    def on_up() -> None:
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - base
+        after = tracemalloc.take_snapshot()
+        _report_and_exit({"bytes": held, "sites": _sites(before, after, n)})
+
+    _bring_up(kind, n, nullcontext, on_up)
+
+
+def _sites(
+    before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, n: int
+) -> list[tuple[str, float]]:
+    """Bytes per link by the line of fsm/ code that caused them (trio's own: its task)."""
+    sites: dict[str, float] = {}
+    for stat in after.compare_to(before, "traceback"):
+        ours = [f for f in stat.traceback if f"{os.sep}fsm{os.sep}" in f.filename]
+        if ours:
+            frame = ours[-1]
+            code = linecache.getline(frame.filename, frame.lineno).strip()
+            label = f"{Path(frame.filename).name}:{frame.lineno} {code}"
+        else:
+            label = "(no fsm frame: the task, the stub connection, the benchmark)"
+        sites[label] = sites.get(label, 0.0) + stat.size_diff / n
+    return sorted(sites.items(), key=lambda item: -item[1])
+
+
+def _child_main(mode: str, n: int) -> None:
+    what, kind, variant = mode.split(":")
+    _machine()
+    if what == "memory":
+        child_memory(kind, n)
+    else:
+        child_start(kind, variant, n)
+
+
+# -- the parent -------------------------------------------------------------------
+
+
+def child(mode: str, n: int) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter and return its figures."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--size", str(n)],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"child {mode} at {n} links failed:\n{done.stderr}")
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+START_MODES: Final = {
+    "start:tasks:default": "bare trio tasks (baseline)",
+    "start:supervised:default": "supervised, CPython's GC defaults",
+    "start:supervised:freeze": "supervised, defaults + freeze_survivors() once up",
+    "start:supervised:mass_start": "supervised, inside fsm.heap.mass_start()",
+}
+
+
+def run(size: int) -> dict[str, dict[str, Any]]:
+    """Every measurement; mode -> figures."""
+    small = max(size // 10, 10)
+    results = {mode: child(mode, size) for mode in START_MODES}
+    # The trio run itself (runner, clock, this module) is a fixed cost: measured
+    # with nothing started, and subtracted.
+    fixed = child("memory:empty:-", small)["bytes"]
+    supervised = child("memory:supervised:-", small)
+    memory: dict[str, Any] = {
+        "supervised": (supervised["bytes"] - fixed) / small,
+        "tasks": (child("memory:tasks:-", small)["bytes"] - fixed) / small,
+        "supervisor_object": traced(lambda: _supervisors(small))[1] / small,
+        "sites": supervised["sites"],
+    }
+    results["memory"] = memory
+    return results
+
+
+def report(results: dict[str, dict[str, Any]], size: int) -> list[str]:
+    """Print the tables and targets; return the target lines."""
+    small = max(size // 10, 10)
+    memory = results["memory"]
+    per_link = memory["supervised"]
+    table = Table(
+        f"Memory per link (tracemalloc, {small:,} links, everything still alive)",
+        ["what", "bytes/link", "vs bare task"],
+    )
+    for name, value in (
+        ("supervised open link, everything included", per_link),
+        ("  Supervisor object + Link alone, before running", memory["supervisor_object"]),
+        ("bare trio task, sleeping (baseline)", memory["tasks"]),
+    ):
+        table.add(name, fmt_bytes(value), fmt_ratio(value / memory["tasks"]))
+    table.print()
+    sites = Table(
+        "Where a supervised open link's memory goes (by the fsm/ line that allocated it)",
+        ["bytes/link", "allocated under"],
+    )
+    for label, value in memory["sites"]:
+        if value >= SITE_FLOOR:
+            sites.add(fmt_bytes(value), label)
+    sites.print()
+
+    tasks = results["start:tasks:default"]
+    start = Table(
+        f"Starting {size:,} links on trio's MockClock (each variant in a fresh process)",
+        [
+            "variant",
+            "start all",
+            "per link",
+            "vs bare tasks",
+            "GC runs (full)",
+            "GC paused",
+            "longest pause",
+            "full GC after",
+            "RSS/link",
+        ],
+    )
+    for mode, name in START_MODES.items():
+        f = results[mode]
+        start.add(
+            name,
+            fmt_time(f["seconds"]),
+            fmt_time(f["seconds"] / size),
+            fmt_ratio(f["seconds"] / tasks["seconds"]),
+            f"{f['collections']:,.0f} ({f['full']:.0f})",
+            f"{fmt_time(f['paused'])} ({f['paused'] / f['seconds']:.0%})",
+            fmt_time(f["longest"]),
+            fmt_time(f["full_pause"]),
+            fmt_bytes(f["rss"]),
+        )
+    start.print()
+
+    default = results["start:supervised:default"]
+    tuned = results["start:supervised:mass_start"]
+    lines = [
+        f"target  memory per supervised link = {fmt_bytes(per_link)} (want <= 4 KB): "
+        f"{'met' if per_link <= TARGET_BYTES else 'MISSED'}",
+        f"gc      mass_start: start {fmt_ratio(default['seconds'] / tuned['seconds'])} faster, "
+        f"full collection afterwards {fmt_ratio(default['full_pause'] / tuned['full_pause'])} "
+        "shorter than the defaults",
+    ]
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or, with --child, one measurement) and print its figures."""
+    cli = parser(__doc__.splitlines()[0], size=100_000, size_help="supervised links")
+    cli.add_argument("--child", help="internal: run one measurement and print it as JSON")
+    args = cli.parse_args(argv)
+    if args.child:
+        _child_main(args.child, args.size)
+    report(run(args.size), args.size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Every script in benchmarks/ still runs, at a tiny size, and prints its figures.
+
+Not a timed test: it asserts no performance number, only that each script
+runs to the end and prints the figures it promises. The performance figures
+themselves come from ``make bench`` (benchmarks/run_all.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+# script -> (tiny arguments, lines of output it must print)
+SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
+    "registration.py": (
+        ["--size", "200"],
+        [
+            "ours (LinkMachine.new_link)",
+            "transitions add_model",
+            "transitions Machine per link",
+            "python-statemachine per link",
+            "target memory",
+            "target time",
+            "linear growth",
+        ],
+    ),
+    "event_cost.py": (
+        ["--size", "40"],
+        [
+            "ours: LinkMachine.close(link, 428)",
+            "transitions, bare trigger",
+            "python-statemachine send()",
+            "hand-written dict FSM",
+            "target  ours close / bare transitions trigger",
+            "target  python-statemachine event / ours close",
+        ],
+    ),
+    "supervised.py": (
+        ["--size", "60"],
+        [
+            "supervised open link, everything included",
+            "bare trio task, sleeping (baseline)",
+            "runtime.py",
+            "supervised, inside fsm.heap.mass_start()",
+            "target  memory per supervised link",
+        ],
+    ),
+    "storm.py": (
+        ["--size", "200"],
+        [
+            "ours (default, full jitter)",
+            "no jitter",
+            "OpenClaw (+0-25 %)",
+            "Supervisor, MockClock",
+            "target  ours, server back at once: peak/mean",
+        ],
+    ),
+    "store_write.py": (
+        ["--links", "3", "--rounds", "1", "--single", "3"],
+        ["one link, one transaction per transition", "3 links, writer thread"],
+    ),
+    "diagram_cost.py": (["--repeat", "1"], ["lifecycle"]),
+    "run_all.py": (["--list"], ["registration.py", "storm.py"]),
+}
+
+
+def run_script(name: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, f"{name} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def test_every_script_is_covered() -> None:
+    scripts = {p.name for p in BENCHMARKS.glob("*.py")} - {"harness.py"}
+    assert scripts == set(SCRIPTS), "add the new benchmark script to SCRIPTS"
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_script_runs_and_prints_its_figures(name: str, tmp_path: Path) -> None:
+    args, expected = SCRIPTS[name]
+    if name == "storm.py":
+        args = [*args, "--plot", str(tmp_path / "storm.png")]
+    output = run_script(name, *args)
+    missing = [line for line in expected if line not in output]
+    assert not missing, f"{name} did not print {missing}:\n{output}"
+    if name == "storm.py":
+        assert (tmp_path / "storm.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
