@@ -6,6 +6,8 @@ guarded edges on that verdict choose between ``reconnecting`` and the
 terminal ``needs_relink``, ``failed`` and ``stopped``.
 """
 
+import logging
+
 from fsm.channel import ENTRY_POINT_GROUP, Channel, ChannelError, available_channels, load_channel
 from fsm.events import CloseEvent, Initiator, Phase, normalise, parse_status, sanitise_reason
 from fsm.lifecycle import (
@@ -63,3 +65,8 @@ __all__ = [
     "parse_status",
     "sanitise_reason",
 ]
+
+# A library adds no handler but this one: without it, an application that never
+# configured logging would see operator messages twice (Python's last-resort
+# handler prints them to stderr); with it, the application decides.
+logging.getLogger("linkstate").addHandler(logging.NullHandler())
