@@ -65,6 +65,7 @@ __all__ = [
     "StoreError",
     "StoredTransition",
     "operator_reset",
+    "require_link",
     "resume_stopped",
 ]
 
@@ -405,7 +406,8 @@ class SQLiteStore:
                 db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                db.execute("ROLLBACK")
             raise
 
     # -- StateStore ------------------------------------------------------------
@@ -456,7 +458,8 @@ class SQLiteStore:
                     self._write_one(record, row)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, f"writing {len(entries)} transition(s)") from exc
@@ -569,10 +572,7 @@ def operator_reset(
             meanwhile (:class:`StoreConflictError`).
 
     """
-    row = store.load(link_id)
-    if row is None:
-        known = ", ".join(r.link_id for r in store.links()[:10]) or "none"
-        raise StoreError(f"no link {link_id!r} in the state database (links: {known})")
+    row = require_link(store, link_id)
     accepted = only or TERMINAL_STATES
     if State(row.state) not in accepted:
         names = ", ".join(sorted(s.value for s in accepted))
@@ -586,6 +586,21 @@ def operator_reset(
     record = replace(record, reason=sanitise_reason(note))
     store.write([(record, LinkRow.from_link(link, channel=row.channel, now=now, wall=now))])
     return record
+
+
+def require_link(store: StateStore, link_id: str) -> LinkRow:
+    """The stored row of ``link_id``.
+
+    Raises:
+        StoreError: no such link; the message lists some that exist.
+
+    """
+    row = store.load(link_id)
+    if row is None:
+        known = ", ".join(r.link_id for r in store.links()[:10]) or "none"
+        where = getattr(store, "path", "the state database")
+        raise StoreError(f"no link {link_id!r} in {where} (links: {known}); check the id and --db")
+    return row
 
 
 def _not_resettable_hint(row: LinkRow) -> str:

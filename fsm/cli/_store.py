@@ -19,7 +19,7 @@ from fsm.cli.common import CommandError, channel_or_exit
 from fsm.journal import Journal, open_journal
 from fsm.lifecycle import State
 from fsm.machine import TransitionRecord
-from fsm.store import SQLiteStore, StoreError, operator_reset
+from fsm.store import SQLiteStore, StoreError, operator_reset, require_link
 
 __all__ = [
     "add_db_option",
@@ -96,12 +96,7 @@ def add_operator_arguments(parser: argparse.ArgumentParser, *, note: str) -> Non
 def operate(args: argparse.Namespace, *, only: frozenset[State] | None) -> TransitionRecord:
     """Fire ``reset`` on ``args.link`` in ``args.db``, as the operator; print what happened."""
     with store_errors(), open_store(args.db) as store:
-        row = store.load(args.link)
-        if row is None:
-            known = ", ".join(r.link_id for r in store.links()[:10]) or "none"
-            raise CommandError(
-                f"no link {args.link!r} in {args.db} (links: {known}); check the id and --db"
-            )
+        row = require_link(store, args.link)
         record = operator_reset(
             store, args.link, channel_or_exit(row.channel), note=args.note, only=only
         )

@@ -8,7 +8,7 @@ from typing import Any, Final
 from fsm.cli._render import describe_close
 from fsm.cli._store import add_db_option, open_store, store_errors, timestamp
 from fsm.cli.common import CommandError, print_json
-from fsm.store import StoredTransition
+from fsm.store import StoredTransition, require_link
 
 __all__ = ["ORDER", "register", "render", "run"]
 
@@ -55,11 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit {args.limit} must be at least 1")
     with store_errors(), open_store(args.db) as store:
-        if store.load(args.link) is None:
-            known = ", ".join(r.link_id for r in store.links()[:10]) or "none"
-            raise CommandError(
-                f"no link {args.link!r} in {args.db} (links: {known}); check the id and --db"
-            )
+        require_link(store, args.link)
         entries = store.history(args.link, args.limit)
     for entry in entries:
         if args.json:
