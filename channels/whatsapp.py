@@ -7,7 +7,9 @@ a Boom error with the number at ``output.statusCode`` (sometimes only at
 generic :func:`fsm.events.normalise` finds all of those. What is particular to
 WhatsApp is read here: a stream-error child node such as
 ``{tag: "conflict", attrs: {type: "replaced"}}`` in ``error.data`` means 440
-even when no number came with it.
+even when no number came with it; and whatsmeow's typed events, as the
+Python package neonize delivers them (protobuf messages such as
+``neonize.StreamReplaced``), become the status Baileys would have reported.
 
 The classic trap is 440 (connectionReplaced): another client opened the same
 session and the newest wins. Reconnecting kicks the other client, which kicks
@@ -19,6 +21,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Final
 
+from channels.native import Facts, facts, get
 from fsm.channel import Channel
 from fsm.events import CloseEvent, normalise
 from fsm.verdicts import CloseTable, Rule, Verdict
@@ -117,8 +120,12 @@ TABLE: Final = CloseTable(
                 "Upgrade or reconfigure the WhatsApp library, then run `linkstate reset {link}`."
             ),
         ),
-        Rule(Verdict.retry_now, "restartRequired", "restart, normally right after pairing",
-             status=515),
+        Rule(
+            Verdict.retry_now,
+            "restartRequired",
+            "restart, normally right after pairing",
+            status=515,
+        ),
         Rule(Verdict.retry, "connectionClosed", "the socket or stream ended", status=428),
         Rule(
             Verdict.relink,
@@ -145,8 +152,72 @@ TABLE: Final = CloseTable(
 _STREAM_ERROR_STATUS: Final = {("conflict", "replaced"): 440, ("conflict", None): 440}
 
 
+# whatsmeow's events (by protobuf name, as neonize delivers them) and the
+# Baileys status each one stands for; None: read from the event's fields.
+_WHATSMEOW_EVENTS: Final[dict[str, int | None]] = {
+    "neonize.StreamReplaced": 440,
+    "neonize.LoggedOut": None,
+    "neonize.ConnectFailure": None,
+    "neonize.TemporaryBan": 402,
+    "neonize.ClientOutdated": 405,
+    "neonize.KeepAliveTimeout": 408,
+    "neonize.StreamError": None,
+    "neonize.Disconnected": None,
+}
+# whatsmeow's ConnectFailureReason names and their numeric codes.
+_CONNECT_FAILURE_STATUS: Final = {
+    "GENERIC": 400,
+    "LOGGED_OUT": 401,
+    "TEMP_BANNED": 402,
+    "MAIN_DEVICE_GONE": 403,
+    "UNKNOWN_LOGOUT": 406,
+    "CLIENT_OUTDATED": 405,
+    "BAD_USER_AGENT": 409,
+    "INTERNAL_SERVER_ERROR": 500,
+    "EXPERIMENTAL": 501,
+    "SERVICE_UNAVAILABLE": 503,
+}
+_LOGOUT_STATUSES: Final = frozenset({401, 403, 406})
+
+
+def _whatsmeow(raw: object) -> Facts | None:
+    """A whatsmeow event from neonize, read through protobuf's own descriptor (no import)."""
+    name = get(get(raw, "DESCRIPTOR"), "full_name")
+    if not isinstance(name, str) or name not in _WHATSMEOW_EVENTS:
+        return None
+    status: object = _WHATSMEOW_EVENTS[name]
+    words = [name.removeprefix("neonize.")]
+    failure = _enum_name(raw, "Reason")  # ConnectFailure and LoggedOut
+    if failure is not None:
+        status = _CONNECT_FAILURE_STATUS.get(failure)
+        words.append(failure)
+    if name == "neonize.LoggedOut" and status not in _LOGOUT_STATUSES:
+        status = 401  # a logout whose reason is unset or not a logout reason
+    if name == "neonize.StreamError":
+        status = get(raw, "Code")  # the stream error's code as text, such as "515"
+    if name == "neonize.TemporaryBan":
+        words += [_enum_name(raw, "Code") or "", f"expires in {get(raw, 'Expire')} s"]
+    words.append(str(get(raw, "Message") or ""))  # ConnectFailure's server message
+    return facts(status=status, reason=" ".join(word for word in words if word))
+
+
+def _enum_name(message: object, field_name: str) -> str | None:
+    """The name of a set protobuf enum field, via the message's descriptor; else None."""
+    try:
+        has_field = get(message, "HasField")
+        if not callable(has_field) or not has_field(field_name):
+            return None
+        field = get(message, "DESCRIPTOR").fields_by_name[field_name]  # type: ignore[attr-defined]
+        return str(field.enum_type.values_by_number[get(message, field_name)].name)
+    except Exception:
+        return None
+
+
 def extract(raw: object) -> CloseEvent:
-    """Normalise a Baileys close, reading a stream-error node when no number came with it."""
+    """Normalise a Baileys close or whatsmeow event, reading a stream-error node if needed."""
+    native = _whatsmeow(raw)
+    if native is not None:
+        return normalise(native)
     event = normalise(raw)
     if event.status is not None:
         return event

@@ -265,8 +265,11 @@ def _read_seconds(value: object, unit: float) -> float | None:
     if isinstance(value, bool):
         return None
     number: float
-    if isinstance(value, (int, float)):
-        number = float(value)
+    if isinstance(value, float):
+        number = value
+    elif isinstance(value, int):
+        # float() of a JSON integer with hundreds of digits raises OverflowError.
+        number = float(value) if abs(value) <= 2**63 else math.inf
     elif isinstance(value, str) and len(value) <= 32 and value.isascii():
         try:
             number = float(value.strip())

@@ -45,7 +45,7 @@ from fsm.lifecycle import (
     invalid_trigger,
 )
 from fsm.policy import ReconnectPolicy
-from fsm.verdicts import Rule, Verdict
+from fsm.verdicts import Rule
 
 __all__ = ["Link", "LinkMachine", "Observer", "TransitionRecord"]
 
@@ -65,6 +65,8 @@ class Link:
         delay: The latest backoff delay scheduled.
         last_event: The latest close event.
         last_rule: The table row that classified ``last_event``.
+        repeats: Consecutive closes classified by ``last_rule`` since the link
+            was last healthy; drives :attr:`fsm.verdicts.Rule.escalate_after`.
         stop_reason: Why the link is in a terminal state.
         message: The operator message for a terminal state.
 
@@ -79,6 +81,7 @@ class Link:
         "message",
         "opened_at",
         "recent_closes",
+        "repeats",
         "since",
         "state",
         "stop_reason",
@@ -94,6 +97,7 @@ class Link:
         self.delay: float | None = None
         self.last_event: CloseEvent | None = None
         self.last_rule: Rule | None = None
+        self.repeats = 0
         self.stop_reason: StopReason | None = None
         self.message: str | None = None
 
@@ -283,7 +287,7 @@ class LinkMachine:
                     f"trigger {trigger.value!r} in state {source!r} needs the close event and "
                     "its rule; call LinkMachine.close() with the raw close instead"
                 )
-            decision = self._decide(link, trigger, rule.verdict, now)
+            decision = self._decide(link, trigger, rule, now)
         firing = _Firing(now, decision, event, rule)
         if not self._events[trigger].trigger(link, ctx=firing) or firing.edge is None:
             raise LifecycleError(
@@ -315,15 +319,19 @@ class LinkMachine:
         event, rule = self.channel.classify(raw, phase=phase, initiator=initiator)
         return self.fire(link, trigger, now, event=event, rule=rule)
 
-    def _decide(self, link: Link, trigger: Trigger, verdict: Verdict, now: float) -> Decision:
+    def _decide(self, link: Link, trigger: Trigger, rule: Rule, now: float) -> Decision:
         policy = self.policy
         if trigger is not Trigger.connect_failed:
             if link.opened_at is not None and now - link.opened_at >= policy.healthy_after:
                 # The connection proved healthy: only now may the budget refill.
                 link.attempt = 0
+                link.repeats = 0
             link.recent_closes = policy.remember_close(link.recent_closes, now)
+        # Count closes of every kind (connect failures too) by the same row, so
+        # that a row's escalate_after sees an error that keeps happening.
+        link.repeats = link.repeats + 1 if link.repeats and rule == link.last_rule else 1
         return Decision(
-            verdict=verdict,
+            verdict=rule.verdict_after(link.repeats),
             budget_spent=policy.max_attempts is not None and link.attempt >= policy.max_attempts,
             flapping=policy.is_flapping(link.recent_closes),
         )
@@ -362,6 +370,7 @@ class LinkMachine:
     @staticmethod
     def _clear(link: Link) -> None:
         link.attempt = 0
+        link.repeats = 0
         link.recent_closes = ()
         link.opened_at = None
         link.delay = None
@@ -405,13 +414,20 @@ class LinkMachine:
             status=None if event is None else event.status,
             code=None if event is None else event.code,
             rule=None if rule is None else rule.label,
-            verdict=None if rule is None else rule.verdict.value,
+            verdict=_effective_verdict(firing),
             attempt=link.attempt,
             delay=link.delay if edge.dest is State.reconnecting else None,
             stop_reason=None if edge.stop_reason is None else edge.stop_reason.value,
             message=link.message if entered_terminal else None,
             reason=None if event is None else event.reason,
         )
+
+
+def _effective_verdict(firing: _Firing) -> str | None:
+    """The verdict the guards saw (escalated, if the rule escalated), else the rule's."""
+    if firing.decision is not None:
+        return firing.decision.verdict.value
+    return None if firing.rule is None else firing.rule.verdict.value
 
 
 def _describe_close(event: CloseEvent | None, rule: Rule | None) -> str:

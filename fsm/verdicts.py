@@ -19,6 +19,10 @@ Rules a table keeps, checked when it is built:
    error, not a silent surprise.
 5. The table states its default for unknown codes and for events with no
    status at all; classification is therefore total.
+6. A retryable row may escalate: with ``escalate_after=N`` the N-th close in a
+   row classified by that row (with no healthy connection in between) is
+   ``fatal``. Such a row needs an operator message for that stop, and N >= 2
+   (a row that is fatal the first time is simply a ``fatal`` row).
 """
 
 from __future__ import annotations
@@ -89,6 +93,12 @@ class Rule:
         message: The operator message for a terminal verdict: what happened
             and what to do. May use the placeholders in ``MESSAGE_PLACEHOLDERS``.
         min_delay: A floor, in seconds, on the next reconnect delay.
+        escalate_after: For a retryable row, the number of consecutive closes
+            classified by this row (with no healthy connection in between)
+            after which the verdict becomes ``fatal``; None never escalates.
+            Counted per link by :class:`fsm.machine.LinkMachine`; it catches a
+            retryable error that keeps happening at connect time, where flap
+            detection (which counts closes of open connections) cannot see it.
 
     """
 
@@ -101,6 +111,7 @@ class Rule:
     flag: str | None = None
     message: str | None = None
     min_delay: float = 0.0
+    escalate_after: int | None = None
 
     @property
     def key(self) -> str:
@@ -132,6 +143,12 @@ class Rule:
         return self.reason_contains is None or self.reason_contains.lower() in (
             event.reason.lower()
         )
+
+    def verdict_after(self, repeats: int) -> Verdict:
+        """The verdict for the ``repeats``-th consecutive close classified by this row."""
+        if self.escalate_after is not None and repeats >= self.escalate_after:
+            return Verdict.fatal
+        return self.verdict
 
     def operator_message(self, event: CloseEvent, *, link: str, channel: str) -> str:
         """The message to show a person, with the placeholders filled in."""
@@ -202,6 +219,8 @@ class CloseTable:
                 f"{rule.verdict.value!r} but no operator message; add message= saying what "
                 "happened and what the operator must do"
             )
+        if rule.escalate_after is not None:
+            self._check_escalation(rule)
         if rule.min_delay < 0:
             raise TableError(
                 f"channel {self.channel!r}: rule {rule.label!r} has min_delay "
@@ -217,6 +236,16 @@ class CloseTable:
                     f"channel {self.channel!r}: rule {rule.label!r} uses unknown placeholder(s) "
                     f"{sorted(unknown)}; use only {sorted(MESSAGE_PLACEHOLDERS)}"
                 )
+
+    def _check_escalation(self, rule: Rule) -> None:
+        assert rule.escalate_after is not None
+        if rule.verdict.terminal or rule.escalate_after < 2 or not rule.message:
+            raise TableError(
+                f"channel {self.channel!r}: rule {rule.label!r} has escalate_after="
+                f"{rule.escalate_after} with verdict {rule.verdict.value!r}; escalation needs a "
+                "retryable verdict, escalate_after >= 2 and a message= for the fatal stop "
+                "(make a row that is fatal at once a plain fatal row)"
+            )
 
     def _check_not_shadowed(self, earlier: list[Rule], rule: Rule) -> None:
         for previous in earlier:

@@ -1,0 +1,170 @@
+"""Slack Socket Mode.
+
+How closes arrive: Slack sends a JSON frame before it closes the socket,
+``{"type": "disconnect", "reason": "refresh_requested"}``; opening a socket
+(``apps.connections.open``) fails with an API error body
+``{"ok": false, "error": "invalid_auth"}``, which slack_sdk raises as
+``SlackApiError`` with the body in ``.response`` (and the HTTP status and
+``Retry-After`` header beside it). All three shapes give the reason or error
+as a symbolic code; a bare code such as ``too_many_websockets`` works too.
+
+The trap: python slack_sdk retries an invalid or revoked token forever. Here
+the auth errors are ``relink`` at once. And ``too_many_websockets`` means
+other copies of the app hold the app's ten sockets: it is retried with a
+30 s floor, and after three in a row it stops as ``fatal`` (the row's
+``escalate_after``; see :mod:`fsm.verdicts`), because it often arrives while
+connecting, where flap detection, which counts closes of open connections,
+never sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from channels import websocket
+from channels.native import Facts, extract_with, facts, get, header, is_a, text
+from fsm.channel import Channel
+from fsm.events import CloseEvent
+from fsm.verdicts import CloseTable, Rule, Verdict
+
+__all__ = ["CHANNEL", "TABLE", "TOO_MANY_WEBSOCKETS_FLOOR", "extract"]
+
+TOO_MANY_WEBSOCKETS_FLOOR: Final = 30.0
+"""Seconds to wait at least after ``too_many_websockets``: time for another instance to go."""
+
+_TOO_MANY_WEBSOCKETS_LIMIT: Final = 3
+
+_APP_SETTINGS: Final = "the app's settings at https://api.slack.com/apps"
+_RESET: Final = "then run `linkstate reset {link}`. Monitoring of this link has stopped."
+
+
+def _auth(code: str, meaning: str) -> Rule:
+    """An auth error: the app-level token (``xapp-``) must be replaced by a person."""
+    return Rule(
+        Verdict.relink,
+        code,
+        meaning,
+        code=code,
+        message=(
+            f"Slack refused the app token for link {{link}} ({code}: {meaning}). Generate a "
+            f"new app-level token with the connections:write scope in {_APP_SETTINGS} (Basic "
+            f"Information → App-Level Tokens), put it in the gateway's configuration, {_RESET}"
+        ),
+    )
+
+
+# Rules this table keeps (from Slack's Socket Mode docs and node
+# @slack/socket-mode, see /work/shared/reference/close-codes.md):
+# 1. Rows are keyed by Slack's symbolic reason or error code; HTTP statuses
+#    matter only through Retry-After.
+# 2. The six auth errors are relink: the app token is bad or revoked, and
+#    only a new token helps.
+# 3. link_disabled is fatal: Socket Mode was switched off in the app settings.
+# 4. refresh_requested and warning are Slack recycling the socket: retry_now.
+# 5. too_many_websockets is retry with a 30 s floor, escalating to fatal after
+#    three in a row without a healthy connection in between.
+# 6. ratelimited is retry; the Retry-After header is the floor.
+# 7. A close or ping timeout without a frame is a network event: retry.
+TABLE: Final = CloseTable(
+    channel="slack",
+    rules=(
+        Rule(
+            Verdict.retry_now,
+            "refresh_requested",
+            "routine socket recycling",
+            code="refresh_requested",
+        ),
+        Rule(
+            Verdict.retry_now,
+            "warning",
+            "the socket will be recycled in about 10 s",
+            code="warning",
+        ),
+        Rule(
+            Verdict.fatal,
+            "link_disabled",
+            "Socket Mode is switched off in the app settings",
+            code="link_disabled",
+            message=(
+                "Slack closed link {link} with link_disabled: Socket Mode is switched off for "
+                f"this app. Turn Socket Mode on in {_APP_SETTINGS} (Settings → Socket Mode), "
+                f"{_RESET}"
+            ),
+        ),
+        Rule(
+            Verdict.retry,
+            "too_many_websockets",
+            "more than 10 sockets for this app: other instances are running",
+            code="too_many_websockets",
+            min_delay=TOO_MANY_WEBSOCKETS_FLOOR,
+            escalate_after=_TOO_MANY_WEBSOCKETS_LIMIT,
+            message=(
+                "Slack refused link {link} with too_many_websockets "
+                f"{_TOO_MANY_WEBSOCKETS_LIMIT} times in a row: other instances of this app "
+                "hold all of its 10 Socket Mode connections. Find and stop the extra "
+                "instances (old deploys, a developer's laptop, a second replica), "
+                f"{_RESET}"
+            ),
+        ),
+        _auth("invalid_auth", "the token is not valid"),
+        _auth("not_authed", "no token was sent"),
+        _auth("account_inactive", "the token's user or workspace was deactivated"),
+        _auth("token_revoked", "the token was revoked"),
+        _auth("user_removed_from_team", "the token's user was removed from the workspace"),
+        _auth("team_disabled", "the workspace was disabled"),
+        Rule(
+            Verdict.retry, "ratelimited", "HTTP 429; wait at least Retry-After", code="ratelimited"
+        ),
+    ),
+    unknown=Rule(
+        Verdict.retry, "unknown", "a reason this table does not list; flap detection escalates"
+    ),
+    no_status=Rule(Verdict.retry, "noFrame", "closed or timed out without a disconnect frame"),
+)
+
+
+def _frame_or_body(raw: object) -> Facts | None:
+    """A disconnect frame (``reason``) or an API error body (``ok: false``, ``error``)."""
+    if not isinstance(raw, dict):
+        return None
+    if raw.get("type") == "disconnect":
+        reason = text(raw.get("reason"))
+        return facts(code=reason, reason=reason or "disconnect", initiator="remote")
+    if raw.get("ok") is False:
+        error = text(raw.get("error"))
+        return facts(
+            code=error,
+            reason=error,
+            status=raw.get("status"),
+            retry_after=header(raw.get("headers"), "Retry-After"),
+        )
+    return None
+
+
+def _slack_sdk(raw: object) -> Facts | None:
+    """slack_sdk's ``SlackApiError``: the body, HTTP status and headers are on ``.response``."""
+    if not is_a(raw, "slack_sdk", "SlackApiError"):
+        return None
+    response = get(raw, "response")
+    body = get(response, "data")
+    error = text(get(body if isinstance(body, dict) else response, "error"))
+    return facts(
+        code=error,
+        reason=error or str(raw),
+        status=get(response, "status_code"),
+        retry_after=header(get(response, "headers"), "Retry-After"),
+    )
+
+
+def extract(raw: object) -> CloseEvent:
+    """Read a Slack disconnect frame, API error body or slack_sdk error; never raises."""
+    return extract_with(raw, (_frame_or_body, _slack_sdk), websocket.extract)
+
+
+CHANNEL: Final = Channel(
+    name="slack",
+    title="Slack Socket Mode",
+    table=TABLE,
+    extract=extract,
+)
+"""The Slack Socket Mode channel, registered under the ``linkstate.channels`` entry point."""
