@@ -189,6 +189,7 @@ class LinkRow:
             state=link.state,
             since=link.since + shift,
             attempt=link.attempt,
+            repeats=link.repeats,
             recent_closes=tuple(t + shift for t in link.recent_closes),
             opened_at=None if link.opened_at is None else link.opened_at + shift,
             delay=link.delay,
@@ -211,6 +212,7 @@ class LinkRow:
         shift = now - wall
         link = Link(self.link_id, State(self.state), self.since + shift)
         link.attempt = self.attempt
+        link.repeats = self.repeats
         link.recent_closes = tuple(t + shift for t in self.recent_closes)
         link.opened_at = None if self.opened_at is None else self.opened_at + shift
         link.delay = self.delay
@@ -631,7 +633,7 @@ def resume_stopped(machine: LinkMachine, link: Link, now: float) -> TransitionRe
             f"link {link.link_id!r} is {link.state!r}, not 'stopped'; only a local stop "
             "resumes on its own"
         )
-    kept = (link.attempt, link.recent_closes)
+    kept = (link.attempt, link.repeats, link.recent_closes)
     record = machine.fire(link, Trigger.reset, now)
-    link.attempt, link.recent_closes = kept
+    link.attempt, link.repeats, link.recent_closes = kept
     return replace(record, attempt=link.attempt, reason=RESUMED)
