@@ -67,6 +67,7 @@ def test_row_round_trip_shifts_times_to_the_new_clock() -> None:
     assert back.since == pytest.approx(25.0)
     assert back.recent_closes == pytest.approx((25.0,))
     assert (back.state, back.attempt, back.delay) == (link.state, link.attempt, link.delay)
+    assert back.repeats == link.repeats == 1  # escalation counts survive a restart too
     assert back.last_rule is link.last_rule
     assert back.last_event is not None and back.last_event.status == 428
 
@@ -195,7 +196,7 @@ def test_resume_keeps_the_budget_an_operator_reset_clears(tmp_path: Path) -> Non
     machine.fire(link, Trigger.start, 0.0)
     machine.close(link, 428, 1.0, trigger=Trigger.connect_failed)
     machine.fire(link, Trigger.abort, 2.0)
-    assert (link.state, link.attempt) == ("stopped", 1)
+    assert (link.state, link.attempt, link.repeats) == ("stopped", 1, 1)
     record = resume_stopped(machine, link, 3.0)
     assert (record.src, record.dst, record.attempt, record.reason) == (
         "stopped",
@@ -203,7 +204,7 @@ def test_resume_keeps_the_budget_an_operator_reset_clears(tmp_path: Path) -> Non
         1,
         RESUMED,
     )
-    assert link.attempt == 1
+    assert (link.attempt, link.repeats) == (1, 1)
     with pytest.raises(StoreError, match="not 'stopped'"):
         resume_stopped(machine, link, 4.0)
 
