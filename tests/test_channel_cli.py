@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_cli_classify import classify
 
 from fsm.cli import main
 
@@ -15,14 +16,6 @@ TELEGRAM_409 = (
     '{"ok":false,"error_code":409,"description":"Conflict: terminated by other getUpdates '
     'request; make sure that only one bot instance is running"}'
 )
-
-
-def classify(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
-    assert main(["classify", *args]) == 0
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1
-    result: dict[str, object] = json.loads(out)
-    return result
 
 
 # -- the issue's "Done when" ---------------------------------------------------------------
