@@ -11,12 +11,17 @@ Four ways to give N links a lifecycle, all with the same states, edges and guard
 * one transitions ``Machine`` per link;
 * one python-statemachine instance per link.
 
-Ours is measured at N/10 and N to show linear growth. The baselines are
-measured at N/10; ``add_model`` also at 2N/10 and 4N/10, and projected to N by
-fitting time per model as a straight line in the number of models (quadratic
-in total); the per-instance baselines are projected linearly after a second
-measurement at 2N/10. Measuring them at 100k directly would take minutes and
-gigabytes; each projected figure is marked ``~``.
+Ours is measured at N/10 and N to show linear growth. ``add_model`` is timed
+at N/10, 2N/10 and 4N/10 and projected to N by fitting time per model as a
+straight line in the number of models (quadratic in total). The per-instance
+baselines are timed at N/10 and projected linearly; their instances are
+independent, so their memory per link is measured on ``MEMORY_SAMPLE``
+instances. Measuring the baselines at 100k directly would take minutes and
+gigabytes; every projected figure is marked ``~``.
+
+Time is measured with the cyclic garbage collector off, as :mod:`timeit`
+does: a collection's cost depends on everything else the process holds, not
+on the registration. ``benchmarks/supervised.py`` measures the collector.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from fsm import LinkMachine, load_channel
 
 # Below this many links every variant is measured directly, with no projection.
 DIRECT_LIMIT = 20_000
+# Instances whose memory is measured for the per-instance baselines.
+MEMORY_SAMPLE = 2_000
 # How many times our timing is repeated (the best counts). The baselines take
 # seconds per run, so one run each is steady enough and keeps the budget.
 REPEAT = 3
@@ -58,18 +65,13 @@ class Measured:
     variant: str
     links: int
     seconds: float
-    memory: float | None
+    memory_per_link: float | None
     projected: bool = False
 
     @property
     def time_per_link(self) -> float:
         """Registration seconds per link."""
         return self.seconds / self.links
-
-    @property
-    def memory_per_link(self) -> float | None:
-        """Bytes per link, when memory was measured."""
-        return None if self.memory is None else self.memory / self.links
 
 
 def ours() -> Builder:
@@ -99,12 +101,12 @@ def psm() -> Builder:
 
 
 def measure(
-    variant: str, build: Builder, n: int, *, repeat: int = 1, memory: bool = True
+    variant: str, build: Builder, n: int, *, repeat: int = 1, memory: int | None = None
 ) -> Measured:
-    """Best-of time and tracemalloc memory of ``build(n)``, measured in separate runs."""
+    """Best-of time of ``build(n)``, and the tracemalloc memory of ``build(memory)``."""
     seconds = best_of(repeat, lambda: timed(lambda: build(n))[1])
-    held = traced(lambda: build(n))[1] if memory else None
-    return Measured(variant, n, seconds, held)
+    per_link = None if memory is None else traced(lambda: build(memory))[1] / memory
+    return Measured(variant, n, seconds, per_link)
 
 
 def _memory_per_link(points: list[Measured]) -> float:
@@ -122,15 +124,14 @@ def project_quadratic(points: list[Measured], n: int) -> Measured:
         (x - mean_x) ** 2 for x in xs
     )
     per_link = mean_y + slope * (n - mean_x)
-    memory = _memory_per_link(points) * n
-    return Measured(points[0].variant, n, per_link * n, memory, projected=True)
+    return Measured(points[0].variant, n, per_link * n, _memory_per_link(points), projected=True)
 
 
 def project_linear(points: list[Measured], n: int) -> Measured:
     """Project the largest measurement to ``n`` links at the same cost per link."""
     last = points[-1]
     return Measured(
-        last.variant, n, last.time_per_link * n, _memory_per_link(points) * n, projected=True
+        last.variant, n, last.time_per_link * n, _memory_per_link(points), projected=True
     )
 
 
@@ -140,22 +141,29 @@ def run(size: int) -> list[Measured]:
     results: list[Measured] = []
     build_ours = ours()
     results += [
-        measure("ours (LinkMachine.new_link)", build_ours, n, repeat=REPEAT) for n in (small, size)
+        measure("ours (LinkMachine.new_link)", build_ours, n, repeat=REPEAT, memory=n)
+        for n in (small, size)
     ]
-
-    baselines: list[tuple[str, Builder, Callable[[list[Measured], int], Measured]]] = [
-        ("transitions add_model", add_model, project_quadratic),
-        ("transitions Machine per link", machine_per_link, project_linear),
-        ("python-statemachine per link", psm(), project_linear),
+    if size <= DIRECT_LIMIT:
+        for name, build in (
+            ("transitions add_model", add_model),
+            ("transitions Machine per link", machine_per_link),
+            ("python-statemachine per link", psm()),
+        ):
+            results += [measure(name, build, n, memory=n) for n in (small, size)]
+        return results
+    points = [
+        measure("transitions add_model", add_model, n, memory=n if n == small else None)
+        for n in (small, 2 * small, 4 * small)
     ]
-    for name, build, project in baselines:
-        if size <= DIRECT_LIMIT:
-            results += [measure(name, build, n) for n in (small, size)]
-            continue
-        quadratic = project is project_quadratic
-        steps = (small, 2 * small, 4 * small) if quadratic else (small, 2 * small)
-        points = [measure(name, build, n, memory=n == small) for n in steps]
-        results += [*points, project(points, size)]
+    results += [*points, project_quadratic(points, size)]
+    sample = min(small, MEMORY_SAMPLE)
+    for name, build in (
+        ("transitions Machine per link", machine_per_link),
+        ("python-statemachine per link", psm()),
+    ):
+        point = measure(name, build, small, memory=sample)
+        results += [point, project_linear([point], size)]
     return results
 
 
