@@ -1,0 +1,124 @@
+"""The cost of reading a platform's native close: our channel extractors against plain normalise.
+
+Run: ``.venv/bin/python benchmarks/extract_cost.py [--size N]``
+
+For each channel and each shape a close arrives in (a bare code, the
+platform's JSON body, the same as raw frame text, a client library's real
+exception), it times ``channel.classify(raw)``: the channel's extractor (its
+duck-typed readers, then ``normalise``) and the table lookup. The baseline,
+measured in the same run, is ``table.classify(normalise(raw))``: the generic
+reading alone, which is what classification cost before the native readers
+(and which gets several of these shapes wrong: it cannot see Slack's error
+code, Matrix's soft_logout or discord.py's ``ConnectionClosed.code``).
+Each figure is the best of five batches of N calls, per call.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import telegram.error
+from discord.errors import ConnectionClosed
+from harness import Table, best_of, fmt_ratio, fmt_time, parser
+from nio.responses import SyncError
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
+
+from fsm.channel import Channel, load_channel
+from fsm.events import normalise
+
+TELEGRAM_409_TEXT = (
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance "
+    "is running"
+)
+TELEGRAM_409 = {"ok": False, "error_code": 409, "description": TELEGRAM_409_TEXT}
+
+
+def slack_error() -> SlackApiError:
+    """A ``SlackApiError`` as slack_sdk raises it for ``invalid_auth``."""
+    response = SlackResponse(
+        client=None,
+        http_verb="POST",
+        api_url="https://slack.com/api/apps.connections.open",
+        req_args={},
+        data={"ok": False, "error": "invalid_auth"},
+        headers={},
+        status_code=200,
+    )
+    return SlackApiError("The request to the Slack API failed.", response)  # type: ignore[no-untyped-call]
+
+
+CASES: list[tuple[str, str, object]] = [
+    ("discord", "bare code", 4004),
+    ("discord", "op 9 payload", {"op": 9, "d": False}),
+    ("discord", "discord.py ConnectionClosed", ConnectionClosed(None, shard_id=0, code=4004)),  # type: ignore[arg-type]
+    ("slack", "disconnect frame", {"type": "disconnect", "reason": "refresh_requested"}),
+    ("slack", "frame as text", '{"type":"disconnect","reason":"refresh_requested"}'),
+    ("slack", "slack_sdk SlackApiError", slack_error()),
+    ("telegram", "error response", TELEGRAM_409),
+    ("telegram", "python-telegram-bot Conflict", telegram.error.Conflict(TELEGRAM_409_TEXT)),
+    ("matrix", "error body", {"errcode": "M_UNKNOWN_TOKEN", "error": "x", "soft_logout": True}),
+    (
+        "matrix",
+        "matrix-nio SyncError",
+        SyncError.from_dict({"errcode": "M_UNKNOWN_TOKEN", "error": "x"}),
+    ),
+]
+
+
+def per_call(size: int, work: Callable[[], object]) -> float:
+    """Seconds per call of ``work``, timed over one batch of ``size`` calls."""
+    start = time.perf_counter()
+    for _ in range(size):
+        work()
+    return (time.perf_counter() - start) / size
+
+
+def measure(channel: Channel, raw: object, size: int) -> tuple[float, float, str, str]:
+    """(ours, baseline) seconds per call, and the row each reading reaches."""
+
+    def ours() -> float:
+        return per_call(size, lambda: channel.classify(raw))
+
+    def generic() -> float:
+        return per_call(size, lambda: channel.table.classify(normalise(raw)))
+
+    row = channel.classify(raw)[1]
+    generic_row = channel.table.classify(normalise(raw))
+    return (
+        best_of(5, ours),
+        best_of(5, generic),
+        f"{row.label}: {row.verdict.value}",
+        f"{generic_row.label}: {generic_row.verdict.value}",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its figures."""
+    cli = parser(__doc__.splitlines()[0], size=20_000, size_help="calls per batch")
+    args = cli.parse_args(argv)
+    table = Table(
+        f"classify one native close ({args.size:,} calls a batch, best of 5)",
+        [
+            "channel",
+            "shape",
+            "channel.classify",
+            "normalise + table",
+            "ratio",
+            "row reached",
+            "row by normalise alone",
+        ],
+    )
+    for name, shape, raw in CASES:
+        ours, generic, row, generic_row = measure(load_channel(name), raw, args.size)
+        same = "same" if row == generic_row else generic_row
+        ratio = fmt_ratio(ours / generic)
+        table.add(name, shape, fmt_time(ours), fmt_time(generic), ratio, row, same)
+    table.print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
