@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import json
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 
 from fsm.events import CloseEvent, Initiator, Phase, normalise
@@ -76,22 +76,22 @@ def get(obj: object, key: str) -> object:
         return None
 
 
-def is_a(obj: object, package: str, *names: str) -> bool:
-    """True when a class in ``obj``'s MRO is called one of ``names`` and lives in ``package``."""
+def _class_names(obj: object, package: str) -> Iterator[str]:
+    """The names of the classes in ``obj``'s MRO that live in ``package``, most derived first."""
     for cls in type(obj).__mro__:
         module = getattr(cls, "__module__", "") or ""
-        if cls.__name__ in names and module.split(".", 1)[0] == package:
-            return True
-    return False
+        if module.split(".", 1)[0] == package:
+            yield cls.__name__
+
+
+def is_a(obj: object, package: str, *names: str) -> bool:
+    """True when a class in ``obj``'s MRO is called one of ``names`` and lives in ``package``."""
+    return any(name in names for name in _class_names(obj, package))
 
 
 def first_class(obj: object, package: str, names: Mapping[str, object]) -> object:
     """The value in ``names`` for the most derived class of ``obj`` from ``package``; else None."""
-    for cls in type(obj).__mro__:
-        module = getattr(cls, "__module__", "") or ""
-        if module.split(".", 1)[0] == package and cls.__name__ in names:
-            return names[cls.__name__]
-    return None
+    return next((names[name] for name in _class_names(obj, package) if name in names), None)
 
 
 def text(value: object) -> str | None:
