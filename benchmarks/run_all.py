@@ -27,6 +27,7 @@ SCRIPTS: Final = (
     "event_cost.py",
     "supervised.py",
     "storm.py",
+    "extract_cost.py",
     "store_write.py",
     "diagram_cost.py",
 )

@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 __all__ = [
     "MAX_REASON_LENGTH",
@@ -113,6 +113,8 @@ RETRY_AFTER_PATHS: Final[tuple[tuple[tuple[str, ...], float], ...]] = (
     (("retry_after_ms",), 0.001),
 )
 
+_RETRY_AFTER_KEYS: Final = tuple(path for path, _ in RETRY_AFTER_PATHS)
+
 _SYMBOLIC_CODE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
 _WHITESPACE = re.compile(r"\s+")
 _MISSING: Final = object()
@@ -142,7 +144,7 @@ class CloseEvent:
     initiator: Initiator = Initiator.unknown
     phase: Phase = Phase.established
     retry_after: float | None = None
-    flags: frozenset[str] = field(default_factory=frozenset)
+    flags: frozenset[str] = frozenset()  # immutable, so one shared default is safe
 
     def to_json(self) -> dict[str, object]:
         """Return a JSON-ready dict that :func:`normalise` reads back to an equal event."""
@@ -165,7 +167,10 @@ def sanitise_reason(text: str, limit: int = MAX_REASON_LENGTH) -> str:
     """
     # Look only at a bounded prefix: a megabyte of reason costs no more than 4x the limit.
     head = text[: limit * 4]
-    printable = "".join(ch if ch.isprintable() else " " for ch in head)
+    if head.isprintable():
+        printable = head  # the usual case, checked in one C call instead of per character
+    else:
+        printable = "".join(ch if ch.isprintable() else " " for ch in head)
     cleaned = _WHITESPACE.sub(" ", printable).strip()
     if len(cleaned) > limit or len(text) > len(head):
         return cleaned[: limit - 1].rstrip() + "…"
@@ -196,6 +201,10 @@ def parse_status(value: object) -> int | None:
 
 def _lookup(obj: object, key: str) -> object:
     """Read ``key`` from a mapping, else as an attribute; never raise."""
+    if type(obj) is dict:
+        # Decoded JSON, the usual case: a plain dict's get cannot raise, and the
+        # abstract Mapping check below costs more than the lookup itself.
+        return obj.get(key, _MISSING)
     try:
         if isinstance(obj, Mapping):
             return obj.get(key, _MISSING)
@@ -234,16 +243,27 @@ def _layers(raw: object) -> Iterator[object]:
             return
 
 
+def _present(
+    layers: list[object], paths: tuple[tuple[str, ...], ...]
+) -> Iterator[tuple[int, object]]:
+    """Yield ``(index of the path, value)`` for each path present, layer by layer, in order."""
+    for layer in layers:
+        keys = cast("dict[str, object]", layer) if type(layer) is dict else None
+        for index, path in enumerate(paths):
+            if keys is not None and path[0] not in keys:
+                continue  # the common miss, decided without following the path
+            value = _follow(layer, path)
+            if value is not _MISSING:
+                yield index, value
+
+
 def _first(
     layers: list[object], paths: tuple[tuple[str, ...], ...], read: Callable[[object], T | None]
 ) -> T | None:
-    for layer in layers:
-        for path in paths:
-            value = _follow(layer, path)
-            if value is not _MISSING:
-                parsed = read(value)
-                if parsed is not None:
-                    return parsed
+    for _, value in _present(layers, paths):
+        parsed = read(value)
+        if parsed is not None:
+            return parsed
     return None
 
 
@@ -284,13 +304,10 @@ def _read_seconds(value: object, unit: float) -> float | None:
 
 
 def _read_retry_after(layers: list[object]) -> float | None:
-    for layer in layers:
-        for path, unit in RETRY_AFTER_PATHS:
-            value = _follow(layer, path)
-            if value is not _MISSING:
-                seconds = _read_seconds(value, unit)
-                if seconds is not None:
-                    return seconds
+    for index, value in _present(layers, _RETRY_AFTER_KEYS):
+        seconds = _read_seconds(value, RETRY_AFTER_PATHS[index][1])
+        if seconds is not None:
+            return seconds
     return None
 
 

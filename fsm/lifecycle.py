@@ -218,8 +218,9 @@ class Route:
 
 
 # The routing of every close-like trigger, in priority order. The guards are
-# disjoint, so order does not change the outcome; it is still the order
-# transitions tries them in, and the order diagrams list them.
+# disjoint, so order does not change the outcome; it is the order diagrams
+# list them. (Because they are disjoint, LinkMachine lets transitions try the
+# route into ``reconnecting`` first, the common one: see machine._trial_order.)
 CLOSE_ROUTES: Final = (
     Route(is_relink, State.needs_relink, StopReason.relink),
     Route(is_fatal, State.failed, StopReason.fatal),

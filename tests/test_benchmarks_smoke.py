@@ -65,6 +65,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["one link, one transaction per transition", "3 links, writer thread"],
     ),
     "diagram_cost.py": (["--repeat", "1"], ["lifecycle"]),
+    "extract_cost.py": (["--size", "3"], ["discord", "slack", "telegram", "matrix"]),
     "run_all.py": (["--list"], ["registration.py", "storm.py"]),
 }
 

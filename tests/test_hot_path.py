@@ -1,0 +1,148 @@
+"""The hot-path shortcuts (benchmarks/event_cost.py) change the cost, never the outcome."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from types import MappingProxyType
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from channels.whatsapp import CHANNEL as WHATSAPP
+from fsm import (
+    DECISIONS,
+    LIFECYCLE,
+    CloseEvent,
+    Decision,
+    Definition,
+    Edge,
+    LinkMachine,
+    State,
+    Trigger,
+    Verdict,
+    normalise,
+    sanitise_reason,
+)
+from fsm.lifecycle import CLOSE_TRIGGERS
+from fsm.machine import Link, _Firing
+
+LIVE_CLOSES = [
+    (state, trigger)
+    for state in LIFECYCLE.states
+    if state not in LIFECYCLE.terminal
+    for trigger in CLOSE_TRIGGERS
+    if trigger in LIFECYCLE.triggers_from(state)
+]
+
+
+def tried_order(machine: LinkMachine, state: State, trigger: Trigger) -> list[str | None]:
+    return [t.dest for t in machine.machine.events[trigger.value].transitions[state.value]]
+
+
+def fired_edge(machine: LinkMachine, state: State, trigger: Trigger, decision: Decision) -> Edge:
+    link = Link("hot", state)
+    firing = _Firing(0.0, decision, CloseEvent(status=428), WHATSAPP.table.classify(normalise(428)))
+    assert machine.machine.events[trigger.value].trigger(link, ctx=firing)
+    assert firing.edge is not None
+    return firing.edge
+
+
+def test_the_common_route_is_tried_first_for_the_shipped_lifecycle() -> None:
+    machine = LinkMachine(WHATSAPP)
+    for state, trigger in LIVE_CLOSES:
+        order = tried_order(machine, state, trigger)
+        assert order[0] == State.reconnecting.value
+        declared = [e.dest.value for e in LIFECYCLE.edges_from(state, trigger) if e.dest]
+        assert sorted(order, key=str) == sorted(declared, key=str)
+
+
+@pytest.mark.parametrize(("state", "trigger"), LIVE_CLOSES)
+def test_every_decision_fires_the_edge_the_definition_resolves(
+    state: State, trigger: Trigger
+) -> None:
+    machine = LinkMachine(WHATSAPP)
+    for decision in DECISIONS:
+        assert fired_edge(machine, state, trigger, decision) == LIFECYCLE.resolve(
+            state, trigger, decision
+        )
+
+
+def always(decision: Decision) -> bool:
+    return True
+
+
+def overlapping() -> Definition:
+    """A definition whose first close route passes for every decision: order is priority."""
+    first = Edge(State.open, Trigger.closed, State.failed, always)
+    return replace(LIFECYCLE, edges=(first, *LIFECYCLE.edges))
+
+
+def test_overlapping_guards_keep_the_declared_order_and_its_priority() -> None:
+    definition = overlapping()
+    machine = LinkMachine(WHATSAPP, definition=definition)
+    declared = [e.dest.value for e in definition.edges_from(State.open, Trigger.closed) if e.dest]
+    assert tried_order(machine, State.open, Trigger.closed) == declared
+    retry = Decision(Verdict.retry)
+    assert fired_edge(machine, State.open, Trigger.closed, retry).guard is always
+
+
+def test_decisions_are_the_shared_values() -> None:
+    machine = LinkMachine(WHATSAPP, rng=random.Random(1))
+    rule = WHATSAPP.table.classify(normalise(428))
+    for now in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
+        decision = machine._decide(Link("shared", State.open), Trigger.closed, rule, now)
+        assert any(decision is shared for shared in DECISIONS)
+
+
+BAILEYS = {
+    "connection": "close",
+    "lastDisconnect": {
+        "error": {
+            "message": "Stream Errored (conflict)",
+            "output": {"statusCode": 440, "payload": {"statusCode": 440}},
+            "data": {"tag": "conflict", "attrs": {"type": "replaced"}},
+        },
+        "retry_after": 3,
+    },
+}
+
+
+def frozen(value: object) -> object:
+    """The same data in a Mapping that is not a dict: the general path."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: frozen(v) for k, v in value.items()})
+    return value
+
+
+# Keys the normaliser looks for, and one it does not.
+KEYS: tuple[str, ...] = ("status", "statusCode", "code", "error", "output", "payload")
+KEYS += ("message", "reason", "lastDisconnect", "retry_after", "retryAfter", "parameters", "x")
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.dictionaries(
+        st.sampled_from(KEYS),
+        inner,
+        max_size=4,
+    ),
+    max_leaves=12,
+)
+
+
+def test_a_plain_dict_reads_like_any_other_mapping() -> None:
+    assert normalise(BAILEYS) == normalise(frozen(BAILEYS))
+    assert normalise(BAILEYS).status == 440
+
+
+@given(json_values)
+def test_the_dict_fast_path_agrees_with_the_mapping_path(value: object) -> None:
+    assert normalise(value) == normalise(frozen(value))
+
+
+@given(st.text(max_size=50))
+def test_the_printable_fast_path_agrees_with_the_per_character_path(text: str) -> None:
+    # Replacing the unprintable characters first sends the text down the fast path.
+    printable = "".join(ch if ch.isprintable() else " " for ch in text)
+    assert sanitise_reason(text) == sanitise_reason(printable)
