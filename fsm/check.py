@@ -554,6 +554,8 @@ def _conditions(decisions: Sequence[Decision]) -> str:
         return " or ".join(
             f"budget_spent={d.budget_spent}, flapping={d.flapping}" for d in decisions
         )
+    if len(budgets) == len(flaps) == 2:
+        return "every budget and flapping condition"
     parts = [f"budget_spent={budgets.pop()}" if len(budgets) == 1 else "any budget"]
     parts.append(f"flapping={flaps.pop()}" if len(flaps) == 1 else "any flapping")
     return ", ".join(parts)

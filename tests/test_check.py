@@ -140,21 +140,7 @@ def test_an_overlap_that_changes_nothing_is_still_reported() -> None:
     assert Kind.overlap in check(broken).kinds()
 
 
-def test_a_terminal_state_with_an_exit_edge_is_reported() -> None:
-    broken = replace(
-        LIFECYCLE,
-        edges=tuple(
-            Edge(State.needs_relink, Trigger.start, State.connecting)
-            if e.source is State.needs_relink and e.trigger is Trigger.start
-            else e
-            for e in LIFECYCLE.edges
-        ),
-    )
-    report = check(broken)
-    only(report, Kind.terminal_exit)
-    (finding,) = report.findings
-    assert (finding.state, finding.trigger) == (State.needs_relink, Trigger.start)
-    assert "terminal state 'needs_relink' leaves on trigger 'start'" in report.render()
+# A terminal state with an exit edge: see tests/test_seeded_bugs.py.
 
 
 def test_a_terminal_state_that_does_not_absorb_is_reported() -> None:
