@@ -53,7 +53,6 @@ from typing import Final
 
 from fsm.channel import Channel
 from fsm.lifecycle import (
-    CLOSE_TRIGGERS,
     DECISIONS,
     LIFECYCLE,
     Decision,
@@ -214,7 +213,7 @@ def check(definition: Definition = LIFECYCLE, channel: Channel | None = None) ->
     rows = channel.table.rows() if channel is not None else ()
     findings = [*check_definition(definition, rows), *check_rows(rows)]
     cases = sum(
-        len(DECISIONS) if _carries_decision(definition, state, trigger) else 1
+        len(DECISIONS) if definition.carries_decision(state, trigger) else 1
         for state in definition.states
         for trigger in definition.triggers_from(state)
     )
@@ -402,11 +401,6 @@ def _terminal_findings(definition: Definition) -> list[Finding]:
 # -- routing: exactly one edge per case ---------------------------------------------
 
 
-def _carries_decision(definition: Definition, state: State, trigger: Trigger) -> bool:
-    """True when the machine computes a Decision for this trigger (see LinkMachine.fire)."""
-    return trigger in CLOSE_TRIGGERS and state not in definition.terminal
-
-
 @dataclass
 class _Group:
     """Findings of one kind for one state, trigger and verdict, across conditions."""
@@ -425,7 +419,7 @@ def _routing_findings(definition: Definition, rows: Sequence[Rule]) -> list[Find
     for state in definition.states:
         for trigger in definition.triggers_from(state):
             edges = definition.edges_from(state, trigger)
-            if not _carries_decision(definition, state, trigger):
+            if not definition.carries_decision(state, trigger):
                 findings.extend(_undecided_findings(state, trigger, edges))
                 continue
             for decision in DECISIONS:

@@ -289,6 +289,14 @@ class Definition:
         """The edges that ``trigger`` may take from ``state``, in priority order."""
         return tuple(e for e in self.edges if e.source is state and e.trigger is trigger)
 
+    def carries_decision(self, state: State, trigger: Trigger) -> bool:
+        """True when firing ``trigger`` in ``state`` hands the guards a :class:`Decision`.
+
+        Close-like triggers do, except in a terminal state, which absorbs them
+        unclassified (see :meth:`fsm.machine.LinkMachine.fire`).
+        """
+        return trigger in CLOSE_TRIGGERS and state not in self.terminal
+
     def triggers_from(self, state: State) -> tuple[Trigger, ...]:
         """The triggers ``state`` accepts, in declaration order, without repeats."""
         return tuple(dict.fromkeys(e.trigger for e in self.edges if e.source is state))

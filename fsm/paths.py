@@ -179,16 +179,12 @@ class Cover:
 # -- abstract paths ----------------------------------------------------------------
 
 
-def _carries_decision(definition: Definition, state: State, trigger: Trigger) -> bool:
-    return trigger in CLOSE_TRIGGERS and state not in definition.terminal
-
-
 def _moves(definition: Definition, state: State) -> list[Step]:
     """One step per edge that can fire from ``state``, with the first decision firing it."""
     steps: dict[Edge, Step] = {}
     for trigger in definition.triggers_from(state):
         options: Sequence[Decision | None]
-        options = DECISIONS if _carries_decision(definition, state, trigger) else (None,)
+        options = DECISIONS if definition.carries_decision(state, trigger) else (None,)
         for decision in options:
             try:
                 edge = definition.resolve(state, trigger, decision)
