@@ -213,6 +213,12 @@ class CloseTable:
         object.__setattr__(self, "_by_code", {k: tuple(v) for k, v in by_code.items()})
 
     def _check_rule(self, rule: Rule) -> None:
+        if not isinstance(rule.verdict, Verdict):
+            known = ", ".join(f"Verdict.{v.value}" for v in Verdict)
+            raise TableError(
+                f"channel {self.channel!r}: rule {rule.name!r} has verdict {rule.verdict!r}, "
+                f"which is not a Verdict; use one of {known}"
+            )
         if rule.verdict.terminal and not rule.message:
             raise TableError(
                 f"channel {self.channel!r}: rule {rule.label!r} has verdict "

@@ -83,3 +83,8 @@ def test_operator_message_fills_placeholders() -> None:
 def test_verdict_properties() -> None:
     assert {v for v in Verdict if v.retryable} == {Verdict.retry, Verdict.retry_now}
     assert {v for v in Verdict if v.terminal} == {Verdict.relink, Verdict.fatal}
+
+
+def test_verdict_given_as_a_plain_string_is_rejected_clearly() -> None:
+    with pytest.raises(TableError, match=r"has verdict 'relink', which is not a Verdict; use one"):
+        table(Rule("relink", "conflict", status=440, message="m"))  # type: ignore[arg-type]
