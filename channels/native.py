@@ -60,8 +60,19 @@ _MAX_HEADERS: Final = 100
 _MAX_JSON_TEXT: Final = 64 * 1024
 
 
+# Exact built-in types that hold no keys: answered before the slower abstract
+# Mapping check (a subclass still goes the long way).
+_SCALARS: Final = frozenset({str, bytes, bytearray, int, float, bool, list, tuple})
+
+
 def get(obj: object, key: str) -> object:
     """Read ``key`` from a mapping, else as an attribute; None if absent or if reading raises."""
+    if obj is None or type(obj) in _SCALARS:
+        return None
+    if type(obj) is dict:
+        # Decoded JSON, the usual case; a plain dict's get cannot raise, and the
+        # abstract Mapping check below costs more than the lookup itself.
+        return obj.get(key)
     try:
         if isinstance(obj, Mapping):
             return obj.get(key)

@@ -372,10 +372,23 @@ def normalise(
     )
 
 
+# A bare status is the commonest close (a WebSocket close code, a test's 428).
+# Its event is immutable, so one per status is shared: building a frozen
+# dataclass costs about a microsecond. At most len(_STATUS_RANGE) entries.
+_STATUS_EVENTS: Final[dict[int, CloseEvent]] = {}
+
+
+def _status_event(status: int) -> CloseEvent:
+    event = _STATUS_EVENTS.get(status)
+    if event is None:
+        event = _STATUS_EVENTS[status] = CloseEvent(status=status)
+    return event
+
+
 def _normalise_fresh(raw: object) -> CloseEvent:
     status = parse_status(raw)
     if status is not None:
-        return CloseEvent(status=status)
+        return _status_event(status)
     if isinstance(raw, (str, bytes, bytearray)):
         whole = _read_text(raw) or ""
         code = _read_code(whole.strip()) if isinstance(raw, str) else None

@@ -13,9 +13,14 @@ Registering a link is allocating a ``Link``: O(1), about a hundred bytes.
 Because the models are unregistered, every guard and callback is a callable,
 never a method name. Guards see a :class:`fsm.lifecycle.Decision` that
 :meth:`LinkMachine.fire` computes *before* the trigger (budget, flapping), so
-the guards stay pure functions of data. The one ``after`` callback per edge,
-:meth:`LinkMachine._apply`, records the effect the supervisor must carry out:
-a backoff delay to sleep, a connect, or a stop with its operator message.
+the guards stay pure functions of data. transitions routes: it tries the
+edges in order and takes the first whose guard passes, and that guard notes
+its edge on the firing; an unguarded edge is known from the state and the
+trigger alone. Once the trigger returns, :meth:`LinkMachine._apply` records
+the edge's effect, the one the supervisor must carry out: a backoff delay to
+sleep, a connect, or a stop with its operator message. (Not an ``after``
+callback: transitions' callback machinery costs ~2 µs an event,
+``benchmarks/event_cost.py``.)
 
 This module is synchronous and has no clock: time comes in as ``now``.
 """
@@ -27,7 +32,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final, cast
+from typing import Final
 
 from transitions import EventData, Machine
 
@@ -230,8 +235,14 @@ class LinkMachine:
         self.rng = rng if rng is not None else random.Random()
         self._observers: list[Observer] = []
         self._accepted = frozenset((e.source.value, e.trigger) for e in definition.edges)
+        # The unguarded edge transitions takes for a state and trigger when no
+        # guarded one passes first (the first one, as transitions does).
+        self._plain: dict[tuple[str, Trigger], Edge] = {}
         self.machine = self._build(definition)
         self._events = {trigger: self.machine.events[trigger.value] for trigger in Trigger}
+        # Each table row's label (a property that formats a string), by the row's
+        # id: the table keeps its rows alive, so no other live rule has that id.
+        self._labels = {id(row): row.label for row in channel.table.rows()}
         # What entering a state records on the link: the effect the supervisor
         # carries out (a table, so the hot path does one dict lookup).
         self._on_enter: dict[State, Callable[[Link, Edge, _Firing], None]] = {
@@ -251,15 +262,16 @@ class LinkMachine:
             queued=False,
         )
         for edge in _trial_order(definition):
-            conditions: list[str | Callable[..., bool | None]] = (
-                [] if edge.guard is None else [_adapt_guard(edge)]
-            )
+            conditions: list[str | Callable[..., bool | None]] = []
+            if edge.guard is None:
+                self._plain.setdefault((edge.source.value, edge.trigger), edge)
+            else:
+                conditions.append(_adapt_guard(edge))
             machine.add_transition(
                 edge.trigger.value,
                 edge.source.value,
                 None if edge.dest is None else edge.dest.value,
                 conditions=conditions,
-                after=[_EdgeCallback(self, edge)],
             )
         return machine
 
@@ -309,11 +321,15 @@ class LinkMachine:
                 )
             decision = self._decide(link, trigger, rule, now)
         firing = _Firing(now, decision, event, rule)
-        if not self._events[trigger].trigger(link, ctx=firing) or firing.edge is None:
+        edge: Edge | None = None
+        if self._events[trigger].trigger(link, ctx=firing):
+            edge = firing.edge if firing.edge is not None else self._plain.get((source, trigger))
+        if edge is None:
             raise LifecycleError(
                 f"no edge fired for trigger {trigger.value!r} in state {source!r} with "
                 f"{decision}; the definition has a gap (run `linkstate check`)"
             )
+        self._apply(link, edge, firing)
         record = self._record(link, source, trigger, firing)
         for observer in tuple(self._observers) if self._observers else ():
             try:
@@ -334,7 +350,7 @@ class LinkMachine:
         initiator: Initiator | None = None,
     ) -> TransitionRecord:
         """Normalise ``raw``, classify it with the channel's table, and fire ``trigger``."""
-        if phase is None and trigger is Trigger.connect_failed:
+        if phase is None and trigger is _CONNECT_FAILED:
             phase = Phase.handshake
         event, rule = self.channel.classify(raw, phase=phase, initiator=initiator)
         return self.fire(link, trigger, now, event=event, rule=rule)
@@ -414,21 +430,23 @@ class LinkMachine:
         assert edge is not None
         event, rule = firing.event, firing.rule
         entered_terminal = edge.dest is not None and edge.dest in self.definition.terminal
+        # Positional, in field order: fourteen keyword arguments cost ~0.6 µs more
+        # per event (benchmarks/event_cost.py). tests/test_hot_path.py checks each field.
         return TransitionRecord(
-            t=firing.now,
-            link=link.link_id,
-            src=source,
-            dst=link.state,
-            trigger=_VALUE[trigger],
-            status=None if event is None else event.status,
-            code=None if event is None else event.code,
-            rule=None if rule is None else rule.label,
-            verdict=_effective_verdict(firing),
-            attempt=link.attempt,
-            delay=link.delay if edge.dest is _RECONNECTING else None,
-            stop_reason=None if edge.stop_reason is None else edge.stop_reason.value,
-            message=link.message if entered_terminal else None,
-            reason=None if event is None else event.reason,
+            firing.now,  # t
+            link.link_id,  # link
+            source,  # src
+            link.state,  # dst
+            _VALUE[trigger],  # trigger
+            None if event is None else event.status,  # status
+            None if event is None else event.code,  # code
+            None if rule is None else self._labels.get(id(rule)) or rule.label,  # rule
+            _effective_verdict(firing),  # verdict
+            link.attempt,  # attempt
+            link.delay if edge.dest is _RECONNECTING else None,  # delay
+            None if edge.stop_reason is None else edge.stop_reason.value,  # stop_reason
+            link.message if entered_terminal else None,  # message
+            None if event is None else event.reason,  # reason
         )
 
 
@@ -507,29 +525,23 @@ def _describe_close(event: CloseEvent | None, rule: Rule | None) -> str:
     return f"{text}: {event.reason}" if event.reason else text
 
 
-class _EdgeCallback:
-    """The ``after`` callback of one edge; named so transitions' debug logs read well."""
-
-    __slots__ = ("edge", "owner")
-
-    def __init__(self, owner: LinkMachine, edge: Edge) -> None:
-        self.owner = owner
-        self.edge = edge
-
-    def __call__(self, event_data: EventData) -> None:
-        self.owner._apply(cast(Link, event_data.model), self.edge, event_data.kwargs["ctx"])
-
-    def __repr__(self) -> str:
-        return f"<apply {self.edge.source.value}--{self.edge.trigger.value}-->{self.edge.dest}>"
-
-
 def _adapt_guard(edge: Edge) -> Callable[[EventData], bool]:
+    """The transitions condition for a guarded edge; when it passes it notes its edge.
+
+    It passes exactly when transitions' own test would (``result == True``),
+    and transitions fires the first edge whose condition passes, so the edge
+    noted is the edge that fired.
+    """
     guard = edge.guard
     assert guard is not None
 
     def condition(event_data: EventData) -> bool:
-        decision: Any = event_data.kwargs["ctx"].decision
-        return decision is not None and guard(decision)
+        firing: _Firing = event_data.kwargs["ctx"]
+        decision = firing.decision
+        if decision is not None and guard(decision) == True:  # noqa: E712 - transitions' test
+            firing.edge = edge
+            return True
+        return False
 
     condition.__name__ = guard.__name__
     return condition

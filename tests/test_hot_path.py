@@ -26,7 +26,7 @@ from fsm import (
     sanitise_reason,
 )
 from fsm.lifecycle import CLOSE_TRIGGERS
-from fsm.machine import Link, _Firing
+from fsm.machine import Link, TransitionRecord, _Firing
 
 LIVE_CLOSES = [
     (state, trigger)
@@ -146,3 +146,48 @@ def test_the_printable_fast_path_agrees_with_the_per_character_path(text: str) -
     # Replacing the unprintable characters first sends the text down the fast path.
     printable = "".join(ch if ch.isprintable() else " " for ch in text)
     assert sanitise_reason(text) == sanitise_reason(printable)
+
+
+def test_records_carry_every_field_in_its_place() -> None:
+    machine = LinkMachine(WHATSAPP, rng=random.Random(3))
+    link = machine.new_link("fields")
+    machine.fire(link, Trigger.start, 0.0)
+    machine.fire(link, Trigger.opened, 1.0)
+    retry = machine.close(link, {"status": 428, "reason": "gone", "code": "c1"}, 2.0)
+    assert retry == TransitionRecord(
+        t=2.0,
+        link="fields",
+        src="open",
+        dst="reconnecting",
+        trigger="closed",
+        status=428,
+        code="c1",
+        rule="428 connectionClosed",
+        verdict="retry",
+        attempt=1,
+        delay=link.delay,
+        stop_reason=None,
+        message=None,
+        reason="gone",
+    )
+    assert retry.delay is not None
+    machine.fire(link, Trigger.backoff_elapsed, 3.0)
+    machine.fire(link, Trigger.opened, 4.0)
+    stop = machine.close(link, 440, 5.0)
+    assert stop == TransitionRecord(
+        t=5.0,
+        link="fields",
+        src="open",
+        dst="needs_relink",
+        trigger="closed",
+        status=440,
+        code=None,
+        rule="440 connectionReplaced",
+        verdict="relink",
+        attempt=1,
+        delay=None,
+        stop_reason="relink",
+        message=link.message,
+        reason="",
+    )
+    assert stop.message is not None and "440" in stop.message
