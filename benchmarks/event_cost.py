@@ -41,7 +41,9 @@ from harness import (
     fmt_ratio,
     fmt_time,
     parser,
+    print_lines,
     psm_class,
+    target,
     transitions_machine,
 )
 
@@ -283,12 +285,14 @@ def report(results: dict[str, tuple[float, float]], size: int) -> list[str]:
     over_bare = ours_close / bare_close
     under_psm = psm_close / ours_close
     lines = [
-        f"target  ours close / bare transitions trigger = {fmt_ratio(over_bare)} "
-        f"(want <= 2x): {'met' if over_bare <= 2 else 'MISSED'}",
-        f"target  python-statemachine event / ours close = {fmt_ratio(under_psm)} "
-        f"(want >= 5x): {'met' if under_psm >= 5 else 'MISSED'}",
+        target(
+            "ours close / bare transitions trigger", fmt_ratio(over_bare), "<= 2x", over_bare <= 2
+        ),
+        target(
+            "python-statemachine event / ours close", fmt_ratio(under_psm), ">= 5x", under_psm >= 5
+        ),
     ]
-    print("\n".join(lines), flush=True)
+    print_lines(lines)
     return lines
 
 

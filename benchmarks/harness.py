@@ -52,7 +52,9 @@ __all__ = [
     "fmt_ratio",
     "fmt_time",
     "parser",
+    "print_lines",
     "psm_class",
+    "target",
     "traced",
     "transitions_machine",
     "transitions_spec",
@@ -132,6 +134,16 @@ def fmt_bytes(count: float) -> str:
 def fmt_ratio(ratio: float) -> str:
     """A ratio such as ``12.3x``."""
     return f"{ratio:.3g}x" if ratio < 1000 else f"{ratio:,.0f}x"
+
+
+def target(what: str, shown: str, want: str, met: bool) -> str:
+    """One target line: ``target  WHAT = SHOWN (want WANT): met`` (or ``MISSED``)."""
+    return f"target  {what} = {shown} (want {want}): {'met' if met else 'MISSED'}"
+
+
+def print_lines(lines: Sequence[str]) -> None:
+    """Print the target and summary lines that end a script's output."""
+    print("\n".join(lines), flush=True)
 
 
 class Table:

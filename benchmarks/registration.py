@@ -39,7 +39,9 @@ from harness import (
     fmt_ratio,
     fmt_time,
     parser,
+    print_lines,
     psm_class,
+    target,
     timed,
     traced,
     transitions_machine,
@@ -214,15 +216,20 @@ def report(results: list[Measured], size: int) -> list[str]:
     memory_ratio = add.memory_per_link / ours_small.memory_per_link
     time_ratio = add.time_per_link / ours_small.time_per_link
     ours_growth = ref[size].time_per_link / ours_small.time_per_link
+    at = f"at {small:,} links"
     lines = [
-        f"target memory  ({small:,} links): add_model / ours = {fmt_ratio(memory_ratio)} "
-        f"(want >= 10x): {'met' if memory_ratio >= 10 else 'MISSED'}",
-        f"target time    ({small:,} links): add_model / ours = {fmt_ratio(time_ratio)} "
-        f"(want >= 10x): {'met' if time_ratio >= 10 else 'MISSED'}",
-        f"linear growth  ours, time/link {small:,} -> {size:,}: {fmt_ratio(ours_growth)} "
-        f"(1.0x = linear): {'met' if ours_growth < 1.5 else 'MISSED'}",
+        target(
+            f"memory {at}, add_model / ours", fmt_ratio(memory_ratio), ">= 10x", memory_ratio >= 10
+        ),
+        target(f"time {at}, add_model / ours", fmt_ratio(time_ratio), ">= 10x", time_ratio >= 10),
+        target(
+            f"linear growth, ours' time per link {small:,} -> {size:,}",
+            fmt_ratio(ours_growth),
+            "< 1.5x; 1x is linear",
+            ours_growth < 1.5,
+        ),
     ]
-    print("\n".join(lines), flush=True)
+    print_lines(lines)
     return lines
 
 

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import trio
 import trio.testing
-from harness import Table, fmt_ratio, parser
+from harness import Table, fmt_ratio, parser, print_lines, target
 
 from fsm import (
     OPENCLAW,
@@ -283,10 +283,14 @@ def report(storms: Sequence[Storm], check: tuple[Storm, Storm], size: int) -> li
     cross.print()
     ours = storms[0]
     lines = [
-        f"target  ours, server back at once: peak/mean = {fmt_ratio(ours.peak_to_mean)} "
-        f"(want <= 1.5x): {'met' if ours.peak_to_mean <= 1.5 else 'MISSED'}",
+        target(
+            "ours, server back at once: peak/mean",
+            fmt_ratio(ours.peak_to_mean),
+            "<= 1.5x",
+            ours.peak_to_mean <= 1.5,
+        ),
     ]
-    print("\n".join(lines), flush=True)
+    print_lines(lines)
     return lines
 
 

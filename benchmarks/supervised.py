@@ -49,7 +49,7 @@ from typing import Any, Final
 
 import trio
 import trio.testing
-from harness import Table, fmt_bytes, fmt_ratio, fmt_time, parser, traced
+from harness import Table, fmt_bytes, fmt_ratio, fmt_time, parser, print_lines, target, traced
 
 from fsm import LinkMachine, load_channel
 from fsm.heap import freeze_survivors, mass_start
@@ -364,13 +364,14 @@ def report(results: dict[str, dict[str, Any]], size: int) -> list[str]:
     default = results["start:supervised:default"]
     tuned = results["start:supervised:mass_start"]
     lines = [
-        f"target  memory per supervised link = {fmt_bytes(per_link)} (want <= 4 KB): "
-        f"{'met' if per_link <= TARGET_BYTES else 'MISSED'}",
+        target(
+            "memory per supervised link", fmt_bytes(per_link), "<= 4 KB", per_link <= TARGET_BYTES
+        ),
         f"gc      mass_start: start {fmt_ratio(default['seconds'] / tuned['seconds'])} faster, "
         f"full collection afterwards {fmt_ratio(default['full_pause'] / tuned['full_pause'])} "
         "shorter than with the defaults",
     ]
-    print("\n".join(lines), flush=True)
+    print_lines(lines)
     return lines
 
 

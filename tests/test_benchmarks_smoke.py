@@ -24,9 +24,9 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
             "transitions add_model",
             "transitions Machine per link",
             "python-statemachine per link",
-            "target memory",
-            "target time",
-            "linear growth",
+            "target  memory at 20 links",
+            "target  time at 20 links",
+            "target  linear growth",
         ],
     ),
     "event_cost.py": (
