@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from channels.native import Facts, extract_with, facts, get, header, is_a, text
+from channels.native import Facts, extract_with, facts, get, is_a, retry_after_header, text
 from fsm.channel import Channel
 from fsm.events import CloseEvent
 from fsm.verdicts import CloseTable, Rule, Verdict
@@ -134,7 +134,7 @@ def _body(raw: object) -> Facts | None:
         status=raw.get("status"),
         code=raw.get("errcode"),
         reason=text(raw.get("error")),
-        retry_after=header(raw.get("headers"), "Retry-After"),
+        retry_after=retry_after_header(raw.get("headers")),
         retry_after_ms=raw.get("retry_after_ms"),
         flags=[SOFT_LOGOUT] if raw.get("soft_logout") is True else [],
     )
@@ -149,7 +149,7 @@ def _nio(raw: object) -> Facts | None:
         status=get(transport, "status"),
         code=text(get(raw, "status_code")),
         reason=text(get(raw, "message")) or str(raw),
-        retry_after=header(get(transport, "headers"), "Retry-After"),
+        retry_after=retry_after_header(get(transport, "headers")),
         retry_after_ms=get(raw, "retry_after_ms"),
         flags=[SOFT_LOGOUT] if get(raw, "soft_logout") is True else [],
     )

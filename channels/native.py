@@ -25,8 +25,11 @@ This module also reads the errors of the ``websockets`` library
 
 from __future__ import annotations
 
+import email.utils
 import itertools
 import json
+import math
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
@@ -57,6 +60,8 @@ ABNORMAL_CLOSURE: Final = 1006
 
 # Bounds on work done for hostile input: headers scanned, JSON text parsed.
 _MAX_HEADERS: Final = 100
+# A Retry-After above a week is junk, not advice.
+_MAX_RETRY_AFTER: Final = 7 * 24 * 3600.0
 _MAX_JSON_TEXT: Final = 64 * 1024
 
 
@@ -163,6 +168,30 @@ def header(headers: object, name: str) -> str | None:
     return None
 
 
+def retry_after_seconds(value: str, *, now: float | None = None) -> float | None:
+    """Read a ``Retry-After`` value: delta-seconds or an HTTP-date; None when unreadable."""
+    stripped = value.strip()[:64]
+    if stripped.isascii() and stripped.isdecimal():
+        delay = float(stripped)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(stripped)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        reference = time.time() if now is None else now
+        delay = max(0.0, when.timestamp() - reference)
+    # fsm.events caps hints again on its own; this only keeps junk out.
+    return delay if math.isfinite(delay) and delay <= _MAX_RETRY_AFTER else None
+
+
+def retry_after_header(headers: object) -> float | None:
+    """The ``Retry-After`` header of any header container, in seconds; else None."""
+    value = header(headers, "Retry-After")
+    return None if value is None else retry_after_seconds(value)
+
+
 def facts(**values: object) -> Facts:
     """A :data:`Facts` dict of the values that are not None."""
     return {key: value for key, value in values.items() if value is not None}
@@ -236,7 +265,7 @@ def _websockets_rejected(raw: object) -> Facts | None:
     return facts(
         status=get(holder, "status_code"),
         reason=text(get(response, "reason_phrase")) or str(raw),
-        retry_after=seconds(header(headers, "Retry-After")),
+        retry_after=retry_after_header(headers),
         phase=Phase.handshake.value,
         initiator=Initiator.remote.value,
     )

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Final
 
 from channels import websocket
-from channels.native import Facts, extract_with, facts, get, header, is_a, text
+from channels.native import Facts, extract_with, facts, get, is_a, retry_after_header, text
 from fsm.channel import Channel
 from fsm.events import CloseEvent
 from fsm.verdicts import CloseTable, Rule, Verdict
@@ -136,7 +136,7 @@ def _frame_or_body(raw: object) -> Facts | None:
             code=error,
             reason=error,
             status=raw.get("status"),
-            retry_after=header(raw.get("headers"), "Retry-After"),
+            retry_after=retry_after_header(raw.get("headers")),
         )
     return None
 
@@ -152,7 +152,7 @@ def _slack_sdk(raw: object) -> Facts | None:
         code=error,
         reason=error or str(raw),
         status=get(response, "status_code"),
-        retry_after=header(get(response, "headers"), "Retry-After"),
+        retry_after=retry_after_header(get(response, "headers")),
     )
 
 

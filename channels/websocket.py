@@ -20,9 +20,7 @@ the supervisor's watchdog, so a quiet but healthy socket never trips it.
 
 from __future__ import annotations
 
-import email.utils
 import math
-import time
 from collections.abc import Callable
 from typing import Final
 
@@ -37,7 +35,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from channels.native import websockets_error
+from channels.native import retry_after_header, websockets_error
 from fsm.channel import Channel
 from fsm.events import CloseEvent, Initiator, Phase, normalise
 from fsm.policy import Jitter, ReconnectPolicy
@@ -50,7 +48,6 @@ __all__ = [
     "WebSocketLink",
     "WebSocketTransport",
     "extract",
-    "retry_after_seconds",
 ]
 
 _STOPPED: Final = "Monitoring of this link has stopped."
@@ -226,38 +223,6 @@ POLICY: Final = ReconnectPolicy(
 """RFC 6455 section 7.2.3: the first delay is random in 0-5 s, then it grows (websockets' x1.618
 up to 90 s); a restart (1012) waits a random 0-5 s too, so a fleet does not stampede back."""
 
-# A Retry-After above this is junk; fsm.events caps hints again on its own.
-_MAX_HINT: Final = 7 * 24 * 3600.0
-
-
-def retry_after_seconds(value: str, *, now: float | None = None) -> float | None:
-    """Read a ``Retry-After`` header: delta-seconds or an HTTP-date; None when unreadable."""
-    text = value.strip()[:64]
-    if text.isascii() and text.isdecimal():
-        seconds = float(text)
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        reference = time.time() if now is None else now
-        seconds = max(0.0, when.timestamp() - reference)
-    return seconds if math.isfinite(seconds) and seconds <= _MAX_HINT else None
-
-
-def _header(headers: object, name: bytes) -> str | None:
-    if not isinstance(headers, (list, tuple)):
-        return None
-    for item in headers:
-        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], bytes):
-            key, value = item
-            if key.lower() == name and isinstance(value, bytes):
-                return value[:256].decode("latin-1")
-    return None
-
-
 def _from_close_reason(reason: CloseReason | None) -> CloseEvent:
     if reason is None:
         return normalise({"status": 1006, "reason": "closed without a close frame"})
@@ -270,13 +235,12 @@ def _from_close_reason(reason: CloseReason | None) -> CloseEvent:
 
 
 def _from_rejection(exc: ConnectionRejected) -> CloseEvent:
-    hint = _header(exc.headers, b"retry-after")
     body = exc.body[:200].decode("utf-8", "replace") if isinstance(exc.body, bytes) else ""
     return normalise(
         {
             "status": exc.status_code,
             "reason": body or f"HTTP {exc.status_code}",
-            "retry_after": None if hint is None else retry_after_seconds(hint),
+            "retry_after": retry_after_header(exc.headers),
         },
         phase=Phase.handshake,
         initiator=Initiator.remote,

@@ -19,7 +19,8 @@ from trio_websocket import (
     serve_websocket,
 )
 
-from channels.websocket import CHANNEL, TABLE, WebSocketTransport, extract, retry_after_seconds
+from channels.native import retry_after_seconds
+from channels.websocket import CHANNEL, TABLE, WebSocketTransport, extract
 from fsm.channel import load_channel
 from fsm.cli.demo import STORY, Scene, demo_channel, serve_story
 from fsm.events import Initiator, Phase
