@@ -248,6 +248,13 @@ def run(size: int) -> tuple[list[Storm], tuple[Storm, Storm]]:
     return storms, check
 
 
+def _short(value: float) -> str:
+    """An axis label: 0, 250k, 1M."""
+    if value >= 1e6:
+        return f"{value / 1e6:g}M"
+    return f"{value / 1000:g}k" if value else "0"
+
+
 def _back(storm: Storm) -> str:
     value = storm.p99_back
     return f"> {storm.horizon:g} s" if math.isinf(value) else f"{value:.2f} s"
@@ -313,7 +320,7 @@ def plot(storms: Sequence[Storm], path: Path) -> None:
         len(policies), len(servers), figsize=(7 * len(servers), 2.4 * len(policies)), squeeze=False
     )
     colours = ("tab:blue", "tab:red", "tab:orange")
-    thousands = FuncFormatter(lambda value, _: f"{value / 1000:g}k" if value else "0")
+    thousands = FuncFormatter(lambda value, _: _short(value))
     for col, server in enumerate(servers):
         column = [s for s in storms if s.server == server]
         finished = [max(s.attempts) for s in column if s.attempts and math.isfinite(s.p99_back)]
