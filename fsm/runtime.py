@@ -59,6 +59,7 @@ from fsm.store import StoreError, resume_stopped
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_KEEP_RECORDS",
     "ConnectFailed",
     "Connection",
     "Outcome",
@@ -72,6 +73,10 @@ _log: Final = logging.getLogger("linkstate.runtime")
 # gRPC's minimum connect timeout: long enough for a slow TLS handshake over a
 # poor network, short enough that a black-holed connect does not stall a link.
 DEFAULT_CONNECT_TIMEOUT: Final = 20.0
+
+# Enough for any run a person reads; a link flapping for months must not grow
+# without bound. The durable history is the store's.
+DEFAULT_KEEP_RECORDS: Final = 1000
 
 # Closing our side is best effort: a peer that never answers our close frame
 # must not keep an aborted supervisor alive.
@@ -158,7 +163,9 @@ class Outcome:
         sleeps: Backoff sleeps taken; a ``retry_now`` delay counts too.
         slept: Total seconds of backoff sleep.
         attempts: The link's reconnect-attempt counter at the end.
-        records: Every transition of this run, in order.
+        records: The transitions of this run, in order: all of them, or the
+            newest ``keep_records`` on a very long run (subscribe, or use a
+            journal, to see every one).
 
     """
 
@@ -219,6 +226,8 @@ class Supervisor:
         close_timeout: Seconds closing our side may take.
         rng: The random source for jitter; pass a seeded one for reproducible runs.
         clock: Where ``now`` comes from; defaults to ``trio.current_time``.
+        keep_records: How many of the newest transitions ``outcome.records``
+            keeps; bounds the memory of a link that runs (and flaps) for months.
         journal: Persist the link: ``run()`` first loads it from the journal's
             store (the stored link wins over ``link``; a stored ``stopped`` link
             resumes, a ``needs_relink`` or ``failed`` one does not connect),
@@ -242,6 +251,7 @@ class Supervisor:
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
         journal: Journal | None = None,
+        keep_records: int = DEFAULT_KEEP_RECORDS,
     ) -> None:
         if machine is not None and (policy is not None or rng is not None):
             raise ValueError(
@@ -270,7 +280,10 @@ class Supervisor:
         self._receipts: list[Receipt] = []
         self._store_error: StoreError | None = None
         self._observers: list[Observer] = []
+        if keep_records < 1:
+            raise ValueError(f"keep_records={keep_records!r} must be 1 or more")
         self._records: list[TransitionRecord] = []
+        self._keep_records = keep_records
         self._abort_scope = trio.CancelScope()
         self._connects = 0
         self._opens = 0
@@ -306,7 +319,7 @@ class Supervisor:
             sleeps=self._sleeps,
             slept=self._slept,
             attempts=link.attempt,
-            records=tuple(self._records),
+            records=tuple(self._records[-self._keep_records :]),
         )
 
     # -- running ---------------------------------------------------------------
@@ -512,6 +525,9 @@ class Supervisor:
 
     def _after(self, record: TransitionRecord) -> None:
         self._records.append(record)
+        if len(self._records) >= 2 * self._keep_records:
+            # Trim in batches: amortised O(1) per transition, at most 2x the bound.
+            del self._records[: -self._keep_records]
         if self.journal is not None:
             self._receipts.append(self.journal.submit(record, self.link, channel=self.channel.name))
         _log.info(

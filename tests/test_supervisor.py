@@ -359,3 +359,25 @@ async def test_connect_failed_with_raw_dict(autojump_clock: trio.testing.MockClo
 
     outcome = await Supervisor(WHATSAPP, Rejecting()).run()
     assert (outcome.state, outcome.status) == ("needs_relink", 401)
+
+
+async def test_outcome_keeps_only_the_newest_records_on_a_long_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    seen: list[TransitionRecord] = []
+    sup, _ = supervisor(
+        *[Close(428, after=100.0)] * 30,
+        Close(440),
+        policy=ReconnectPolicy(flap_closes=0, healthy_after=10),
+        keep_records=7,
+    )
+    sup.subscribe(seen.append)
+    outcome = await sup.run()
+    assert len(seen) > 3 * 7  # every transition reached the observer
+    assert outcome.records == tuple(seen[-7:])
+    assert len(sup._records) < 2 * 7
+
+
+def test_keep_records_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="keep_records=0 must be 1 or more"):
+        supervisor(keep_records=0)
