@@ -223,6 +223,7 @@ POLICY: Final = ReconnectPolicy(
 """RFC 6455 section 7.2.3: the first delay is random in 0-5 s, then it grows (websockets' x1.618
 up to 90 s); a restart (1012) waits a random 0-5 s too, so a fleet does not stampede back."""
 
+
 def _from_close_reason(reason: CloseReason | None) -> CloseEvent:
     if reason is None:
         return normalise({"status": 1006, "reason": "closed without a close frame"})

@@ -22,9 +22,7 @@ def classify(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object
     return result
 
 
-@pytest.mark.parametrize(
-    "event", ["440", '"440"', '{"error":{"output":{"statusCode":440}}}', SEED]
-)
+@pytest.mark.parametrize("event", ["440", '"440"', '{"error":{"output":{"statusCode":440}}}', SEED])
 def test_440_in_every_form_is_relink(capsys: pytest.CaptureFixture[str], event: str) -> None:
     result = classify(capsys, "whatsapp", event)
     assert result["channel"] == "whatsapp"

@@ -73,8 +73,27 @@ def test_every_form_of_440_normalises_to_the_int(raw: object) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [True, False, -1, 0, -440, 10_000, 10**30, 440.5, math.nan, math.inf, "", "abc", "4 40",
-     "٤٤٠", b"440", None, [], [440], object()],
+    [
+        True,
+        False,
+        -1,
+        0,
+        -440,
+        10_000,
+        10**30,
+        440.5,
+        math.nan,
+        math.inf,
+        "",
+        "abc",
+        "4 40",
+        "٤٤٠",
+        b"440",
+        None,
+        [],
+        [440],
+        object(),
+    ],
     ids=repr,
 )
 def test_unreadable_status_values_give_none(value: object) -> None:
@@ -139,10 +158,16 @@ def test_retry_after_hint(raw: dict[str, object], expected: float | None) -> Non
 
 
 def test_keyword_overrides_win() -> None:
-    event = normalise({"status": 428, "phase": "established"}, phase=Phase.handshake,
-                      initiator=Initiator.local, flags=frozenset({"soft_logout"}))
+    event = normalise(
+        {"status": 428, "phase": "established"},
+        phase=Phase.handshake,
+        initiator=Initiator.local,
+        flags=frozenset({"soft_logout"}),
+    )
     assert (event.phase, event.initiator, event.flags) == (
-        Phase.handshake, Initiator.local, frozenset({"soft_logout"})
+        Phase.handshake,
+        Initiator.local,
+        frozenset({"soft_logout"}),
     )
 
 
@@ -213,20 +238,39 @@ def test_sanitise_keeps_ordinary_text() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(
-            ["status", "statusCode", "code", "output", "payload", "error", "lastDisconnect",
-             "reason", "message", "retry_after", "parameters", "phase", "initiator", "flags"]
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "status",
+                    "statusCode",
+                    "code",
+                    "output",
+                    "payload",
+                    "error",
+                    "lastDisconnect",
+                    "reason",
+                    "message",
+                    "retry_after",
+                    "parameters",
+                    "phase",
+                    "initiator",
+                    "flags",
+                ]
+            )
+            | st.text(max_size=8),
+            children,
+            max_size=5,
         )
-        | st.text(max_size=8),
-        children,
-        max_size=5,
     ),
     max_leaves=20,
 )
-anything = json_values | st.binary() | st.builds(CodedError, json_values) | st.builds(
-    ValueError, st.text()
+anything = (
+    json_values
+    | st.binary()
+    | st.builds(CodedError, json_values)
+    | st.builds(ValueError, st.text())
 )
 
 

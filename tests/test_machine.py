@@ -173,7 +173,8 @@ def test_definition_resolves_exactly_one_edge_per_decision() -> None:
                 continue
             for decision in DECISIONS:
                 fired = [
-                    e for e in LIFECYCLE.edges_from(state, trigger)
+                    e
+                    for e in LIFECYCLE.edges_from(state, trigger)
                     if e.guard is not None and e.guard(decision)
                 ]
                 assert len(fired) == 1, (state, trigger, decision)
@@ -188,8 +189,18 @@ def test_definition_resolves_exactly_one_edge_per_decision() -> None:
 
 CLOSE_INPUTS: st.SearchStrategy[object] = st.one_of(
     st.sampled_from([row.status for row in WHATSAPP.table.rules if row.status is not None]),
-    st.sampled_from(["440", " 428 ", {"error": {"output": {"statusCode": 440}}}, None, "junk",
-                     {"status": 10**9}, b"\x00\xff", {"error": {"error": {}}}]),
+    st.sampled_from(
+        [
+            "440",
+            " 428 ",
+            {"error": {"output": {"statusCode": 440}}},
+            None,
+            "junk",
+            {"status": 10**9},
+            b"\x00\xff",
+            {"error": {"error": {}}},
+        ]
+    ),
     st.integers(-5, 70_000),
 )
 

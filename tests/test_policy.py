@@ -65,10 +65,17 @@ def test_every_delay_lies_within_floor_and_cap(
 
 def test_presets_match_their_sources() -> None:
     assert (GRPC.initial, GRPC.factor, GRPC.cap, GRPC.jitter, GRPC.jitter_ratio) == (
-        1.0, 1.6, 120.0, Jitter.symmetric, 0.2
+        1.0,
+        1.6,
+        120.0,
+        Jitter.symmetric,
+        0.2,
     )
     assert (OPENCLAW.initial, OPENCLAW.factor, OPENCLAW.cap, OPENCLAW.max_attempts) == (
-        2.0, 1.8, 30.0, 12
+        2.0,
+        1.8,
+        30.0,
+        12,
     )
     assert OPENCLAW.jitter is Jitter.proportional and OPENCLAW.jitter_ratio == 0.25
 

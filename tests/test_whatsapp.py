@@ -47,14 +47,24 @@ def test_no_status_and_unknown_status_retry() -> None:
 
 
 def test_408_qr_attempts_ended_is_relink() -> None:
-    _, rule = CHANNEL.classify({"output": {"statusCode": 408, "payload": {
-        "statusCode": 408, "message": "QR refs attempts ended"}}})
+    _, rule = CHANNEL.classify(
+        {
+            "output": {
+                "statusCode": 408,
+                "payload": {"statusCode": 408, "message": "QR refs attempts ended"},
+            }
+        }
+    )
     assert rule.verdict is Verdict.relink and rule.name == "qrAttemptsEnded"
 
 
 def test_stream_error_conflict_node_without_a_number_is_440() -> None:
-    raw = {"error": {"message": "Stream Errored (conflict)",
-                     "data": {"tag": "conflict", "attrs": {"type": "replaced"}}}}
+    raw = {
+        "error": {
+            "message": "Stream Errored (conflict)",
+            "data": {"tag": "conflict", "attrs": {"type": "replaced"}},
+        }
+    }
     event, rule = CHANNEL.classify(raw)
     assert event.status == 440 and rule.verdict is Verdict.relink
 
@@ -62,8 +72,13 @@ def test_stream_error_conflict_node_without_a_number_is_440() -> None:
 def test_440_message_says_what_happened_and_what_to_do() -> None:
     event, rule = CHANNEL.classify(440)
     text = rule.operator_message(event, link="acct1", channel="whatsapp")
-    for needle in ("440", "session conflict", "conflicting WhatsApp Web session",
-                   "linkstate relink acct1", "stopped"):
+    for needle in (
+        "440",
+        "session conflict",
+        "conflicting WhatsApp Web session",
+        "linkstate relink acct1",
+        "stopped",
+    ):
         assert needle in text
 
 

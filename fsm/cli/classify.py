@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
         "event",
         metavar="EVENT",
         help="a bare code (440, too_many_websockets) or a JSON value: 440, '\"440\"', "
-        "'{\"error\": {\"output\": {\"statusCode\": 440}}}'",
+        '\'{"error": {"output": {"statusCode": 440}}}\'',
     )
     parser.set_defaults(run=run)
 
