@@ -28,7 +28,9 @@ become one arrow. In declaration order, so the output is stable:
   are drawn once instead of three times.
 * For a channel, each arrow out of a choice also lists the table codes that
   take it on a fresh link (retry budget left, not flapping): the codes that
-  lead there. The whole table is the legend.
+  lead there. A retryable row that turns fatal when it repeats
+  (``escalate_after``) is also listed on the fatal arrow as ``code xN``. The
+  whole table is the legend.
 
 Accounting: every definition edge is listed by exactly one arrow or group
 (:attr:`Arrow.edges`, :attr:`Group.edges`): the arrow or caption that ends
@@ -438,7 +440,10 @@ class _Builder:
             lines: list[str] = []
             for verdict in (v for v in verdicts if guard(Decision(v))):
                 rules = (r for r in self.table.rows() if r.verdict is verdict)
-                lines.extend(_wrap(f"{verdict.value}:", _sorted_tokens(rules)))
+                tokens = _sorted_tokens(rules)
+                if verdict is Verdict.fatal:
+                    tokens += _escalation_tokens(self.table)
+                lines.extend(_wrap(f"{verdict.value}:", tokens))
             if lines:
                 return tuple(lines)
         return (", ".join(v.value for v in verdicts),) if verdicts else ()
@@ -471,6 +476,12 @@ def _sorted_tokens(rules: Iterable[Rule]) -> list[str]:
     return list(dict.fromkeys(rule_token(rule) for rule in sorted(rules, key=_reading_order)))
 
 
+def _escalation_tokens(table: CloseTable) -> list[str]:
+    """Retryable rows that turn fatal when they repeat, as ``code xN`` (N in a row)."""
+    escalating = sorted((r for r in table.rows() if r.escalate_after), key=_reading_order)
+    return [f"{rule_token(rule)} x{rule.escalate_after}" for rule in escalating]
+
+
 def _legend(channel: Channel, definition: Definition) -> Legend:
     table = channel.table
     defaults = {
@@ -497,4 +508,13 @@ def _meaning(rule: Rule, defaults: dict[int, str]) -> str:
         parts.append(f"* only when the reason contains {rule.reason_contains!r}")
     if rule.flag is not None:
         parts.append(f"* only with the flag {rule.flag!r}")
+    if rule.escalate_after is not None:
+        parts.append(f"fatal from the {_ordinal(rule.escalate_after)} in a row (xN)")
     return "; ".join(part for part in parts if part)
+
+
+def _ordinal(number: int) -> str:
+    suffix = (
+        "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    )
+    return f"{number}{suffix}"

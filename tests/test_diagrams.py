@@ -171,6 +171,15 @@ def test_channel_codes_sit_on_the_edges_they_take(name: str) -> None:
                 assert rule_token(rule) in words, f"{rule.label} not on the edge to {dest}"
 
 
+def test_slack_shows_the_escalating_row_on_the_edge_into_failed() -> None:
+    dot = dot_of("slack")
+    failed = whatsapp_branch(dot, "failed").replace("\n", " ")
+    assert "too_many_websockets x3" in failed
+    reconnecting = whatsapp_branch(dot, "reconnecting").split()
+    assert "too_many_websockets" in reconnecting  # still a retry the first two times
+    assert "fatal from the 3rd in a row" in to_dot(picture_for("slack"))
+
+
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "lifecycle"])
 def test_channel_legend_lists_every_row_under_its_verdict(name: str) -> None:
     table = load_channel(name).table
