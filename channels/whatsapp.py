@@ -180,6 +180,11 @@ _CONNECT_FAILURE_STATUS: Final = {
 _LOGOUT_STATUSES: Final = frozenset({401, 403, 406})
 
 
+# Shapes that are never protobuf messages: skip the descriptor probe for them,
+# since nearly every close arrives as one of these.
+_PLAIN_TYPES: Final = frozenset({int, float, str, bytes, dict, list, bool, type(None)})
+
+
 def _whatsmeow(raw: object) -> Facts | None:
     """A whatsmeow event from neonize, read through protobuf's own descriptor (no import)."""
     name = get(get(raw, "DESCRIPTOR"), "full_name")
@@ -215,7 +220,7 @@ def _enum_name(message: object, field_name: str) -> str | None:
 
 def extract(raw: object) -> CloseEvent:
     """Normalise a Baileys close or whatsmeow event, reading a stream-error node if needed."""
-    native = _whatsmeow(raw)
+    native = None if type(raw) in _PLAIN_TYPES else _whatsmeow(raw)
     if native is not None:
         return normalise(native)
     event = normalise(raw)

@@ -63,6 +63,8 @@ class Channel:
             # A plugin's extractor bug must not turn a disconnect into a crash:
             # fall back to the generic reading, which never raises.
             extracted = normalise(raw)
+        if phase is None and initiator is None and type(extracted) is CloseEvent:
+            return extracted  # the common case: nothing to override
         return normalise(extracted, phase=phase, initiator=initiator)
 
     def classify(

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
@@ -104,6 +104,9 @@ class ReconnectPolicy:
     flap_closes: int = 5
     flap_window: float = 60.0
     max_retry_after: float = 3600.0
+    # From which attempt the schedule sits at the cap; computed once, because
+    # base_delay runs on every retryable close.
+    _capped_after: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         problems = [
@@ -158,16 +161,18 @@ class ReconnectPolicy:
             )
         if problems:
             raise PolicyError("invalid reconnect policy: " + "; ".join(problems))
+        capped_after = math.inf
+        if self.factor > 1.0 and self.initial > 0.0:
+            # Compare exponents, not powers: factor ** attempt overflows a float
+            # long before attempt counts stop being plausible.
+            capped_after = math.log(self.cap / self.initial) / math.log(self.factor)
+        object.__setattr__(self, "_capped_after", capped_after)
 
     def base_delay(self, attempt: int) -> float:
         """The un-jittered delay before attempt ``attempt`` (1-based)."""
-        if attempt <= 1 or self.factor == 1.0:
+        if attempt <= 1 or self.factor == 1.0 or self.initial == 0.0:
             return min(self.cap, self.initial)
-        if self.initial == 0.0:
-            return 0.0
-        # Compare exponents, not powers: factor ** attempt overflows a float long
-        # before attempt counts stop being plausible.
-        if (attempt - 1) * math.log(self.factor) >= math.log(self.cap / self.initial):
+        if attempt - 1 >= self._capped_after:
             return self.cap
         return min(self.cap, self.initial * self.factor ** (attempt - 1))
 
