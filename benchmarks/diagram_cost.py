@@ -16,7 +16,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from diagrams import diagram_names, find_renderer, picture_for, render, to_dot, to_mermaid
+from linkstate.diagrams import diagram_names, find_renderer, picture_for, render, to_dot, to_mermaid
 
 
 def best_ms(work: Callable[[], object], repeat: int) -> float:

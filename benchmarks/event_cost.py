@@ -47,7 +47,7 @@ from harness import (
     transitions_machine,
 )
 
-from fsm import Decision, Link, LinkMachine, Trigger, Verdict, load_channel
+from linkstate import Decision, Link, LinkMachine, Trigger, Verdict, load_channel
 
 ROUNDS = 9
 # python-statemachine instances cost about a millisecond each to create, so it

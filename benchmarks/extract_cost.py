@@ -26,8 +26,8 @@ from nio.responses import SyncError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
-from fsm.channel import Channel, load_channel
-from fsm.events import normalise
+from linkstate._channel import Channel, load_channel
+from linkstate._events import normalise
 
 TELEGRAM_409_TEXT = (
     "Conflict: terminated by other getUpdates request; make sure that only one bot instance "

@@ -14,7 +14,7 @@ it counts every Python allocation a link needs and nothing the interpreter
 already held. Tracing slows allocation down a lot, so time and memory are
 always measured in separate runs.
 
-The baselines are built from the same :data:`fsm.LIFECYCLE` our machine
+The baselines are built from the same :data:`linkstate.LIFECYCLE` our machine
 uses, so every variant has the same states, edges and guards:
 
 * transitions, the way its documentation suggests (``add_model``, or one
@@ -39,7 +39,7 @@ from statemachine import StateMachine
 from statemachine.factory import StateMachineMetaclass
 from transitions import EventData, Machine
 
-from fsm import LIFECYCLE, Decision, Edge, State
+from linkstate import LIFECYCLE, Decision, Edge, State
 
 T = TypeVar("T")
 

@@ -47,7 +47,7 @@ from harness import (
     transitions_machine,
 )
 
-from fsm import LinkMachine, load_channel
+from linkstate import LinkMachine, load_channel
 
 # Below this many links every variant is measured directly, with no projection.
 DIRECT_LIMIT = 20_000

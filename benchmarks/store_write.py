@@ -8,7 +8,7 @@ the same disk as /tmp):
 1. ``SQLiteStore.write`` with one transition per transaction, for
    ``synchronous=FULL`` (the default: fsync per commit) and ``NORMAL``. This
    is the floor: what one link alone pays per transition.
-2. The :class:`fsm.journal.Journal` with N links writing at once on trio's
+2. The :class:`linkstate.store._journal.Journal` with N links writing at once on trio's
    real clock, each waiting for its commit as the supervisor does. The
    writer groups whatever arrived during the previous commit, so the cost
    of an fsync is shared. Reports transitions per second and the mean batch.
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import trio
 
-from channels.whatsapp import CHANNEL
-from fsm.journal import open_journal
-from fsm.lifecycle import Trigger
-from fsm.machine import Link, LinkMachine, TransitionRecord
-from fsm.policy import ReconnectPolicy
-from fsm.store import LinkRow, SQLiteStore
+from linkstate.channels.whatsapp import CHANNEL
+from linkstate.store._journal import open_journal
+from linkstate._lifecycle import Trigger
+from linkstate._machine import Link, LinkMachine, TransitionRecord
+from linkstate._policy import ReconnectPolicy
+from linkstate.store._sqlite import LinkRow, SQLiteStore
 
 MACHINE = LinkMachine(CHANNEL, ReconnectPolicy(flap_closes=0))
 

@@ -50,7 +50,7 @@ import trio
 import trio.testing
 from harness import Table, fmt_ratio, parser, print_lines, target
 
-from fsm import (
+from linkstate import (
     OPENCLAW,
     Jitter,
     Link,
@@ -61,8 +61,8 @@ from fsm import (
     Trigger,
     load_channel,
 )
-from fsm.runtime import Supervisor
-from fsm.scripted import Close, ScriptedTransport
+from linkstate.runtime._supervisor import Supervisor
+from linkstate.runtime._scripted import Close, ScriptedTransport
 
 BIN = 0.1
 """Histogram bin width, seconds."""

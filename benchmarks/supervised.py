@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/supervised.py [--size N]``
 
-Each link is a real :class:`fsm.runtime.Supervisor` (default settings, one
+Each link is a real :class:`linkstate.runtime._supervisor.Supervisor` (default settings, one
 shared ``LinkMachine``) over a stub transport whose connection opens at once
 and stays open, waiting in ``trio.sleep_forever``: the steady state of a
 healthy gateway, without the memory of any particular transport. trio's
@@ -15,7 +15,7 @@ for tearing 100k tasks down. Figures:
 * **memory per link** (tracemalloc, at N/10 links: tracing slows allocation
   several times over): a supervised open link, everything included, next to
   a bare trio task that sleeps (the baseline), and where it goes, by the
-  line of ``fsm/`` code under which it was allocated. The RSS growth per
+  line of linkstate code under which it was allocated. The RSS growth per
   link at N links is printed as a check.
 * **time to start** all N links, from the first ``start_soon`` until every
   link is ``open``, against starting N bare sleeping tasks.
@@ -23,8 +23,8 @@ for tearing 100k tasks down. Figures:
   while the links start, and the pause of one full collection afterwards,
   which is what a latency-sensitive process sees whenever CPython decides
   the old generation needs a look, then the same after
-  :func:`fsm.heap.freeze_survivors`. Two variants: CPython's defaults, and
-  :func:`fsm.heap.mass_start` (collector held off while starting, then one
+  :func:`linkstate.runtime._heap.freeze_survivors`. Two variants: CPython's defaults, and
+  :func:`linkstate.runtime._heap.mass_start` (collector held off while starting, then one
   collection and a freeze).
 """
 
@@ -51,14 +51,14 @@ import trio
 import trio.testing
 from harness import Table, fmt_bytes, fmt_ratio, fmt_time, parser, print_lines, target, traced
 
-from fsm import LinkMachine, load_channel
-from fsm.heap import freeze_survivors, mass_start
-from fsm.runtime import Supervisor
+from linkstate import LinkMachine, load_channel
+from linkstate.runtime._heap import freeze_survivors, mass_start
+from linkstate.runtime._supervisor import Supervisor
 
 TARGET_BYTES = 4096
 CHILD_TIMEOUT = 600.0
 TRACE_DEPTH = 32
-"""Frames kept per allocation: enough to reach the fsm/ frame under trio's."""
+"""Frames kept per allocation: enough to reach the linkstate frame under trio's."""
 SITE_FLOOR = 40.0
 """Allocation sites below this many bytes per link are left out of the breakdown."""
 
@@ -238,16 +238,16 @@ def child_memory(kind: str, n: int) -> None:
 def _sites(
     before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, n: int
 ) -> list[tuple[str, float]]:
-    """Bytes per link by the line of fsm/ code that caused them (trio's own: its task)."""
+    """Bytes per link by the line of linkstate code that caused them (trio's own: its task)."""
     sites: dict[str, float] = {}
     for stat in after.compare_to(before, "traceback"):
-        ours = [f for f in stat.traceback if f"{os.sep}fsm{os.sep}" in f.filename]
+        ours = [f for f in stat.traceback if f"{os.sep}linkstate{os.sep}" in f.filename]
         if ours:
             frame = ours[-1]
             code = linecache.getline(frame.filename, frame.lineno).strip()
             label = f"{Path(frame.filename).name}:{frame.lineno} {code}"
         else:
-            label = "(no fsm frame: the task, the stub connection, the benchmark)"
+            label = "(no linkstate frame: the task, the stub connection, the benchmark)"
         sites[label] = sites.get(label, 0.0) + stat.size_diff / n
     return sorted(sites.items(), key=lambda item: -item[1])
 
@@ -282,7 +282,7 @@ def child(mode: str, n: int) -> dict[str, Any]:
 START_MODES: Final = {
     "start:tasks:default": "bare trio tasks (baseline)",
     "start:supervised:default": "supervised, CPython's GC defaults",
-    "start:supervised:mass_start": "supervised, inside fsm.heap.mass_start()",
+    "start:supervised:mass_start": "supervised, inside linkstate.runtime._heap.mass_start()",
 }
 
 
@@ -321,7 +321,7 @@ def report(results: dict[str, dict[str, Any]], size: int) -> list[str]:
         table.add(name, fmt_bytes(value), fmt_ratio(value / memory["tasks"]))
     table.print()
     sites = Table(
-        "Where a supervised open link's memory goes (by the fsm/ line that allocated it)",
+        "Where a supervised open link's memory goes (by the linkstate line that allocated it)",
         ["bytes/link", "allocated under"],
     )
     for label, value in memory["sites"]:

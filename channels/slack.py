@@ -12,7 +12,7 @@ The trap: python slack_sdk retries an invalid or revoked token forever. Here
 the auth errors are ``relink`` at once. And ``too_many_websockets`` means
 other copies of the app hold the app's ten sockets: it is retried with a
 30 s floor, and after three in a row it stops as ``fatal`` (the row's
-``escalate_after``; see :mod:`fsm.verdicts`), because it often arrives while
+``escalate_after``; see :mod:`linkstate._verdicts`), because it often arrives while
 connecting, where flap detection, which counts closes of open connections,
 never sees it.
 """
@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from typing import Final
 
-from channels import websocket
-from channels.native import Facts, extract_with, facts, get, is_a, retry_after_header, text
-from fsm.channel import Channel
-from fsm.events import CloseEvent
-from fsm.verdicts import CloseTable, Rule, Verdict
+from linkstate.channels import websocket
+from linkstate.channels._native import Facts, extract_with, facts, get, is_a, retry_after_header, text
+from linkstate._channel import Channel
+from linkstate._events import CloseEvent
+from linkstate._verdicts import CloseTable, Rule, Verdict
 
 __all__ = ["CHANNEL", "TABLE", "TOO_MANY_WEBSOCKETS_FLOOR", "extract"]
 

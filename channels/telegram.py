@@ -2,7 +2,7 @@
 
 How errors arrive: an HTTP status and a body
 ``{"ok": false, "error_code": N, "description": "...", "parameters": {"retry_after": s}}``,
-which :func:`fsm.events.normalise` reads as it is. python-telegram-bot and
+which :func:`linkstate._events.normalise` reads as it is. python-telegram-bot and
 aiogram raise typed exceptions instead and keep only the description, so
 :func:`extract` puts the status back from the exception class
 (``Conflict`` is 409, ``TelegramRetryAfter`` is 429...). Timeouts get symbolic
@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import Final
 
-from channels.native import Facts, extract_with, facts, first_class, get, is_a, seconds, text
-from fsm.channel import Channel
-from fsm.events import CloseEvent
-from fsm.verdicts import CloseTable, Rule, Verdict
+from linkstate.channels._native import Facts, extract_with, facts, first_class, get, is_a, seconds, text
+from linkstate._channel import Channel
+from linkstate._events import CloseEvent
+from linkstate._verdicts import CloseTable, Rule, Verdict
 
 __all__ = ["CHANNEL", "TABLE", "extract"]
 

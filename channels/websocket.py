@@ -6,7 +6,7 @@ sent on the wire, the library reports them locally (a TCP drop is 1006). A
 handshake the server refuses raises ``ConnectionRejected`` with the HTTP
 ``status_code`` and ``headers`` (``Retry-After`` among them); any other
 handshake failure is a ``HandshakeError`` (its cause is the network error).
-:func:`extract` reads all of these into one :class:`fsm.events.CloseEvent`.
+:func:`extract` reads all of these into one :class:`linkstate._events.CloseEvent`.
 
 Close codes (1000-4999) and handshake HTTP statuses (100-599) cannot collide,
 so one table holds both. Codes 3000-4999 belong to the application on top of
@@ -35,11 +35,11 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from channels.native import retry_after_header, websockets_error
-from fsm.channel import Channel
-from fsm.events import CloseEvent, Initiator, Phase, normalise
-from fsm.policy import Jitter, ReconnectPolicy
-from fsm.verdicts import CloseTable, Rule, Verdict
+from linkstate.channels._native import retry_after_header, websockets_error
+from linkstate._channel import Channel
+from linkstate._events import CloseEvent, Initiator, Phase, normalise
+from linkstate._policy import Jitter, ReconnectPolicy
+from linkstate._verdicts import CloseTable, Rule, Verdict
 
 __all__ = [
     "CHANNEL",

@@ -4,7 +4,7 @@ How closes arrive: Baileys emits ``connection.update`` with
 ``{connection: "close", lastDisconnect: {error, date}}``; ``error`` is usually
 a Boom error with the number at ``output.statusCode`` (sometimes only at
 ``output.payload.statusCode`` or ``status``), and wrappers nest it again. The
-generic :func:`fsm.events.normalise` finds all of those. What is particular to
+generic :func:`linkstate._events.normalise` finds all of those. What is particular to
 WhatsApp is read here: a stream-error child node such as
 ``{tag: "conflict", attrs: {type: "replaced"}}`` in ``error.data`` means 440
 even when no number came with it; and whatsmeow's typed events, as the
@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Final
 
-from channels.native import Facts, facts, get
-from fsm.channel import Channel
-from fsm.events import CloseEvent, normalise
-from fsm.verdicts import CloseTable, Rule, Verdict
+from linkstate.channels._native import Facts, facts, get
+from linkstate._channel import Channel
+from linkstate._events import CloseEvent, normalise
+from linkstate._verdicts import CloseTable, Rule, Verdict
 
 __all__ = ["CHANNEL", "TABLE", "extract"]
 

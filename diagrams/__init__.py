@@ -1,19 +1,19 @@
 """Diagrams drawn from the declared lifecycle and a channel's table.
 
-One :class:`~diagrams.picture.Picture` is built from
-:data:`fsm.lifecycle.LIFECYCLE` (plus a channel's close table, found through
+One :class:`~linkstate.diagrams._picture.Picture` is built from
+:data:`linkstate._lifecycle.LIFECYCLE` (plus a channel's close table, found through
 the channel registry) and written as DOT, Mermaid, SVG or PNG::
 
     from pathlib import Path
-    from diagrams import picture_for, write_diagram
+    from linkstate.diagrams import picture_for, write_diagram
     write_diagram(picture_for("whatsapp"), Path("whatsapp.svg"))
 
 :func:`write_trace` draws the path one link actually took.
 """
 
-from diagrams.dot import to_dot
-from diagrams.mermaid import to_mermaid
-from diagrams.output import (
+from linkstate.diagrams._dot import to_dot
+from linkstate.diagrams._mermaid import to_mermaid
+from linkstate.diagrams._output import (
     EXTENSIONS,
     GENERIC_NAME,
     DiagramError,
@@ -25,9 +25,9 @@ from diagrams.output import (
     write_all,
     write_diagram,
 )
-from diagrams.picture import REGENERATE, Picture, lifecycle_picture
-from diagrams.renderer import Renderer, RendererNotFoundError, RenderError, find_renderer, render
-from diagrams.trace import trace_picture, write_trace
+from linkstate.diagrams._picture import REGENERATE, Picture, lifecycle_picture
+from linkstate.diagrams._renderer import Renderer, RendererNotFoundError, RenderError, find_renderer, render
+from linkstate.diagrams._trace import trace_picture, write_trace
 
 __all__ = [
     "EXTENSIONS",

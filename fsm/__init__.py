@@ -8,9 +8,9 @@ terminal ``needs_relink``, ``failed`` and ``stopped``.
 
 import logging
 
-from fsm.channel import ENTRY_POINT_GROUP, Channel, ChannelError, available_channels, load_channel
-from fsm.events import CloseEvent, Initiator, Phase, normalise, parse_status, sanitise_reason
-from fsm.lifecycle import (
+from linkstate._channel import ENTRY_POINT_GROUP, Channel, ChannelError, available_channels, load_channel
+from linkstate._events import CloseEvent, Initiator, Phase, normalise, parse_status, sanitise_reason
+from linkstate._lifecycle import (
     CLOSE_ROUTES,
     DECISIONS,
     LIFECYCLE,
@@ -23,9 +23,9 @@ from fsm.lifecycle import (
     StopReason,
     Trigger,
 )
-from fsm.machine import Link, LinkMachine, Observer, TransitionRecord
-from fsm.policy import GRPC, OPENCLAW, Jitter, PolicyError, ReconnectPolicy
-from fsm.verdicts import Classifier, CloseTable, Rule, TableError, Verdict
+from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
+from linkstate._policy import GRPC, OPENCLAW, Jitter, PolicyError, ReconnectPolicy
+from linkstate._verdicts import Classifier, CloseTable, Rule, TableError, Verdict
 
 __all__ = [
     "CLOSE_ROUTES",

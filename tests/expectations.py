@@ -17,8 +17,8 @@ from typing import Final
 from test_channel_tables import EXPECTED as NATIVE
 from test_whatsapp import EXPECTED as WHATSAPP_STATUSES
 
-from fsm.testing import Expectation
-from fsm.verdicts import Verdict
+from linkstate.testing._kit import Expectation
+from linkstate._verdicts import Verdict
 
 # How Baileys and its wrappers deliver WhatsApp's session conflict.
 BAILEYS_440: Final[tuple[Expectation, ...]] = (

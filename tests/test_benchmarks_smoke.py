@@ -45,8 +45,8 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         [
             "supervised open link, everything included",
             "bare trio task, sleeping (baseline)",
-            "runtime.py",
-            "supervised, inside fsm.heap.mass_start()",
+            "_supervisor.py",
+            "supervised, inside linkstate.runtime._heap.mass_start()",
             "target  memory per supervised link",
         ],
     ),

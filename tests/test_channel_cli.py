@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_cli_classify import classify
 
-from fsm.cli import main
+from linkstate.cli import main
 
 TELEGRAM_409 = (
     '{"ok":false,"error_code":409,"description":"Conflict: terminated by other getUpdates '

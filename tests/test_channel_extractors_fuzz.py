@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from channels import discord, matrix, slack, telegram, whatsapp
-from channels.native import header, json_text, seconds
-from fsm.events import MAX_REASON_LENGTH, CloseEvent
-from fsm.verdicts import Rule
+from linkstate.channels import discord, matrix, slack, telegram, whatsapp
+from linkstate.channels._native import header, json_text, seconds
+from linkstate._events import MAX_REASON_LENGTH, CloseEvent
+from linkstate._verdicts import Rule
 
 KEYS = st.sampled_from(
     [

@@ -59,9 +59,9 @@ from telegram.error import Conflict, InvalidToken, RetryAfter, TimedOut
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from fsm.channel import Channel, load_channel
-from fsm.events import CloseEvent, Phase
-from fsm.verdicts import Rule, Verdict
+from linkstate._channel import Channel, load_channel
+from linkstate._events import CloseEvent, Phase
+from linkstate._verdicts import Rule, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARIES = ("discord", "slack_sdk", "telegram", "aiogram", "nio", "websockets", "neonize")
@@ -603,7 +603,7 @@ def test_channels_import_no_client_library(path: Path) -> None:
 def test_loading_every_channel_imports_no_client_library() -> None:
     script = (
         "import sys\n"
-        "from fsm.channel import available_channels, load_channel\n"
+        "from linkstate._channel import available_channels, load_channel\n"
         "for name in available_channels(): load_channel(name).classify({'op': 7})\n"
         f"print(sorted(set({LIBRARIES!r}) & {{m.split('.')[0] for m in sys.modules}}))\n"
     )

@@ -13,8 +13,8 @@ import string
 
 import pytest
 
-from fsm.channel import Channel, available_channels, load_channel
-from fsm.verdicts import Rule, Verdict
+from linkstate._channel import Channel, available_channels, load_channel
+from linkstate._verdicts import Rule, Verdict
 
 R, N, L, F = Verdict.retry, Verdict.retry_now, Verdict.relink, Verdict.fatal
 

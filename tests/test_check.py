@@ -1,4 +1,4 @@
-"""``fsm.check`` and ``linkstate check``: the bundled machine is proven; broken ones are named.
+"""``linkstate.check._checker`` and ``linkstate check``: the bundled machine is proven; broken ones are named.
 
 Each seeded bug below builds a mutated definition (or table) from the real
 one and asserts the check reports it with the state, trigger and verdict.
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from fsm.channel import available_channels, load_channel
-from fsm.check import Kind, Report, check, check_rows, promised_route
-from fsm.cli import main
-from fsm.lifecycle import (
+from linkstate._channel import available_channels, load_channel
+from linkstate.check._checker import Kind, Report, check, check_rows, promised_route
+from linkstate.cli import main
+from linkstate._lifecycle import (
     DECISIONS,
     LIFECYCLE,
     Decision,
@@ -28,8 +28,8 @@ from fsm.lifecycle import (
     StopReason,
     Trigger,
 )
-from fsm.machine import LinkMachine
-from fsm.verdicts import CloseTable, Rule, Verdict
+from linkstate._machine import LinkMachine
+from linkstate._verdicts import CloseTable, Rule, Verdict
 
 WHATSAPP = load_channel("whatsapp")
 
@@ -334,7 +334,7 @@ def test_cli_bare_check_and_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 BROKEN_MODULE = """
 from dataclasses import replace
-from fsm.lifecycle import LIFECYCLE, State, Trigger
+from linkstate._lifecycle import LIFECYCLE, State, Trigger
 
 GAP = replace(LIFECYCLE, edges=tuple(
     e for e in LIFECYCLE.edges
@@ -345,7 +345,7 @@ NOT_A_DEFINITION = 42
 
 UNDEFINED_MODULE = """
 from dataclasses import replace
-from fsm.lifecycle import LIFECYCLE, State
+from linkstate._lifecycle import LIFECYCLE, State
 
 BAD = replace(LIFECYCLE, states=tuple(s for s in LIFECYCLE.states if s is not State.failed))
 """
@@ -387,7 +387,7 @@ def test_cli_reports_a_definition_that_refuses_to_build(
         (["check", "--definition", "no_such_module_xyz:X"], "cannot import"),
         (
             ["check", "--definition", "broken_flow:NOT_A_DEFINITION"],
-            "not a fsm.lifecycle.Definition",
+            "not a linkstate._lifecycle.Definition",
         ),
     ],
 )

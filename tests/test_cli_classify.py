@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fsm.cli import main
+from linkstate.cli import main
 
 SEED = '{"status":"440","isLoggedOut":false,"error":"Unknown Stream Errored (conflict)"}'
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from diagram_parsing import parse_dot, parse_mermaid
 
-import diagrams.renderer
-from diagrams import Format, diagram_names, picture_for, to_dot, to_mermaid
-from fsm.cli import main
-from fsm.cli.common import CommandError
-from fsm.cli.diagram import _to_stdout
+import linkstate.diagrams._renderer
+from linkstate.diagrams import Format, diagram_names, picture_for, to_dot, to_mermaid
+from linkstate.cli import main
+from linkstate.cli.common import CommandError
+from linkstate.cli.diagram import _to_stdout
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -58,7 +58,7 @@ def test_format_follows_the_output_extension(tmp_path: Path) -> None:
 
 def test_png_goes_to_stdout_when_it_is_not_a_terminal() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "fsm.cli", "diagram", "whatsapp", "--format", "png"],
+        [sys.executable, "-m", "linkstate.cli", "diagram", "whatsapp", "--format", "png"],
         capture_output=True,
         check=False,
     )
@@ -129,7 +129,7 @@ def test_no_renderer_is_one_error_naming_both_fixes(
 ) -> None:
     # A machine with neither: an empty PATH and no graphviz-pure beside Python.
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(diagrams.renderer, "default_scripts_dirs", lambda: (tmp_path,))
+    monkeypatch.setattr(linkstate.diagrams._renderer, "default_scripts_dirs", lambda: (tmp_path,))
     assert main(["diagram", "whatsapp", "--format", "svg"]) == 2
     err = capsys.readouterr().err
     assert "apt-get install graphviz" in err and "pip install 'linkstate[render]'" in err

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fsm.cli import main
+from linkstate.cli import main
 
 SEED_440 = '{"status": 440, "isLoggedOut": false, "error": "Unknown Stream Errored (conflict)"}'
 SCRIPT = Path(sys.executable).with_name("linkstate")

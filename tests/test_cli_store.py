@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import trio
 
-from fsm.cli import main
-from fsm.cli.demo import Scene, serve_story
-from fsm.store import SQLiteStore
+from linkstate.cli import main
+from linkstate.cli.demo import Scene, serve_story
+from linkstate.store._sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,12 +144,12 @@ async def test_watch_keeps_a_failed_link_failed(
 CHILD = """
 import random, sys
 import trio, trio.testing
-from channels.whatsapp import CHANNEL
-from fsm.fleet import open_fleet
-from fsm.journal import open_journal
-from fsm.policy import ReconnectPolicy
-from fsm.scripted import Close, ScriptedTransport
-from fsm.store import SQLiteStore
+from linkstate.channels.whatsapp import CHANNEL
+from linkstate.runtime._fleet import open_fleet
+from linkstate.store._journal import open_journal
+from linkstate._policy import ReconnectPolicy
+from linkstate.runtime._scripted import Close, ScriptedTransport
+from linkstate.store._sqlite import SQLiteStore
 
 async def main(path):
     busy = ReconnectPolicy(initial=0.5, cap=0.5, flap_closes=0)

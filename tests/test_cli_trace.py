@@ -9,9 +9,9 @@ import pytest
 import trio
 from diagram_parsing import html_text, parse_dot, parse_mermaid
 
-import diagrams.renderer
-from fsm.cli import main
-from fsm.cli.demo import Scene, serve_story
+import linkstate.diagrams._renderer
+from linkstate.cli import main
+from linkstate.cli.demo import Scene, serve_story
 
 
 def test_simulate_draws_the_path_numbered_with_the_final_state_highlighted(
@@ -69,7 +69,7 @@ def test_no_renderer_is_refused_before_the_run_naming_both_fixes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(diagrams.renderer, "default_scripts_dirs", lambda: (tmp_path,))
+    monkeypatch.setattr(linkstate.diagrams._renderer, "default_scripts_dirs", lambda: (tmp_path,))
     with pytest.raises(SystemExit):
         main(["simulate", "whatsapp", "--close", "440", "--diagram", str(tmp_path / "t.svg")])
     err = capsys.readouterr().err

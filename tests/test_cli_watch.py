@@ -13,8 +13,8 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
-from fsm.cli import main
-from fsm.cli.demo import Scene, serve_story
+from linkstate.cli import main
+from linkstate.cli.demo import Scene, serve_story
 
 SCRIPT = Path(sys.executable).with_name("linkstate")
 NO_DELAY = ["--initial", "0", "--cap", "0", "--retry-now-max", "0"]

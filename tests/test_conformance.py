@@ -1,4 +1,4 @@
-"""The conformance kit (``fsm.testing``) run on every installed channel.
+"""The conformance kit (``linkstate.testing._kit``) run on every installed channel.
 
 New channels are picked up through the entry-point registry; their golden
 examples, where the reference facts give some, live in ``expectations.py``.
@@ -11,9 +11,9 @@ from expectations import EXPECTED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fsm.channel import available_channels, load_channel
-from fsm.events import CloseEvent
-from fsm.testing import (
+from linkstate._channel import available_channels, load_channel
+from linkstate._events import CloseEvent
+from linkstate.testing._kit import (
     CloseError,
     assert_conformance,
     close_events,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from diagrams import REGENERATE, diagram_names, picture_for, to_dot, to_mermaid
-from diagrams.dot import DIGEST_PREFIX, dot_digest
+from linkstate.diagrams import REGENERATE, diagram_names, picture_for, to_dot, to_mermaid
+from linkstate.diagrams._dot import DIGEST_PREFIX, dot_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "diagrams"

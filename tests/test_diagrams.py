@@ -19,7 +19,7 @@ from diagram_parsing import (
     parse_mermaid,
 )
 
-from diagrams import (
+from linkstate.diagrams import (
     DiagramError,
     Format,
     RendererNotFoundError,
@@ -34,14 +34,14 @@ from diagrams import (
     trace_picture,
     write_trace,
 )
-from diagrams.dot import DIGEST_PREFIX, dot_digest
-from diagrams.picture import Picture, edge_text, rule_token
-from diagrams.renderer import default_scripts_dirs
-from diagrams.style import TONES
-from fsm.channel import load_channel
-from fsm.lifecycle import LIFECYCLE, Decision, Edge, State, StopReason, Trigger
-from fsm.machine import LinkMachine, TransitionRecord
-from fsm.verdicts import Verdict
+from linkstate.diagrams._dot import DIGEST_PREFIX, dot_digest
+from linkstate.diagrams._picture import Picture, edge_text, rule_token
+from linkstate.diagrams._renderer import default_scripts_dirs
+from linkstate.diagrams._style import TONES
+from linkstate._channel import load_channel
+from linkstate._lifecycle import LIFECYCLE, Decision, Edge, State, StopReason, Trigger
+from linkstate._machine import LinkMachine, TransitionRecord
+from linkstate._verdicts import Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -282,7 +282,7 @@ def test_mermaid_whatsapp_shows_440_into_needs_relink() -> None:
 
 
 def test_mermaid_escapes_what_would_break_a_statement() -> None:
-    from diagrams.mermaid import _escape
+    from linkstate.diagrams._mermaid import _escape
 
     assert _escape('a;b:c#d<e>"f') == "a#59;b#58;c#35;d#lt;e#gt;#quot;f"
     for line in to_mermaid(picture_for("whatsapp")).splitlines():

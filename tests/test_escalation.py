@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fsm.channel import Channel, load_channel
-from fsm.lifecycle import State, StopReason, Trigger
-from fsm.machine import Link, LinkMachine
-from fsm.policy import ReconnectPolicy
-from fsm.verdicts import CloseTable, Rule, TableError, Verdict
+from linkstate._channel import Channel, load_channel
+from linkstate._lifecycle import State, StopReason, Trigger
+from linkstate._machine import Link, LinkMachine
+from linkstate._policy import ReconnectPolicy
+from linkstate._verdicts import CloseTable, Rule, TableError, Verdict
 
 SLACK = load_channel("slack")
 TOO_MANY = "too_many_websockets"

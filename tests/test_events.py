@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fsm.events import (
+from linkstate._events import (
     MAX_REASON_LENGTH,
     CloseEvent,
     Initiator,

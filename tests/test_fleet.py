@@ -11,12 +11,12 @@ import pytest
 import trio
 import trio.testing
 
-from channels.whatsapp import CHANNEL as WHATSAPP
-from fsm.fleet import FleetError, RestartPolicy, open_fleet
-from fsm.journal import open_journal
-from fsm.policy import ReconnectPolicy
-from fsm.scripted import Close, ScriptedTransport
-from fsm.store import RESUMED, Entry, SQLiteStore, StoreError
+from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
+from linkstate.runtime._fleet import FleetError, RestartPolicy, open_fleet
+from linkstate.store._journal import open_journal
+from linkstate._policy import ReconnectPolicy
+from linkstate.runtime._scripted import Close, ScriptedTransport
+from linkstate.store._sqlite import RESUMED, Entry, SQLiteStore, StoreError
 
 POLICY = ReconnectPolicy(flap_closes=0)
 
@@ -183,7 +183,7 @@ async def test_a_crash_after_a_terminal_verdict_is_not_restarted(
 async def test_without_a_store_a_crash_resumes_the_same_link(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fsm import runtime
+    from linkstate import runtime
 
     crashes: list[int] = []
     original = runtime.Supervisor._backoff

@@ -1,4 +1,4 @@
-"""fsm.heap: the collector is held off during a mass start, then survivors are frozen."""
+"""linkstate.runtime._heap: the collector is held off during a mass start, then survivors are frozen."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fsm.heap import freeze_survivors, mass_start
+from linkstate.runtime._heap import freeze_survivors, mass_start
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from channels.whatsapp import CHANNEL as WHATSAPP
-from fsm import (
+from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
+from linkstate import (
     DECISIONS,
     LIFECYCLE,
     CloseEvent,
@@ -25,8 +25,8 @@ from fsm import (
     normalise,
     sanitise_reason,
 )
-from fsm.lifecycle import CLOSE_TRIGGERS
-from fsm.machine import Link, TransitionRecord, _Firing
+from linkstate._lifecycle import CLOSE_TRIGGERS
+from linkstate._machine import Link, TransitionRecord, _Firing
 
 LIVE_CLOSES = [
     (state, trigger)

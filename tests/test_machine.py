@@ -13,8 +13,8 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from channels.whatsapp import CHANNEL as WHATSAPP
-from fsm.lifecycle import (
+from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
+from linkstate._lifecycle import (
     CLOSE_TRIGGERS,
     DECISIONS,
     LIFECYCLE,
@@ -24,9 +24,9 @@ from fsm.lifecycle import (
     StopReason,
     Trigger,
 )
-from fsm.machine import Link, LinkMachine, TransitionRecord
-from fsm.policy import ReconnectPolicy
-from fsm.verdicts import Verdict
+from linkstate._machine import Link, LinkMachine, TransitionRecord
+from linkstate._policy import ReconnectPolicy
+from linkstate._verdicts import Verdict
 
 
 def open_link(machine: LinkMachine, now: float = 0.0) -> Link:

@@ -15,10 +15,10 @@ from dataclasses import replace
 import pytest
 import trio
 
-from fsm.channel import Channel, available_channels, load_channel
-from fsm.lifecycle import CLOSE_TRIGGERS, LIFECYCLE, Decision, Edge, State, Trigger
-from fsm.machine import Link, LinkMachine, TransitionRecord
-from fsm.paths import (
+from linkstate._channel import Channel, available_channels, load_channel
+from linkstate._lifecycle import CLOSE_TRIGGERS, LIFECYCLE, Decision, Edge, State, Trigger
+from linkstate._machine import Link, LinkMachine, TransitionRecord
+from linkstate.check._paths import (
     COVERAGE_POLICIES,
     Path,
     Step,
@@ -27,14 +27,14 @@ from fsm.paths import (
     realised_cover,
     shortest_paths,
 )
-from fsm.runtime import Supervisor
-from fsm.scripted import Close, Hang, Reject, ScriptedTransport, Silent
-from fsm.scripted import Step as ScriptStep
-from fsm.verdicts import Verdict
+from linkstate.runtime._supervisor import Supervisor
+from linkstate.runtime._scripted import Close, Hang, Reject, ScriptedTransport, Silent
+from linkstate.runtime._scripted import Step as ScriptStep
+from linkstate._verdicts import Verdict
 
 WATCHDOG = 5.0
 
-# Edges no run from a fresh link can fire; fsm/paths.py explains why.
+# Edges no run from a fresh link can fire; fsm/check/_paths.py explains why.
 RUNTIME_DEAD = frozenset(
     {
         ("connecting", "connect_failed", "is_flapping"),

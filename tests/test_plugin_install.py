@@ -3,7 +3,7 @@
 The package is written to ``tmp_path`` with its own ``pyproject.toml`` and a
 ``linkstate.channels`` entry point, installed by pip into a target directory
 (no index, no network, no build isolation), and put on ``sys.path``. Then
-:func:`fsm.channel.available_channels` and :func:`fsm.channel.load_channel`
+:func:`linkstate._channel.available_channels` and :func:`linkstate._channel.load_channel`
 must find it, and ``linkstate classify`` must classify with it.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from fsm.channel import Channel, ChannelError, available_channels, load_channel
-from fsm.cli import main
+from linkstate._channel import Channel, ChannelError, available_channels, load_channel
+from linkstate.cli import main
 
 # The plugin's pyproject.toml: the README's, except for the build backend. This
 # test environment has setuptools without ``wheel`` (so no bdist_wheel) and no
@@ -88,7 +88,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 MODULE = '''\
 """TinyChat: a made-up platform, to prove that third-party plugins load."""
 
-from fsm import Channel, CloseEvent, CloseTable, Rule, Verdict, normalise
+from linkstate import Channel, CloseEvent, CloseTable, Rule, Verdict, normalise
 
 TABLE = CloseTable(
     channel="tinychat",
@@ -191,7 +191,7 @@ def test_classified_through_the_cli(on_path: Path, capsys: pytest.CaptureFixture
 def test_a_broken_entry_point_is_a_clear_error(
     on_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(ChannelError, match=r"gives a str, not a fsm\.Channel"):
+    with pytest.raises(ChannelError, match=r"gives a str, not a linkstate\.Channel"):
         load_channel("broken")
     assert main(["classify", "broken", "4401"]) == 2
     assert "broken" in capsys.readouterr().err

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fsm.policy import GRPC, OPENCLAW, Jitter, PolicyError, ReconnectPolicy
-from fsm.verdicts import Verdict
+from linkstate._policy import GRPC, OPENCLAW, Jitter, PolicyError, ReconnectPolicy
+from linkstate._verdicts import Verdict
 
 
 def test_base_delay_grows_exponentially_to_the_cap() -> None:

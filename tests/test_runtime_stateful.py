@@ -1,6 +1,6 @@
 """A hypothesis stateful test of the RUNTIME: the real trio supervisor against a reference model.
 
-The machine comes from the conformance kit (``fsm.testing.runtime_machine``):
+The machine comes from the conformance kit (``linkstate.testing._kit.runtime_machine``):
 a trio loop in a thread with a hand-jumped ``MockClock``, a transport whose
 every event the rules choose, and invariants from the reference model. This
 file runs it for WhatsApp with at least 200 examples (in CI and locally), and
@@ -17,9 +17,9 @@ from expectations import EXPECTED
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant
 
-from fsm.channel import Channel, load_channel
-from fsm.lifecycle import CLOSE_TRIGGERS, State, Trigger
-from fsm.testing import Expectation, MachineFactory, real_machine, runtime_machine
+from linkstate._channel import Channel, load_channel
+from linkstate._lifecycle import CLOSE_TRIGGERS, State, Trigger
+from linkstate.testing._kit import Expectation, MachineFactory, real_machine, runtime_machine
 
 WHATSAPP = load_channel("whatsapp")
 CLOSES = frozenset(trigger.value for trigger in CLOSE_TRIGGERS)

@@ -24,21 +24,21 @@ from hypothesis import Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from test_runtime_stateful import whatsapp_runtime
 
-from fsm.channel import Channel, load_channel
-from fsm.check import Kind, check
-from fsm.events import CloseEvent
-from fsm.lifecycle import LIFECYCLE, Decision, Definition, Edge, LifecycleError, State, Trigger
-from fsm.machine import Link, LinkMachine, TransitionRecord
-from fsm.paths import edge_cover
-from fsm.policy import ReconnectPolicy
-from fsm.testing import (
+from linkstate._channel import Channel, load_channel
+from linkstate.check._checker import Kind, check
+from linkstate._events import CloseEvent
+from linkstate._lifecycle import LIFECYCLE, Decision, Definition, Edge, LifecycleError, State, Trigger
+from linkstate._machine import Link, LinkMachine, TransitionRecord
+from linkstate.check._paths import edge_cover
+from linkstate._policy import ReconnectPolicy
+from linkstate.testing._kit import (
     assert_conformance,
     assert_expected,
     assert_terminal_rows_stop,
     conformance_machine,
     runtime_machine,
 )
-from fsm.verdicts import CloseTable, Rule, Verdict
+from linkstate._verdicts import CloseTable, Rule, Verdict
 
 WHATSAPP = load_channel("whatsapp")
 HUNT = settings(

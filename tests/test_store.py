@@ -10,14 +10,14 @@ import pytest
 import trio
 import trio.testing
 
-from channels.whatsapp import CHANNEL as WHATSAPP
-from fsm.journal import Journal, open_journal
-from fsm.lifecycle import State, Trigger
-from fsm.machine import Link, LinkMachine, TransitionRecord
-from fsm.policy import ReconnectPolicy
-from fsm.runtime import Supervisor
-from fsm.scripted import Close, ScriptedTransport
-from fsm.store import (
+from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
+from linkstate.store._journal import Journal, open_journal
+from linkstate._lifecycle import State, Trigger
+from linkstate._machine import Link, LinkMachine, TransitionRecord
+from linkstate._policy import ReconnectPolicy
+from linkstate.runtime._supervisor import Supervisor
+from linkstate.runtime._scripted import Close, ScriptedTransport
+from linkstate.store._sqlite import (
     RESUMED,
     LinkRow,
     SQLiteStore,

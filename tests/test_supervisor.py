@@ -9,12 +9,12 @@ import pytest
 import trio
 import trio.testing
 
-from channels.whatsapp import CHANNEL as WHATSAPP
-from fsm.lifecycle import State, Trigger
-from fsm.machine import LinkMachine, TransitionRecord
-from fsm.policy import Jitter, ReconnectPolicy
-from fsm.runtime import ConnectFailed, Connection, Outcome, Supervisor
-from fsm.scripted import (
+from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
+from linkstate._lifecycle import State, Trigger
+from linkstate._machine import LinkMachine, TransitionRecord
+from linkstate._policy import Jitter, ReconnectPolicy
+from linkstate.runtime._supervisor import ConnectFailed, Connection, Outcome, Supervisor
+from linkstate.runtime._scripted import (
     Close,
     Hang,
     Reject,

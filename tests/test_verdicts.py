@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fsm.events import CloseEvent
-from fsm.verdicts import CloseTable, Rule, TableError, Verdict
+from linkstate._events import CloseEvent
+from linkstate._verdicts import CloseTable, Rule, TableError, Verdict
 
 UNKNOWN = Rule(Verdict.retry, "unknown", "not listed")
 NO_STATUS = Rule(Verdict.retry, "noStatus", "no status")

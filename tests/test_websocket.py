@@ -19,15 +19,15 @@ from trio_websocket import (
     serve_websocket,
 )
 
-from channels.native import retry_after_seconds
-from channels.websocket import CHANNEL, TABLE, WebSocketTransport, extract
-from fsm.channel import load_channel
-from fsm.cli.demo import STORY, Scene, demo_channel, serve_story
-from fsm.events import Initiator, Phase
-from fsm.machine import TransitionRecord
-from fsm.policy import ReconnectPolicy
-from fsm.runtime import Outcome, Supervisor, transport_factory
-from fsm.verdicts import Verdict
+from linkstate.channels._native import retry_after_seconds
+from linkstate.channels.websocket import CHANNEL, TABLE, WebSocketTransport, extract
+from linkstate._channel import load_channel
+from linkstate.cli.demo import STORY, Scene, demo_channel, serve_story
+from linkstate._events import Initiator, Phase
+from linkstate._machine import TransitionRecord
+from linkstate._policy import ReconnectPolicy
+from linkstate.runtime._supervisor import Outcome, Supervisor, transport_factory
+from linkstate._verdicts import Verdict
 
 # No backoff at all: the real-server tests must not really sleep.
 INSTANT = ReconnectPolicy(initial=0.0, cap=0.0, retry_now_max=0.0)

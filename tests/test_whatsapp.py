@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from channels.whatsapp import CHANNEL, TABLE
-from fsm.channel import available_channels, load_channel
-from fsm.events import CloseEvent
-from fsm.verdicts import Rule, Verdict
+from linkstate.channels.whatsapp import CHANNEL, TABLE
+from linkstate._channel import available_channels, load_channel
+from linkstate._events import CloseEvent
+from linkstate._verdicts import Rule, Verdict
 
 # The reference table (shared/reference/close-codes.md), restated as expectations.
 EXPECTED = {

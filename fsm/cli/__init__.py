@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from fsm.cli.common import CommandError
+from linkstate.cli.common import CommandError
 
 __all__ = ["build_parser", "command_modules", "main"]
 

@@ -1,7 +1,7 @@
-"""``python -m fsm.cli`` runs the ``linkstate`` command line."""
+"""``python -m linkstate.cli`` runs the ``linkstate`` command line."""
 
 import sys
 
-from fsm.cli import main
+from linkstate.cli import main
 
 sys.exit(main())

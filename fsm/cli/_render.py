@@ -18,8 +18,8 @@ import json
 import sys
 from typing import Final, Literal, TextIO
 
-from fsm.machine import TransitionRecord
-from fsm.runtime import Outcome
+from linkstate._machine import TransitionRecord
+from linkstate.runtime._supervisor import Outcome
 
 __all__ = ["FORMATS", "Format", "Printer", "default_format", "describe_close", "describe_verdict"]
 

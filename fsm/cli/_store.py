@@ -1,9 +1,9 @@
 """The ``--db PATH`` option and the store plumbing shared by the commands that use one.
 
 ``simulate``, ``watch`` and ``demo`` get ``--db`` through
-:func:`fsm.cli._supervise.add_run_options`; ``status``, ``history``,
+:func:`linkstate.cli._supervise.add_run_options`; ``status``, ``history``,
 ``relink`` and ``reset`` open an existing file with :func:`open_store`. Every
-:class:`fsm.store.StoreError` becomes a :class:`fsm.cli.common.CommandError`:
+:class:`linkstate.store._sqlite.StoreError` becomes a :class:`linkstate.cli.common.CommandError`:
 one line naming the file and the fix, exit status 2, never a traceback.
 """
 
@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 
-from fsm.cli.common import CommandError, channel_or_exit
-from fsm.journal import Journal, open_journal
-from fsm.lifecycle import State
-from fsm.machine import TransitionRecord
-from fsm.store import SQLiteStore, StoreError, operator_reset, require_link
+from linkstate.cli.common import CommandError, channel_or_exit
+from linkstate.store._journal import Journal, open_journal
+from linkstate._lifecycle import State
+from linkstate._machine import TransitionRecord
+from linkstate.store._sqlite import SQLiteStore, StoreError, operator_reset, require_link
 
 __all__ = [
     "add_db_option",

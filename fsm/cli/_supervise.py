@@ -22,13 +22,13 @@ from typing import Final
 
 import trio
 
-from fsm.channel import Channel
-from fsm.cli._render import FORMATS, Format, Printer, default_format
-from fsm.cli._store import add_db_option, journal_from_args
-from fsm.cli.common import CommandError
-from fsm.cli.diagram import add_trace_option, record_trace
-from fsm.policy import Jitter, PolicyError, ReconnectPolicy
-from fsm.runtime import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
+from linkstate._channel import Channel
+from linkstate.cli._render import FORMATS, Format, Printer, default_format
+from linkstate.cli._store import add_db_option, journal_from_args
+from linkstate.cli.common import CommandError
+from linkstate.cli.diagram import add_trace_option, record_trace
+from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
+from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
 
 __all__ = [
     "POLICY_OPTIONS",

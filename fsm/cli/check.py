@@ -7,10 +7,10 @@ import importlib
 import json
 from typing import Any, Final
 
-from fsm.channel import available_channels
-from fsm.check import Report, check
-from fsm.cli.common import CommandError, channel_or_exit
-from fsm.lifecycle import LIFECYCLE, Definition, LifecycleError
+from linkstate._channel import available_channels
+from linkstate.check._checker import Report, check
+from linkstate.cli.common import CommandError, channel_or_exit
+from linkstate._lifecycle import LIFECYCLE, Definition, LifecycleError
 
 __all__ = ["ORDER", "load_definition", "register", "reports"]
 
@@ -73,7 +73,7 @@ def load_definition(spec: str) -> Definition:
     if not isinstance(value, Definition):
         raise CommandError(
             f"--definition {spec!r}: {attr!r} in {module_name!r} is "
-            f"{type(value).__name__}, not a fsm.lifecycle.Definition"
+            f"{type(value).__name__}, not a linkstate._lifecycle.Definition"
         )
     return value
 

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Final, TextIO
 
-from fsm.channel import Channel, ChannelError, load_channel
+from linkstate._channel import Channel, ChannelError, load_channel
 
 __all__ = ["CommandError", "channel_or_exit", "print_json"]
 

@@ -30,9 +30,9 @@ from typing import Any, Final
 import trio
 from trio_websocket import ConnectionClosed, wrap_server_stream
 
-from fsm.channel import Channel
-from fsm.cli._render import Printer
-from fsm.cli._supervise import (
+from linkstate._channel import Channel
+from linkstate.cli._render import Printer
+from linkstate.cli._supervise import (
     add_run_options,
     policy_from_args,
     printer_from_args,
@@ -40,10 +40,10 @@ from fsm.cli._supervise import (
     supervise,
     supervisor_from_args,
 )
-from fsm.cli.common import channel_or_exit
-from fsm.policy import Jitter, ReconnectPolicy
-from fsm.runtime import Outcome, transport_factory
-from fsm.verdicts import CloseTable, Rule, Verdict
+from linkstate.cli.common import channel_or_exit
+from linkstate._policy import Jitter, ReconnectPolicy
+from linkstate.runtime._supervisor import Outcome, transport_factory
+from linkstate._verdicts import CloseTable, Rule, Verdict
 
 __all__ = ["ORDER", "STORY", "Scene", "demo_channel", "register", "run", "serve_story"]
 

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
-from fsm.channel import ChannelError
-from fsm.cli.common import CommandError
+from linkstate._channel import ChannelError
+from linkstate.cli.common import CommandError
 
 if TYPE_CHECKING:
-    from diagrams import Format
-    from fsm.machine import TransitionRecord
-    from fsm.runtime import Supervisor
+    from linkstate.diagrams import Format
+    from linkstate._machine import TransitionRecord
+    from linkstate.runtime._supervisor import Supervisor
 
 __all__ = [
     "ORDER",
@@ -79,7 +79,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``linkstate diagram``."""
-    from diagrams import DiagramError, RendererNotFoundError, RenderError
+    from linkstate.diagrams import DiagramError, RendererNotFoundError, RenderError
 
     try:
         if args.all:
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_all(args: argparse.Namespace) -> int:
-    from diagrams import Format, write_all
+    from linkstate.diagrams import Format, write_all
 
     if args.channel is not None:
         raise CommandError(
@@ -110,7 +110,7 @@ def _run_all(args: argparse.Namespace) -> int:
 
 
 def _run_one(args: argparse.Namespace) -> int:
-    from diagrams import picture_for, produce
+    from linkstate.diagrams import picture_for, produce
 
     fmt = _chosen_format(args.format, args.output)
     data = produce(picture_for(args.channel), fmt)
@@ -122,7 +122,7 @@ def _run_one(args: argparse.Namespace) -> int:
 
 
 def _chosen_format(name: str | None, output: Path | None) -> Format:
-    from diagrams import DiagramError, Format, format_for_path
+    from linkstate.diagrams import DiagramError, Format, format_for_path
 
     if name is not None:
         return Format(name)
@@ -163,7 +163,7 @@ def add_trace_option(parser: argparse.ArgumentParser) -> None:
 
 def _trace_path(text: str) -> Path:
     """Argparse type: a path whose extension names a format we can write here, now."""
-    from diagrams import DiagramError, Format, RendererNotFoundError, find_renderer, format_for_path
+    from linkstate.diagrams import DiagramError, Format, RendererNotFoundError, find_renderer, format_for_path
 
     path = Path(text)
     try:
@@ -184,7 +184,7 @@ def record_trace(args: argparse.Namespace, supervisor: Supervisor) -> Callable[[
     supervisor.subscribe(records.append)
 
     def draw() -> None:
-        from diagrams import DiagramError, RendererNotFoundError, RenderError, write_trace
+        from linkstate.diagrams import DiagramError, RendererNotFoundError, RenderError, write_trace
 
         try:
             write_trace(records, path)

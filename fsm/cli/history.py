@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any, Final
 
-from fsm.cli._render import describe_close
-from fsm.cli._store import add_db_option, open_store, store_errors, timestamp
-from fsm.cli.common import CommandError, print_json
-from fsm.store import StoredTransition, require_link
+from linkstate.cli._render import describe_close
+from linkstate.cli._store import add_db_option, open_store, store_errors, timestamp
+from linkstate.cli.common import CommandError, print_json
+from linkstate.store._sqlite import StoredTransition, require_link
 
 __all__ = ["ORDER", "register", "render", "run"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Final
 
-from fsm.cli._store import add_operator_arguments, operate
+from linkstate.cli._store import add_operator_arguments, operate
 
 __all__ = ["ORDER", "register", "run"]
 

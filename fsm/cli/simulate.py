@@ -1,7 +1,7 @@
 """``linkstate simulate CHANNEL --close CODE ...``: the real supervisor on a virtual clock.
 
 The supervisor, machine and channel table are the real ones; only the peer
-is scripted (:class:`fsm.scripted.ScriptedTransport`) and the clock is
+is scripted (:class:`linkstate.runtime._scripted.ScriptedTransport`) and the clock is
 trio's ``MockClock`` with autojump, so hours of backoff take milliseconds.
 Once the script runs out the link stays open, and the run ends with an abort
 (state ``stopped``), unless the link reached a terminal state first.
@@ -15,8 +15,8 @@ from typing import Any, Final
 import trio
 import trio.testing
 
-from fsm.channel import Channel
-from fsm.cli._supervise import (
+from linkstate._channel import Channel
+from linkstate.cli._supervise import (
     add_run_options,
     policy_from_args,
     printer_from_args,
@@ -24,11 +24,11 @@ from fsm.cli._supervise import (
     supervise,
     supervisor_from_args,
 )
-from fsm.cli.classify import parse_event
-from fsm.cli.common import channel_or_exit
-from fsm.machine import TransitionRecord
-from fsm.runtime import Outcome
-from fsm.scripted import Close, Reject, ScriptedTransport, Step
+from linkstate.cli.classify import parse_event
+from linkstate.cli.common import channel_or_exit
+from linkstate._machine import TransitionRecord
+from linkstate.runtime._supervisor import Outcome
+from linkstate.runtime._scripted import Close, Reject, ScriptedTransport, Step
 
 __all__ = ["ORDER", "register", "run", "simulate"]
 

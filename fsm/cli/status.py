@@ -6,10 +6,10 @@ import argparse
 import time
 from typing import Any, Final
 
-from fsm.cli._render import describe_verdict
-from fsm.cli._store import add_db_option, ago, open_store, store_errors, timestamp
-from fsm.cli.common import print_json
-from fsm.store import LinkRow
+from linkstate.cli._render import describe_verdict
+from linkstate.cli._store import add_db_option, ago, open_store, store_errors, timestamp
+from linkstate.cli.common import print_json
+from linkstate.store._sqlite import LinkRow
 
 __all__ = ["ORDER", "register", "render", "run"]
 

@@ -16,16 +16,16 @@ from typing import Any, Final
 
 import trio
 
-from fsm.channel import Channel
-from fsm.cli._supervise import (
+from linkstate._channel import Channel
+from linkstate.cli._supervise import (
     add_run_options,
     policy_from_args,
     printer_from_args,
     supervise,
     supervisor_from_args,
 )
-from fsm.cli.common import CommandError, channel_or_exit
-from fsm.runtime import Outcome, Transport, transport_factory
+from linkstate.cli.common import CommandError, channel_or_exit
+from linkstate.runtime._supervisor import Outcome, Transport, transport_factory
 
 __all__ = ["DEFAULT_WATCHDOG", "ORDER", "register", "run", "watch"]
 

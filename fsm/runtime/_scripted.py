@@ -1,6 +1,6 @@
 """A scripted in-memory transport: the supervisor's stand-in for a real peer.
 
-``linkstate simulate`` and the tests drive the real :class:`fsm.runtime.Supervisor`
+``linkstate simulate`` and the tests drive the real :class:`linkstate.runtime._supervisor.Supervisor`
 with it, usually on trio's virtual clock. Each ``connect`` plays the next step
 of the script:
 
@@ -28,7 +28,7 @@ from typing import Final
 
 import trio
 
-from fsm.runtime import ConnectFailed
+from linkstate.runtime._supervisor import ConnectFailed
 
 __all__ = ["Close", "Hang", "Reject", "ScriptedConnection", "ScriptedTransport", "Silent", "Step"]
 

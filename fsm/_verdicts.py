@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, Protocol, runtime_checkable
 
-from fsm.events import CloseEvent
+from linkstate._events import CloseEvent
 
 __all__ = [
     "MESSAGE_PLACEHOLDERS",
@@ -96,7 +96,7 @@ class Rule:
         escalate_after: For a retryable row, the number of consecutive closes
             classified by this row (with no healthy connection in between)
             after which the verdict becomes ``fatal``; None never escalates.
-            Counted per link by :class:`fsm.machine.LinkMachine`; it catches a
+            Counted per link by :class:`linkstate._machine.LinkMachine`; it catches a
             retryable error that keeps happening at connect time, where flap
             detection (which counts closes of open connections) cannot see it.
 

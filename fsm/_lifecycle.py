@@ -4,7 +4,7 @@ Everything else reads this file: the runtime builds its ``transitions.Machine``
 from :data:`LIFECYCLE`, the diagrams draw it, ``linkstate check`` proves it and
 the model-based tests explore it. Nothing about the lifecycle is written twice.
 
-Rules this table keeps (``fsm.check`` proves each one):
+Rules this table keeps (``linkstate.check._checker`` proves each one):
 
 1. Every close-like trigger (``closed``, ``connect_failed``,
    ``watchdog_expired``) is routed by the same :data:`CLOSE_ROUTES`. Their
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from fsm.verdicts import Verdict
+from linkstate._verdicts import Verdict
 
 __all__ = [
     "CLOSE_ROUTES",
@@ -293,7 +293,7 @@ class Definition:
         """True when firing ``trigger`` in ``state`` hands the guards a :class:`Decision`.
 
         Close-like triggers do, except in a terminal state, which absorbs them
-        unclassified (see :meth:`fsm.machine.LinkMachine.fire`).
+        unclassified (see :meth:`linkstate._machine.LinkMachine.fire`).
         """
         return trigger in CLOSE_TRIGGERS and state not in self.terminal
 

@@ -1,37 +1,4 @@
-"""A conformance kit for channel plugin authors: strategies, a reference model, ready checks.
-
-A channel plugin is data (a close-code table, an extractor, a policy), and
-this module proves that data against the shared lifecycle. A plugin's test
-file needs three lines::
-
-    from fsm.testing import assert_conformance, conformance_machine
-    from my_plugin import CHANNEL
-
-    def test_my_channel_conforms() -> None:
-        assert_conformance(CHANNEL, expected=[(4004, Verdict.relink), (1006, Verdict.retry)])
-
-    TestMyChannelLifecycle = conformance_machine(CHANNEL).TestCase
-
-What :func:`assert_conformance` proves (each is also a function of its own):
-
-* :func:`assert_check_clean`: ``linkstate check`` passes for the channel.
-* :func:`assert_rows_classify`: every row of the table, in every form a client
-  library may report it (a bare int, ``"440"``, nested dicts, an exception,
-  a :class:`~fsm.events.CloseEvent`), is classified by that very row.
-* :func:`assert_expected`: golden examples the author states (from the
-  platform's docs) get the verdict the author expects, in every form.
-* :func:`assert_junk_safe`: extraction and classification never raise on
-  junk: huge numbers, NaN, bytes, cycles, objects whose attributes raise.
-* :func:`assert_terminal_rows_stop`: a ``relink`` or ``fatal`` row never
-  leads to ``reconnecting``, from ``open`` or during the handshake.
-* :func:`conformance_machine`: a hypothesis state machine that drives the
-  real :class:`~fsm.machine.LinkMachine` with the channel's closes (rows in
-  every form, and junk) and the clock, and compares every transition with
-  :class:`ReferenceLink`, a deliberately simple model of the lifecycle rules.
-
-The strategies (:func:`close_forms`, :func:`close_events`, :func:`junk`) are
-public so a plugin author can write more properties of their own.
-"""
+"""The conformance kit's implementation; the public names are in :mod:`linkstate.testing`."""
 
 from __future__ import annotations
 
@@ -55,15 +22,15 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from fsm.channel import Channel
-from fsm.check import check, promised_route
-from fsm.events import CloseEvent, Initiator, Phase
-from fsm.lifecycle import CLOSE_TRIGGERS, LIFECYCLE, Decision, State, StopReason, Trigger
-from fsm.machine import Link, LinkMachine, TransitionRecord
-from fsm.paths import WATCHDOG_CLOSE, row_event, unlisted_status
-from fsm.policy import ReconnectPolicy
-from fsm.runtime import ConnectFailed, Supervisor
-from fsm.verdicts import Rule, Verdict
+from linkstate._channel import Channel
+from linkstate.check._checker import check, promised_route
+from linkstate._events import CloseEvent, Initiator, Phase
+from linkstate._lifecycle import CLOSE_TRIGGERS, LIFECYCLE, Decision, State, StopReason, Trigger
+from linkstate._machine import Link, LinkMachine, TransitionRecord
+from linkstate.check._paths import WATCHDOG_CLOSE, row_event, unlisted_status
+from linkstate._policy import ReconnectPolicy
+from linkstate.runtime._supervisor import ConnectFailed, Supervisor
+from linkstate._verdicts import Rule, Verdict
 
 __all__ = [
     "CloseError",
@@ -341,7 +308,7 @@ class ReferenceLink:
     It keeps only what the rules talk about: the state, the attempt counter
     (refilled only after a healthy connection or a reset), the recent closes
     for flap detection, and the consecutive closes by one row for escalation.
-    Routing comes from :func:`fsm.check.promised_route`, the same promises
+    Routing comes from :func:`linkstate.check._checker.promised_route`, the same promises
     ``linkstate check`` holds a definition to.
     """
 
@@ -564,7 +531,7 @@ KIT_POLICY: Final = ReconnectPolicy(
 
 
 def real_machine(channel: Channel, policy: ReconnectPolicy, rng: random.Random) -> LinkMachine:
-    """The machine under test by default: the real :class:`~fsm.machine.LinkMachine`."""
+    """The machine under test by default: the real :class:`~linkstate._machine.LinkMachine`."""
     return LinkMachine(channel, policy, rng=rng)
 
 
@@ -958,7 +925,7 @@ def runtime_machine(
     """A hypothesis state machine driving the REAL trio supervisor against the reference model.
 
     A persistent trio loop (:class:`TrioLoop`) runs one
-    :class:`~fsm.runtime.Supervisor` over a :class:`ControlledTransport`.
+    :class:`~linkstate.runtime._supervisor.Supervisor` over a :class:`ControlledTransport`.
     Rules are transport events (open, reject, close with a row in any form
     or junk, silence), ``abort``, operator actions, and clock jumps. After
     every rule the runtime's transitions must match :class:`ReferenceLink`,

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from diagrams.output import DiagramError, write_diagram
-from diagrams.picture import (
+from linkstate.diagrams._output import DiagramError, write_diagram
+from linkstate.diagrams._picture import (
     START_ID,
     Arrow,
     ArrowKind,
@@ -25,9 +25,9 @@ from diagrams.picture import (
     Picture,
     state_node,
 )
-from diagrams.renderer import Renderer
-from fsm.lifecycle import LIFECYCLE, Definition, State
-from fsm.machine import TransitionRecord
+from linkstate.diagrams._renderer import Renderer
+from linkstate._lifecycle import LIFECYCLE, Definition, State
+from linkstate._machine import TransitionRecord
 
 __all__ = ["trace_picture", "write_trace"]
 
@@ -91,7 +91,7 @@ def write_trace(
 
     Raises:
         DiagramError: the extension is unknown, or the records cannot be drawn.
-        diagrams.renderer.RendererNotFoundError: SVG or PNG was asked for and no
+        linkstate.diagrams._renderer.RendererNotFoundError: SVG or PNG was asked for and no
             renderer is installed.
 
     """

@@ -3,11 +3,11 @@
 Theory of operation
 -------------------
 A path is a sequence of :class:`Step` values, each a trigger with the
-decision (or the raw close) it carries and the :class:`~fsm.lifecycle.Edge`
+decision (or the raw close) it carries and the :class:`~linkstate._lifecycle.Edge`
 it fires. There are two layers.
 
-**Abstract paths** walk the :class:`~fsm.lifecycle.Definition` alone. A step
-of a close-like trigger may carry any :data:`~fsm.lifecycle.DECISIONS` value,
+**Abstract paths** walk the :class:`~linkstate._lifecycle.Definition` alone. A step
+of a close-like trigger may carry any :data:`~linkstate._lifecycle.DECISIONS` value,
 so every edge whose guard can pass is one step away from its source.
 :func:`shortest_paths` is a breadth-first search from the initial state (the
 shortest path to every state); :func:`edge_cover` extends the shortest path
@@ -15,7 +15,7 @@ to each edge's source by that edge, which covers every coverable edge. An
 edge that no decision fires (shadowed by an earlier, overlapping guard) or
 whose source is unreachable stays in :attr:`Cover.uncovered`.
 
-**Realised paths** walk the real :class:`~fsm.machine.LinkMachine` with a
+**Realised paths** walk the real :class:`~linkstate._machine.LinkMachine` with a
 channel and a policy. Here a close step carries a raw close that the
 channel classifies, and the budget and flap conditions are not chosen: they
 follow from the link's history and the policy. :func:`realised_cover`
@@ -45,9 +45,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from fsm.channel import Channel
-from fsm.events import CloseEvent, Initiator
-from fsm.lifecycle import (
+from linkstate._channel import Channel
+from linkstate._events import CloseEvent, Initiator
+from linkstate._lifecycle import (
     CLOSE_TRIGGERS,
     DECISIONS,
     LIFECYCLE,
@@ -58,9 +58,9 @@ from fsm.lifecycle import (
     State,
     Trigger,
 )
-from fsm.machine import Link, LinkMachine
-from fsm.policy import ReconnectPolicy
-from fsm.verdicts import Rule
+from linkstate._machine import Link, LinkMachine
+from linkstate._policy import ReconnectPolicy
+from linkstate._verdicts import Rule
 
 __all__ = [
     "COVERAGE_POLICIES",

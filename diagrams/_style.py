@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from fsm.lifecycle import StopReason
+from linkstate._lifecycle import StopReason
 
 __all__ = [
     "EMPHASIS",

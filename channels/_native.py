@@ -12,7 +12,7 @@ discord.py, websockets and trio-websocket each have a ``ConnectionClosed``)
 and reads plain attributes through :func:`get`, which never raises.
 
 Every reader returns :data:`Facts` (a plain dict with the keys that
-:func:`fsm.events.normalise` reads: ``status``, ``code``, ``reason``,
+:func:`linkstate._events.normalise` reads: ``status``, ``code``, ``reason``,
 ``retry_after``, ``flags``, ``phase``, ``initiator``) or None when the object
 is not the kind it reads. A channel's extractor tries its readers in order
 (:func:`read_first`) and hands the first result to ``normalise``, which
@@ -20,7 +20,7 @@ sanitises the text and range-checks the numbers, so a reader never has to.
 
 This module also reads the errors of the ``websockets`` library
 (:func:`websockets_error`), for every channel that runs over a WebSocket;
-``channels.websocket`` uses it beside its own trio-websocket reading.
+``linkstate.channels.websocket`` uses it beside its own trio-websocket reading.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 
-from fsm.events import CloseEvent, Initiator, Phase, normalise
+from linkstate._events import CloseEvent, Initiator, Phase, normalise
 
 __all__ = [
     "Facts",
@@ -182,7 +182,7 @@ def retry_after_seconds(value: str, *, now: float | None = None) -> float | None
             return None
         reference = time.time() if now is None else now
         delay = max(0.0, when.timestamp() - reference)
-    # fsm.events caps hints again on its own; this only keeps junk out.
+    # linkstate._events caps hints again on its own; this only keeps junk out.
     return delay if math.isfinite(delay) and delay <= _MAX_RETRY_AFTER else None
 
 
@@ -233,7 +233,7 @@ def extract_with(
 
 
 # -- the websockets library ----------------------------------------------------------
-# (trio-websocket, linkstate's own transport library, is read by channels.websocket.)
+# (trio-websocket, linkstate's own transport library, is read by linkstate.channels.websocket.)
 
 
 def _websockets_closed(raw: object) -> Facts | None:

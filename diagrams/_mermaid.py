@@ -1,4 +1,4 @@
-"""Mermaid ``stateDiagram-v2`` text for a :class:`~diagrams.picture.Picture`.
+"""Mermaid ``stateDiagram-v2`` text for a :class:`~linkstate.diagrams._picture.Picture`.
 
 GitHub renders this inline in Markdown. Mermaid's layout handles
 superstates poorly (arrows from a composite state are routed badly), so a
@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final
 
-from diagrams.picture import Arrow, ArrowKind, Group, Node, NodeKind, Picture
-from diagrams.style import EMPHASIS, LIVE, Tone, tone
+from linkstate.diagrams._picture import Arrow, ArrowKind, Group, Node, NodeKind, Picture
+from linkstate.diagrams._style import EMPHASIS, LIVE, Tone, tone
 
 __all__ = ["to_mermaid"]
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
-from fsm.verdicts import Verdict
+from linkstate._verdicts import Verdict
 
 __all__ = [
     "GRPC",

@@ -5,7 +5,7 @@ trigger that takes it, silently takes the first of two passing guards, and
 silently returns False when no guard passes. :func:`check` proves, from the
 data alone, the promises those gaps would break. It never builds a machine and
 never fires a trigger: guards are evaluated directly on every
-:data:`fsm.lifecycle.DECISIONS` value, exactly as transitions would evaluate
+:data:`linkstate._lifecycle.DECISIONS` value, exactly as transitions would evaluate
 them (a guard "passes" when its result ``== True``).
 
 The checks, and the :class:`Kind` each failure is reported as:
@@ -51,8 +51,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
-from fsm.channel import Channel
-from fsm.lifecycle import (
+from linkstate._channel import Channel
+from linkstate._lifecycle import (
     DECISIONS,
     LIFECYCLE,
     Decision,
@@ -62,7 +62,7 @@ from fsm.lifecycle import (
     StopReason,
     Trigger,
 )
-from fsm.verdicts import Rule, Verdict
+from linkstate._verdicts import Rule, Verdict
 
 __all__ = [
     "Finding",
@@ -95,7 +95,7 @@ class Kind(StrEnum):
     no_message = "no_message"
 
 
-# Rules 2 and 3 of fsm.lifecycle: where a close must lead, decided on the
+# Rules 2 and 3 of linkstate._lifecycle: where a close must lead, decided on the
 # verdict first (the classifier has the last word), then the budget, then
 # flap detection. ``check`` holds every definition to these promises.
 _TERMINAL_VERDICT_DEST: Final = {
@@ -249,7 +249,7 @@ def check_rows(rows: Iterable[Rule]) -> list[Finding]:
                 Finding(
                     Kind.unknown_verdict,
                     f"table row {row.label!r} has verdict {row.verdict!r}, which is not one of "
-                    f"{', '.join(v.value for v in Verdict)}; use a fsm.Verdict member",
+                    f"{', '.join(v.value for v in Verdict)}; use a linkstate.Verdict member",
                     rows=(row.label,),
                 )
             )

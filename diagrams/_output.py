@@ -1,7 +1,7 @@
 """Diagram formats, and writing diagrams to files: one picture, four formats.
 
 ``dot`` and ``mermaid`` are text and need nothing but this package; ``svg``
-and ``png`` are rendered from the DOT source (see :mod:`diagrams.renderer`).
+and ``png`` are rendered from the DOT source (see :mod:`linkstate.diagrams._renderer`).
 A file's format follows its extension.
 """
 
@@ -12,11 +12,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from diagrams.dot import to_dot
-from diagrams.mermaid import to_mermaid
-from diagrams.picture import GENERIC_NAME, Picture, lifecycle_picture
-from diagrams.renderer import Renderer, find_renderer, render
-from fsm.channel import available_channels, load_channel
+from linkstate.diagrams._dot import to_dot
+from linkstate.diagrams._mermaid import to_mermaid
+from linkstate.diagrams._picture import GENERIC_NAME, Picture, lifecycle_picture
+from linkstate.diagrams._renderer import Renderer, find_renderer, render
+from linkstate._channel import available_channels, load_channel
 
 __all__ = [
     "EXTENSIONS",
@@ -98,7 +98,7 @@ def picture_for(name: str | None) -> Picture:
     """The picture for a channel name, or of the bare lifecycle for None or ``lifecycle``.
 
     Raises:
-        fsm.channel.ChannelError: no channel has that name.
+        linkstate._channel.ChannelError: no channel has that name.
 
     """
     if name is None or name == GENERIC_NAME:

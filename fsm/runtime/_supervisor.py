@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 The machine decides, the supervisor executes. :class:`Supervisor` never
 chooses a delay or a destination itself; it reads the effect the machine
-recorded on the :class:`fsm.machine.Link` and carries it out:
+recorded on the :class:`linkstate._machine.Link` and carries it out:
 
 ======================  =====================================================
 link state              what the supervisor does
@@ -48,13 +48,13 @@ from typing import Final, Protocol, cast, runtime_checkable
 
 import trio
 
-from fsm.channel import Channel
-from fsm.events import CloseEvent, Initiator, Phase
-from fsm.journal import Journal, Receipt
-from fsm.lifecycle import State, Trigger
-from fsm.machine import Link, LinkMachine, Observer, TransitionRecord
-from fsm.policy import ReconnectPolicy
-from fsm.store import StoreError, resume_stopped
+from linkstate._channel import Channel
+from linkstate._events import CloseEvent, Initiator, Phase
+from linkstate.store._journal import Journal, Receipt
+from linkstate._lifecycle import State, Trigger
+from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
+from linkstate._policy import ReconnectPolicy
+from linkstate.store._sqlite import StoreError, resume_stopped
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Every call into a :class:`fsm.store.StateStore` blocks (SQLite reads the
+Every call into a :class:`linkstate.store._sqlite.StateStore` blocks (SQLite reads the
 disk, a commit fsyncs), so a :class:`Journal` runs each one in a worker
 thread with ``trio.to_thread.run_sync``, and never two at once: one writer
 task owns the store, and reads take the same lock. The store is thus used by
@@ -21,7 +21,7 @@ Transitions are submitted synchronously, from inside the machine's firing,
 with a snapshot of the link taken at that instant (the :class:`Link` keeps
 changing). :meth:`Journal.submit` returns a :class:`Receipt`;
 :meth:`Journal.wait` returns once that transition is committed, or raises the
-:class:`fsm.store.StoreError` that refused it. The supervisor waits before it
+:class:`linkstate.store._sqlite.StoreError` that refused it. The supervisor waits before it
 carries out a transition's effect and before ``run()`` returns: whatever it
 did or reported is on disk.
 
@@ -50,8 +50,8 @@ from typing import Final, TypeVar
 import trio
 from trio.testing import MockClock
 
-from fsm.machine import Link, TransitionRecord
-from fsm.store import Entry, LinkRow, StateStore, StoredTransition, StoreError
+from linkstate._machine import Link, TransitionRecord
+from linkstate.store._sqlite import Entry, LinkRow, StateStore, StoredTransition, StoreError
 
 __all__ = ["DEFAULT_MAX_BATCH", "Journal", "JournalStatistics", "Receipt", "open_journal"]
 

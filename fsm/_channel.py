@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Final
 
-from fsm.events import CloseEvent, Initiator, Phase, normalise
-from fsm.policy import ReconnectPolicy
-from fsm.verdicts import CloseTable, Rule
+from linkstate._events import CloseEvent, Initiator, Phase, normalise
+from linkstate._policy import ReconnectPolicy
+from linkstate._verdicts import CloseTable, Rule
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -40,7 +40,7 @@ class Channel:
         table: The close-code table, with its defaults.
         policy: The reconnect policy this platform wants by default.
         extract: Turns the platform's native errors into a :class:`CloseEvent`;
-            defaults to the generic :func:`fsm.events.normalise`. Must never raise.
+            defaults to the generic :func:`linkstate._events.normalise`. Must never raise.
         transport: Opens real connections for the runtime, where the channel
             has one we can test for real; None otherwise.
 
@@ -109,6 +109,6 @@ def load_channel(name: str) -> Channel:
     if not isinstance(loaded, Channel):
         raise ChannelError(
             f"channel {name!r}: entry point {matches[0].value!r} gives a "
-            f"{type(loaded).__name__}, not a fsm.Channel; point it at the module's Channel object"
+            f"{type(loaded).__name__}, not a linkstate.Channel; point it at the module's Channel object"
         )
     return loaded

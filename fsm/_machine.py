@@ -6,12 +6,12 @@ Theory of operation
 list on every call (quadratic overall) and decorates the model with methods
 (kilobytes each). A ``Machine`` per link is worse still. So a
 :class:`LinkMachine` builds one ``Machine`` with no models from the declared
-:data:`fsm.lifecycle.LIFECYCLE`, and fires its events directly on slotted
+:data:`linkstate._lifecycle.LIFECYCLE`, and fires its events directly on slotted
 :class:`Link` objects: ``machine.events[name].trigger(link, ctx=...)``.
 Registering a link is allocating a ``Link``: O(1), about a hundred bytes.
 
 Because the models are unregistered, every guard and callback is a callable,
-never a method name. Guards see a :class:`fsm.lifecycle.Decision` that
+never a method name. Guards see a :class:`linkstate._lifecycle.Decision` that
 :meth:`LinkMachine.fire` computes *before* the trigger (budget, flapping), so
 the guards stay pure functions of data. transitions routes: it tries the
 edges in order and takes the first whose guard passes, and that guard notes
@@ -36,9 +36,9 @@ from typing import Final
 
 from transitions import EventData, Machine
 
-from fsm.channel import Channel
-from fsm.events import CloseEvent, Initiator, Phase
-from fsm.lifecycle import (
+from linkstate._channel import Channel
+from linkstate._events import CloseEvent, Initiator, Phase
+from linkstate._lifecycle import (
     CLOSE_TRIGGERS,
     DECISIONS,
     LIFECYCLE,
@@ -51,8 +51,8 @@ from fsm.lifecycle import (
     Trigger,
     invalid_trigger,
 )
-from fsm.policy import ReconnectPolicy
-from fsm.verdicts import Rule, Verdict
+from linkstate._policy import ReconnectPolicy
+from linkstate._verdicts import Rule, Verdict
 
 __all__ = ["Link", "LinkMachine", "Observer", "TransitionRecord"]
 
@@ -64,7 +64,7 @@ class Link:
 
     Attributes:
         link_id: The caller's name for the link (an account, a bot).
-        state: The current :class:`fsm.lifecycle.State` value.
+        state: The current :class:`linkstate._lifecycle.State` value.
         since: When the link entered ``state``.
         attempt: Reconnect attempts since the link was last healthy.
         recent_closes: Times of the latest closes of open connections.
@@ -73,7 +73,7 @@ class Link:
         last_event: The latest close event.
         last_rule: The table row that classified ``last_event``.
         repeats: Consecutive closes classified by ``last_rule`` since the link
-            was last healthy; drives :attr:`fsm.verdicts.Rule.escalate_after`.
+            was last healthy; drives :attr:`linkstate._verdicts.Rule.escalate_after`.
         stop_reason: Why the link is in a terminal state.
         message: The operator message for a terminal state.
 
@@ -216,7 +216,7 @@ class LinkMachine:
     Args:
         channel: The channel whose table classifies closes.
         policy: The reconnect policy; defaults to the channel's.
-        definition: The lifecycle; defaults to :data:`fsm.lifecycle.LIFECYCLE`.
+        definition: The lifecycle; defaults to :data:`linkstate._lifecycle.LIFECYCLE`.
         rng: The random source for jitter; pass a seeded one for reproducible runs.
 
     """

@@ -35,7 +35,7 @@ what ``FULL`` adds is that a commit is on disk (fsynced) before ``write``
 returns, so a reported terminal verdict survives a power cut or an OS crash,
 not only a killed process. ``NORMAL`` may lose the last commits to a power
 cut. The price is one fsync per commit, which the single writer of
-:mod:`fsm.journal` shares among every transition waiting at that moment
+:mod:`linkstate.store._journal` shares among every transition waiting at that moment
 (group commit); ``benchmarks/store_write.py`` measures both levels.
 """
 
@@ -50,10 +50,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
-from fsm.channel import Channel
-from fsm.events import CloseEvent, sanitise_reason
-from fsm.lifecycle import TERMINAL_STATES, State, StopReason, Trigger
-from fsm.machine import Link, LinkMachine, TransitionRecord
+from linkstate._channel import Channel
+from linkstate._events import CloseEvent, sanitise_reason
+from linkstate._lifecycle import TERMINAL_STATES, State, StopReason, Trigger
+from linkstate._machine import Link, LinkMachine, TransitionRecord
 
 __all__ = [
     "DEFAULT_KEEP",

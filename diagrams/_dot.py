@@ -1,4 +1,4 @@
-"""DOT source for a :class:`~diagrams.picture.Picture`, built with the ``graphviz`` package.
+"""DOT source for a :class:`~linkstate.diagrams._picture.Picture`, built with the ``graphviz`` package.
 
 The output is deterministic: nodes and arrows come in the picture's order and
 nothing depends on the time, the machine or the renderer, so the committed
@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import graphviz
 
-from diagrams.picture import (
+from linkstate.diagrams._picture import (
     Arrow,
     ArrowKind,
     Group,
@@ -26,7 +26,7 @@ from diagrams.picture import (
     Picture,
     edge_text,
 )
-from diagrams.style import EMPHASIS, FONT, LIVE, MUTED, tone
+from linkstate.diagrams._style import EMPHASIS, FONT, LIVE, MUTED, tone
 
 __all__ = ["DIGEST_PREFIX", "dot_digest", "to_dot"]
 
@@ -34,7 +34,7 @@ DIGEST_PREFIX: Final = "linkstate dot sha256 "
 """Starts the graph comment that carries the source digest into SVG output."""
 
 # How each kind of node and arrow is drawn. Terminal nodes also get their
-# tone's colours (see diagrams.style); everything else is fixed here.
+# tone's colours (see linkstate.diagrams._style); everything else is fixed here.
 _NODE_ATTRS: Final[dict[NodeKind, dict[str, str]]] = {
     NodeKind.start: {"shape": "point", "width": "0.2", "color": "black"},
     NodeKind.state: {
