@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(BIN)/linkstate demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -P -m pytest
 
 # Every benchmark at full size (under 5 minutes on 2 cores); see docs/benchmarks.md.
 bench: $(STAMP)
