@@ -157,6 +157,48 @@ def test_reset_missing_or_misplaced() -> None:
     assert Kind.no_reset in check(plus(Edge(State.open, Trigger.reset, State.idle))).kinds()
 
 
+def test_resume_missing_or_misplaced() -> None:
+    report = check(
+        replace(
+            LIFECYCLE,
+            edges=tuple(
+                replace(e, dest=None)
+                if e.source is State.stopped and e.trigger is Trigger.resume
+                else e
+                for e in LIFECYCLE.edges
+            ),
+        )
+    )
+    only(report, Kind.no_resume)
+    assert (report.findings[0].state, report.findings[0].trigger) == (
+        State.stopped,
+        Trigger.resume,
+    )
+    assert "entered by a local stop (abort)" in report.render()
+    misplaced = check(plus(Edge(State.reconnecting, Trigger.resume, State.idle)))
+    only(misplaced, Kind.no_resume)
+    assert "state 'reconnecting' is not terminal but has a 'resume' edge" in misplaced.render()
+
+
+def test_a_needs_relink_link_that_resumes_on_its_own_is_a_terminal_exit() -> None:
+    broken = replace(
+        LIFECYCLE,
+        edges=tuple(
+            replace(e, dest=State.idle)
+            if e.source is State.needs_relink and e.trigger is Trigger.resume
+            else e
+            for e in LIFECYCLE.edges
+        ),
+    )
+    report = check(broken)
+    only(report, Kind.terminal_exit)
+    assert (report.findings[0].state, report.findings[0].trigger) == (
+        State.needs_relink,
+        Trigger.resume,
+    )
+    assert "no local stop enters it" in report.render()
+
+
 def test_unreachable_and_dead_end_states() -> None:
     no_open = without(lambda e: e.dest is State.open)
     assert {f.state for f in check(no_open).findings if f.kind is Kind.unreachable} == {State.open}

@@ -53,6 +53,17 @@ def test_428_then_440(capsys: pytest.CaptureFixture[str]) -> None:
     assert elapsed["t"] == pytest.approx(backoff["t"] + backoff["delay"], abs=1e-6)
 
 
+def test_slack_escalation_ends_with_the_fatal_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["slack", *["--fail", "too_many_websockets"] * 3]
+    *transitions, last = run_json(capsys, *argv)
+    assert (last["final"], last["verdict"], last["stop_reason"]) == ("failed", "fatal", "fatal")
+    assert [t["verdict"] for t in transitions if t["trigger"] == "connect_failed"] == [
+        "retry",
+        "retry",
+        "fatal",
+    ]
+
+
 def test_script_runs_out_and_the_run_ends_with_an_abort(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

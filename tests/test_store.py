@@ -12,19 +12,17 @@ import trio.testing
 
 from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 from linkstate.store._journal import Journal, open_journal
-from linkstate._lifecycle import State, Trigger
+from linkstate._lifecycle import LifecycleError, State, Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate._policy import ReconnectPolicy
-from linkstate.runtime._supervisor import Supervisor
+from linkstate.runtime._supervisor import RESUMED, Supervisor
 from linkstate.runtime._scripted import Close, ScriptedTransport
 from linkstate.store._sqlite import (
-    RESUMED,
     LinkRow,
     SQLiteStore,
     StoreConflictError,
     StoreError,
     operator_reset,
-    resume_stopped,
 )
 
 WALL = 1_700_000_000.0
@@ -197,16 +195,19 @@ def test_resume_keeps_the_budget_an_operator_reset_clears(tmp_path: Path) -> Non
     machine.close(link, 428, 1.0, trigger=Trigger.connect_failed)
     machine.fire(link, Trigger.abort, 2.0)
     assert (link.state, link.attempt, link.repeats) == ("stopped", 1, 1)
-    record = resume_stopped(machine, link, 3.0)
-    assert (record.src, record.dst, record.attempt, record.reason) == (
+    record = machine.fire(link, Trigger.resume, 3.0)
+    assert (record.src, record.dst, record.trigger, record.attempt) == (
         "stopped",
         "idle",
+        "resume",
         1,
-        RESUMED,
     )
-    assert (link.attempt, link.repeats) == (1, 1)
-    with pytest.raises(StoreError, match="not 'stopped'"):
-        resume_stopped(machine, link, 4.0)
+    assert (link.attempt, link.repeats, link.stop_reason) == (1, 1, None)
+    with pytest.raises(LifecycleError, match="'resume' is not valid in state 'idle'"):
+        machine.fire(link, Trigger.resume, 4.0)
+    machine.fire(link, Trigger.abort, 5.0)
+    machine.fire(link, Trigger.reset, 6.0)
+    assert (link.state, link.attempt, link.repeats) == ("idle", 0, 0)
 
 
 # -- files that cannot be used -----------------------------------------------------
@@ -402,12 +403,12 @@ async def test_a_stopped_link_resumes_keeping_its_attempts(
     assert (first.outcome.state, first.outcome.attempts) == ("stopped", 1)
     second, transport = await run_once(path, Close(440))
     records = second.outcome.records
-    assert (records[0].src, records[0].trigger, records[0].dst) == ("stopped", "reset", "idle")
+    assert (records[0].src, records[0].trigger, records[0].dst) == ("stopped", "resume", "idle")
     assert records[0].reason == RESUMED and records[0].attempt == 1
     assert (second.outcome.state, transport.connects) == ("needs_relink", 1)
     with SQLiteStore(path, create=False) as store:
         assert [h.record.trigger for h in store.history("acct1")][-4:] == [
-            "reset",
+            "resume",
             "start",
             "opened",
             "closed",

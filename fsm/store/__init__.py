@@ -23,7 +23,6 @@ from linkstate.store._sqlite import (
     StoredTransition,
     operator_reset,
     require_link,
-    resume_stopped,
 )
 
 __all__ = [
@@ -42,5 +41,4 @@ __all__ = [
     "open_journal",
     "operator_reset",
     "require_link",
-    "resume_stopped",
 ]
