@@ -31,9 +31,9 @@ from trio_websocket import (
     ConnectionRejected,
     ConnectionTimeout,
     HandshakeError,
-    WebSocketConnection,
     open_websocket_url,
 )
+from trio_websocket import WebSocketConnection as TrioWebSocketConnection
 
 from linkstate.channels._native import retry_after_header, websockets_error
 from linkstate._channel import Channel
@@ -45,7 +45,7 @@ __all__ = [
     "CHANNEL",
     "POLICY",
     "TABLE",
-    "WebSocketLink",
+    "WebSocketConnection",
     "WebSocketTransport",
     "extract",
 ]
@@ -274,8 +274,8 @@ def extract(raw: object) -> CloseEvent:
 MessageHandler = Callable[[str | bytes], None]
 
 
-class WebSocketLink:
-    """One open trio-websocket connection, as the supervisor sees it.
+class WebSocketConnection:
+    """One open trio-websocket connection, as the supervisor sees it (a runtime ``Connection``).
 
     Attributes:
         last_activity: trio time of the latest message or pong.
@@ -285,7 +285,7 @@ class WebSocketLink:
 
     def __init__(
         self,
-        ws: WebSocketConnection,
+        ws: TrioWebSocketConnection,
         on_message: MessageHandler | None,
         scope: trio.CancelScope,
     ) -> None:
@@ -369,31 +369,31 @@ class WebSocketTransport:
         self.on_message = on_message
         self.extra_headers = extra_headers
 
-    async def connect(self, nursery: trio.Nursery) -> WebSocketLink:
+    async def connect(self, nursery: trio.Nursery) -> WebSocketConnection:
         """Open the connection in ``nursery``; raises trio-websocket's handshake errors.
 
         Once open, the connection's tasks (trio-websocket's reader, our reader
-        and pinger) are shielded from cancellation until :meth:`WebSocketLink.aclose`:
+        and pinger) are shielded from cancellation until :meth:`WebSocketConnection.aclose`:
         an aborted supervisor still needs the reader to receive the server's
         reply to our close frame, or the close could only time out.
         """
-        link: WebSocketLink = await nursery.start(self._serve)
-        return link
+        connection: WebSocketConnection = await nursery.start(self._serve)
+        return connection
 
-    async def _serve(self, task_status: trio.TaskStatus[WebSocketLink]) -> None:
+    async def _serve(self, task_status: trio.TaskStatus[WebSocketConnection]) -> None:
         with trio.CancelScope() as scope:
             # The supervisor owns the connect timeout (and may set none at all),
             # so trio-websocket's own is switched off rather than second-guessing it.
             async with open_websocket_url(
                 self.url, extra_headers=self.extra_headers, connect_timeout=math.inf
             ) as ws:
-                link = WebSocketLink(ws, self.on_message, scope)
+                connection = WebSocketConnection(ws, self.on_message, scope)
                 scope.shield = True  # only after the handshake: connects stay cancellable
-                task_status.started(link)
+                task_status.started(connection)
                 async with trio.open_nursery() as nursery:
                     if self.ping_interval is not None:
-                        nursery.start_soon(link.ping_every, self.ping_interval)
-                    await link.read()
+                        nursery.start_soon(connection.ping_every, self.ping_interval)
+                    await connection.read()
                     nursery.cancel_scope.cancel()
 
 
