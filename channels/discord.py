@@ -27,7 +27,7 @@ from linkstate._verdicts import CloseTable, Rule, Verdict
 
 __all__ = ["CHANNEL", "TABLE", "extract"]
 
-_RESET: Final = "then run `linkstate reset {link}`. Monitoring of this link has stopped."
+_RESET: Final = "then run `{reset_command}`. Monitoring of this link has stopped."
 _PORTAL: Final = "the Discord Developer Portal (https://discord.com/developers/applications)"
 
 

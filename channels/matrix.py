@@ -30,7 +30,7 @@ __all__ = ["CHANNEL", "SOFT_LOGOUT", "TABLE", "extract"]
 SOFT_LOGOUT: Final = "soft_logout"
 """The event flag for an ``M_UNKNOWN_TOKEN`` that came with ``soft_logout: true``."""
 
-_RESET: Final = "then run `linkstate reset {link}`. Monitoring of this link has stopped."
+_RESET: Final = "then run `{reset_command}`. Monitoring of this link has stopped."
 
 
 def _fatal(code: str, name: str, meaning: str, what: str) -> Rule:

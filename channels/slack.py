@@ -35,7 +35,7 @@ TOO_MANY_WEBSOCKETS_FLOOR: Final = 30.0
 _TOO_MANY_WEBSOCKETS_LIMIT: Final = 3
 
 _APP_SETTINGS: Final = "the app's settings at https://api.slack.com/apps"
-_RESET: Final = "then run `linkstate reset {link}`. Monitoring of this link has stopped."
+_RESET: Final = "then run `{reset_command}`. Monitoring of this link has stopped."
 
 
 def _auth(code: str, meaning: str) -> Rule:

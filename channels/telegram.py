@@ -28,7 +28,7 @@ from linkstate._verdicts import CloseTable, Rule, Verdict
 
 __all__ = ["CHANNEL", "TABLE", "extract"]
 
-_RESET: Final = "then run `linkstate reset {link}`. Monitoring of this link has stopped."
+_RESET: Final = "then run `{reset_command}`. Monitoring of this link has stopped."
 _BOTFATHER: Final = "@BotFather (/token, or /revoke for a fresh one)"
 
 # Rules this table keeps (from the Bot API docs and the reference clients,

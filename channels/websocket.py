@@ -81,7 +81,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket close {status} (protocol error) on link {link}: {reason}. Client and "
                 f"server disagree on the protocol; fix or upgrade one of them, then run "
-                f"`linkstate reset {{link}}`. {_STOPPED}"
+                f"`{{reset_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -91,7 +91,7 @@ TABLE: Final = CloseTable(
             status=1003,
             message=(
                 "WebSocket close {status} (unsupported data) on link {link}: {reason}. Send "
-                "the message type the server expects, then run `linkstate reset {link}`. "
+                "the message type the server expects, then run `{reset_command}`. "
                 f"{_STOPPED}"
             ),
         ),
@@ -102,7 +102,7 @@ TABLE: Final = CloseTable(
             status=1007,
             message=(
                 "WebSocket close {status} (invalid payload) on link {link}: {reason}. Fix the "
-                f"encoding of what the client sends, then run `linkstate reset {{link}}`. "
+                f"encoding of what the client sends, then run `{{reset_command}}`. "
                 f"{_STOPPED}"
             ),
         ),
@@ -114,7 +114,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket close {status} (policy violation) on link {link}: {reason}. The "
                 "server refuses this client; check its credentials, origin and what it sends, "
-                f"then run `linkstate reset {{link}}`. {_STOPPED}"
+                f"then run `{{reset_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -125,7 +125,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket close {status} (message too big) on link {link}: {reason}. Send "
                 "smaller messages or raise the limit on the receiving side, then run "
-                f"`linkstate reset {{link}}`. {_STOPPED}"
+                f"`{{reset_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -136,7 +136,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket close {status} (mandatory extension) on link {link}: {reason}. "
                 "Configure the client and server to agree on extensions, then run "
-                f"`linkstate reset {{link}}`. {_STOPPED}"
+                f"`{{reset_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -146,7 +146,7 @@ TABLE: Final = CloseTable(
             status=1015,
             message=(
                 "WebSocket close {status} (TLS handshake failure) on link {link}: {reason}. "
-                "Fix the certificate or TLS settings, then run `linkstate reset {link}`. "
+                "Fix the certificate or TLS settings, then run `{reset_command}`. "
                 f"{_STOPPED}"
             ),
         ),
@@ -158,7 +158,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket handshake rejected with HTTP {status} (bad request) on link {link}: "
                 "{reason}. Fix the URL, headers or subprotocol, then run "
-                f"`linkstate reset {{link}}`. {_STOPPED}"
+                f"`{{reset_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -169,7 +169,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket handshake rejected with HTTP {status} (not found) on link {link}. "
                 "The URL has no WebSocket endpoint; fix the URL, then run "
-                f"`linkstate reset {{link}}`. {_STOPPED}"
+                f"`{{reset_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -180,7 +180,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket handshake rejected with HTTP {status} (unauthorized) on link {link}. "
                 "The credentials are missing, expired or revoked; issue new ones, then relink "
-                f"with `linkstate relink {{link}}`. {_STOPPED}"
+                f"with `{{relink_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -191,7 +191,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket handshake rejected with HTTP {status} (forbidden) on link {link}. "
                 "These credentials may not use this endpoint; grant access or use other "
-                f"credentials, then relink with `linkstate relink {{link}}`. {_STOPPED}"
+                f"credentials, then relink with `{{relink_command}}`. {_STOPPED}"
             ),
         ),
         Rule(

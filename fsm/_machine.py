@@ -52,7 +52,7 @@ from linkstate._lifecycle import (
     invalid_trigger,
 )
 from linkstate._policy import ReconnectPolicy
-from linkstate._verdicts import Rule, Verdict
+from linkstate._verdicts import CLI_COMMANDS, OperatorCommands, Rule, Verdict
 
 __all__ = ["Link", "LinkMachine", "Observer", "TransitionRecord"]
 
@@ -230,6 +230,8 @@ class LinkMachine:
         policy: The reconnect policy; defaults to the channel's.
         definition: The lifecycle; defaults to :data:`linkstate._lifecycle.LIFECYCLE`.
         rng: The random source for jitter; pass a seeded one for reproducible runs.
+        commands: The operator commands that stop messages name; defaults to
+            the ``linkstate`` command line's.
 
     """
 
@@ -240,11 +242,13 @@ class LinkMachine:
         *,
         definition: Definition = LIFECYCLE,
         rng: random.Random | None = None,
+        commands: OperatorCommands = CLI_COMMANDS,
     ) -> None:
         self.channel = channel
         self.policy = policy if policy is not None else channel.policy
         self.definition = definition
         self.rng = rng if rng is not None else random.Random()
+        self.commands = commands
         self._observers: list[Observer] = []
         self._accepted = frozenset((e.source.value, e.trigger) for e in definition.edges)
         # The unguarded edge transitions takes for a state and trigger when no
@@ -419,20 +423,23 @@ class LinkMachine:
         channel = self.channel
         event, rule = firing.event, firing.rule
         if reason in (StopReason.relink, StopReason.fatal) and event and rule:
-            return rule.operator_message(event, link=link.link_id, channel=channel.name)
+            return rule.operator_message(
+                event, link=link.link_id, channel=channel.name, commands=self.commands
+            )
         last = _describe_close(event, rule, firing.verdict)
+        reset = self.commands.reset_for(link.link_id)
         if reason is StopReason.budget_spent:
             return (
                 f"{channel.title} link {link.link_id!r} failed: gave up after {link.attempt} "
                 f"reconnect attempts without a healthy connection (last close: {last}). "
-                f"Fix the cause, then run `linkstate reset {link.link_id}`."
+                f"Fix the cause, then run `{reset}`."
             )
         if reason is StopReason.flapping:
             return (
                 f"{channel.title} link {link.link_id!r} failed: it closed "
                 f"{len(link.recent_closes)} times within {self.policy.flap_window:g} s "
                 f"(last close: {last}). Something keeps taking the session; find it, then run "
-                f"`linkstate reset {link.link_id}`."
+                f"`{reset}`."
             )
         return f"{channel.title} link {link.link_id!r} stopped locally; start it again when ready."
 

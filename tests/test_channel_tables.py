@@ -176,8 +176,18 @@ def test_every_stop_message_names_the_link_and_the_way_out(name: str, rule: Rule
     assert rule.message is not None
     fields = {f for _, f, _, _ in string.Formatter().parse(rule.message) if f}
     assert "link" in fields
-    assert "linkstate reset {link}" in rule.message
+    assert "`{reset_command}`" in rule.message
     assert "has stopped" in rule.message
+
+
+@pytest.mark.parametrize("name", available_channels())
+def test_no_message_spells_out_a_command_line_by_hand(name: str) -> None:
+    for rule in load_channel(name).table.rows():
+        text = rule.message or ""
+        assert "linkstate reset" not in text and "linkstate relink" not in text, (
+            f"{name} row {rule.label}: name the command with {{reset_command}} or "
+            "{relink_command}; the framework spells it"
+        )
 
 
 @pytest.mark.parametrize("name", CHANNELS)

@@ -91,7 +91,7 @@ _REVOKED: Final = Rule(
     message=(
         "Demo chat service closed link {link} with {status} ({reason}): its access token was "
         "revoked. Issue a new token for this client, then relink with "
-        "`linkstate relink {link}`. Monitoring of this link has stopped and will not "
+        "`{relink_command}`. Monitoring of this link has stopped and will not "
         "reconnect on its own."
     ),
 )
