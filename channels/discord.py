@@ -44,8 +44,8 @@ def _fatal(code: int, name: str, meaning: str, what: str) -> Rule:
     )
 
 
-# Rules this table keeps (from Discord's "Opcodes and Status Codes" and the
-# reference clients, see /work/shared/reference/close-codes.md):
+# Rules this table keeps (from Discord's "Opcodes and Status Codes" docs and
+# how the common client libraries handle each code):
 # 1. 4004 (bad token) is relink: a person must put a valid token in place.
 # 2. 4010-4014 are fatal: the shard, version or intents configuration is
 #    wrong, and identifying again with it can only fail again.

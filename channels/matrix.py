@@ -44,8 +44,7 @@ def _fatal(code: str, name: str, meaning: str, what: str) -> Rule:
     )
 
 
-# Rules this table keeps (from the Matrix client-server spec, see
-# /work/shared/reference/close-codes.md):
+# Rules this table keeps (from the Matrix client-server spec):
 # 1. Rows are keyed by errcode; HTTP 5xx without a known errcode are retry.
 # 2. M_UNKNOWN_TOKEN is relink either way, but the soft_logout row comes first
 #    and says to keep the device and its store; the plain row says the

@@ -53,8 +53,8 @@ def _auth(code: str, meaning: str) -> Rule:
     )
 
 
-# Rules this table keeps (from Slack's Socket Mode docs and node
-# @slack/socket-mode, see /work/shared/reference/close-codes.md):
+# Rules this table keeps (from Slack's Socket Mode docs and what node
+# @slack/socket-mode does with each reason):
 # 1. Rows are keyed by Slack's symbolic reason or error code; HTTP statuses
 #    matter only through Retry-After.
 # 2. The six auth errors are relink: the app token is bad or revoked, and

@@ -31,8 +31,8 @@ __all__ = ["CHANNEL", "TABLE", "extract"]
 _RESET: Final = "then run `{reset_command}`. Monitoring of this link has stopped."
 _BOTFATHER: Final = "@BotFather (/token, or /revoke for a fresh one)"
 
-# Rules this table keeps (from the Bot API docs and the reference clients,
-# see /work/shared/reference/close-codes.md):
+# Rules this table keeps (from the Bot API docs and how the common client
+# libraries handle each error):
 # 1. Every 409 is fatal: polling cannot coexist with another poller or a
 #    webhook, and retrying kicks the other side. The three known 409s are told
 #    apart by their description; an unknown 409 is fatal too.

@@ -53,9 +53,10 @@ __all__ = [
 _STOPPED: Final = "Monitoring of this link has stopped."
 
 # One row per close code or handshake status, from RFC 6455 section 7.4.1 and
-# the reference table. Rules: every code the RFC defines has a row; fatal and
-# relink rows say what to change; no status (a network error, a timeout)
-# and unknown codes are retried, so escalation is left to flap detection.
+# the IANA registry of close codes (1012-1014). Rules: every code the RFC
+# defines has a row; fatal and relink rows say what to change; no status (a
+# network error, a timeout) and unknown codes are retried, so escalation is
+# left to flap detection.
 TABLE: Final = CloseTable(
     channel="websocket",
     rules=(

@@ -1,7 +1,8 @@
 """Every row of the Discord, Slack, Telegram and Matrix tables, reached through native input.
 
-The expectations below restate /work/shared/reference/close-codes.md: one
-native example per row, the row it must reach and that row's verdict. The
+The expectations below restate each platform's documented close codes (see
+each channel module's table rules): one native example per row, the row it
+must reach and that row's verdict. The
 tests check the mapping both ways: every expectation reaches its row, and
 every row of every table (defaults included) has an expectation, so a row
 cannot be added, dropped or changed without this file noticing.
