@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-
-from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
-from linkstate.store._journal import Journal, open_journal
 from linkstate._lifecycle import LifecycleError, State, Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate._policy import ReconnectPolicy
+from linkstate.channels.slack import CHANNEL as SLACK
+from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
+from linkstate.runtime._scripted import Close, Reject, ScriptedTransport
 from linkstate.runtime._supervisor import RESUMED, Supervisor
-from linkstate.runtime._scripted import Close, ScriptedTransport
+from linkstate.store._journal import Journal, open_journal
 from linkstate.store._sqlite import (
     LinkRow,
     SQLiteStore,
@@ -413,6 +413,41 @@ async def test_a_stopped_link_resumes_keeping_its_attempts(
             "opened",
             "closed",
         ]
+
+
+async def test_an_escalation_count_survives_a_stop_a_restart_and_the_resume(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Slack's too_many_websockets is fatal on the third in a row: two before
+    # the stop and one after the restart must still add up to three.
+    path = tmp_path / "x.db"
+    busy = "too_many_websockets"
+
+    async def run(steps: list[Reject], stop_after: int) -> Supervisor:
+        with SQLiteStore(path, wall=wall_clock) as store:
+            async with open_journal(store) as journal:
+                sup = Supervisor(SLACK, ScriptedTransport(steps), link_id="app", journal=journal)
+                refused: list[TransitionRecord] = []
+
+                def stop_when_due(record: TransitionRecord) -> None:
+                    if record.trigger == "connect_failed":
+                        refused.append(record)
+                    if len(refused) == stop_after or record.dst == "open":
+                        sup.abort()
+
+                sup.subscribe(stop_when_due)
+                await sup.run()
+        return sup
+
+    first = await run([Reject(busy), Reject(busy)], stop_after=2)
+    assert (first.outcome.state, first.link.repeats) == ("stopped", 2)
+    second = await run([Reject(busy)], stop_after=1)
+    assert [r.trigger for r in second.outcome.records[:2]] == ["resume", "start"]
+    outcome = second.outcome
+    assert (outcome.state, outcome.verdict, outcome.stop_reason) == ("failed", "fatal", "fatal")
+    with SQLiteStore(path, create=False) as store:
+        row = store.load("app")
+        assert row is not None and (row.state, row.verdict, row.repeats) == ("failed", "fatal", 3)
 
 
 async def test_a_link_killed_while_reconnecting_sleeps_only_the_rest(
