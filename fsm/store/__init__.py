@@ -19,8 +19,8 @@ from linkstate.store._sqlite import (
     SQLiteStore,
     StateStore,
     StoreConflictError,
-    StoreError,
     StoredTransition,
+    StoreError,
     operator_reset,
     require_link,
 )
