@@ -19,15 +19,15 @@ from __future__ import annotations
 
 from typing import Final
 
-from linkstate.channels import websocket
-from linkstate.channels._native import Facts, extract_with, facts, get, is_a
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent
 from linkstate._verdicts import CloseTable, Rule, Verdict
+from linkstate.channels import websocket
+from linkstate.channels._native import Facts, extract_with, facts, get, is_a
 
 __all__ = ["CHANNEL", "TABLE", "extract"]
 
-_RESET: Final = "then run `linkstate reset {link}`. Monitoring of this link has stopped."
+_RESET: Final = "then run `{reset_command}`. Monitoring of this link has stopped."
 _PORTAL: Final = "the Discord Developer Portal (https://discord.com/developers/applications)"
 
 
@@ -44,8 +44,8 @@ def _fatal(code: int, name: str, meaning: str, what: str) -> Rule:
     )
 
 
-# Rules this table keeps (from Discord's "Opcodes and Status Codes" and the
-# reference clients, see /work/shared/reference/close-codes.md):
+# Rules this table keeps (from Discord's "Opcodes and Status Codes" docs and
+# how the common client libraries handle each code):
 # 1. 4004 (bad token) is relink: a person must put a valid token in place.
 # 2. 4010-4014 are fatal: the shard, version or intents configuration is
 #    wrong, and identifying again with it can only fail again.

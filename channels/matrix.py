@@ -20,17 +20,25 @@ from __future__ import annotations
 
 from typing import Final
 
-from linkstate.channels._native import Facts, extract_with, facts, get, is_a, retry_after_header, text
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent
 from linkstate._verdicts import CloseTable, Rule, Verdict
+from linkstate.channels._native import (
+    Facts,
+    extract_with,
+    facts,
+    get,
+    is_a,
+    retry_after_header,
+    text,
+)
 
 __all__ = ["CHANNEL", "SOFT_LOGOUT", "TABLE", "extract"]
 
 SOFT_LOGOUT: Final = "soft_logout"
 """The event flag for an ``M_UNKNOWN_TOKEN`` that came with ``soft_logout: true``."""
 
-_RESET: Final = "then run `linkstate reset {link}`. Monitoring of this link has stopped."
+_RESET: Final = "then run `{reset_command}`. Monitoring of this link has stopped."
 
 
 def _fatal(code: str, name: str, meaning: str, what: str) -> Rule:
@@ -44,8 +52,7 @@ def _fatal(code: str, name: str, meaning: str, what: str) -> Rule:
     )
 
 
-# Rules this table keeps (from the Matrix client-server spec, see
-# /work/shared/reference/close-codes.md):
+# Rules this table keeps (from the Matrix client-server spec):
 # 1. Rows are keyed by errcode; HTTP 5xx without a known errcode are retry.
 # 2. M_UNKNOWN_TOKEN is relink either way, but the soft_logout row comes first
 #    and says to keep the device and its store; the plain row says the

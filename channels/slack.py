@@ -21,11 +21,19 @@ from __future__ import annotations
 
 from typing import Final
 
-from linkstate.channels import websocket
-from linkstate.channels._native import Facts, extract_with, facts, get, is_a, retry_after_header, text
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent
 from linkstate._verdicts import CloseTable, Rule, Verdict
+from linkstate.channels import websocket
+from linkstate.channels._native import (
+    Facts,
+    extract_with,
+    facts,
+    get,
+    is_a,
+    retry_after_header,
+    text,
+)
 
 __all__ = ["CHANNEL", "TABLE", "TOO_MANY_WEBSOCKETS_FLOOR", "extract"]
 
@@ -35,7 +43,7 @@ TOO_MANY_WEBSOCKETS_FLOOR: Final = 30.0
 _TOO_MANY_WEBSOCKETS_LIMIT: Final = 3
 
 _APP_SETTINGS: Final = "the app's settings at https://api.slack.com/apps"
-_RESET: Final = "then run `linkstate reset {link}`. Monitoring of this link has stopped."
+_RESET: Final = "then run `{reset_command}`. Monitoring of this link has stopped."
 
 
 def _auth(code: str, meaning: str) -> Rule:
@@ -53,8 +61,8 @@ def _auth(code: str, meaning: str) -> Rule:
     )
 
 
-# Rules this table keeps (from Slack's Socket Mode docs and node
-# @slack/socket-mode, see /work/shared/reference/close-codes.md):
+# Rules this table keeps (from Slack's Socket Mode docs and what node
+# @slack/socket-mode does with each reason):
 # 1. Rows are keyed by Slack's symbolic reason or error code; HTTP statuses
 #    matter only through Retry-After.
 # 2. The six auth errors are relink: the app token is bad or revoked, and

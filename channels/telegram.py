@@ -21,18 +21,27 @@ from __future__ import annotations
 
 from typing import Final
 
-from linkstate.channels._native import Facts, extract_with, facts, first_class, get, is_a, seconds, text
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent
 from linkstate._verdicts import CloseTable, Rule, Verdict
+from linkstate.channels._native import (
+    Facts,
+    extract_with,
+    facts,
+    first_class,
+    get,
+    is_a,
+    seconds,
+    text,
+)
 
 __all__ = ["CHANNEL", "TABLE", "extract"]
 
-_RESET: Final = "then run `linkstate reset {link}`. Monitoring of this link has stopped."
+_RESET: Final = "then run `{reset_command}`. Monitoring of this link has stopped."
 _BOTFATHER: Final = "@BotFather (/token, or /revoke for a fresh one)"
 
-# Rules this table keeps (from the Bot API docs and the reference clients,
-# see /work/shared/reference/close-codes.md):
+# Rules this table keeps (from the Bot API docs and how the common client
+# libraries handle each error):
 # 1. Every 409 is fatal: polling cannot coexist with another poller or a
 #    webhook, and retrying kicks the other side. The three known 409s are told
 #    apart by their description; an unknown 409 is fatal too.

@@ -25,27 +25,26 @@ from collections.abc import Callable
 from typing import Final
 
 import trio
+from linkstate._channel import Channel
+from linkstate._events import CloseEvent, Initiator, Phase, normalise
+from linkstate._policy import Jitter, ReconnectPolicy
+from linkstate._verdicts import CloseTable, Rule, Verdict
+from linkstate.channels._native import retry_after_header, websockets_error
 from trio_websocket import (
     CloseReason,
     ConnectionClosed,
     ConnectionRejected,
     ConnectionTimeout,
     HandshakeError,
-    WebSocketConnection,
     open_websocket_url,
 )
-
-from linkstate.channels._native import retry_after_header, websockets_error
-from linkstate._channel import Channel
-from linkstate._events import CloseEvent, Initiator, Phase, normalise
-from linkstate._policy import Jitter, ReconnectPolicy
-from linkstate._verdicts import CloseTable, Rule, Verdict
+from trio_websocket import WebSocketConnection as TrioWebSocketConnection
 
 __all__ = [
     "CHANNEL",
     "POLICY",
     "TABLE",
-    "WebSocketLink",
+    "WebSocketConnection",
     "WebSocketTransport",
     "extract",
 ]
@@ -53,9 +52,10 @@ __all__ = [
 _STOPPED: Final = "Monitoring of this link has stopped."
 
 # One row per close code or handshake status, from RFC 6455 section 7.4.1 and
-# the reference table. Rules: every code the RFC defines has a row; fatal and
-# relink rows say what to change; no status (a network error, a timeout)
-# and unknown codes are retried, so escalation is left to flap detection.
+# the IANA registry of close codes (1012-1014). Rules: every code the RFC
+# defines has a row; fatal and relink rows say what to change; no status (a
+# network error, a timeout) and unknown codes are retried, so escalation is
+# left to flap detection.
 TABLE: Final = CloseTable(
     channel="websocket",
     rules=(
@@ -81,7 +81,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket close {status} (protocol error) on link {link}: {reason}. Client and "
                 f"server disagree on the protocol; fix or upgrade one of them, then run "
-                f"`linkstate reset {{link}}`. {_STOPPED}"
+                f"`{{reset_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -91,7 +91,7 @@ TABLE: Final = CloseTable(
             status=1003,
             message=(
                 "WebSocket close {status} (unsupported data) on link {link}: {reason}. Send "
-                "the message type the server expects, then run `linkstate reset {link}`. "
+                "the message type the server expects, then run `{reset_command}`. "
                 f"{_STOPPED}"
             ),
         ),
@@ -102,7 +102,7 @@ TABLE: Final = CloseTable(
             status=1007,
             message=(
                 "WebSocket close {status} (invalid payload) on link {link}: {reason}. Fix the "
-                f"encoding of what the client sends, then run `linkstate reset {{link}}`. "
+                f"encoding of what the client sends, then run `{{reset_command}}`. "
                 f"{_STOPPED}"
             ),
         ),
@@ -114,7 +114,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket close {status} (policy violation) on link {link}: {reason}. The "
                 "server refuses this client; check its credentials, origin and what it sends, "
-                f"then run `linkstate reset {{link}}`. {_STOPPED}"
+                f"then run `{{reset_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -125,7 +125,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket close {status} (message too big) on link {link}: {reason}. Send "
                 "smaller messages or raise the limit on the receiving side, then run "
-                f"`linkstate reset {{link}}`. {_STOPPED}"
+                f"`{{reset_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -136,7 +136,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket close {status} (mandatory extension) on link {link}: {reason}. "
                 "Configure the client and server to agree on extensions, then run "
-                f"`linkstate reset {{link}}`. {_STOPPED}"
+                f"`{{reset_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -146,7 +146,7 @@ TABLE: Final = CloseTable(
             status=1015,
             message=(
                 "WebSocket close {status} (TLS handshake failure) on link {link}: {reason}. "
-                "Fix the certificate or TLS settings, then run `linkstate reset {link}`. "
+                "Fix the certificate or TLS settings, then run `{reset_command}`. "
                 f"{_STOPPED}"
             ),
         ),
@@ -158,7 +158,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket handshake rejected with HTTP {status} (bad request) on link {link}: "
                 "{reason}. Fix the URL, headers or subprotocol, then run "
-                f"`linkstate reset {{link}}`. {_STOPPED}"
+                f"`{{reset_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -169,7 +169,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket handshake rejected with HTTP {status} (not found) on link {link}. "
                 "The URL has no WebSocket endpoint; fix the URL, then run "
-                f"`linkstate reset {{link}}`. {_STOPPED}"
+                f"`{{reset_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -180,7 +180,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket handshake rejected with HTTP {status} (unauthorized) on link {link}. "
                 "The credentials are missing, expired or revoked; issue new ones, then relink "
-                f"with `linkstate relink {{link}}`. {_STOPPED}"
+                f"with `{{relink_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -191,7 +191,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WebSocket handshake rejected with HTTP {status} (forbidden) on link {link}. "
                 "These credentials may not use this endpoint; grant access or use other "
-                f"credentials, then relink with `linkstate relink {{link}}`. {_STOPPED}"
+                f"credentials, then relink with `{{relink_command}}`. {_STOPPED}"
             ),
         ),
         Rule(
@@ -274,8 +274,8 @@ def extract(raw: object) -> CloseEvent:
 MessageHandler = Callable[[str | bytes], None]
 
 
-class WebSocketLink:
-    """One open trio-websocket connection, as the supervisor sees it.
+class WebSocketConnection:
+    """One open trio-websocket connection, as the supervisor sees it (a runtime ``Connection``).
 
     Attributes:
         last_activity: trio time of the latest message or pong.
@@ -285,7 +285,7 @@ class WebSocketLink:
 
     def __init__(
         self,
-        ws: WebSocketConnection,
+        ws: TrioWebSocketConnection,
         on_message: MessageHandler | None,
         scope: trio.CancelScope,
     ) -> None:
@@ -369,31 +369,31 @@ class WebSocketTransport:
         self.on_message = on_message
         self.extra_headers = extra_headers
 
-    async def connect(self, nursery: trio.Nursery) -> WebSocketLink:
+    async def connect(self, nursery: trio.Nursery) -> WebSocketConnection:
         """Open the connection in ``nursery``; raises trio-websocket's handshake errors.
 
         Once open, the connection's tasks (trio-websocket's reader, our reader
-        and pinger) are shielded from cancellation until :meth:`WebSocketLink.aclose`:
+        and pinger) are shielded from cancellation until :meth:`WebSocketConnection.aclose`:
         an aborted supervisor still needs the reader to receive the server's
         reply to our close frame, or the close could only time out.
         """
-        link: WebSocketLink = await nursery.start(self._serve)
-        return link
+        connection: WebSocketConnection = await nursery.start(self._serve)
+        return connection
 
-    async def _serve(self, task_status: trio.TaskStatus[WebSocketLink]) -> None:
+    async def _serve(self, task_status: trio.TaskStatus[WebSocketConnection]) -> None:
         with trio.CancelScope() as scope:
             # The supervisor owns the connect timeout (and may set none at all),
             # so trio-websocket's own is switched off rather than second-guessing it.
             async with open_websocket_url(
                 self.url, extra_headers=self.extra_headers, connect_timeout=math.inf
             ) as ws:
-                link = WebSocketLink(ws, self.on_message, scope)
+                connection = WebSocketConnection(ws, self.on_message, scope)
                 scope.shield = True  # only after the handshake: connects stay cancellable
-                task_status.started(link)
+                task_status.started(connection)
                 async with trio.open_nursery() as nursery:
                     if self.ping_interval is not None:
-                        nursery.start_soon(link.ping_every, self.ping_interval)
-                    await link.read()
+                        nursery.start_soon(connection.ping_every, self.ping_interval)
+                    await connection.read()
                     nursery.cancel_scope.cancel()
 
 

@@ -21,14 +21,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Final
 
-from linkstate.channels._native import Facts, facts, get
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent, normalise
 from linkstate._verdicts import CloseTable, Rule, Verdict
+from linkstate.channels._native import Facts, facts, get
 
 __all__ = ["CHANNEL", "TABLE", "extract"]
 
-_RELINK_HOW: Final = "relink with `linkstate relink {link}` (or your gateway's login command)"
+_RELINK_HOW: Final = "relink with `{relink_command}` (or your gateway's login command)"
 
 # One row per close reason. Rows for one status are tried in order, so a row
 # narrowed by reason text comes before the plain row for the same status.
@@ -97,7 +97,7 @@ TABLE: Final = CloseTable(
             message=(
                 "WhatsApp status {status}: link {link} is temporarily banned ({reason}). Wait "
                 "for the ban to expire and review what the account sends, then run "
-                "`linkstate reset {link}`. Monitoring has stopped."
+                "`{reset_command}`. Monitoring has stopped."
             ),
         ),
         Rule(
@@ -107,7 +107,7 @@ TABLE: Final = CloseTable(
             status=405,
             message=(
                 "WhatsApp status {status}: the client is outdated for link {link}. Upgrade the "
-                "WhatsApp library, then run `linkstate reset {link}`. Monitoring has stopped."
+                "WhatsApp library, then run `{reset_command}`. Monitoring has stopped."
             ),
         ),
         Rule(
@@ -117,7 +117,7 @@ TABLE: Final = CloseTable(
             status=409,
             message=(
                 "WhatsApp status {status}: the server rejected the user agent for link {link}. "
-                "Upgrade or reconfigure the WhatsApp library, then run `linkstate reset {link}`."
+                "Upgrade or reconfigure the WhatsApp library, then run `{reset_command}`."
             ),
         ),
         Rule(

@@ -47,7 +47,17 @@ from enum import StrEnum
 from typing import Final
 
 from linkstate._channel import Channel
-from linkstate._lifecycle import DECISIONS, LIFECYCLE, Decision, Definition, Edge, Guard, State
+from linkstate._lifecycle import (
+    DECISIONS,
+    LIFECYCLE,
+    Decision,
+    Definition,
+    Edge,
+    Guard,
+    State,
+    StopReason,
+    Trigger,
+)
 from linkstate._verdicts import CloseTable, Rule, Verdict
 
 __all__ = [
@@ -298,9 +308,25 @@ def lifecycle_picture(
     return _Builder(definition, None if channel is None else channel.table).picture(channel)
 
 
-# An arrow key: the first item says which kind of arrow the edges with this
-# key become (see _Builder._arrow); the rest tells those arrows apart.
-_Key = tuple[object, ...]
+@dataclass(frozen=True, slots=True)
+class _ArrowKey:
+    """Which arrow draws a definition edge; edges with equal keys share one arrow.
+
+    Attributes:
+        kind: What the arrow stands for.
+        tail: The id of the node or group it leaves.
+        head: The id of the node it enters.
+        trigger: For an arrow that leaves a group, the trigger its edges share:
+            each shared trigger is an arrow of its own.
+        stop_reason: For an arrow that leaves a group, the stop reason its edges share.
+
+    """
+
+    kind: ArrowKind
+    tail: str
+    head: str
+    trigger: Trigger | None = None
+    stop_reason: StopReason | None = None
 
 
 class _Builder:
@@ -313,7 +339,8 @@ class _Builder:
         live = tuple(s for s in definition.states if s not in definition.terminal)
         terminal = tuple(s for s in definition.states if s in definition.terminal)
         self.members = {"live": live, "terminal": terminal}
-        self.grouped: dict[Edge, _Key] = {}
+        self.grouped: dict[Edge, _ArrowKey] = {}
+        # The absorbing edges a group's caption accounts for, by group id.
         self.notes: dict[str, list[Edge]] = {}
         for group_id, states in self.members.items():
             self._group_edges(group_id, states)
@@ -325,22 +352,29 @@ class _Builder:
             return
         first, rest = states[0], states[1:]
         for edge in self.definition.edges:
-            if edge.source is not first or edge.guard is not None or edge.dest in states:
+            if edge.source is not first or edge.guard is not None or edge.absorbing:
+                continue
+            assert edge.dest is not None
+            if edge.dest in states:
                 continue
             twins = [self._twin(edge, state) for state in rest]
             if all(twins):
-                key = ("group", group_id, edge.trigger, edge.dest, edge.stop_reason)
+                key = _ArrowKey(
+                    ArrowKind.plain, group_id, edge.dest.value, edge.trigger, edge.stop_reason
+                )
                 for twin in (edge, *twins):
                     assert twin is not None
                     self.grouped[twin] = key
+        # What every member absorbs is said once, in the group's caption; a
+        # member that absorbs more draws a self-loop for the rest.
         absorbed = [
             frozenset(e.trigger for e in self.definition.edges if e.source is s and e.absorbing)
             for s in states
         ]
-        if absorbed[0] and all(a == absorbed[0] for a in absorbed):
+        shared = frozenset.intersection(*absorbed)
+        if shared:
             for edge in self.definition.edges:
-                if edge.source in states and edge.absorbing:
-                    self.grouped[edge] = ("note", group_id)
+                if edge.source in states and edge.absorbing and edge.trigger in shared:
                     self.notes.setdefault(group_id, []).append(edge)
 
     def _twin(self, edge: Edge, state: State) -> Edge | None:
@@ -355,14 +389,14 @@ class _Builder:
         )
 
     def picture(self, channel: Channel | None) -> Picture:
-        keyed: dict[_Key, list[Edge]] = {}
+        keyed: dict[_ArrowKey, list[Edge]] = {}
+        noted = {edge for edges in self.notes.values() for edge in edges}
         for edge in self.definition.edges:
-            for key in self._keys(edge):
-                keyed.setdefault(key, []).append(edge)
+            if edge not in noted:
+                for key in self._keys(edge):
+                    keyed.setdefault(key, []).append(edge)
         arrows = [Arrow(START_ID, self.definition.initial.value, ArrowKind.start)]
-        arrows.extend(
-            arrow for key, edges in keyed.items() if (arrow := self._arrow(key, edges)) is not None
-        )
+        arrows.extend(self._arrow(key, edges) for key, edges in keyed.items())
         nodes = [Node(START_ID, NodeKind.start)]
         nodes.extend(state_node(self.definition, state) for state in self.definition.states)
         nodes.extend(Node(choice_id, NodeKind.choice) for choice_id in self.choices.values())
@@ -392,37 +426,35 @@ class _Builder:
             groups.append(Group(group_id, labels[group_id], members, note, tuple(notes)))
         return tuple(group for group in groups if group.members)
 
-    def _keys(self, edge: Edge) -> list[_Key]:
+    def _keys(self, edge: Edge) -> list[_ArrowKey]:
+        source = edge.source.value
         if edge in self.grouped:
             return [self.grouped[edge]]
-        if edge.absorbing:
-            return [("absorb", edge.source)]
+        if edge.dest is None:
+            return [_ArrowKey(ArrowKind.absorb, source, source)]
         if edge.guard is None:
-            return [("plain", edge.source, edge.dest)]
+            return [_ArrowKey(ArrowKind.plain, source, edge.dest.value)]
         routes = self.definition.edges_from(edge.source, edge.trigger)
         signature = tuple((e.guard, e.dest, e.stop_reason) for e in routes)
         choice_id = self.choices.setdefault(signature, f"choice{len(self.choices) + 1}")
-        return [("into", edge.source, choice_id), ("branch", choice_id, edge.dest)]
+        return [
+            _ArrowKey(ArrowKind.into_choice, source, choice_id),
+            _ArrowKey(ArrowKind.branch, choice_id, edge.dest.value),
+        ]
 
-    def _arrow(self, key: _Key, edges: list[Edge]) -> Arrow | None:
-        kind, first = key[0], edges[0]
-        src, dst = first.source.value, None if first.dest is None else first.dest.value
+    def _arrow(self, key: _ArrowKey, edges: list[Edge]) -> Arrow:
         triggers = (Line(", ".join(dict.fromkeys(e.trigger.value for e in edges))),)
-        if kind == "note":
-            return None
-        if kind == "absorb":
-            text = absorbed_text((e.trigger.value for e in edges), self.triggers)
-            return Arrow(src, src, ArrowKind.absorb, (Line(text),), tuple(edges))
-        if kind == "into":
-            return Arrow(src, str(key[2]), ArrowKind.into_choice, triggers)
-        assert dst is not None
-        if kind == "branch":
-            return Arrow(
-                str(key[1]), dst, ArrowKind.branch, self._branch_lines(edges), tuple(edges)
-            )
-        # "group" arrows leave the group; "plain" ones leave their source.
-        tail = str(key[1]) if kind == "group" else src
-        return Arrow(tail, dst, ArrowKind.plain, triggers, tuple(edges))
+        match key.kind:
+            case ArrowKind.absorb:
+                text = absorbed_text((e.trigger.value for e in edges), self.triggers)
+                return Arrow(key.tail, key.head, key.kind, (Line(text),), tuple(edges))
+            case ArrowKind.into_choice:
+                # The branch out of the choice ends these edges' paths; see the header.
+                return Arrow(key.tail, key.head, key.kind, triggers)
+            case ArrowKind.branch:
+                return Arrow(key.tail, key.head, key.kind, self._branch_lines(edges), tuple(edges))
+            case _:  # plain: from a state, or from a group for every member
+                return Arrow(key.tail, key.head, key.kind, triggers, tuple(edges))
 
     def _branch_lines(self, edges: list[Edge]) -> tuple[Line, ...]:
         """Each guard into one state, in priority order, with what takes it."""

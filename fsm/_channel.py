@@ -11,11 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from linkstate._events import CloseEvent, Initiator, Phase, normalise
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule
+
+if TYPE_CHECKING:
+    # For the annotation only: the runtime imports the core, never the reverse,
+    # so the synchronous core loads without the runtime (and without trio).
+    from linkstate.runtime._supervisor import Transport
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -41,8 +46,9 @@ class Channel:
         policy: The reconnect policy this platform wants by default.
         extract: Turns the platform's native errors into a :class:`CloseEvent`;
             defaults to the generic :func:`linkstate._events.normalise`. Must never raise.
-        transport: Opens real connections for the runtime, where the channel
-            has one we can test for real; None otherwise.
+        transport: The transport factory (``url -> Transport``) that opens
+            real connections for the runtime, where the channel has one we
+            can test for real; None otherwise.
 
     """
 
@@ -51,7 +57,7 @@ class Channel:
     table: CloseTable
     policy: ReconnectPolicy = field(default_factory=ReconnectPolicy)
     extract: Extractor = normalise
-    transport: object | None = None
+    transport: Callable[[str], Transport] | None = None
 
     def event(
         self, raw: object, *, phase: Phase | None = None, initiator: Initiator | None = None
@@ -109,6 +115,7 @@ def load_channel(name: str) -> Channel:
     if not isinstance(loaded, Channel):
         raise ChannelError(
             f"channel {name!r}: entry point {matches[0].value!r} gives a "
-            f"{type(loaded).__name__}, not a linkstate.Channel; point it at the module's Channel object"
+            f"{type(loaded).__name__}, not a linkstate.Channel; point it at the module's "
+            "Channel object"
         )
     return loaded

@@ -15,9 +15,13 @@ Rules this table keeps (``linkstate.check._checker`` proves each one):
 3. A retryable close goes to ``failed`` when the retry budget is spent, else
    when the link is flapping, else to ``reconnecting``.
 4. ``abort`` takes every non-terminal state to ``stopped``.
-5. Terminal states absorb every trigger except ``reset``, which is the only
-   way out of them and exists only there. transitions' ``final`` flag is a
-   marker, not a lock, so the absorbing edges are declared here.
+5. Terminal states absorb every trigger except their ways out, which exist
+   only there: ``reset``, a person's act, leaves every terminal state;
+   ``resume``, a new run picking up a link it stopped locally, leaves only
+   ``stopped`` (the state ``abort`` enters). ``needs_relink`` and ``failed``
+   absorb ``resume``: they wait for a person, however often the process
+   restarts. transitions' ``final`` flag is a marker, not a lock, so the
+   absorbing edges are declared here.
 6. A trigger that a non-terminal state does not list is a caller bug and
    raises :class:`LifecycleError`, naming the state, the trigger and the fix.
 7. A :class:`Definition` is checked when it is built: every state, trigger
@@ -44,6 +48,7 @@ __all__ = [
     "CLOSE_ROUTES",
     "CLOSE_TRIGGERS",
     "DECISIONS",
+    "EXIT_TRIGGERS",
     "LIFECYCLE",
     "TERMINAL_STATES",
     "Decision",
@@ -88,7 +93,15 @@ class Trigger(StrEnum):
     abort = "abort"
     """We stop the link locally (cancellation, shutdown, time limit)."""
     reset = "reset"
-    """An operator acted (relinked, fixed the config): the only way out of a terminal state."""
+    """An operator acted (relinked, fixed the cause): leave any terminal state, budget refilled."""
+    resume = "resume"
+    """A new run picks up a link stopped locally: out of ``stopped``, budget and history kept.
+
+    Only a healthy connection or a person's ``reset`` refills the retry
+    budget. A process restart says
+    nothing about the link's health; were it to refill the budget, a crash
+    loop (or a manager that restarts stopped workers) would retry forever.
+    """
 
 
 class StopReason(StrEnum):
@@ -103,6 +116,8 @@ class StopReason(StrEnum):
 
 TERMINAL_STATES: Final = frozenset({State.needs_relink, State.failed, State.stopped})
 CLOSE_TRIGGERS: Final = (Trigger.connect_failed, Trigger.closed, Trigger.watchdog_expired)
+EXIT_TRIGGERS: Final = frozenset({Trigger.reset, Trigger.resume})
+"""The triggers that may leave a terminal state (rule 5); terminal states absorb the others."""
 
 
 class LifecycleError(RuntimeError):
@@ -244,6 +259,13 @@ _PLAIN_EDGES: Final = (
 
 _LIVE_STATES: Final = (State.idle, State.connecting, State.open, State.reconnecting)
 
+# The ways out of each terminal state, all back to ``idle``; it absorbs every other trigger.
+_EXITS: Final = {
+    State.needs_relink: (Trigger.reset,),
+    State.failed: (Trigger.reset,),
+    State.stopped: (Trigger.reset, Trigger.resume),
+}
+
 
 @dataclass(frozen=True)
 class Definition:
@@ -367,8 +389,9 @@ def _declare() -> Definition:
         for state in _LIVE_STATES
     )
     for state in sorted(TERMINAL_STATES, key=list(State).index):
-        edges.append(Edge(state, Trigger.reset, State.idle))
-        edges.extend(Edge(state, trigger, None) for trigger in Trigger if trigger != Trigger.reset)
+        exits = _EXITS[state]
+        edges.extend(Edge(state, trigger, State.idle) for trigger in exits)
+        edges.extend(Edge(state, trigger, None) for trigger in Trigger if trigger not in exits)
     return Definition(
         states=tuple(State),
         initial=State.idle,

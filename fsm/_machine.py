@@ -34,8 +34,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from transitions import EventData, Machine
-
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent, Initiator, Phase
 from linkstate._lifecycle import (
@@ -52,7 +50,8 @@ from linkstate._lifecycle import (
     invalid_trigger,
 )
 from linkstate._policy import ReconnectPolicy
-from linkstate._verdicts import Rule, Verdict
+from linkstate._verdicts import CLI_COMMANDS, OperatorCommands, Rule, Verdict
+from transitions import EventData, Machine
 
 __all__ = ["Link", "LinkMachine", "Observer", "TransitionRecord"]
 
@@ -72,6 +71,10 @@ class Link:
         delay: The latest backoff delay scheduled.
         last_event: The latest close event.
         last_rule: The table row that classified ``last_event``.
+        verdict: The verdict the guards decided on for ``last_event``: the
+            row's own, or ``fatal`` once the row escalated
+            (:attr:`linkstate._verdicts.Rule.escalate_after`). Records,
+            outcomes, statuses and the store all read it from here.
         repeats: Consecutive closes classified by ``last_rule`` since the link
             was last healthy; drives :attr:`linkstate._verdicts.Rule.escalate_after`.
         stop_reason: Why the link is in a terminal state.
@@ -92,6 +95,7 @@ class Link:
         "since",
         "state",
         "stop_reason",
+        "verdict",
     )
 
     def __init__(self, link_id: str, state: State = State.idle, since: float = 0.0) -> None:
@@ -104,6 +108,7 @@ class Link:
         self.delay: float | None = None
         self.last_event: CloseEvent | None = None
         self.last_rule: Rule | None = None
+        self.verdict: Verdict | None = None
         self.repeats = 0
         self.stop_reason: StopReason | None = None
         self.message: str | None = None
@@ -198,7 +203,7 @@ Observer = Callable[[TransitionRecord], None]
 class _Firing:
     """What one trigger carries into the guards and the after-callback."""
 
-    __slots__ = ("decision", "edge", "event", "now", "rule")
+    __slots__ = ("decision", "edge", "event", "now", "rule", "verdict")
 
     def __init__(
         self, now: float, decision: Decision | None, event: CloseEvent | None, rule: Rule | None
@@ -208,6 +213,12 @@ class _Firing:
         self.event = event
         self.rule = rule
         self.edge: Edge | None = None
+        # The one place the verdict is decided: the guards' (escalated) one
+        # when they are asked, else the row's own, for a close that a
+        # terminal state absorbs without asking them.
+        self.verdict = (
+            decision.verdict if decision is not None else None if rule is None else rule.verdict
+        )
 
 
 class LinkMachine:
@@ -218,6 +229,8 @@ class LinkMachine:
         policy: The reconnect policy; defaults to the channel's.
         definition: The lifecycle; defaults to :data:`linkstate._lifecycle.LIFECYCLE`.
         rng: The random source for jitter; pass a seeded one for reproducible runs.
+        commands: The operator commands that stop messages name; defaults to
+            the ``linkstate`` command line's.
 
     """
 
@@ -228,11 +241,13 @@ class LinkMachine:
         *,
         definition: Definition = LIFECYCLE,
         rng: random.Random | None = None,
+        commands: OperatorCommands = CLI_COMMANDS,
     ) -> None:
         self.channel = channel
         self.policy = policy if policy is not None else channel.policy
         self.definition = definition
         self.rng = rng if rng is not None else random.Random()
+        self.commands = commands
         self._observers: list[Observer] = []
         self._accepted = frozenset((e.source.value, e.trigger) for e in definition.edges)
         # The unguarded edge transitions takes for a state and trigger when no
@@ -384,6 +399,7 @@ class LinkMachine:
         if firing.event is not None:
             link.last_event = firing.event
             link.last_rule = firing.rule
+            link.verdict = firing.verdict
             link.opened_at = None
         enter = self._on_enter.get(edge.dest)
         if enter is not None:
@@ -395,31 +411,34 @@ class LinkMachine:
         link.message = self._stop_message(link, edge.stop_reason, firing)
 
     def _schedule_backoff(self, link: Link, edge: Edge, firing: _Firing) -> None:
-        assert firing.rule is not None and firing.event is not None
+        assert firing.rule is not None and firing.event is not None and firing.verdict is not None
         link.attempt += 1
         floor = max(firing.rule.min_delay, firing.event.retry_after or 0.0)
         link.delay = self.policy.backoff_delay(
-            link.attempt, firing.rule.verdict, floor=floor, previous=link.delay, rng=self.rng
+            link.attempt, firing.verdict, floor=floor, previous=link.delay, rng=self.rng
         )
 
     def _stop_message(self, link: Link, reason: StopReason | None, firing: _Firing) -> str:
         channel = self.channel
         event, rule = firing.event, firing.rule
         if reason in (StopReason.relink, StopReason.fatal) and event and rule:
-            return rule.operator_message(event, link=link.link_id, channel=channel.name)
-        last = _describe_close(event, rule)
+            return rule.operator_message(
+                event, link=link.link_id, channel=channel.name, commands=self.commands
+            )
+        last = _describe_close(event, rule, firing.verdict)
+        reset = self.commands.reset_for(link.link_id)
         if reason is StopReason.budget_spent:
             return (
                 f"{channel.title} link {link.link_id!r} failed: gave up after {link.attempt} "
                 f"reconnect attempts without a healthy connection (last close: {last}). "
-                f"Fix the cause, then run `linkstate reset {link.link_id}`."
+                f"Fix the cause, then run `{reset}`."
             )
         if reason is StopReason.flapping:
             return (
                 f"{channel.title} link {link.link_id!r} failed: it closed "
                 f"{len(link.recent_closes)} times within {self.policy.flap_window:g} s "
                 f"(last close: {last}). Something keeps taking the session; find it, then run "
-                f"`linkstate reset {link.link_id}`."
+                f"`{reset}`."
             )
         return f"{channel.title} link {link.link_id!r} stopped locally; start it again when ready."
 
@@ -441,20 +460,13 @@ class LinkMachine:
             None if event is None else event.status,  # status
             None if event is None else event.code,  # code
             None if rule is None else self._labels.get(id(rule)) or rule.label,  # rule
-            _effective_verdict(firing),  # verdict
+            None if firing.verdict is None else _VALUE[firing.verdict],  # verdict
             link.attempt,  # attempt
             link.delay if edge.dest is _RECONNECTING else None,  # delay
             None if edge.stop_reason is None else edge.stop_reason.value,  # stop_reason
             link.message if entered_terminal else None,  # message
             None if event is None else event.reason,  # reason
         )
-
-
-def _effective_verdict(firing: _Firing) -> str | None:
-    """The verdict the guards saw (escalated, if the rule escalated), else the rule's."""
-    if firing.decision is not None:
-        return _VALUE[firing.decision.verdict]
-    return None if firing.rule is None else _VALUE[firing.rule.verdict]
 
 
 def _trial_order(definition: Definition) -> list[Edge]:
@@ -508,20 +520,27 @@ def _enter_open(link: Link, edge: Edge, firing: _Firing) -> None:
 
 
 def _enter_idle(link: Link, edge: Edge, firing: _Firing) -> None:
-    """Forget the link's history: what an operator's ``reset`` means."""
-    link.attempt = 0
-    link.repeats = 0
-    link.recent_closes = ()
+    """Clear the stop; ``reset``, an operator's act, also forgets the link's history.
+
+    Any other way back (``resume`` after a local stop) keeps the attempt
+    counter, the escalation count and the flap history, so that restarting
+    the process never refills the retry budget (see
+    :attr:`linkstate._lifecycle.Trigger.resume`).
+    """
+    if edge.trigger is Trigger.reset:
+        link.attempt = 0
+        link.repeats = 0
+        link.recent_closes = ()
     link.opened_at = None
     link.delay = None
     link.stop_reason = None
     link.message = None
 
 
-def _describe_close(event: CloseEvent | None, rule: Rule | None) -> str:
-    if event is None or rule is None:
+def _describe_close(event: CloseEvent | None, rule: Rule | None, verdict: Verdict | None) -> str:
+    if event is None or rule is None or verdict is None:
         return "none"
-    text = f"{rule.label}, {rule.verdict.value}"
+    text = f"{rule.label}, {verdict.value}"
     return f"{text}: {event.reason}" if event.reason else text
 
 

@@ -12,7 +12,10 @@ Rules a table keeps, checked when it is built:
 2. A ``relink`` or ``fatal`` row carries an operator message: a terminal stop
    that does not tell the operator what to do is a bug.
 3. Messages use only the placeholders ``{status}``, ``{code}``, ``{reason}``,
-   ``{link}`` and ``{channel}``.
+   ``{link}``, ``{channel}``, ``{reset_command}`` and ``{relink_command}``.
+   The last two are the framework's: the command that brings the link back,
+   spelled by :class:`OperatorCommands` (the ``linkstate`` command line's by
+   default), so that no channel spells out a command line by hand.
 4. Rows for the same status or code are tried in order, so a row with a
    narrowing predicate (``reason_contains``, ``flag``) must come before a
    plain row for the same key; a plain row that shadows a later row is an
@@ -36,9 +39,11 @@ from typing import Final, Protocol, runtime_checkable
 from linkstate._events import CloseEvent
 
 __all__ = [
+    "CLI_COMMANDS",
     "MESSAGE_PLACEHOLDERS",
     "Classifier",
     "CloseTable",
+    "OperatorCommands",
     "Rule",
     "TableError",
     "Verdict",
@@ -70,7 +75,48 @@ class Verdict(StrEnum):
 
 _RETRYABLE: Final = frozenset({Verdict.retry, Verdict.retry_now})
 
-MESSAGE_PLACEHOLDERS: Final = frozenset({"status", "code", "reason", "link", "channel"})
+MESSAGE_PLACEHOLDERS: Final = frozenset(
+    {"status", "code", "reason", "link", "channel", "reset_command", "relink_command"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorCommands:
+    """The commands that operator messages name: ``{reset_command}``, ``{relink_command}``.
+
+    Each is a template in which ``{link}`` stands for the link's id; nothing
+    else in it is a placeholder. The defaults are the ``linkstate`` command
+    line's own operator commands. An application that offers its operator
+    other commands (a gateway's admin page, say) gives its
+    :class:`linkstate._machine.LinkMachine` its own.
+
+    Attributes:
+        reset: After the cause is fixed: any terminal state back to ``idle``.
+        relink: After the account is relinked: ``needs_relink`` back to ``idle``.
+
+    """
+
+    reset: str = "linkstate reset {link}"
+    relink: str = "linkstate relink {link}"
+
+    # replace, not format: any other braces in a command (a shell's ${VAR})
+    # stay as written, and a template can never fail at a stop.
+
+    def reset_for(self, link: str) -> str:
+        """The reset command for ``link``: what ``{reset_command}`` says."""
+        return self.reset.replace("{link}", link)
+
+    def relink_for(self, link: str) -> str:
+        """The relink command for ``link``: what ``{relink_command}`` says."""
+        return self.relink.replace("{link}", link)
+
+    def placeholders(self, link: str) -> dict[str, str]:
+        """The values of ``{reset_command}`` and ``{relink_command}`` for ``link``."""
+        return {"reset_command": self.reset_for(link), "relink_command": self.relink_for(link)}
+
+
+CLI_COMMANDS: Final = OperatorCommands()
+"""The ``linkstate`` command line's operator commands: what messages name by default."""
 
 
 class TableError(ValueError):
@@ -150,7 +196,14 @@ class Rule:
             return Verdict.fatal
         return self.verdict
 
-    def operator_message(self, event: CloseEvent, *, link: str, channel: str) -> str:
+    def operator_message(
+        self,
+        event: CloseEvent,
+        *,
+        link: str,
+        channel: str,
+        commands: OperatorCommands = CLI_COMMANDS,
+    ) -> str:
         """The message to show a person, with the placeholders filled in."""
         template = self.message or f"{self.name}: {self.meaning}"
         values: Mapping[str, object] = {
@@ -159,6 +212,7 @@ class Rule:
             "reason": event.reason or "no reason given",
             "link": link,
             "channel": channel,
+            **commands.placeholders(link),
         }
         return template.format_map(values)
 

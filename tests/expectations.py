@@ -1,8 +1,8 @@
 """Golden examples for the bundled channels, gathered for the conformance kit.
 
 Each pair is a close as the platform (or its best-known client library)
-reports it, and the verdict the reference facts
-(/work/shared/reference/close-codes.md) call for. The tables themselves are
+reports it, and the verdict the platform's documentation calls for (each
+channel module's header says where its facts come from). The tables themselves are
 restated once, in each channel's own test module; this module only reshapes
 them into the kit's ``(raw, verdict)`` pairs and adds the Baileys shapes of
 WhatsApp's 440, the close this project exists for. The conformance kit checks
@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from linkstate._verdicts import Verdict
+from linkstate.testing._kit import Expectation
 from test_channel_tables import EXPECTED as NATIVE
 from test_whatsapp import EXPECTED as WHATSAPP_STATUSES
-
-from linkstate.testing._kit import Expectation
-from linkstate._verdicts import Verdict
 
 # How Baileys and its wrappers deliver WhatsApp's session conflict.
 BAILEYS_440: Final[tuple[Expectation, ...]] = (

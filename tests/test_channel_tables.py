@@ -1,7 +1,8 @@
 """Every row of the Discord, Slack, Telegram and Matrix tables, reached through native input.
 
-The expectations below restate /work/shared/reference/close-codes.md: one
-native example per row, the row it must reach and that row's verdict. The
+The expectations below restate each platform's documented close codes (see
+each channel module's table rules): one native example per row, the row it
+must reach and that row's verdict. The
 tests check the mapping both ways: every expectation reaches its row, and
 every row of every table (defaults included) has an expectation, so a row
 cannot be added, dropped or changed without this file noticing.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import string
 
 import pytest
-
 from linkstate._channel import Channel, available_channels, load_channel
 from linkstate._verdicts import Rule, Verdict
 
@@ -176,8 +176,18 @@ def test_every_stop_message_names_the_link_and_the_way_out(name: str, rule: Rule
     assert rule.message is not None
     fields = {f for _, f, _, _ in string.Formatter().parse(rule.message) if f}
     assert "link" in fields
-    assert "linkstate reset {link}" in rule.message
+    assert "`{reset_command}`" in rule.message
     assert "has stopped" in rule.message
+
+
+@pytest.mark.parametrize("name", available_channels())
+def test_no_message_spells_out_a_command_line_by_hand(name: str) -> None:
+    for rule in load_channel(name).table.rows():
+        text = rule.message or ""
+        assert "linkstate reset" not in text and "linkstate relink" not in text, (
+            f"{name} row {rule.label}: name the command with {{reset_command}} or "
+            "{relink_command}; the framework spells it"
+        )
 
 
 @pytest.mark.parametrize("name", CHANNELS)

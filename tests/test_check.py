@@ -1,4 +1,4 @@
-"""``linkstate.check._checker`` and ``linkstate check``: the bundled machine is proven; broken ones are named.
+"""The checker and ``linkstate check``: the bundled machine is proven; broken ones are named.
 
 Each seeded bug below builds a mutated definition (or table) from the real
 one and asserts the check reports it with the state, trigger and verdict.
@@ -13,10 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from linkstate._channel import available_channels, load_channel
-from linkstate.check._checker import Kind, Report, check, check_rows, promised_route
-from linkstate.cli import main
 from linkstate._lifecycle import (
     DECISIONS,
     LIFECYCLE,
@@ -30,6 +27,8 @@ from linkstate._lifecycle import (
 )
 from linkstate._machine import LinkMachine
 from linkstate._verdicts import CloseTable, Rule, Verdict
+from linkstate.check._checker import Kind, Report, check, check_rows, promised_route
+from linkstate.cli import main
 
 WHATSAPP = load_channel("whatsapp")
 
@@ -155,6 +154,48 @@ def test_reset_missing_or_misplaced() -> None:
         without(lambda e: e.source is State.stopped and e.trigger is Trigger.reset)
     ).kinds() == {Kind.no_reset}
     assert Kind.no_reset in check(plus(Edge(State.open, Trigger.reset, State.idle))).kinds()
+
+
+def test_resume_missing_or_misplaced() -> None:
+    report = check(
+        replace(
+            LIFECYCLE,
+            edges=tuple(
+                replace(e, dest=None)
+                if e.source is State.stopped and e.trigger is Trigger.resume
+                else e
+                for e in LIFECYCLE.edges
+            ),
+        )
+    )
+    only(report, Kind.no_resume)
+    assert (report.findings[0].state, report.findings[0].trigger) == (
+        State.stopped,
+        Trigger.resume,
+    )
+    assert "entered by a local stop (abort)" in report.render()
+    misplaced = check(plus(Edge(State.reconnecting, Trigger.resume, State.idle)))
+    only(misplaced, Kind.no_resume)
+    assert "state 'reconnecting' is not terminal but has a 'resume' edge" in misplaced.render()
+
+
+def test_a_needs_relink_link_that_resumes_on_its_own_is_a_terminal_exit() -> None:
+    broken = replace(
+        LIFECYCLE,
+        edges=tuple(
+            replace(e, dest=State.idle)
+            if e.source is State.needs_relink and e.trigger is Trigger.resume
+            else e
+            for e in LIFECYCLE.edges
+        ),
+    )
+    report = check(broken)
+    only(report, Kind.terminal_exit)
+    assert (report.findings[0].state, report.findings[0].trigger) == (
+        State.needs_relink,
+        Trigger.resume,
+    )
+    assert "no local stop enters it" in report.render()
 
 
 def test_unreachable_and_dead_end_states() -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from linkstate.cli import main
 
 SEED_440 = '{"status": 440, "isLoggedOut": false, "error": "Unknown Stream Errored (conflict)"}'
@@ -51,6 +50,17 @@ def test_428_then_440(capsys: pytest.CaptureFixture[str]) -> None:
     elapsed = next(t for t in transitions if t["trigger"] == "backoff_elapsed")
     # The virtual clock advanced by exactly the delay the machine chose.
     assert elapsed["t"] == pytest.approx(backoff["t"] + backoff["delay"], abs=1e-6)
+
+
+def test_slack_escalation_ends_with_the_fatal_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["slack", *["--fail", "too_many_websockets"] * 3]
+    *transitions, last = run_json(capsys, *argv)
+    assert (last["final"], last["verdict"], last["stop_reason"]) == ("failed", "fatal", "fatal")
+    assert [t["verdict"] for t in transitions if t["trigger"] == "connect_failed"] == [
+        "retry",
+        "retry",
+        "fatal",
+    ]
 
 
 def test_script_runs_out_and_the_run_ends_with_an_abort(

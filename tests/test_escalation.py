@@ -11,16 +11,23 @@ as the machine applies them.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
-
 from linkstate._channel import Channel, load_channel
 from linkstate._lifecycle import State, StopReason, Trigger
 from linkstate._machine import Link, LinkMachine
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule, TableError, Verdict
+from linkstate.runtime._fleet import open_fleet
+from linkstate.runtime._scripted import Reject, ScriptedTransport
+from linkstate.runtime._supervisor import Supervisor
+from linkstate.store._journal import open_journal
+from linkstate.store._sqlite import SQLiteStore
 
 SLACK = load_channel("slack")
 TOO_MANY = "too_many_websockets"
@@ -62,6 +69,40 @@ def test_too_many_websockets_at_connect_time_fails_on_the_third_in_a_row() -> No
     assert record.message is not None
     assert "other instances" in record.message and "app-1" in record.message
     assert link.stop_reason is StopReason.fatal
+
+
+async def test_the_supervisor_reports_the_escalated_verdict_everywhere(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = ScriptedTransport([Reject(TOO_MANY)] * LIMIT)
+    with SQLiteStore(tmp_path / "x.db") as store:
+        async with open_journal(store) as journal:
+            supervisor = Supervisor(
+                SLACK, transport, link_id="app-1", rng=random.Random(7), journal=journal
+            )
+            outcome = await supervisor.run()
+            # A second run of the failed link only logs the stored message again.
+            await Supervisor(SLACK, transport, link_id="app-1", journal=journal).run()
+        row = store.load("app-1")
+    assert (outcome.state, outcome.verdict, outcome.stop_reason) == ("failed", "fatal", "fatal")
+    assert outcome.records[-1].verdict == "fatal"
+    assert row is not None and (row.state, row.verdict) == ("failed", "fatal")
+    operator = [r for r in caplog.records if getattr(r, "operator_message", False)]
+    assert [getattr(r, "verdict", None) for r in operator] == ["fatal", "fatal"]
+    # Loaded again, the link still says fatal, the verdict its table row alone never gives.
+    again = row.to_link(now=0.0, wall=row.updated, channel=SLACK)
+    assert again.verdict is Verdict.fatal and again.last_rule is not None
+    assert again.last_rule.verdict is Verdict.retry
+
+
+async def test_a_fleet_status_shows_the_escalated_verdict(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fleet(rng=random.Random(7)) as fleet:
+        fleet.start("app-1", SLACK, ScriptedTransport([Reject(TOO_MANY)] * LIMIT))
+        await fleet.wait("app-1")
+        status = fleet.status("app-1")
+    assert (status.state, status.verdict) == ("failed", "fatal")
 
 
 def test_a_different_close_in_between_restarts_the_count() -> None:

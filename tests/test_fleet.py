@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-
+from linkstate._policy import ReconnectPolicy
 from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 from linkstate.runtime._fleet import FleetError, RestartPolicy, open_fleet
-from linkstate.store._journal import open_journal
-from linkstate._policy import ReconnectPolicy
 from linkstate.runtime._scripted import Close, ScriptedTransport
-from linkstate.store._sqlite import RESUMED, Entry, SQLiteStore, StoreError
+from linkstate.runtime._supervisor import RESUMED
+from linkstate.store._journal import open_journal
+from linkstate.store._sqlite import Entry, SQLiteStore, StoreError
 
 POLICY = ReconnectPolicy(flap_closes=0)
 
@@ -204,7 +204,7 @@ async def test_without_a_store_a_crash_resumes_the_same_link(
     first = outcome.records[0]
     assert (first.src, first.trigger, first.reason, first.attempt) == (
         "stopped",
-        "reset",
+        "resume",
         RESUMED,
         1,
     )

@@ -12,8 +12,6 @@ import sys
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-
-from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 from linkstate._lifecycle import (
     CLOSE_TRIGGERS,
     DECISIONS,
@@ -27,6 +25,7 @@ from linkstate._lifecycle import (
 from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import Verdict
+from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 
 
 def open_link(machine: LinkMachine, now: float = 0.0) -> Link:
@@ -121,6 +120,27 @@ def test_terminal_states_absorb_everything_but_reset() -> None:
         assert record.absorbed and link.state == State.needs_relink
     record = machine.fire(link, Trigger.reset, 3)
     assert (record.dst, link.attempt, link.message, link.stop_reason) == ("idle", 0, None, None)
+
+
+def test_resume_takes_only_a_stopped_link_back_keeping_its_budget() -> None:
+    machine = LinkMachine(WHATSAPP, ReconnectPolicy(flap_closes=0))
+    link = open_link(machine)
+    machine.close(link, 428, 1)
+    machine.fire(link, Trigger.abort, 2)
+    kept = (link.attempt, link.repeats, link.recent_closes, link.verdict)
+    record = machine.fire(link, Trigger.resume, 3)
+    assert (record.src, record.trigger, record.dst, record.attempt) == (
+        "stopped",
+        "resume",
+        "idle",
+        1,
+    )
+    assert (link.attempt, link.repeats, link.recent_closes, link.verdict) == kept
+    assert (link.stop_reason, link.message, link.delay) == (None, None, None)
+    machine.fire(link, Trigger.start, 4)
+    machine.close(link, 440, 5, trigger=Trigger.connect_failed)
+    record = machine.fire(link, Trigger.resume, 6)
+    assert record.absorbed and link.state == State.needs_relink
 
 
 def test_invalid_trigger_names_state_trigger_and_fix() -> None:
@@ -278,10 +298,20 @@ class CoreLifecycle(RuleBasedStateMachine):
     def reset(self) -> None:
         self.fire(Trigger.reset)
 
+    @rule()
+    def resume(self) -> None:
+        kept = (self.link.attempt, self.link.repeats, self.link.recent_closes)
+        self.fire(Trigger.resume)
+        if self.record is not None and self.record.src == State.stopped:
+            assert (self.link.attempt, self.link.repeats, self.link.recent_closes) == kept
+
     @invariant()
-    def only_reset_leaves_a_terminal_state(self) -> None:
+    def only_reset_and_resume_from_stopped_leave_a_terminal_state(self) -> None:
         if self.record is not None and self.terminal_before:
-            if self.record.trigger == Trigger.reset:
+            leaves = self.record.trigger == Trigger.reset or (
+                self.record.trigger == Trigger.resume and self.record.src == State.stopped
+            )
+            if leaves:
                 assert self.record.dst == State.idle
             else:
                 assert self.record.dst == self.record.src

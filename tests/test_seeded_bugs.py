@@ -8,6 +8,8 @@
 | a terminal state with an exit edge      | ``linkstate check``; kit state machine            |
 | two overlapping guards                  | ``linkstate check``; path coverage (shadowed edge)|
 | a gap for one verdict                   | ``linkstate check``; kit state machine            |
+| ``needs_relink`` resumes on its own     | ``linkstate check``; kit state machine            |
+| ``resume`` refills the retry budget     | kit state machine (core); runtime stateful test   |
 
 The state machines are run programmatically with a fixed seed and no
 shrinking (the failure is what matters here, not its minimal form).
@@ -22,15 +24,22 @@ import pytest
 from expectations import EXPECTED
 from hypothesis import Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
-from test_runtime_stateful import whatsapp_runtime
-
 from linkstate._channel import Channel, load_channel
-from linkstate.check._checker import Kind, check
 from linkstate._events import CloseEvent
-from linkstate._lifecycle import LIFECYCLE, Decision, Definition, Edge, LifecycleError, State, Trigger
+from linkstate._lifecycle import (
+    LIFECYCLE,
+    Decision,
+    Definition,
+    Edge,
+    LifecycleError,
+    State,
+    Trigger,
+)
 from linkstate._machine import Link, LinkMachine, TransitionRecord
-from linkstate.check._paths import edge_cover
 from linkstate._policy import ReconnectPolicy
+from linkstate._verdicts import CloseTable, Rule, Verdict
+from linkstate.check._checker import Kind, check
+from linkstate.check._paths import edge_cover
 from linkstate.testing._kit import (
     assert_conformance,
     assert_expected,
@@ -38,7 +47,7 @@ from linkstate.testing._kit import (
     conformance_machine,
     runtime_machine,
 )
-from linkstate._verdicts import CloseTable, Rule, Verdict
+from test_runtime_stateful import whatsapp_runtime
 
 WHATSAPP = load_channel("whatsapp")
 HUNT = settings(
@@ -206,3 +215,65 @@ def test_a_gap_for_one_verdict_is_caught_by_check_and_the_kit() -> None:
         run_state_machine_as_test(
             conformance_machine(WHATSAPP, machine_factory=factory), settings=HUNT
         )
+
+
+# -- bug 6: needs_relink resumes on its own when the process restarts ------------------------
+
+
+def resume_from_needs_relink() -> Definition:
+    return replace(
+        LIFECYCLE,
+        edges=tuple(
+            Edge(State.needs_relink, Trigger.resume, State.idle)
+            if e.source is State.needs_relink and e.trigger is Trigger.resume
+            else e
+            for e in LIFECYCLE.edges
+        ),
+    )
+
+
+def test_a_needs_relink_that_resumes_is_caught_by_check_and_the_kit() -> None:
+    broken = resume_from_needs_relink()
+    report = check(broken, WHATSAPP)
+    assert report.kinds() == {Kind.terminal_exit}
+    (finding,) = report.findings
+    assert (finding.state, finding.trigger) == (State.needs_relink, Trigger.resume)
+
+    def factory(channel: Channel, policy: ReconnectPolicy, rng: random.Random) -> LinkMachine:
+        return LinkMachine(channel, policy, definition=broken, rng=rng)
+
+    fails(conformance_machine(WHATSAPP, machine_factory=factory), "machine went to 'idle'")
+
+
+# -- bug 7: resume refills the retry budget ---------------------------------------------------
+
+
+class RefillOnResume(LinkMachine):
+    """A restart loop's favourite bug: every new run of a stopped link gets a fresh budget."""
+
+    def fire(
+        self,
+        link: Link,
+        trigger: Trigger,
+        now: float,
+        *,
+        event: CloseEvent | None = None,
+        rule: Rule | None = None,
+    ) -> TransitionRecord:
+        record = super().fire(link, trigger, now, event=event, rule=rule)
+        if trigger is Trigger.resume:
+            link.attempt = 0
+            record = replace(record, attempt=0)
+        return record
+
+
+def refill_on_resume(channel: Channel, policy: ReconnectPolicy, rng: random.Random) -> LinkMachine:
+    return RefillOnResume(channel, policy, rng=rng)
+
+
+def test_refill_on_resume_is_caught_by_the_kit_state_machine() -> None:
+    fails(conformance_machine(WHATSAPP, machine_factory=refill_on_resume), "attempt counter")
+
+
+def test_refill_on_resume_is_caught_by_the_runtime_stateful_test() -> None:
+    fails(runtime_machine(WHATSAPP, machine_factory=refill_on_resume), "attempt counter")

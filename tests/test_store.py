@@ -9,22 +9,20 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-
-from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
-from linkstate.store._journal import Journal, open_journal
-from linkstate._lifecycle import State, Trigger
+from linkstate._lifecycle import LifecycleError, State, Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate._policy import ReconnectPolicy
-from linkstate.runtime._supervisor import Supervisor
-from linkstate.runtime._scripted import Close, ScriptedTransport
+from linkstate.channels.slack import CHANNEL as SLACK
+from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
+from linkstate.runtime._scripted import Close, Reject, ScriptedTransport
+from linkstate.runtime._supervisor import RESUMED, Supervisor
+from linkstate.store._journal import Journal, open_journal
 from linkstate.store._sqlite import (
-    RESUMED,
     LinkRow,
     SQLiteStore,
     StoreConflictError,
     StoreError,
     operator_reset,
-    resume_stopped,
 )
 
 WALL = 1_700_000_000.0
@@ -197,16 +195,19 @@ def test_resume_keeps_the_budget_an_operator_reset_clears(tmp_path: Path) -> Non
     machine.close(link, 428, 1.0, trigger=Trigger.connect_failed)
     machine.fire(link, Trigger.abort, 2.0)
     assert (link.state, link.attempt, link.repeats) == ("stopped", 1, 1)
-    record = resume_stopped(machine, link, 3.0)
-    assert (record.src, record.dst, record.attempt, record.reason) == (
+    record = machine.fire(link, Trigger.resume, 3.0)
+    assert (record.src, record.dst, record.trigger, record.attempt) == (
         "stopped",
         "idle",
+        "resume",
         1,
-        RESUMED,
     )
-    assert (link.attempt, link.repeats) == (1, 1)
-    with pytest.raises(StoreError, match="not 'stopped'"):
-        resume_stopped(machine, link, 4.0)
+    assert (link.attempt, link.repeats, link.stop_reason) == (1, 1, None)
+    with pytest.raises(LifecycleError, match="'resume' is not valid in state 'idle'"):
+        machine.fire(link, Trigger.resume, 4.0)
+    machine.fire(link, Trigger.abort, 5.0)
+    machine.fire(link, Trigger.reset, 6.0)
+    assert (link.state, link.attempt, link.repeats) == ("idle", 0, 0)
 
 
 # -- files that cannot be used -----------------------------------------------------
@@ -402,16 +403,51 @@ async def test_a_stopped_link_resumes_keeping_its_attempts(
     assert (first.outcome.state, first.outcome.attempts) == ("stopped", 1)
     second, transport = await run_once(path, Close(440))
     records = second.outcome.records
-    assert (records[0].src, records[0].trigger, records[0].dst) == ("stopped", "reset", "idle")
+    assert (records[0].src, records[0].trigger, records[0].dst) == ("stopped", "resume", "idle")
     assert records[0].reason == RESUMED and records[0].attempt == 1
     assert (second.outcome.state, transport.connects) == ("needs_relink", 1)
     with SQLiteStore(path, create=False) as store:
         assert [h.record.trigger for h in store.history("acct1")][-4:] == [
-            "reset",
+            "resume",
             "start",
             "opened",
             "closed",
         ]
+
+
+async def test_an_escalation_count_survives_a_stop_a_restart_and_the_resume(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Slack's too_many_websockets is fatal on the third in a row: two before
+    # the stop and one after the restart must still add up to three.
+    path = tmp_path / "x.db"
+    busy = "too_many_websockets"
+
+    async def run(steps: list[Reject], stop_after: int) -> Supervisor:
+        with SQLiteStore(path, wall=wall_clock) as store:
+            async with open_journal(store) as journal:
+                sup = Supervisor(SLACK, ScriptedTransport(steps), link_id="app", journal=journal)
+                refused: list[TransitionRecord] = []
+
+                def stop_when_due(record: TransitionRecord) -> None:
+                    if record.trigger == "connect_failed":
+                        refused.append(record)
+                    if len(refused) == stop_after or record.dst == "open":
+                        sup.abort()
+
+                sup.subscribe(stop_when_due)
+                await sup.run()
+        return sup
+
+    first = await run([Reject(busy), Reject(busy)], stop_after=2)
+    assert (first.outcome.state, first.link.repeats) == ("stopped", 2)
+    second = await run([Reject(busy)], stop_after=1)
+    assert [r.trigger for r in second.outcome.records[:2]] == ["resume", "start"]
+    outcome = second.outcome
+    assert (outcome.state, outcome.verdict, outcome.stop_reason) == ("failed", "fatal", "fatal")
+    with SQLiteStore(path, create=False) as store:
+        row = store.load("app")
+        assert row is not None and (row.state, row.verdict, row.repeats) == ("failed", "fatal", 3)
 
 
 async def test_a_link_killed_while_reconnecting_sleeps_only_the_rest(

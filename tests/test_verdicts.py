@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import pytest
-
+from linkstate._channel import Channel
 from linkstate._events import CloseEvent
-from linkstate._verdicts import CloseTable, Rule, TableError, Verdict
+from linkstate._lifecycle import Trigger
+from linkstate._machine import LinkMachine
+from linkstate._policy import ReconnectPolicy
+from linkstate._verdicts import (
+    CLI_COMMANDS,
+    CloseTable,
+    OperatorCommands,
+    Rule,
+    TableError,
+    Verdict,
+)
+from linkstate.cli import build_parser
 
 UNKNOWN = Rule(Verdict.retry, "unknown", "not listed")
 NO_STATUS = Rule(Verdict.retry, "noStatus", "no status")
@@ -67,6 +78,8 @@ def test_rule_without_key_is_rejected() -> None:
 def test_unknown_placeholder_is_rejected() -> None:
     with pytest.raises(TableError, match=r"unknown placeholder\(s\) \['user'\]"):
         table(Rule(Verdict.fatal, "x", status=1, message="hi {user}"))
+    with pytest.raises(TableError, match=r"\['reset'\]; use only \[.*'relink_command'.*\]"):
+        table(Rule(Verdict.fatal, "x", status=1, message="run {reset}"))
 
 
 def test_negative_min_delay_is_rejected() -> None:
@@ -78,6 +91,49 @@ def test_operator_message_fills_placeholders() -> None:
     rule = Rule(Verdict.fatal, "x", status=1, message="{channel}/{link}: {status} {code} {reason}")
     text = rule.operator_message(CloseEvent(status=1), link="acct", channel="chan")
     assert text == "chan/acct: 1 none no reason given"
+
+
+def test_the_framework_fills_the_operator_commands_from_the_link_id() -> None:
+    rule = Rule(Verdict.relink, "x", status=1, message="`{relink_command}`, or `{reset_command}`")
+    event = CloseEvent(status=1)
+    text = rule.operator_message(event, link="acct-7", channel="chan")
+    assert text == "`linkstate relink acct-7`, or `linkstate reset acct-7`"
+    gateway = OperatorCommands(reset="gw reset --id {link} ${ENV}", relink="gw login {link}")
+    text = rule.operator_message(event, link="acct-7", channel="chan", commands=gateway)
+    assert text == "`gw login acct-7`, or `gw reset --id acct-7 ${ENV}`"
+
+
+def test_the_machine_names_its_commands_in_every_stop_message() -> None:
+    rule = Rule(Verdict.relink, "x", status=1, message="relink: `{relink_command}`")
+    retry = Rule(Verdict.retry, "y", status=2)
+    channel = Channel("c", "C", table(rule, retry), ReconnectPolicy(max_attempts=1))
+    gateway = OperatorCommands(reset="gw reset {link}", relink="gw login {link}")
+    for commands, relink, reset in (
+        (CLI_COMMANDS, "linkstate relink a", "linkstate reset a"),
+        (gateway, "gw login a", "gw reset a"),
+    ):
+        machine = LinkMachine(channel, commands=commands)
+        link = machine.new_link("a")
+        machine.fire(link, Trigger.start, 0)
+        assert machine.close(link, 1, 1, trigger=Trigger.connect_failed).message == (
+            f"relink: `{relink}`"
+        )
+        machine.fire(link, Trigger.reset, 2)
+        machine.fire(link, Trigger.start, 3)
+        machine.close(link, 2, 4, trigger=Trigger.connect_failed)
+        machine.fire(link, Trigger.backoff_elapsed, 5)
+        spent = machine.close(link, 2, 6, trigger=Trigger.connect_failed)
+        assert spent.stop_reason == "budget_spent"
+        assert spent.message is not None and spent.message.endswith(f"then run `{reset}`.")
+
+
+@pytest.mark.parametrize(
+    ("template", "command"), [(CLI_COMMANDS.reset, "reset"), (CLI_COMMANDS.relink, "relink")]
+)
+def test_the_default_commands_are_the_command_lines_own(template: str, command: str) -> None:
+    program, *argv = template.replace("{link}", "acct-7").split()
+    args = build_parser().parse_args([*argv, "--db", "state.db"])
+    assert (program, args.command, args.link) == ("linkstate", command, "acct-7")
 
 
 def test_verdict_properties() -> None:

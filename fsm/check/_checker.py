@@ -16,10 +16,14 @@ The checks, and the :class:`Kind` each failure is reported as:
 ``unreachable``        a state the initial state cannot reach
 ``dead_end``           a live state from which no terminal state is reachable
 ``terminal_exit``      a terminal state that leaves on a trigger other than
-                       ``reset``
+                       ``reset``, or on ``resume`` though no local stop
+                       (``abort``) enters it
 ``not_absorbing``      a terminal state that does not absorb some trigger
 ``no_reset``           a terminal state with no ``reset`` edge (no way out
                        for the operator); ``reset`` outside a terminal state
+``no_resume``          a terminal state that a local stop enters with no
+                       ``resume`` edge (a new run could never pick the link
+                       up); ``resume`` outside a terminal state
 ``no_abort``           a live state that ``abort`` does not take to a
                        terminal state
 ``no_stop_reason``     an edge into a terminal state with no stop reason
@@ -54,6 +58,7 @@ from typing import Final
 from linkstate._channel import Channel
 from linkstate._lifecycle import (
     DECISIONS,
+    EXIT_TRIGGERS,
     LIFECYCLE,
     Decision,
     Definition,
@@ -84,6 +89,7 @@ class Kind(StrEnum):
     terminal_exit = "terminal_exit"
     not_absorbing = "not_absorbing"
     no_reset = "no_reset"
+    no_resume = "no_resume"
     no_abort = "no_abort"
     no_stop_reason = "no_stop_reason"
     guard_unused = "guard_unused"
@@ -269,10 +275,10 @@ def check_rows(rows: Iterable[Rule]) -> list[Finding]:
 # -- the graph ---------------------------------------------------------------------
 
 
-def _successors(definition: Definition, *, through_reset: bool) -> dict[State, set[State]]:
+def _successors(definition: Definition, *, through_exits: bool) -> dict[State, set[State]]:
     graph: dict[State, set[State]] = {state: set() for state in definition.states}
     for edge in definition.edges:
-        if edge.dest is not None and (through_reset or edge.trigger is not Trigger.reset):
+        if edge.dest is not None and (through_exits or edge.trigger not in EXIT_TRIGGERS):
             graph[edge.source].add(edge.dest)
     return graph
 
@@ -290,7 +296,7 @@ def _reachable(graph: dict[State, set[State]], start: State) -> set[State]:
 
 def _graph_findings(definition: Definition) -> list[Finding]:
     findings: list[Finding] = []
-    graph = _successors(definition, through_reset=True)
+    graph = _successors(definition, through_exits=True)
     reached = _reachable(graph, definition.initial)
     findings.extend(
         Finding(
@@ -302,7 +308,7 @@ def _graph_findings(definition: Definition) -> list[Finding]:
         for state in definition.states
         if state not in reached
     )
-    forward = _successors(definition, through_reset=False)
+    forward = _successors(definition, through_exits=False)
     for state in definition.states:
         if state in definition.terminal:
             continue
@@ -331,31 +337,11 @@ def _graph_findings(definition: Definition) -> list[Finding]:
 
 def _terminal_findings(definition: Definition) -> list[Finding]:
     findings: list[Finding] = []
+    stopped_locally = _stopped_locally(definition)
     for edge in definition.edges:
-        terminal_source = edge.source in definition.terminal
-        if edge.trigger is Trigger.reset and not terminal_source:
-            findings.append(
-                Finding(
-                    Kind.no_reset,
-                    f"state {edge.source.value!r} is not terminal but has a 'reset' edge; "
-                    "'reset' is the operator's way out of a terminal state only",
-                    state=edge.source,
-                    trigger=edge.trigger,
-                    edges=(edge.describe(),),
-                )
-            )
-        elif terminal_source and edge.trigger is not Trigger.reset and not edge.absorbing:
-            findings.append(
-                Finding(
-                    Kind.terminal_exit,
-                    f"terminal state {edge.source.value!r} leaves on trigger "
-                    f"{edge.trigger.value!r} ({edge.describe()}); only 'reset' may leave a "
-                    "terminal state: make the edge absorbing (dest=None)",
-                    state=edge.source,
-                    trigger=edge.trigger,
-                    edges=(edge.describe(),),
-                )
-            )
+        misplaced = _misplaced_way_out(definition, edge, stopped_locally)
+        if misplaced is not None:
+            findings.append(misplaced)
         if (
             edge.dest in definition.terminal
             and edge.dest is not edge.source
@@ -383,6 +369,18 @@ def _terminal_findings(definition: Definition) -> list[Finding]:
                     trigger=Trigger.reset,
                 )
             )
+        resumes = [e for e in definition.edges_from(state, Trigger.resume) if not e.absorbing]
+        if state in stopped_locally and not resumes:
+            findings.append(
+                Finding(
+                    Kind.no_resume,
+                    f"terminal state {state.value!r} is entered by a local stop (abort) but has "
+                    "no 'resume' edge out, so a new run can never pick the link up; add one to "
+                    "the initial state",
+                    state=state,
+                    trigger=Trigger.resume,
+                )
+            )
         findings.extend(
             Finding(
                 Kind.not_absorbing,
@@ -396,6 +394,57 @@ def _terminal_findings(definition: Definition) -> list[Finding]:
             if trigger is not Trigger.reset and trigger not in accepted
         )
     return findings
+
+
+def _stopped_locally(definition: Definition) -> frozenset[State]:
+    """The terminal states that ``abort`` enters: a new run may resume a link there."""
+    return frozenset(
+        edge.dest
+        for edge in definition.edges
+        if edge.trigger is Trigger.abort and edge.dest in definition.terminal
+    )
+
+
+def _misplaced_way_out(
+    definition: Definition, edge: Edge, stopped_locally: frozenset[State]
+) -> Finding | None:
+    """``reset`` and ``resume`` only where they belong; no other trigger leaves a terminal state."""
+    terminal_source = edge.source in definition.terminal
+    trigger = edge.trigger.value
+    if edge.trigger is Trigger.reset and not terminal_source:
+        kind = Kind.no_reset
+        text = (
+            f"state {edge.source.value!r} is not terminal but has a 'reset' edge; "
+            "'reset' is the operator's way out of a terminal state only"
+        )
+    elif edge.trigger is Trigger.resume and not terminal_source:
+        kind = Kind.no_resume
+        text = (
+            f"state {edge.source.value!r} is not terminal but has a 'resume' edge; "
+            "'resume' is a new run's way out of a terminal state that a local stop enters only"
+        )
+    elif (
+        not terminal_source
+        or edge.absorbing
+        or edge.trigger is Trigger.reset
+        or (edge.trigger is Trigger.resume and edge.source in stopped_locally)
+    ):
+        return None
+    elif edge.trigger is Trigger.resume:
+        kind = Kind.terminal_exit
+        text = (
+            f"terminal state {edge.source.value!r} leaves on trigger 'resume' "
+            f"({edge.describe()}), but no local stop enters it: a link there waits for a "
+            "person, however often the process restarts. Make the edge absorbing (dest=None)"
+        )
+    else:
+        kind = Kind.terminal_exit
+        text = (
+            f"terminal state {edge.source.value!r} leaves on trigger {trigger!r} "
+            f"({edge.describe()}); only 'reset' may leave a terminal state, and 'resume' one "
+            "that a local stop enters: make the edge absorbing (dest=None)"
+        )
+    return Finding(kind, text, state=edge.source, trigger=edge.trigger, edges=(edge.describe(),))
 
 
 # -- routing: exactly one edge per case ---------------------------------------------

@@ -271,7 +271,7 @@ def _copy(link: Link) -> Link:
 
 # Slots that do not influence any later decision; configurations differing
 # only in them are the same configuration for the search.
-_IRRELEVANT: Final = frozenset({"since", "delay", "message", "last_event", "link_id"})
+_IRRELEVANT: Final = frozenset({"since", "delay", "message", "last_event", "link_id", "verdict"})
 
 
 def _config(link: Link) -> tuple[object, ...]:

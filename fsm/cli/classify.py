@@ -7,9 +7,9 @@ import json
 import re
 from typing import Any, Final
 
-from linkstate.cli.common import CommandError, channel_or_exit, print_json
 from linkstate._lifecycle import Trigger
 from linkstate._machine import LinkMachine
+from linkstate.cli.common import CommandError, channel_or_exit, print_json
 
 __all__ = ["ORDER", "classify_event", "parse_event", "register"]
 
@@ -63,15 +63,15 @@ def classify_event(channel_name: str, raw: object) -> dict[str, object]:
     machine.fire(link, Trigger.opened, 0.0)
     record = machine.close(link, raw, 0.0)
     event = link.last_event
-    rule = link.last_rule
-    assert event is not None and rule is not None
+    rule, verdict = link.last_rule, link.verdict
+    assert event is not None and rule is not None and verdict is not None
     message = record.message or f"{rule.label}: {rule.meaning}; reconnecting"
     return {
         "channel": channel.name,
         "status": event.status,
         "code": event.code,
         "rule": rule.label,
-        "verdict": rule.verdict.value,
+        "verdict": verdict.value,
         "state": record.dst,
         "message": message,
         "reason": event.reason,

@@ -40,13 +40,12 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import trio
-
 from linkstate._channel import Channel
-from linkstate.store._journal import Journal
 from linkstate._lifecycle import State
-from linkstate._machine import Link, LinkMachine, TransitionRecord
+from linkstate._machine import Link, LinkMachine
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
+from linkstate.store._journal import Journal
 
 __all__ = ["Fleet", "FleetError", "LinkStatus", "RestartPolicy", "open_fleet"]
 
@@ -152,7 +151,6 @@ class _Member:
         "started",
         "stopping",
         "supervisor",
-        "verdict",
         "wait_scope",
     )
 
@@ -166,16 +164,10 @@ class _Member:
         self.supervisor: Supervisor | None = None
         self.outcome: Outcome | None = None
         self.error: str | None = None
-        self.verdict: str | None = None
         self.restarts = 0
         self.stopping = False
         self.wait_scope = trio.CancelScope()
         self.done = trio.Event()
-
-    def observe(self, record: TransitionRecord) -> None:
-        """Remember the verdict of each close, as the guards saw it."""
-        if record.verdict is not None:
-            self.verdict = record.verdict
 
 
 class Fleet:
@@ -294,8 +286,7 @@ class Fleet:
             state=link.state,
             since=link.since,
             status=None if event is None else event.status,
-            verdict=member.verdict
-            or (None if link.last_rule is None else link.last_rule.verdict.value),
+            verdict=None if link.verdict is None else link.verdict.value,
             attempts=link.attempt,
             connected_for=None if opened_at is None else self.clock() - opened_at,
             running=not member.done.is_set(),
@@ -330,7 +321,6 @@ class Fleet:
         try:
             while not member.stopping:
                 supervisor = member.supervisor = member.build(member.link)
-                supervisor.subscribe(member.observe)
                 try:
                     member.outcome = await supervisor.run()
                     return

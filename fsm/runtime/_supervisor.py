@@ -43,18 +43,17 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final, Protocol, cast, runtime_checkable
+from dataclasses import dataclass, replace
+from typing import Final, Protocol, runtime_checkable
 
 import trio
-
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent, Initiator, Phase
-from linkstate.store._journal import Journal, Receipt
 from linkstate._lifecycle import State, Trigger
 from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
 from linkstate._policy import ReconnectPolicy
-from linkstate.store._sqlite import StoreError, resume_stopped
+from linkstate.store._journal import Journal, Receipt
+from linkstate.store._sqlite import StoreError
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
@@ -81,6 +80,9 @@ DEFAULT_KEEP_RECORDS: Final = 1000
 # Closing our side is best effort: a peer that never answers our close frame
 # must not keep an aborted supervisor alive.
 DEFAULT_CLOSE_TIMEOUT: Final = 5.0
+
+RESUMED: Final = "resumed on start after a local stop; retry budget and flap history kept"
+"""The reason recorded on the ``resume`` transition that starts a run of a ``stopped`` link."""
 
 
 class ConnectFailed(Exception):  # noqa: N818 - it names the event, like trio's Cancelled
@@ -154,7 +156,8 @@ class Outcome:
     Attributes:
         link_id: The link's id.
         state: The final state (a terminal one after ``run()`` returns).
-        verdict: The verdict of the latest close, or None if none was seen.
+        verdict: The verdict the guards decided on for the latest close
+            (``fatal`` once a row escalated), or None if none was seen.
         status: The status of the latest close, or None.
         stop_reason: Why the link stopped (``relink``, ``fatal``, ``aborted``...).
         message: The operator message of the terminal state, or None.
@@ -216,7 +219,8 @@ class Supervisor:
         link_id: The link's name, used in messages and records.
         link: Resume this link instead of a fresh one. A ``needs_relink`` or
             ``failed`` link is not connected at all: ``run()`` returns at once. A
-            ``stopped`` one (a local abort) resumes, recorded as a ``reset``.
+            ``stopped`` one (a local abort) resumes through the lifecycle's
+            ``resume`` edge, which keeps its retry budget.
         machine: A shared :class:`LinkMachine` (fleets share one); by default
             one is built from ``channel``, ``policy`` and ``rng``.
         policy: The reconnect policy; defaults to the channel's.
@@ -306,11 +310,11 @@ class Supervisor:
     def outcome(self) -> Outcome:
         """A snapshot of the run so far; after ``run()`` ends, its final outcome."""
         link = self.link
-        event, rule = link.last_event, link.last_rule
+        event = link.last_event
         return Outcome(
             link_id=link.link_id,
             state=link.state,
-            verdict=None if rule is None else rule.verdict.value,
+            verdict=None if link.verdict is None else link.verdict.value,
             status=None if event is None else event.status,
             stop_reason=None if link.stop_reason is None else link.stop_reason.value,
             message=link.message if link.terminal else None,
@@ -347,7 +351,8 @@ class Supervisor:
             await self._restore(self.journal)
         if self.link.state == State.stopped:
             # A local stop ends one run, not the link: resume it, on the record.
-            self._after(resume_stopped(self.machine, self.link, self.clock()))
+            record = self.machine.fire(self.link, Trigger.resume, self.clock())
+            self._after(replace(record, reason=RESUMED))
         self._running = True
         try:
             with self._abort_scope:
@@ -566,7 +571,7 @@ class Supervisor:
             "state": link.state,
             "stop_reason": None if link.stop_reason is None else link.stop_reason.value,
             "status": None if link.last_event is None else link.last_event.status,
-            "verdict": None if link.last_rule is None else link.last_rule.verdict.value,
+            "verdict": None if link.verdict is None else link.verdict.value,
             "operator_message": True,
         }
 
@@ -579,12 +584,14 @@ def transport_factory(channel: Channel) -> Callable[[str], Transport]:
 
     """
     factory = channel.transport
+    # callable() too: a plugin's Channel is built at run time, where the
+    # annotation checks nothing.
     if factory is None or not callable(factory):
         raise LookupError(
             f"channel {channel.name!r} has no transport for live connections; use a channel "
             "that ships one (such as websocket), or `linkstate simulate` for this channel"
         )
-    return cast(Callable[[str], Transport], factory)
+    return factory
 
 
 def _detail(record: TransitionRecord) -> str:

@@ -19,11 +19,10 @@ from linkstate.store._sqlite import (
     SQLiteStore,
     StateStore,
     StoreConflictError,
-    StoreError,
     StoredTransition,
+    StoreError,
     operator_reset,
     require_link,
-    resume_stopped,
 )
 
 __all__ = [
@@ -42,5 +41,4 @@ __all__ = [
     "open_journal",
     "operator_reset",
     "require_link",
-    "resume_stopped",
 ]

@@ -54,6 +54,7 @@ from linkstate._channel import Channel
 from linkstate._events import CloseEvent, sanitise_reason
 from linkstate._lifecycle import TERMINAL_STATES, State, StopReason, Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord
+from linkstate._verdicts import Verdict
 
 __all__ = [
     "DEFAULT_KEEP",
@@ -66,7 +67,6 @@ __all__ = [
     "StoredTransition",
     "operator_reset",
     "require_link",
-    "resume_stopped",
 ]
 
 DEFAULT_KEEP: Final = 200
@@ -143,7 +143,8 @@ class LinkRow:
         code: The symbolic code of the last close.
         reason: The sanitised reason text of the last close.
         rule: The label of the table row that classified the last close.
-        verdict: The verdict of the last close.
+        verdict: The verdict the guards decided on for the last close
+            (:attr:`linkstate._machine.Link.verdict`).
         stop_reason: Why the link is in a terminal state.
         message: The operator message of the terminal state.
         seq: How many transitions were ever written for this link.
@@ -197,7 +198,7 @@ class LinkRow:
             code=None if event is None else event.code,
             reason=None if event is None else event.reason,
             rule=None if rule is None else rule.label,
-            verdict=None if rule is None else rule.verdict.value,
+            verdict=None if link.verdict is None else link.verdict.value,
             stop_reason=None if link.stop_reason is None else link.stop_reason.value,
             message=link.message,
             updated=wall,
@@ -222,6 +223,7 @@ class LinkRow:
             )
         if channel is not None and self.rule is not None:
             link.last_rule = next((r for r in channel.table.rows() if r.label == self.rule), None)
+        link.verdict = None if self.verdict is None else Verdict(self.verdict)
         link.stop_reason = None if self.stop_reason is None else StopReason(self.stop_reason)
         link.message = self.message
         return link
@@ -471,9 +473,9 @@ class SQLiteStore:
         if record.link != row.link_id:
             raise ValueError(f"record of link {record.link!r} stored with row of {row.link_id!r}")
         stored = db.execute(
-            "SELECT state, seq, verdict FROM links WHERE link_id = ?", (row.link_id,)
+            "SELECT state, seq FROM links WHERE link_id = ?", (row.link_id,)
         ).fetchone()
-        state, seq, verdict = stored if stored is not None else (State.idle.value, 0, row.verdict)
+        state, seq = stored if stored is not None else (State.idle.value, 0)
         if state != record.src:
             raise StoreConflictError(
                 f"link {row.link_id!r} is stored in state {state!r}, but this transition "
@@ -490,10 +492,7 @@ class SQLiteStore:
         db.execute(
             "DELETE FROM history WHERE link_id = ? AND seq <= ?", (row.link_id, seq - self.keep)
         )
-        # The verdict column is the one the guards saw for the last close (an
-        # escalated one, say), which only the record knows.
-        verdict = record.verdict if record.verdict is not None else verdict
-        values = _row_to_sql(replace(row, verdict=verdict, seq=seq, updated=wall))
+        values = _row_to_sql(replace(row, seq=seq, updated=wall))
         db.execute(
             f"INSERT OR REPLACE INTO links ({', '.join(_LINK_COLUMNS)}) "
             f"VALUES ({', '.join('?' * len(_LINK_COLUMNS))})",
@@ -614,26 +613,3 @@ def _not_resettable_hint(row: LinkRow) -> str:
         "It is not in a terminal state, so nothing needs an operator: it connects whenever "
         "the process that runs it is running"
     )
-
-
-RESUMED: Final = "resumed on start after a local stop; retry budget and flap history kept"
-
-
-def resume_stopped(machine: LinkMachine, link: Link, now: float) -> TransitionRecord:
-    """Fire ``reset`` on a link ``stopped`` by a local abort, keeping its counters.
-
-    Only an operator's reset refills the retry budget. A process restart says
-    nothing about the link's health; were it to refill the budget, a crash
-    loop (or a manager that restarts stopped workers) would retry forever,
-    the very bug class this package exists for. The returned record carries
-    the kept attempt counter and :data:`RESUMED` as its reason.
-    """
-    if link.state != State.stopped:
-        raise StoreError(
-            f"link {link.link_id!r} is {link.state!r}, not 'stopped'; only a local stop "
-            "resumes on its own"
-        )
-    kept = (link.attempt, link.repeats, link.recent_closes)
-    record = machine.fire(link, Trigger.reset, now)
-    link.attempt, link.repeats, link.recent_closes = kept
-    return replace(record, attempt=link.attempt, reason=RESUMED)

@@ -21,16 +21,23 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-
 from linkstate._channel import Channel
-from linkstate.check._checker import check, promised_route
 from linkstate._events import CloseEvent, Initiator, Phase
-from linkstate._lifecycle import CLOSE_TRIGGERS, LIFECYCLE, Decision, State, StopReason, Trigger
+from linkstate._lifecycle import (
+    CLOSE_TRIGGERS,
+    EXIT_TRIGGERS,
+    LIFECYCLE,
+    Decision,
+    State,
+    StopReason,
+    Trigger,
+)
 from linkstate._machine import Link, LinkMachine, TransitionRecord
-from linkstate.check._paths import WATCHDOG_CLOSE, row_event, unlisted_status
 from linkstate._policy import ReconnectPolicy
-from linkstate.runtime._supervisor import ConnectFailed, Supervisor
 from linkstate._verdicts import Rule, Verdict
+from linkstate.check._checker import check, promised_route
+from linkstate.check._paths import WATCHDOG_CLOSE, row_event, unlisted_status
+from linkstate.runtime._supervisor import ConnectFailed, Supervisor
 
 __all__ = [
     "CloseError",
@@ -333,6 +340,8 @@ class ReferenceLink:
             if trigger is Trigger.reset:
                 self.state, self.attempt, self.recent = State.idle, 0, ()
                 self.opened_at, self.last_rule, self.repeats = None, None, 0
+            elif trigger is Trigger.resume and self.state is State.stopped:
+                self.state = State.idle  # budget, flap history and escalation count kept
             return self.state, None
         match trigger:
             case Trigger.abort:
@@ -664,8 +673,10 @@ def conformance_machine(
         def abort(self) -> None:
             self._plain(Trigger.abort)
 
+        # A late event is one a terminal state must absorb; its ways out
+        # (reset, resume) have rules of their own.
         @precondition(lambda self: self.model.terminal)
-        @rule(trigger=st.sampled_from([t for t in Trigger if t is not Trigger.reset]), raw=raws)
+        @rule(trigger=st.sampled_from([t for t in Trigger if t not in EXIT_TRIGGERS]), raw=raws)
         def late_event(self, trigger: Trigger, raw: object) -> None:
             if trigger in CLOSE_TRIGGERS:
                 self._close(trigger, raw)
@@ -677,6 +688,14 @@ def conformance_machine(
         @rule()
         def reset(self) -> None:
             self._plain(Trigger.reset)
+
+        @precondition(lambda self: self.model.terminal)
+        @rule()
+        def resume(self) -> None:
+            was = self.model.state
+            self._plain(Trigger.resume)
+            assert self.record is not None
+            assert self.record.absorbed is (was is not State.stopped)
 
         @invariant()
         def terminal_states_tell_the_operator(self) -> None:
@@ -1005,8 +1024,7 @@ def runtime_machine(
 
         def _expect_launch(self) -> None:
             if self.model.state is State.stopped:
-                self._expect(Trigger.reset, State.idle, None)
-                self.model.state = State.idle  # a local stop resumes, counters kept
+                self._plain(Trigger.resume)
             if self.model.state is State.idle:
                 self._expect(Trigger.start, State.connecting, None)
                 self.model.state = State.connecting
