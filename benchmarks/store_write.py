@@ -26,12 +26,11 @@ import time
 from pathlib import Path
 
 import trio
-
-from linkstate.channels.whatsapp import CHANNEL
-from linkstate.store._journal import open_journal
 from linkstate._lifecycle import Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate._policy import ReconnectPolicy
+from linkstate.channels.whatsapp import CHANNEL
+from linkstate.store._journal import open_journal
 from linkstate.store._sqlite import LinkRow, SQLiteStore
 
 MACHINE = LinkMachine(CHANNEL, ReconnectPolicy(flap_closes=0))

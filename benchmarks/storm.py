@@ -49,7 +49,6 @@ from pathlib import Path
 import trio
 import trio.testing
 from harness import Table, fmt_ratio, parser, print_lines, target
-
 from linkstate import (
     OPENCLAW,
     Jitter,
@@ -61,8 +60,8 @@ from linkstate import (
     Trigger,
     load_channel,
 )
-from linkstate.runtime._supervisor import Supervisor
 from linkstate.runtime._scripted import Close, ScriptedTransport
+from linkstate.runtime._supervisor import Supervisor
 
 BIN = 0.1
 """Histogram bin width, seconds."""

@@ -25,6 +25,11 @@ from collections.abc import Callable
 from typing import Final
 
 import trio
+from linkstate._channel import Channel
+from linkstate._events import CloseEvent, Initiator, Phase, normalise
+from linkstate._policy import Jitter, ReconnectPolicy
+from linkstate._verdicts import CloseTable, Rule, Verdict
+from linkstate.channels._native import retry_after_header, websockets_error
 from trio_websocket import (
     CloseReason,
     ConnectionClosed,
@@ -34,12 +39,6 @@ from trio_websocket import (
     WebSocketConnection,
     open_websocket_url,
 )
-
-from linkstate.channels._native import retry_after_header, websockets_error
-from linkstate._channel import Channel
-from linkstate._events import CloseEvent, Initiator, Phase, normalise
-from linkstate._policy import Jitter, ReconnectPolicy
-from linkstate._verdicts import CloseTable, Rule, Verdict
 
 __all__ = [
     "CHANNEL",

@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Final
 
-from linkstate.channels._native import Facts, facts, get
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent, normalise
 from linkstate._verdicts import CloseTable, Rule, Verdict
+from linkstate.channels._native import Facts, facts, get
 
 __all__ = ["CHANNEL", "TABLE", "extract"]
 

@@ -26,7 +26,13 @@ from linkstate.diagrams._output import (
     write_diagram,
 )
 from linkstate.diagrams._picture import REGENERATE, Picture, lifecycle_picture
-from linkstate.diagrams._renderer import Renderer, RendererNotFoundError, RenderError, find_renderer, render
+from linkstate.diagrams._renderer import (
+    Renderer,
+    RendererNotFoundError,
+    RenderError,
+    find_renderer,
+    render,
+)
 from linkstate.diagrams._trace import trace_picture, write_trace
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""DOT source for a :class:`~linkstate.diagrams._picture.Picture`, built with the ``graphviz`` package.
+"""DOT source for a :class:`~linkstate.diagrams.Picture`, built with the ``graphviz`` package.
 
 The output is deterministic: nodes and arrows come in the picture's order and
 nothing depends on the time, the machine or the renderer, so the committed
@@ -14,7 +14,6 @@ from html import escape
 from typing import Any, Final
 
 import graphviz
-
 from linkstate.diagrams._picture import (
     Arrow,
     ArrowKind,

@@ -12,11 +12,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
+from linkstate._channel import available_channels, load_channel
 from linkstate.diagrams._dot import to_dot
 from linkstate.diagrams._mermaid import to_mermaid
 from linkstate.diagrams._picture import GENERIC_NAME, Picture, lifecycle_picture
 from linkstate.diagrams._renderer import Renderer, find_renderer, render
-from linkstate._channel import available_channels, load_channel
 
 __all__ = [
     "EXTENSIONS",

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from linkstate._lifecycle import LIFECYCLE, Definition, State
+from linkstate._machine import TransitionRecord
 from linkstate.diagrams._output import DiagramError, write_diagram
 from linkstate.diagrams._picture import (
     START_ID,
@@ -26,8 +28,6 @@ from linkstate.diagrams._picture import (
     state_node,
 )
 from linkstate.diagrams._renderer import Renderer
-from linkstate._lifecycle import LIFECYCLE, Definition, State
-from linkstate._machine import TransitionRecord
 
 __all__ = ["trace_picture", "write_trace"]
 

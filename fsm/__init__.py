@@ -8,7 +8,13 @@ terminal ``needs_relink``, ``failed`` and ``stopped``.
 
 import logging
 
-from linkstate._channel import ENTRY_POINT_GROUP, Channel, ChannelError, available_channels, load_channel
+from linkstate._channel import (
+    ENTRY_POINT_GROUP,
+    Channel,
+    ChannelError,
+    available_channels,
+    load_channel,
+)
 from linkstate._events import CloseEvent, Initiator, Phase, normalise, parse_status, sanitise_reason
 from linkstate._lifecycle import (
     CLOSE_ROUTES,

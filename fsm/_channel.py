@@ -109,6 +109,7 @@ def load_channel(name: str) -> Channel:
     if not isinstance(loaded, Channel):
         raise ChannelError(
             f"channel {name!r}: entry point {matches[0].value!r} gives a "
-            f"{type(loaded).__name__}, not a linkstate.Channel; point it at the module's Channel object"
+            f"{type(loaded).__name__}, not a linkstate.Channel; "
+            "point it at the module's Channel object"
         )
     return loaded

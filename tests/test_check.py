@@ -1,4 +1,4 @@
-"""``linkstate.check._checker`` and ``linkstate check``: the bundled machine is proven; broken ones are named.
+"""``linkstate.check`` and ``linkstate check``: the bundled machine is proven, broken ones named.
 
 Each seeded bug below builds a mutated definition (or table) from the real
 one and asserts the check reports it with the state, trigger and verdict.
@@ -13,10 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from linkstate._channel import available_channels, load_channel
-from linkstate.check._checker import Kind, Report, check, check_rows, promised_route
-from linkstate.cli import main
 from linkstate._lifecycle import (
     DECISIONS,
     LIFECYCLE,
@@ -30,6 +27,8 @@ from linkstate._lifecycle import (
 )
 from linkstate._machine import LinkMachine
 from linkstate._verdicts import CloseTable, Rule, Verdict
+from linkstate.check._checker import Kind, Report, check, check_rows, promised_route
+from linkstate.cli import main
 
 WHATSAPP = load_channel("whatsapp")
 

@@ -8,14 +8,13 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import linkstate.diagrams._renderer
 import pytest
 from diagram_parsing import parse_dot, parse_mermaid
-
-import linkstate.diagrams._renderer
-from linkstate.diagrams import Format, diagram_names, picture_for, to_dot, to_mermaid
 from linkstate.cli import main
 from linkstate.cli.common import CommandError
 from linkstate.cli.diagram import _to_stdout
+from linkstate.diagrams import Format, diagram_names, picture_for, to_dot, to_mermaid
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

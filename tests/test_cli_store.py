@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import trio
-
 from linkstate.cli import main
 from linkstate.cli.demo import Scene, serve_story
 from linkstate.store._sqlite import SQLiteStore

@@ -10,7 +10,6 @@ import pytest
 from expectations import EXPECTED
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from linkstate._channel import available_channels, load_channel
 from linkstate._events import CloseEvent
 from linkstate.testing._kit import (

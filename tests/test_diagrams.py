@@ -18,7 +18,10 @@ from diagram_parsing import (
     parse_dot,
     parse_mermaid,
 )
-
+from linkstate._channel import load_channel
+from linkstate._lifecycle import LIFECYCLE, Decision, Edge, State, StopReason, Trigger
+from linkstate._machine import LinkMachine, TransitionRecord
+from linkstate._verdicts import Verdict
 from linkstate.diagrams import (
     DiagramError,
     Format,
@@ -38,10 +41,6 @@ from linkstate.diagrams._dot import DIGEST_PREFIX, dot_digest
 from linkstate.diagrams._picture import Picture, edge_text, rule_token
 from linkstate.diagrams._renderer import default_scripts_dirs
 from linkstate.diagrams._style import TONES
-from linkstate._channel import load_channel
-from linkstate._lifecycle import LIFECYCLE, Decision, Edge, State, StopReason, Trigger
-from linkstate._machine import LinkMachine, TransitionRecord
-from linkstate._verdicts import Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-
+from linkstate._policy import ReconnectPolicy
 from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 from linkstate.runtime._fleet import FleetError, RestartPolicy, open_fleet
-from linkstate.store._journal import open_journal
-from linkstate._policy import ReconnectPolicy
 from linkstate.runtime._scripted import Close, ScriptedTransport
+from linkstate.store._journal import open_journal
 from linkstate.store._sqlite import RESUMED, Entry, SQLiteStore, StoreError
 
 POLICY = ReconnectPolicy(flap_closes=0)

@@ -1,4 +1,4 @@
-"""linkstate.runtime._heap: the collector is held off during a mass start, then survivors are frozen."""
+"""linkstate.runtime._heap: the collector waits out a mass start, then survivors are frozen."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
-
 from linkstate.runtime._heap import freeze_survivors, mass_start
 
 

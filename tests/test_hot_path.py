@@ -9,8 +9,6 @@ from types import MappingProxyType
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 from linkstate import (
     DECISIONS,
     LIFECYCLE,
@@ -27,6 +25,7 @@ from linkstate import (
 )
 from linkstate._lifecycle import CLOSE_TRIGGERS
 from linkstate._machine import Link, TransitionRecord, _Firing
+from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 
 LIVE_CLOSES = [
     (state, trigger)

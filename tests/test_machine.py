@@ -12,8 +12,6 @@ import sys
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-
-from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 from linkstate._lifecycle import (
     CLOSE_TRIGGERS,
     DECISIONS,
@@ -27,6 +25,7 @@ from linkstate._lifecycle import (
 from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import Verdict
+from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 
 
 def open_link(machine: LinkMachine, now: float = 0.0) -> Link:

@@ -14,10 +14,10 @@ from dataclasses import replace
 
 import pytest
 import trio
-
 from linkstate._channel import Channel, available_channels, load_channel
 from linkstate._lifecycle import CLOSE_TRIGGERS, LIFECYCLE, Decision, Edge, State, Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord
+from linkstate._verdicts import Verdict
 from linkstate.check._paths import (
     COVERAGE_POLICIES,
     Path,
@@ -27,10 +27,9 @@ from linkstate.check._paths import (
     realised_cover,
     shortest_paths,
 )
-from linkstate.runtime._supervisor import Supervisor
 from linkstate.runtime._scripted import Close, Hang, Reject, ScriptedTransport, Silent
 from linkstate.runtime._scripted import Step as ScriptStep
-from linkstate._verdicts import Verdict
+from linkstate.runtime._supervisor import Supervisor
 
 WATCHDOG = 5.0
 

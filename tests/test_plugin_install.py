@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from linkstate._channel import Channel, ChannelError, available_channels, load_channel
 from linkstate.cli import main
 

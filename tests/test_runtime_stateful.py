@@ -16,7 +16,6 @@ from typing import Any
 from expectations import EXPECTED
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant
-
 from linkstate._channel import Channel, load_channel
 from linkstate._lifecycle import CLOSE_TRIGGERS, State, Trigger
 from linkstate.testing._kit import Expectation, MachineFactory, real_machine, runtime_machine

@@ -22,15 +22,22 @@ import pytest
 from expectations import EXPECTED
 from hypothesis import Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
-from test_runtime_stateful import whatsapp_runtime
-
 from linkstate._channel import Channel, load_channel
-from linkstate.check._checker import Kind, check
 from linkstate._events import CloseEvent
-from linkstate._lifecycle import LIFECYCLE, Decision, Definition, Edge, LifecycleError, State, Trigger
+from linkstate._lifecycle import (
+    LIFECYCLE,
+    Decision,
+    Definition,
+    Edge,
+    LifecycleError,
+    State,
+    Trigger,
+)
 from linkstate._machine import Link, LinkMachine, TransitionRecord
-from linkstate.check._paths import edge_cover
 from linkstate._policy import ReconnectPolicy
+from linkstate._verdicts import CloseTable, Rule, Verdict
+from linkstate.check._checker import Kind, check
+from linkstate.check._paths import edge_cover
 from linkstate.testing._kit import (
     assert_conformance,
     assert_expected,
@@ -38,7 +45,7 @@ from linkstate.testing._kit import (
     conformance_machine,
     runtime_machine,
 )
-from linkstate._verdicts import CloseTable, Rule, Verdict
+from test_runtime_stateful import whatsapp_runtime
 
 WHATSAPP = load_channel("whatsapp")
 HUNT = settings(

@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-
-from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
-from linkstate.store._journal import Journal, open_journal
 from linkstate._lifecycle import State, Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate._policy import ReconnectPolicy
-from linkstate.runtime._supervisor import Supervisor
+from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 from linkstate.runtime._scripted import Close, ScriptedTransport
+from linkstate.runtime._supervisor import Supervisor
+from linkstate.store._journal import Journal, open_journal
 from linkstate.store._sqlite import (
     RESUMED,
     LinkRow,

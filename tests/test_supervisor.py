@@ -8,12 +8,10 @@ import random
 import pytest
 import trio
 import trio.testing
-
-from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 from linkstate._lifecycle import State, Trigger
 from linkstate._machine import LinkMachine, TransitionRecord
 from linkstate._policy import Jitter, ReconnectPolicy
-from linkstate.runtime._supervisor import ConnectFailed, Connection, Outcome, Supervisor
+from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 from linkstate.runtime._scripted import (
     Close,
     Hang,
@@ -23,6 +21,7 @@ from linkstate.runtime._scripted import (
     Silent,
     Step,
 )
+from linkstate.runtime._supervisor import ConnectFailed, Connection, Outcome, Supervisor
 
 SEED_440 = {"status": 440, "isLoggedOut": False, "error": "Unknown Stream Errored (conflict)"}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from linkstate._events import CloseEvent
 from linkstate._verdicts import CloseTable, Rule, TableError, Verdict
 

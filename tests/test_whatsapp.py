@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from linkstate.channels.whatsapp import CHANNEL, TABLE
 from linkstate._channel import available_channels, load_channel
 from linkstate._events import CloseEvent
 from linkstate._verdicts import Rule, Verdict
+from linkstate.channels.whatsapp import CHANNEL, TABLE
 
 # The reference table (shared/reference/close-codes.md), restated as expectations.
 EXPECTED = {

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 
-from linkstate.cli.common import CommandError, channel_or_exit
-from linkstate.store._journal import Journal, open_journal
 from linkstate._lifecycle import State
 from linkstate._machine import TransitionRecord
+from linkstate.cli.common import CommandError, channel_or_exit
+from linkstate.store._journal import Journal, open_journal
 from linkstate.store._sqlite import SQLiteStore, StoreError, operator_reset, require_link
 
 __all__ = [

@@ -21,13 +21,12 @@ from collections.abc import Callable
 from typing import Final
 
 import trio
-
 from linkstate._channel import Channel
+from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
 from linkstate.cli._render import FORMATS, Format, Printer, default_format
 from linkstate.cli._store import add_db_option, journal_from_args
 from linkstate.cli.common import CommandError
 from linkstate.cli.diagram import add_trace_option, record_trace
-from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
 from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
 
 __all__ = [

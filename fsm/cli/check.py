@@ -8,9 +8,9 @@ import json
 from typing import Any, Final
 
 from linkstate._channel import available_channels
+from linkstate._lifecycle import LIFECYCLE, Definition, LifecycleError
 from linkstate.check._checker import Report, check
 from linkstate.cli.common import CommandError, channel_or_exit
-from linkstate._lifecycle import LIFECYCLE, Definition, LifecycleError
 
 __all__ = ["ORDER", "load_definition", "register", "reports"]
 

@@ -7,9 +7,9 @@ import json
 import re
 from typing import Any, Final
 
-from linkstate.cli.common import CommandError, channel_or_exit, print_json
 from linkstate._lifecycle import Trigger
 from linkstate._machine import LinkMachine
+from linkstate.cli.common import CommandError, channel_or_exit, print_json
 
 __all__ = ["ORDER", "classify_event", "parse_event", "register"]
 

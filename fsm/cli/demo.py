@@ -28,9 +28,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import trio
-from trio_websocket import ConnectionClosed, wrap_server_stream
-
 from linkstate._channel import Channel
+from linkstate._policy import Jitter, ReconnectPolicy
+from linkstate._verdicts import CloseTable, Rule, Verdict
 from linkstate.cli._render import Printer
 from linkstate.cli._supervise import (
     add_run_options,
@@ -41,9 +41,8 @@ from linkstate.cli._supervise import (
     supervisor_from_args,
 )
 from linkstate.cli.common import channel_or_exit
-from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate.runtime._supervisor import Outcome, transport_factory
-from linkstate._verdicts import CloseTable, Rule, Verdict
+from trio_websocket import ConnectionClosed, wrap_server_stream
 
 __all__ = ["ORDER", "STORY", "Scene", "demo_channel", "register", "run", "serve_story"]
 

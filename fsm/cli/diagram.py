@@ -17,8 +17,8 @@ from linkstate._channel import ChannelError
 from linkstate.cli.common import CommandError
 
 if TYPE_CHECKING:
-    from linkstate.diagrams import Format
     from linkstate._machine import TransitionRecord
+    from linkstate.diagrams import Format
     from linkstate.runtime._supervisor import Supervisor
 
 __all__ = [
@@ -163,7 +163,13 @@ def add_trace_option(parser: argparse.ArgumentParser) -> None:
 
 def _trace_path(text: str) -> Path:
     """Argparse type: a path whose extension names a format we can write here, now."""
-    from linkstate.diagrams import DiagramError, Format, RendererNotFoundError, find_renderer, format_for_path
+    from linkstate.diagrams import (
+        DiagramError,
+        Format,
+        RendererNotFoundError,
+        find_renderer,
+        format_for_path,
+    )
 
     path = Path(text)
     try:

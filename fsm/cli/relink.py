@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Final
 
-from linkstate.cli._store import add_operator_arguments, operate
 from linkstate._lifecycle import State
+from linkstate.cli._store import add_operator_arguments, operate
 
 __all__ = ["ORDER", "register", "run"]
 

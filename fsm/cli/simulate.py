@@ -14,8 +14,8 @@ from typing import Any, Final
 
 import trio
 import trio.testing
-
 from linkstate._channel import Channel
+from linkstate._machine import TransitionRecord
 from linkstate.cli._supervise import (
     add_run_options,
     policy_from_args,
@@ -26,9 +26,8 @@ from linkstate.cli._supervise import (
 )
 from linkstate.cli.classify import parse_event
 from linkstate.cli.common import channel_or_exit
-from linkstate._machine import TransitionRecord
-from linkstate.runtime._supervisor import Outcome
 from linkstate.runtime._scripted import Close, Reject, ScriptedTransport, Step
+from linkstate.runtime._supervisor import Outcome
 
 __all__ = ["ORDER", "register", "run", "simulate"]
 

@@ -40,13 +40,12 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import trio
-
 from linkstate._channel import Channel
-from linkstate.store._journal import Journal
 from linkstate._lifecycle import State
 from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
+from linkstate.store._journal import Journal
 
 __all__ = ["Fleet", "FleetError", "LinkStatus", "RestartPolicy", "open_fleet"]
 

@@ -1,6 +1,6 @@
 """A scripted in-memory transport: the supervisor's stand-in for a real peer.
 
-``linkstate simulate`` and the tests drive the real :class:`linkstate.runtime._supervisor.Supervisor`
+``linkstate simulate`` and the tests drive the real :class:`linkstate.runtime.Supervisor`
 with it, usually on trio's virtual clock. Each ``connect`` plays the next step
 of the script:
 
@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import trio
-
 from linkstate.runtime._supervisor import ConnectFailed
 
 __all__ = ["Close", "Hang", "Reject", "ScriptedConnection", "ScriptedTransport", "Silent", "Step"]

@@ -47,13 +47,12 @@ from dataclasses import dataclass
 from typing import Final, Protocol, cast, runtime_checkable
 
 import trio
-
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent, Initiator, Phase
-from linkstate.store._journal import Journal, Receipt
 from linkstate._lifecycle import State, Trigger
 from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
 from linkstate._policy import ReconnectPolicy
+from linkstate.store._journal import Journal, Receipt
 from linkstate.store._sqlite import StoreError, resume_stopped
 
 __all__ = [

@@ -21,16 +21,15 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-
 from linkstate._channel import Channel
-from linkstate.check._checker import check, promised_route
 from linkstate._events import CloseEvent, Initiator, Phase
 from linkstate._lifecycle import CLOSE_TRIGGERS, LIFECYCLE, Decision, State, StopReason, Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord
-from linkstate.check._paths import WATCHDOG_CLOSE, row_event, unlisted_status
 from linkstate._policy import ReconnectPolicy
-from linkstate.runtime._supervisor import ConnectFailed, Supervisor
 from linkstate._verdicts import Rule, Verdict
+from linkstate.check._checker import check, promised_route
+from linkstate.check._paths import WATCHDOG_CLOSE, row_event, unlisted_status
+from linkstate.runtime._supervisor import ConnectFailed, Supervisor
 
 __all__ = [
     "CloseError",
