@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Final
 
+from linkstate._errors import LinkstateError
 from linkstate._events import CloseEvent, Initiator, Phase, normalise
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP: Final = "linkstate.channels"
+"""The entry-point group a channel plugin registers its :class:`Channel` under."""
 
 Extractor = Callable[[object], CloseEvent]
 
@@ -75,8 +77,8 @@ class Channel:
         return event, self.table.classify(event)
 
 
-class ChannelError(LookupError):
-    """A channel name is unknown, or a plugin's entry point is broken."""
+class ChannelError(LinkstateError, LookupError):
+    """A channel name is unknown, its entry point is broken, or it has no live transport."""
 
 
 def available_channels() -> tuple[str, ...]:

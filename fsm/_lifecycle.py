@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from linkstate._errors import LinkstateError
 from linkstate._verdicts import Verdict
 
 __all__ = [
@@ -105,7 +106,7 @@ TERMINAL_STATES: Final = frozenset({State.needs_relink, State.failed, State.stop
 CLOSE_TRIGGERS: Final = (Trigger.connect_failed, Trigger.closed, Trigger.watchdog_expired)
 
 
-class LifecycleError(RuntimeError):
+class LifecycleError(LinkstateError, RuntimeError):
     """A trigger was fired in a state that does not accept it, or no edge fired."""
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, Protocol, runtime_checkable
 
+from linkstate._errors import LinkstateError
 from linkstate._events import CloseEvent
 
 __all__ = [
@@ -73,7 +74,7 @@ _RETRYABLE: Final = frozenset({Verdict.retry, Verdict.retry_now})
 MESSAGE_PLACEHOLDERS: Final = frozenset({"status", "code", "reason", "link", "channel"})
 
 
-class TableError(ValueError):
+class TableError(LinkstateError, ValueError):
     """A close-code table breaks one of the rules in this module's header."""
 
 

@@ -61,6 +61,7 @@ class Silent:
 
 
 Step = Close | Reject | Hang | Silent
+"""One scripted connection attempt: what the next ``connect`` does."""
 
 _FOREVER: Final = math.inf
 
