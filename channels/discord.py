@@ -23,7 +23,7 @@ from linkstate._channel import Channel
 from linkstate._events import CloseEvent
 from linkstate._verdicts import CloseTable, Rule, Verdict
 from linkstate.channels import websocket
-from linkstate.channels._native import Facts, extract_with, facts, get, is_a
+from linkstate.plugin import Facts, extract_with, facts, get, is_a
 
 __all__ = ["CHANNEL", "TABLE", "extract"]
 

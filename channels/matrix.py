@@ -23,15 +23,7 @@ from typing import Final
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent
 from linkstate._verdicts import CloseTable, Rule, Verdict
-from linkstate.channels._native import (
-    Facts,
-    extract_with,
-    facts,
-    get,
-    is_a,
-    retry_after_header,
-    text,
-)
+from linkstate.plugin import Facts, extract_with, facts, get, is_a, retry_after_header, text
 
 __all__ = ["CHANNEL", "SOFT_LOGOUT", "TABLE", "extract"]
 

@@ -24,16 +24,7 @@ from typing import Final
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent
 from linkstate._verdicts import CloseTable, Rule, Verdict
-from linkstate.channels._native import (
-    Facts,
-    extract_with,
-    facts,
-    first_class,
-    get,
-    is_a,
-    seconds,
-    text,
-)
+from linkstate.plugin import Facts, extract_with, facts, first_class, get, is_a, seconds, text
 
 __all__ = ["CHANNEL", "TABLE", "extract"]
 

@@ -25,11 +25,13 @@ from collections.abc import Callable
 from typing import Final
 
 import trio
+from linkstate import ArgumentError
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent, Initiator, Phase, normalise
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule, Verdict
-from linkstate.channels._native import retry_after_header, websockets_error
+from linkstate.channels._native import websockets_error
+from linkstate.plugin import retry_after_header
 from trio_websocket import (
     CloseReason,
     ConnectionClosed,
@@ -363,7 +365,7 @@ class WebSocketTransport:
         extra_headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         if not url.startswith(("ws://", "wss://")):
-            raise ValueError(f"WebSocket URL {url!r} must start with ws:// or wss://")
+            raise ArgumentError(f"WebSocket URL {url!r} must start with ws:// or wss://")
         self.url = url
         self.ping_interval = ping_interval
         self.on_message = on_message

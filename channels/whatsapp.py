@@ -24,7 +24,7 @@ from typing import Final
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent, normalise
 from linkstate._verdicts import CloseTable, Rule, Verdict
-from linkstate.channels._native import Facts, facts, get
+from linkstate.plugin import Facts, facts, get
 
 __all__ = ["CHANNEL", "TABLE", "extract"]
 

@@ -1,4 +1,4 @@
-"""DOT source for a :class:`~linkstate.diagrams._picture.Picture`, built with ``graphviz``.
+"""DOT source for a :class:`~linkstate.diagrams.Picture`, built with the ``graphviz`` package.
 
 The output is deterministic: nodes and arrows come in the picture's order and
 nothing depends on the time, the machine or the renderer, so the committed

@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
+from linkstate import LinkstateError
 from linkstate._channel import available_channels, load_channel
 from linkstate.diagrams._dot import to_dot
 from linkstate.diagrams._mermaid import to_mermaid
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 
-class DiagramError(ValueError):
+class DiagramError(LinkstateError, ValueError):
     """A diagram cannot be produced as asked (unknown extension, empty trace...)."""
 
 

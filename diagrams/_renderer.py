@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from linkstate import ArgumentError, LinkstateError
+
 __all__ = [
     "RENDERED_FORMATS",
     "RenderError",
@@ -45,11 +47,11 @@ RENDERED_FORMATS: Final = frozenset({"svg", "png"})
 _TIMEOUT_SECONDS: Final = 60.0
 
 
-class RendererNotFoundError(RuntimeError):
+class RendererNotFoundError(LinkstateError, RuntimeError):
     """Neither the system ``dot`` nor ``graphviz-pure`` is installed."""
 
 
-class RenderError(RuntimeError):
+class RenderError(LinkstateError, RuntimeError):
     """The renderer rejected the DOT source or failed."""
 
 
@@ -108,13 +110,13 @@ def render(source: str, fmt: str, renderer: Renderer | None = None) -> bytes:
     """Render DOT ``source`` to ``fmt`` (``svg`` or ``png``) and return the bytes.
 
     Raises:
-        ValueError: ``fmt`` is not one of :data:`RENDERED_FORMATS`.
+        ArgumentError: ``fmt`` is not one of :data:`RENDERED_FORMATS`.
         RendererNotFoundError: no renderer is installed (see :func:`find_renderer`).
         RenderError: the renderer failed; the message carries its stderr.
 
     """
     if fmt not in RENDERED_FORMATS:
-        raise ValueError(f"cannot render {fmt!r}; choose one of {sorted(RENDERED_FORMATS)}")
+        raise ArgumentError(f"cannot render {fmt!r}; choose one of {sorted(RENDERED_FORMATS)}")
     program = renderer if renderer is not None else find_renderer()
     command: Sequence[str] = (str(program.executable), f"-T{fmt}")
     try:

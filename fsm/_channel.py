@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Final
 
+from linkstate._errors import LinkstateError
 from linkstate._events import CloseEvent, Initiator, Phase, normalise
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP: Final = "linkstate.channels"
+"""The entry-point group a channel plugin registers its :class:`Channel` under."""
 
 Extractor = Callable[[object], CloseEvent]
 
@@ -81,8 +83,8 @@ class Channel:
         return event, self.table.classify(event)
 
 
-class ChannelError(LookupError):
-    """A channel name is unknown, or a plugin's entry point is broken."""
+class ChannelError(LinkstateError, LookupError):
+    """A channel name is unknown, its entry point is broken, or it has no live transport."""
 
 
 def available_channels() -> tuple[str, ...]:
@@ -115,7 +117,7 @@ def load_channel(name: str) -> Channel:
     if not isinstance(loaded, Channel):
         raise ChannelError(
             f"channel {name!r}: entry point {matches[0].value!r} gives a "
-            f"{type(loaded).__name__}, not a linkstate.Channel; point it at the module's "
-            "Channel object"
+            f"{type(loaded).__name__}, not a linkstate.Channel; "
+            "point it at the module's Channel object"
         )
     return loaded

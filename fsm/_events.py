@@ -12,7 +12,11 @@ The search is driven by two small tables below. ``STATUS_PATHS`` lists where a
 status may sit on one object; ``WRAPPERS`` lists the attributes that wrap an
 inner error. We look at the object itself, then at each wrapper, breadth
 first, and stop at ``MAX_DEPTH`` levels, which also makes cycles harmless.
-Dicts and objects are read alike: a key, else an attribute.
+A channel whose client library keeps its facts where these tables do not
+look runs its own readers first: :func:`extract_with` hands the facts of the
+first reader that recognises the object to ``normalise``.
+Dicts and objects are read alike, a key else an attribute, by
+:func:`linkstate._reading.lookup`, the reader the channel plugins use too.
 
 Everything that came from the network and may end up in a log (the reason
 text, the symbolic code) is sanitised here, once, so no later layer has to
@@ -23,16 +27,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, TypeVar, cast
+
+from linkstate._reading import MAX_RETRY_AFTER, Reader, json_text, lookup, read_first, text
 
 __all__ = [
     "MAX_REASON_LENGTH",
     "CloseEvent",
     "Initiator",
     "Phase",
+    "extract_with",
     "normalise",
     "parse_status",
     "sanitise_reason",
@@ -58,12 +65,12 @@ class Initiator(StrEnum):
 # many characters, after control and format characters are replaced.
 MAX_REASON_LENGTH: Final = 200
 
+# Bytes of reason text decoded: sanitise_reason looks at no more than 4x its limit.
+_REASON_TEXT_LIMIT: Final = MAX_REASON_LENGTH * 4
+
 # Codes outside this range are not statuses of any platform we know; a huge or
 # negative number is junk, not a status.
 _STATUS_RANGE: Final = range(1, 10_000)
-
-# A server's retry-after hint above a week is junk, not advice.
-_MAX_RETRY_AFTER: Final = 7 * 24 * 3600.0
 
 # How deep we follow wrappers; bounds the work on hostile or cyclic input.
 MAX_DEPTH: Final = 4
@@ -117,7 +124,6 @@ _RETRY_AFTER_KEYS: Final = tuple(path for path, _ in RETRY_AFTER_PATHS)
 
 _SYMBOLIC_CODE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
 _WHITESPACE = re.compile(r"\s+")
-_MISSING: Final = object()
 T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
 
@@ -199,27 +205,11 @@ def parse_status(value: object) -> int | None:
     return None
 
 
-def _lookup(obj: object, key: str) -> object:
-    """Read ``key`` from a mapping, else as an attribute; never raise."""
-    if type(obj) is dict:
-        # Decoded JSON, the usual case: a plain dict's get cannot raise, and the
-        # abstract Mapping check below costs more than the lookup itself.
-        return obj.get(key, _MISSING)
-    try:
-        if isinstance(obj, Mapping):
-            return obj.get(key, _MISSING)
-        if isinstance(obj, (str, bytes, bytearray, int, float, list, tuple)):
-            return _MISSING
-        return getattr(obj, key, _MISSING)
-    except Exception:  # a hostile property or __getattr__ must not crash us
-        return _MISSING
-
-
 def _follow(obj: object, path: tuple[str, ...]) -> object:
     for key in path:
-        obj = _lookup(obj, key)
-        if obj is _MISSING or obj is None:
-            return _MISSING
+        obj = lookup(obj, key)
+        if obj is None:
+            return None
     return obj
 
 
@@ -236,7 +226,7 @@ def _layers(raw: object) -> Iterator[object]:
             yield obj
             for path in WRAPPERS:
                 inner = _follow(obj, path)
-                if inner is not _MISSING and not isinstance(inner, (str, int, float, bool)):
+                if inner is not None and not isinstance(inner, (str, int, float, bool)):
                     next_frontier.append(inner)
         frontier = next_frontier
         if not frontier:
@@ -253,7 +243,7 @@ def _present(
             if keys is not None and path[0] not in keys:
                 continue  # the common miss, decided without following the path
             value = _follow(layer, path)
-            if value is not _MISSING:
+            if value is not None:
                 yield index, value
 
 
@@ -274,11 +264,9 @@ def _read_code(value: object) -> str | None:
 
 
 def _read_text(value: object) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value[: MAX_REASON_LENGTH * 4]).decode("utf-8", "replace")
-    return None
+    if type(value) is str:
+        return value  # the usual case, answered without a second call
+    return text(value, _REASON_TEXT_LIMIT)
 
 
 def _read_seconds(value: object, unit: float) -> float | None:
@@ -298,7 +286,7 @@ def _read_seconds(value: object, unit: float) -> float | None:
     else:
         return None
     seconds = number * unit
-    if math.isfinite(seconds) and 0.0 <= seconds <= _MAX_RETRY_AFTER:
+    if math.isfinite(seconds) and 0.0 <= seconds <= MAX_RETRY_AFTER:
         return seconds
     return None
 
@@ -312,7 +300,7 @@ def _read_retry_after(layers: list[object]) -> float | None:
 
 
 def _read_enum(layers: list[object], key: str, kind: type[E]) -> E | None:
-    value = _follow(layers[0], (key,)) if layers else _MISSING
+    value = _follow(layers[0], (key,)) if layers else None
     if isinstance(value, str):
         try:
             return kind(value)
@@ -322,7 +310,7 @@ def _read_enum(layers: list[object], key: str, kind: type[E]) -> E | None:
 
 
 def _read_flags(layers: list[object]) -> frozenset[str]:
-    value = _follow(layers[0], ("flags",)) if layers else _MISSING
+    value = _follow(layers[0], ("flags",)) if layers else None
     if isinstance(value, (list, tuple, frozenset, set)):
         return frozenset(
             flag for flag in value if isinstance(flag, str) and _SYMBOLIC_CODE.fullmatch(flag)
@@ -372,6 +360,20 @@ def normalise(
     )
 
 
+def extract_with(
+    raw: object,
+    readers: Iterable[Reader],
+    fallback: Callable[[object], CloseEvent] = normalise,
+) -> CloseEvent:
+    """Normalise ``raw`` through the first reader that recognises it, else through ``fallback``.
+
+    Text holding a JSON object is parsed first, so a raw frame reads like its dict.
+    """
+    raw = json_text(raw)
+    found = read_first(raw, readers)
+    return fallback(raw) if found is None else normalise(found)
+
+
 # A bare status is the commonest close (a WebSocket close code, a test's 428).
 # Its event is immutable, so one per status is shared: building a frozen
 # dataclass costs about a microsecond. At most len(_STATUS_RANGE) entries.
@@ -396,11 +398,11 @@ def _normalise_fresh(raw: object) -> CloseEvent:
     if raw is None or isinstance(raw, (bool, int, float)):
         return CloseEvent()
     layers = list(_layers(raw))
-    text = _first(layers, REASON_PATHS, _read_text)
+    reason = _first(layers, REASON_PATHS, _read_text)
     return CloseEvent(
         status=_first(layers, STATUS_PATHS, parse_status),
         code=_first(layers, CODE_PATHS, _read_code),
-        reason=sanitise_reason(text if text is not None else _exception_text(raw)),
+        reason=sanitise_reason(reason if reason is not None else _exception_text(raw)),
         initiator=_read_enum(layers, "initiator", Initiator) or Initiator.unknown,
         phase=_read_enum(layers, "phase", Phase) or Phase.established,
         retry_after=_read_retry_after(layers),

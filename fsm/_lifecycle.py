@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from linkstate._errors import LinkstateError
 from linkstate._verdicts import Verdict
 
 __all__ = [
@@ -120,7 +121,7 @@ EXIT_TRIGGERS: Final = frozenset({Trigger.reset, Trigger.resume})
 """The triggers that may leave a terminal state (rule 5); terminal states absorb the others."""
 
 
-class LifecycleError(RuntimeError):
+class LifecycleError(LinkstateError, RuntimeError):
     """A trigger was fired in a state that does not accept it, or no edge fired."""
 
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
+from linkstate._errors import LinkstateError
 from linkstate._verdicts import Verdict
 
 __all__ = [
@@ -69,7 +70,7 @@ class Jitter(StrEnum):
     """``base * (1 + uniform(-jitter_ratio, jitter_ratio))``: gRPC's +-20 %."""
 
 
-class PolicyError(ValueError):
+class PolicyError(LinkstateError, ValueError):
     """A reconnect policy was built with settings that cannot work."""
 
 

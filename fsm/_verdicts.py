@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, Protocol, runtime_checkable
 
+from linkstate._errors import LinkstateError
 from linkstate._events import CloseEvent
 
 __all__ = [
@@ -119,7 +120,7 @@ CLI_COMMANDS: Final = OperatorCommands()
 """The ``linkstate`` command line's operator commands: what messages name by default."""
 
 
-class TableError(ValueError):
+class TableError(LinkstateError, ValueError):
     """A close-code table breaks one of the rules in this module's header."""
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from linkstate._events import MAX_REASON_LENGTH, CloseEvent
 from linkstate._verdicts import Rule
 from linkstate.channels import discord, matrix, slack, telegram, whatsapp
-from linkstate.channels._native import header, json_text, seconds
+from linkstate.plugin import header, json_text, seconds
 
 KEYS = st.sampled_from(
     [

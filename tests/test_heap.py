@@ -1,4 +1,4 @@
-"""runtime._heap: the collector is held off during a mass start, then survivors are frozen."""
+"""linkstate.runtime._heap: the collector waits out a mass start, then survivors are frozen."""
 
 from __future__ import annotations
 

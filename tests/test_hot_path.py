@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from linkstate import (
-    DECISIONS,
     LIFECYCLE,
     CloseEvent,
     Decision,
@@ -21,9 +20,9 @@ from linkstate import (
     Trigger,
     Verdict,
     normalise,
-    sanitise_reason,
 )
-from linkstate._lifecycle import CLOSE_TRIGGERS
+from linkstate._events import sanitise_reason
+from linkstate._lifecycle import CLOSE_TRIGGERS, DECISIONS
 from linkstate._machine import Link, TransitionRecord, _Firing
 from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 

@@ -14,9 +14,9 @@ from linkstate._events import Initiator, Phase
 from linkstate._machine import TransitionRecord
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import Verdict
-from linkstate.channels._native import retry_after_seconds
 from linkstate.channels.websocket import CHANNEL, TABLE, WebSocketTransport, extract
 from linkstate.cli.demo import STORY, Scene, demo_channel, serve_story
+from linkstate.plugin import retry_after_seconds
 from linkstate.runtime._supervisor import Outcome, Supervisor, transport_factory
 from trio_websocket import (
     CloseReason,

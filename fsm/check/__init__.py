@@ -16,23 +16,16 @@ from linkstate.check._checker import (
     promised_route,
 )
 from linkstate.check._paths import (
-    COVERAGE_POLICIES,
-    WATCHDOG_CLOSE,
     Cover,
     Path,
     Step,
     coverage,
     edge_cover,
-    example_event,
     realised_cover,
-    row_event,
     shortest_paths,
-    unlisted_status,
 )
 
 __all__ = [
-    "COVERAGE_POLICIES",
-    "WATCHDOG_CLOSE",
     "Cover",
     "Finding",
     "Kind",
@@ -44,10 +37,7 @@ __all__ = [
     "check_rows",
     "coverage",
     "edge_cover",
-    "example_event",
     "promised_route",
     "realised_cover",
-    "row_event",
     "shortest_paths",
-    "unlisted_status",
 ]

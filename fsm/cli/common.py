@@ -7,13 +7,14 @@ import sys
 from typing import Final, TextIO
 
 from linkstate._channel import Channel, ChannelError, load_channel
+from linkstate._errors import LinkstateError
 
 __all__ = ["CommandError", "channel_or_exit", "print_json"]
 
 USAGE_ERROR: Final = 2
 
 
-class CommandError(Exception):
+class CommandError(LinkstateError):
     """A problem with what the user typed; printed as one line, exit status 2 by default."""
 
     def __init__(self, message: str, exit_status: int = USAGE_ERROR) -> None:

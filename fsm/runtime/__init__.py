@@ -8,31 +8,18 @@ tests.
 
 from linkstate.runtime._fleet import Fleet, FleetError, LinkStatus, RestartPolicy, open_fleet
 from linkstate.runtime._heap import freeze_survivors, mass_start
-from linkstate.runtime._scripted import (
-    Close,
-    Hang,
-    Reject,
-    ScriptedConnection,
-    ScriptedTransport,
-    Silent,
-    Step,
-)
+from linkstate.runtime._scripted import Close, Hang, Reject, ScriptedTransport, Silent, Step
 from linkstate.runtime._supervisor import (
-    DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_KEEP_RECORDS,
     ConnectFailed,
     Connection,
     Outcome,
     Supervisor,
+    SupervisorError,
     Transport,
     transport_factory,
 )
 
 __all__ = [
-    "DEFAULT_CLOSE_TIMEOUT",
-    "DEFAULT_CONNECT_TIMEOUT",
-    "DEFAULT_KEEP_RECORDS",
     "Close",
     "ConnectFailed",
     "Connection",
@@ -43,11 +30,11 @@ __all__ = [
     "Outcome",
     "Reject",
     "RestartPolicy",
-    "ScriptedConnection",
     "ScriptedTransport",
     "Silent",
     "Step",
     "Supervisor",
+    "SupervisorError",
     "Transport",
     "freeze_survivors",
     "mass_start",

@@ -41,9 +41,10 @@ from typing import Final
 
 import trio
 from linkstate._channel import Channel
+from linkstate._errors import LinkstateError
 from linkstate._lifecycle import State
-from linkstate._machine import Link, LinkMachine
-from linkstate._policy import Jitter, ReconnectPolicy
+from linkstate._machine import Link, LinkMachine, TransitionRecord
+from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
 from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
 from linkstate.store._journal import Journal
 
@@ -55,7 +56,7 @@ _log: Final = logging.getLogger("linkstate.fleet")
 _WAITS_FOR_A_PERSON: Final = frozenset({State.needs_relink.value, State.failed.value})
 
 
-class FleetError(LookupError):
+class FleetError(LinkstateError, LookupError):
     """A link id is unknown to the fleet, or already running in it."""
 
 
@@ -78,7 +79,9 @@ class RestartPolicy:
 
     def __post_init__(self) -> None:
         if self.max_restarts < 0:
-            raise ValueError(f"max_restarts={self.max_restarts!r} must be 0 or more")
+            raise PolicyError(
+                f"invalid restart policy: max_restarts={self.max_restarts!r} must be 0 or more"
+            )
 
     def delay(self, restart: int) -> float:
         """Seconds to wait before restart number ``restart`` (1-based)."""

@@ -1,8 +1,8 @@
 """A scripted in-memory transport: the supervisor's stand-in for a real peer.
 
-``linkstate simulate`` and the tests drive the real
-:class:`linkstate.runtime._supervisor.Supervisor` with it, usually on trio's
-virtual clock. Each ``connect`` plays the next step of the script:
+``linkstate simulate`` and the tests drive the real :class:`linkstate.runtime.Supervisor`
+with it, usually on trio's virtual clock. Each ``connect`` plays the next step
+of the script:
 
 ===================  ==========================================================
 step                 what the connection does
@@ -61,6 +61,7 @@ class Silent:
 
 
 Step = Close | Reject | Hang | Silent
+"""One scripted connection attempt: what the next ``connect`` does."""
 
 _FOREVER: Final = math.inf
 

@@ -47,7 +47,8 @@ from dataclasses import dataclass, replace
 from typing import Final, Protocol, runtime_checkable
 
 import trio
-from linkstate._channel import Channel
+from linkstate._channel import Channel, ChannelError
+from linkstate._errors import ArgumentError, LinkstateError
 from linkstate._events import CloseEvent, Initiator, Phase
 from linkstate._lifecycle import State, Trigger
 from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
@@ -63,6 +64,7 @@ __all__ = [
     "Connection",
     "Outcome",
     "Supervisor",
+    "SupervisorError",
     "Transport",
     "transport_factory",
 ]
@@ -85,7 +87,11 @@ RESUMED: Final = "resumed on start after a local stop; retry budget and flap his
 """The reason recorded on the ``resume`` transition that starts a run of a ``stopped`` link."""
 
 
-class ConnectFailed(Exception):  # noqa: N818 - it names the event, like trio's Cancelled
+class SupervisorError(LinkstateError, RuntimeError):
+    """A :class:`Supervisor` was asked to run while its one run is under way."""
+
+
+class ConnectFailed(LinkstateError):  # noqa: N818 - it names the event, like trio's Cancelled
     """Raised by a transport to report a handshake failure with arbitrary raw close info.
 
     A transport may raise any exception from ``connect``; the supervisor
@@ -258,18 +264,20 @@ class Supervisor:
         keep_records: int = DEFAULT_KEEP_RECORDS,
     ) -> None:
         if machine is not None and (policy is not None or rng is not None):
-            raise ValueError(
+            raise ArgumentError(
                 "Supervisor got both machine= and policy=/rng=; a shared machine already has "
                 "its policy and random source: pass one or the other"
             )
         if machine is not None and machine.channel is not channel:
-            raise ValueError(
+            raise ArgumentError(
                 f"Supervisor for channel {channel.name!r} got a machine for channel "
                 f"{machine.channel.name!r}; build the machine from the same channel"
             )
         for name, value in (("connect_timeout", connect_timeout), ("watchdog", watchdog)):
             if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}={value!r} must be a positive number of seconds or None")
+                raise ArgumentError(
+                    f"{name}={value!r} must be a positive number of seconds or None"
+                )
         self.channel = channel
         self.transport = transport
         self.machine = machine or LinkMachine(channel, policy, rng=rng)
@@ -285,7 +293,7 @@ class Supervisor:
         self._store_error: StoreError | None = None
         self._observers: list[Observer] = []
         if keep_records < 1:
-            raise ValueError(f"keep_records={keep_records!r} must be 1 or more")
+            raise ArgumentError(f"keep_records={keep_records!r} must be 1 or more")
         self._records: list[TransitionRecord] = []
         self._keep_records = keep_records
         self._abort_scope = trio.CancelScope()
@@ -343,7 +351,7 @@ class Supervisor:
         connection first) and then propagates.
         """
         if self._running:
-            raise RuntimeError(
+            raise SupervisorError(
                 f"Supervisor for link {self.link.link_id!r} is already running; "
                 "make one Supervisor per run"
             )
@@ -580,14 +588,14 @@ def transport_factory(channel: Channel) -> Callable[[str], Transport]:
     """The channel's transport factory (``url -> Transport``).
 
     Raises:
-        LookupError: the channel has no transport the runtime can use, with the fix.
+        ChannelError: the channel has no transport the runtime can use, with the fix.
 
     """
     factory = channel.transport
     # callable() too: a plugin's Channel is built at run time, where the
     # annotation checks nothing.
     if factory is None or not callable(factory):
-        raise LookupError(
+        raise ChannelError(
             f"channel {channel.name!r} has no transport for live connections; use a channel "
             "that ships one (such as websocket), or `linkstate simulate` for this channel"
         )

@@ -5,15 +5,8 @@
 commits transitions and reports each only after its commit.
 """
 
-from linkstate.store._journal import (
-    DEFAULT_MAX_BATCH,
-    Journal,
-    JournalStatistics,
-    Receipt,
-    open_journal,
-)
+from linkstate.store._journal import Journal, JournalStatistics, Receipt, open_journal
 from linkstate.store._sqlite import (
-    DEFAULT_KEEP,
     Entry,
     LinkRow,
     SQLiteStore,
@@ -22,12 +15,9 @@ from linkstate.store._sqlite import (
     StoredTransition,
     StoreError,
     operator_reset,
-    require_link,
 )
 
 __all__ = [
-    "DEFAULT_KEEP",
-    "DEFAULT_MAX_BATCH",
     "Entry",
     "Journal",
     "JournalStatistics",
@@ -40,5 +30,4 @@ __all__ = [
     "StoredTransition",
     "open_journal",
     "operator_reset",
-    "require_link",
 ]

@@ -48,6 +48,7 @@ from functools import partial
 from typing import Final, TypeVar
 
 import trio
+from linkstate._errors import ArgumentError
 from linkstate._machine import Link, TransitionRecord
 from linkstate.store._sqlite import Entry, LinkRow, StateStore, StoredTransition, StoreError
 from trio.testing import MockClock
@@ -126,7 +127,7 @@ class Journal:
         inline: bool | None = None,
     ) -> None:
         if max_batch < 1:
-            raise ValueError(f"max_batch={max_batch!r} must be at least 1")
+            raise ArgumentError(f"max_batch={max_batch!r} must be at least 1")
         self.store = store
         self.max_batch = max_batch
         self.wall = wall
@@ -152,7 +153,7 @@ class Journal:
         at ``record.t``.
         """
         if not self._running:
-            raise RuntimeError(
+            raise StoreError(
                 "the journal's writer is not running; use `async with open_journal(store)`"
             )
         row = LinkRow.from_link(link, channel=channel, now=record.t, wall=self.wall())

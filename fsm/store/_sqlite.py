@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
 from linkstate._channel import Channel
+from linkstate._errors import ArgumentError, LinkstateError
 from linkstate._events import CloseEvent, sanitise_reason
 from linkstate._lifecycle import TERMINAL_STATES, State, StopReason, Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord
@@ -117,7 +118,7 @@ _LINK_COLUMNS: Final = (
 )  # fmt: skip
 
 
-class StoreError(RuntimeError):
+class StoreError(LinkstateError, RuntimeError):
     """The state store cannot be used; the message names the file and the fix."""
 
 
@@ -345,9 +346,9 @@ class SQLiteStore:
         wall: Callable[[], float] = time.time,
     ) -> None:
         if keep < 1:
-            raise ValueError(f"keep={keep!r} must be at least 1 transition per link")
+            raise ArgumentError(f"keep={keep!r} must be at least 1 transition per link")
         if synchronous not in ("FULL", "NORMAL"):
-            raise ValueError(f"synchronous={synchronous!r} must be 'FULL' or 'NORMAL'")
+            raise ArgumentError(f"synchronous={synchronous!r} must be 'FULL' or 'NORMAL'")
         self.path = os.fspath(path)
         self.keep = keep
         self.wall = wall
@@ -471,7 +472,10 @@ class SQLiteStore:
     def _write_one(self, record: TransitionRecord, row: LinkRow) -> None:
         db = self._db
         if record.link != row.link_id:
-            raise ValueError(f"record of link {record.link!r} stored with row of {row.link_id!r}")
+            raise ArgumentError(
+                f"record of link {record.link!r} stored with the row of link {row.link_id!r}; "
+                "pair each transition with the row of its own link"
+            )
         stored = db.execute(
             "SELECT state, seq FROM links WHERE link_id = ?", (row.link_id,)
         ).fetchone()

@@ -1,0 +1,235 @@
+"""Duck-typed reading of what client libraries raise or emit; never raises.
+
+Theory of operation
+-------------------
+A gateway should be able to hand linkstate the exception its client library
+just raised (``discord.errors.ConnectionClosed``, ``slack_sdk.errors.SlackApiError``,
+``websockets.exceptions.InvalidStatus``...) and get the right verdict, yet
+linkstate must not depend on any of those libraries. So nothing here imports
+them. A reader recognises an object by the *package and name* of a class in
+its MRO (:func:`is_a`; the package matters because discord.py, websockets and
+trio-websocket each have a ``ConnectionClosed``) and reads plain attributes
+through :func:`get`, which never raises.
+
+:func:`lookup` is the one reader of keys and attributes: :func:`get` is it
+with warnings silenced, and :func:`linkstate._events.normalise` calls it on
+every step of every path it follows, which is why its common cases (a plain
+dict, a scalar) are answered before any abstract check.
+
+Every reader returns :data:`Facts` (a plain dict with the keys that
+:func:`~linkstate._events.normalise` reads: ``status``, ``code``, ``reason``,
+``retry_after``, ``flags``, ``phase``, ``initiator``) or None when the object
+is not the kind it reads. A channel's extractor tries its readers in order
+(:func:`read_first`) and hands the first result to ``normalise``, which
+sanitises the text and range-checks the numbers, so a reader never has to.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import itertools
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Final
+
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "Facts",
+    "Reader",
+    "facts",
+    "first_class",
+    "get",
+    "header",
+    "is_a",
+    "json_text",
+    "lookup",
+    "read_first",
+    "retry_after_header",
+    "retry_after_seconds",
+    "seconds",
+    "text",
+]
+
+Facts = dict[str, object]
+"""What a reader found: the keys :func:`~linkstate._events.normalise` reads, absent when unknown."""
+
+Reader = Callable[[object], Facts | None]
+"""Reads one kind of native object into :data:`Facts`; returns None for any other kind."""
+
+MAX_RETRY_AFTER: Final = 7 * 24 * 3600.0
+"""Seconds; a server's retry-after hint above a week is junk, not advice."""
+
+# Bounds on work done for hostile input: headers scanned, text decoded, JSON text parsed.
+_MAX_HEADERS: Final = 100
+_MAX_TEXT_BYTES: Final = 1024
+_MAX_JSON_TEXT: Final = 64 * 1024
+
+# Exact built-in types that hold no keys: answered before the slower abstract
+# Mapping check. Their subclasses go the long way and end at _NO_KEYS.
+_SCALARS: Final = frozenset({str, bytes, bytearray, int, float, bool, list, tuple})
+_NO_KEYS: Final = (str, bytes, bytearray, int, float, list, tuple)
+
+
+def lookup(obj: object, key: str, quiet: bool = False) -> object:
+    """Read ``key`` from a mapping, else as an attribute; None if absent or if reading raises.
+
+    With ``quiet``, warnings that reading an attribute emits are silenced. That
+    costs tens of times the read itself, so only :func:`get` asks for it.
+    """
+    if type(obj) is dict:
+        # Decoded JSON, the usual case; a plain dict's get cannot raise, and the
+        # abstract Mapping check below costs more than the lookup itself.
+        return obj.get(key)
+    if obj is None or type(obj) in _SCALARS:
+        return None
+    try:
+        if isinstance(obj, Mapping):
+            return obj.get(key)
+        if isinstance(obj, _NO_KEYS):
+            return None
+        if not quiet:
+            return getattr(obj, key, None)
+        with warnings.catch_warnings():
+            # Libraries deprecate attributes (websockets' ConnectionClosed.code,
+            # python-telegram-bot's int retry_after); reading one is not our user's bug.
+            warnings.simplefilter("ignore")
+            return getattr(obj, key, None)
+    except Exception:  # a hostile property or __getattr__ must not crash us
+        return None
+
+
+def get(obj: object, key: str) -> object:
+    """Read ``key`` from a mapping, else as an attribute; None if absent or if reading raises.
+
+    Never raises and never warns: a deprecated attribute is read silently.
+    """
+    return lookup(obj, key, True)
+
+
+def _class_names(obj: object, package: str) -> Iterator[str]:
+    """The names of the classes in ``obj``'s MRO that live in ``package``, most derived first."""
+    for cls in type(obj).__mro__:
+        module = getattr(cls, "__module__", "") or ""
+        if module.split(".", 1)[0] == package:
+            yield cls.__name__
+
+
+def is_a(obj: object, package: str, *names: str) -> bool:
+    """True when a class in ``obj``'s MRO is called one of ``names`` and lives in ``package``."""
+    return any(name in names for name in _class_names(obj, package))
+
+
+def first_class(obj: object, package: str, names: Mapping[str, object]) -> object:
+    """The value in ``names`` for the most derived class of ``obj`` from ``package``; else None."""
+    return next((names[name] for name in _class_names(obj, package) if name in names), None)
+
+
+def text(value: object, limit: int = _MAX_TEXT_BYTES) -> str | None:
+    """``value`` as text when it is a str, or bytes (the first ``limit`` decoded); else None."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value[:limit]).decode("utf-8", "replace")
+    return None
+
+
+def seconds(value: object) -> float | None:
+    """A duration as seconds: a number, numeric text, or a ``timedelta``-like object."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return float(value) if abs(value) <= 2**63 else None  # huge ints overflow float()
+    raw = text(value)
+    if raw is not None:
+        try:
+            return float(raw.strip()[:32])
+        except ValueError:
+            return None
+    total = get(value, "total_seconds")
+    if callable(total):
+        try:
+            result = total()
+        except Exception:
+            return None
+        return seconds(result) if isinstance(result, (int, float)) else None
+    return None
+
+
+def header(headers: object, name: str) -> str | None:
+    """Read HTTP header ``name`` case-insensitively from any header container; else None.
+
+    Reads dicts, ``websockets`` ``Headers``, aiohttp's ``CIMultiDict`` and
+    trio-websocket's tuple of ``(bytes, bytes)`` pairs alike.
+    """
+    wanted = name.lower()
+    try:
+        pairs: Iterable[object]
+        if isinstance(headers, (list, tuple)):
+            pairs = headers
+        elif isinstance(headers, Mapping) or callable(get(headers, "items")):
+            pairs = headers.items()  # type: ignore[attr-defined]
+        else:
+            return None
+        for pair in itertools.islice(pairs, _MAX_HEADERS):
+            if isinstance(pair, (list, tuple)) and len(pair) == 2:
+                key = text(pair[0])
+                if key is not None and key.lower() == wanted:
+                    return text(pair[1])
+    except Exception:
+        return None
+    return None
+
+
+def retry_after_seconds(value: str, *, now: float | None = None) -> float | None:
+    """Read a ``Retry-After`` value: delta-seconds or an HTTP-date; None when unreadable."""
+    stripped = value.strip()[:64]
+    if stripped.isascii() and stripped.isdecimal():
+        delay = float(stripped)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(stripped)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        reference = time.time() if now is None else now
+        delay = max(0.0, when.timestamp() - reference)
+    # normalise caps hints again on its own; this only keeps junk out.
+    return delay if math.isfinite(delay) and delay <= MAX_RETRY_AFTER else None
+
+
+def retry_after_header(headers: object) -> float | None:
+    """The ``Retry-After`` header of any header container, in seconds; else None."""
+    value = header(headers, "Retry-After")
+    return None if value is None else retry_after_seconds(value)
+
+
+def facts(**values: object) -> Facts:
+    """A :data:`Facts` dict of the values that are not None."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def json_text(raw: object) -> object:
+    """Parse ``raw`` when it is text holding a JSON object (a raw frame); else return it as is."""
+    if isinstance(raw, (str, bytes, bytearray)) and len(raw) <= _MAX_JSON_TEXT:
+        body = raw.strip()
+        if body[:1] in ("{", b"{"):
+            try:
+                return json.loads(body)
+            except ValueError:
+                return raw
+    return raw
+
+
+def read_first(raw: object, readers: Iterable[Reader]) -> Facts | None:
+    """The facts from the first reader that recognises ``raw``; None if none does."""
+    for reader in readers:
+        found = reader(raw)
+        if found is not None:
+            return found
+    return None
