@@ -21,7 +21,7 @@ HERE: Final = Path(__file__).resolve().parent
 BUDGET: Final = 300.0
 """Seconds the whole run may take on 2 cores."""
 
-# In the order of the README's benchmarks table.
+# In the order of the table in docs/benchmarks.md.
 SCRIPTS: Final = (
     "registration.py",
     "event_cost.py",

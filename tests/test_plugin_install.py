@@ -20,7 +20,7 @@ import pytest
 from linkstate._channel import Channel, ChannelError, available_channels, load_channel
 from linkstate.cli import main
 
-# The plugin's pyproject.toml: the README's, except for the build backend. This
+# The plugin's pyproject.toml: docs/plugins.md's, except for the build backend. This
 # test environment has setuptools without ``wheel`` (so no bdist_wheel) and no
 # network, so the package brings a tiny in-tree PEP 517 backend; pip itself
 # still builds, installs and records the package as it would any other.
@@ -196,11 +196,12 @@ def test_a_broken_entry_point_is_a_clear_error(
     assert "broken" in capsys.readouterr().err
 
 
-def test_the_readme_plugin_example_is_the_one_tested() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("<!-- section:plugins -->", 1)[1].split("<!-- /section:plugins -->")[0]
+def test_the_plugin_guide_example_is_the_one_tested() -> None:
+    guide = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
+    text = guide.read_text(encoding="utf-8")
+    section = text.split("<!-- section:plugins -->", 1)[1].split("<!-- /section:plugins -->")[0]
     assert '[project.entry-points."linkstate.channels"]' in section
     assert 'tinychat = "linkstate_tinychat:CHANNEL"' in section
     for line in MODULE.splitlines():
         if line.strip() and "NOT_A_CHANNEL" not in line:
-            assert line in section, f"README plugin example lacks: {line!r}"
+            assert line in section, f"docs/plugins.md plugin example lacks: {line!r}"
