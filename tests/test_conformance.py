@@ -1,4 +1,4 @@
-"""The conformance kit (``linkstate.testing._kit``) run on every installed channel.
+"""The conformance kit (``linkstate.testing``) run on every installed channel.
 
 New channels are picked up through the entry-point registry; their golden
 examples, where the reference facts give some, live in ``expectations.py``.
@@ -6,14 +6,21 @@ examples, where the reference facts give some, live in ``expectations.py``.
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from expectations import EXPECTED
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from linkstate._channel import available_channels, load_channel
+
+from linkstate._channel import Channel, available_channels, load_channel
 from linkstate._events import CloseEvent
-from linkstate.testing._kit import (
+from linkstate._machine import LinkMachine
+from linkstate._policy import ReconnectPolicy
+from linkstate.testing import (
     CloseError,
+    ConformanceMachine,
+    RuntimeMachine,
     assert_conformance,
     close_events,
     close_forms,
@@ -69,3 +76,69 @@ def test_junk_is_classified_by_some_row(raw: object) -> None:
 def test_close_events_never_crash_the_classifier(raw: object) -> None:
     event, rule = WHATSAPP.classify(raw)
     assert isinstance(event, CloseEvent) and rule in WHATSAPP.table.rows()
+
+
+# -- the machines are configured by class attributes -------------------------------------
+
+SLOW_POLICY = ReconnectPolicy(initial=2.0, cap=4.0, max_attempts=2)
+
+
+def test_a_machine_without_a_channel_names_the_attribute_and_the_fix() -> None:
+    class Unset(ConformanceMachine):
+        pass
+
+    with pytest.raises(
+        TypeError,
+        match=r"^Unset has no class attribute 'channel': set it in the class body to the "
+        r"channel under test, e\.g\. `channel = CHANNEL`",
+    ):
+        Unset.TestCase().runTest()
+
+
+def test_a_machine_whose_channel_is_not_a_channel_says_what_to_set() -> None:
+    class Misnamed(RuntimeMachine):
+        channel = "whatsapp"  # type: ignore[assignment]
+
+    with pytest.raises(
+        TypeError,
+        match=r"^Misnamed\.channel is a str, not a linkstate\.Channel: set it to the Channel "
+        r"object itself",
+    ):
+        Misnamed.TestCase().runTest()
+
+
+def test_class_attributes_reach_the_core_machine() -> None:
+    built: list[ReconnectPolicy] = []
+
+    def factory(channel: Channel, policy: ReconnectPolicy, rng: random.Random) -> LinkMachine:
+        built.append(policy)
+        return LinkMachine(channel, policy, rng=rng)
+
+    class Configured(ConformanceMachine):
+        channel = WHATSAPP
+        policy = SLOW_POLICY
+        machine_factory = factory
+
+    machine = Configured()
+    assert built == [SLOW_POLICY]
+    assert machine.model.policy is SLOW_POLICY
+    assert machine.machine.channel is WHATSAPP
+    assert ConformanceMachine.policy is not SLOW_POLICY  # the default is untouched
+
+
+def test_class_attributes_reach_the_supervisor() -> None:
+    class Configured(RuntimeMachine):
+        channel = WHATSAPP
+        policy = SLOW_POLICY
+        watchdog = 3.0
+        connect_timeout = 4.0
+
+    machine = Configured()
+    try:
+        supervisor = machine.supervisor
+        assert supervisor is not None
+        assert (supervisor.watchdog, supervisor.connect_timeout) == (3.0, 4.0)
+        assert machine.model.policy is SLOW_POLICY
+        assert machine.machine.policy is SLOW_POLICY
+    finally:
+        machine.teardown()

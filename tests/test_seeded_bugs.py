@@ -24,6 +24,8 @@ import pytest
 from expectations import EXPECTED
 from hypothesis import Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
+from test_runtime_stateful import WhatsAppRuntime
+
 from linkstate._channel import Channel, load_channel
 from linkstate._events import CloseEvent
 from linkstate._lifecycle import (
@@ -40,14 +42,13 @@ from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule, Verdict
 from linkstate.check._checker import Kind, check
 from linkstate.check._paths import edge_cover
-from linkstate.testing._kit import (
+from linkstate.testing import (
+    ConformanceMachine,
+    RuntimeMachine,
     assert_conformance,
     assert_expected,
     assert_terminal_rows_stop,
-    conformance_machine,
-    runtime_machine,
 )
-from test_runtime_stateful import whatsapp_runtime
 
 WHATSAPP = load_channel("whatsapp")
 HUNT = settings(
@@ -86,14 +87,28 @@ def test_440_as_retry_breaks_the_golden_examples() -> None:
 
 
 def test_440_as_retry_is_caught_by_the_kit_state_machine() -> None:
-    fails(conformance_machine(with_440_as_retry(), expected=EXPECTED["whatsapp"]), "must stop")
+    class RetryOn440(ConformanceMachine):
+        channel = with_440_as_retry()
+        expected = EXPECTED["whatsapp"]
+
+    fails(RetryOn440, "must stop")
 
 
 def test_440_as_retry_is_caught_by_the_runtime_stateful_test() -> None:
     mutant = with_440_as_retry()
-    fails(runtime_machine(mutant, expected=EXPECTED["whatsapp"]), "led to reconnecting")
+
+    class RetryOn440Runtime(RuntimeMachine):
+        channel = mutant
+        expected = EXPECTED["whatsapp"]
+
+    fails(RetryOn440Runtime, "led to reconnecting")
+
     # Without any golden example, the explicit 440 invariant alone still catches it.
-    fails(whatsapp_runtime(mutant, expected=()), "a 440 led to")
+    class RetryOn440WhatsAppRuntime(WhatsAppRuntime):
+        channel = mutant
+        expected = ()
+
+    fails(RetryOn440WhatsAppRuntime, "a 440 led to")
 
 
 # -- bug 2: the attempt counter reset on every open --------------------------------------
@@ -122,12 +137,22 @@ def reset_on_open(channel: Channel, policy: ReconnectPolicy, rng: random.Random)
     return ResetOnOpen(channel, policy, rng=rng)
 
 
+class ResetOnOpenConformance(ConformanceMachine):
+    channel = WHATSAPP
+    machine_factory = reset_on_open
+
+
+class ResetOnOpenRuntime(RuntimeMachine):
+    channel = WHATSAPP
+    machine_factory = reset_on_open
+
+
 def test_reset_on_open_is_caught_by_the_kit_state_machine() -> None:
-    fails(conformance_machine(WHATSAPP, machine_factory=reset_on_open), "attempt counter")
+    fails(ResetOnOpenConformance, "attempt counter")
 
 
 def test_reset_on_open_is_caught_by_the_runtime_stateful_test() -> None:
-    fails(runtime_machine(WHATSAPP, machine_factory=reset_on_open), "attempt counter")
+    fails(ResetOnOpenRuntime, "attempt counter")
 
 
 # -- bug 3: a terminal state with an exit edge ---------------------------------------------
@@ -156,9 +181,13 @@ def test_terminal_exit_is_caught_by_check_and_the_kit() -> None:
     def factory(channel: Channel, policy: ReconnectPolicy, rng: random.Random) -> LinkMachine:
         return LinkMachine(channel, policy, definition=broken, rng=rng)
 
+    class ExitFromNeedsRelink(ConformanceMachine):
+        channel = WHATSAPP
+        machine_factory = factory
+
     with pytest.raises(AssertionError, match="a late start left 'needs_relink'"):
         assert_terminal_rows_stop(WHATSAPP, machine_factory=factory)
-    fails(conformance_machine(WHATSAPP, machine_factory=factory), "machine went to 'connecting'")
+    fails(ExitFromNeedsRelink, "machine went to 'connecting'")
 
 
 # -- bug 4: two overlapping guards -----------------------------------------------------------
@@ -208,13 +237,15 @@ def test_a_gap_for_one_verdict_is_caught_by_check_and_the_kit() -> None:
     def factory(channel: Channel, policy: ReconnectPolicy, rng: random.Random) -> LinkMachine:
         return LinkMachine(channel, policy, definition=broken, rng=rng)
 
+    class GapForFatal(ConformanceMachine):
+        channel = WHATSAPP
+        machine_factory = factory
+
     gap = "no edge fired for trigger 'closed' in state 'open'"
     with pytest.raises(LifecycleError, match=gap):
         assert_terminal_rows_stop(WHATSAPP, machine_factory=factory)
     with pytest.raises(LifecycleError, match=gap):
-        run_state_machine_as_test(
-            conformance_machine(WHATSAPP, machine_factory=factory), settings=HUNT
-        )
+        run_state_machine_as_test(GapForFatal, settings=HUNT)
 
 
 # -- bug 6: needs_relink resumes on its own when the process restarts ------------------------
@@ -242,7 +273,11 @@ def test_a_needs_relink_that_resumes_is_caught_by_check_and_the_kit() -> None:
     def factory(channel: Channel, policy: ReconnectPolicy, rng: random.Random) -> LinkMachine:
         return LinkMachine(channel, policy, definition=broken, rng=rng)
 
-    fails(conformance_machine(WHATSAPP, machine_factory=factory), "machine went to 'idle'")
+    class ResumesFromNeedsRelink(ConformanceMachine):
+        channel = WHATSAPP
+        machine_factory = factory
+
+    fails(ResumesFromNeedsRelink, "machine went to 'idle'")
 
 
 # -- bug 7: resume refills the retry budget ---------------------------------------------------
@@ -272,8 +307,16 @@ def refill_on_resume(channel: Channel, policy: ReconnectPolicy, rng: random.Rand
 
 
 def test_refill_on_resume_is_caught_by_the_kit_state_machine() -> None:
-    fails(conformance_machine(WHATSAPP, machine_factory=refill_on_resume), "attempt counter")
+    class RefillsOnResume(ConformanceMachine):
+        channel = WHATSAPP
+        machine_factory = refill_on_resume
+
+    fails(RefillsOnResume, "attempt counter")
 
 
 def test_refill_on_resume_is_caught_by_the_runtime_stateful_test() -> None:
-    fails(runtime_machine(WHATSAPP, machine_factory=refill_on_resume), "attempt counter")
+    class RefillsOnResumeRuntime(RuntimeMachine):
+        channel = WHATSAPP
+        machine_factory = refill_on_resume
+
+    fails(RefillsOnResumeRuntime, "attempt counter")

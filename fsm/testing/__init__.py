@@ -1,70 +1,88 @@
 """A conformance kit for channel plugin authors: strategies, a reference model, ready checks.
 
 A channel plugin is data (a close-code table, an extractor, a policy), and
-this module proves that data against the shared lifecycle. A plugin's test
-file needs three lines::
+this package proves that data against the shared lifecycle. It needs
+hypothesis, and nothing of this repository's own test setup (no conftest, no
+profile). A plugin's test file::
 
-    from linkstate.testing import assert_conformance, conformance_machine
+    from linkstate import Verdict
+    from linkstate.testing import ConformanceMachine, RuntimeMachine, assert_conformance
     from my_plugin import CHANNEL
 
-    def test_my_channel_conforms() -> None:
-        assert_conformance(CHANNEL, expected=[(4004, Verdict.relink), (1006, Verdict.retry)])
+    EXPECTED = [(4004, Verdict.relink), (1006, Verdict.retry)]
 
-    TestMyChannelLifecycle = conformance_machine(CHANNEL).TestCase
+    def test_my_channel_conforms() -> None:
+        assert_conformance(CHANNEL, expected=EXPECTED)
+
+    class TestMyChannel(ConformanceMachine):
+        channel = CHANNEL
+        expected = EXPECTED
+
+    class TestMyChannelRuntime(RuntimeMachine):
+        channel = CHANNEL
+
+    TestMyChannelCase = TestMyChannel.TestCase
+    TestMyChannelRuntimeCase = TestMyChannelRuntime.TestCase
 
 What :func:`assert_conformance` proves (each is also a function of its own):
 
 * :func:`assert_check_clean`: ``linkstate check`` passes for the channel.
 * :func:`assert_rows_classify`: every row of the table, in every form a client
   library may report it (a bare int, ``"440"``, nested dicts, an exception,
-  a :class:`~linkstate._events.CloseEvent`), is classified by that very row.
+  a :class:`~linkstate.CloseEvent`), is classified by that very row.
 * :func:`assert_expected`: golden examples the author states (from the
   platform's docs) get the verdict the author expects, in every form.
 * :func:`assert_junk_safe`: extraction and classification never raise on
   junk: huge numbers, NaN, bytes, cycles, objects whose attributes raise.
 * :func:`assert_terminal_rows_stop`: a ``relink`` or ``fatal`` row never
   leads to ``reconnecting``, from ``open`` or during the handshake.
-* :func:`conformance_machine`: a hypothesis state machine that drives the
-  real :class:`~linkstate._machine.LinkMachine` with the channel's closes (rows in
+* :class:`ConformanceMachine`: a hypothesis state machine that drives the
+  real :class:`~linkstate.LinkMachine` with the channel's closes (rows in
   every form, and junk) and the clock, and compares every transition with
   :class:`ReferenceLink`, a deliberately simple model of the lifecycle rules.
 
-The strategies (:func:`close_forms`, :func:`close_events`, :func:`junk`) are
-public so a plugin author can write more properties of their own.
+:class:`RuntimeMachine` holds the real trio supervisor to the same model, over
+a :class:`ControlledTransport` in a :class:`TrioLoop` on a virtual clock.
+Both machines are configured by class attributes, as hypothesis's own
+``RuleBasedStateMachine`` is used: ``channel`` (required), ``policy``,
+``expected`` and ``machine_factory`` (a deliberately broken machine proves
+that the kit catches it); the runtime machine also takes ``watchdog`` and
+``connect_timeout``. A subclass may add rules and invariants of its own.
+
+The checks bring their own hypothesis settings (:func:`kit_settings`: no
+deadline, ``too_slow`` suppressed, on top of the active profile); the machines'
+``TestCase`` has hypothesis's defaults for state machines (no deadline, no
+health checks). The strategies (:func:`close_forms`, :func:`close_events`,
+:func:`junk`) are public so a plugin author can write more properties of
+their own.
 """
 
-from linkstate.testing._kit import (
-    CloseError,
-    ControlledConnection,
-    ControlledTransport,
-    Expectation,
-    MachineFactory,
-    ReferenceLink,
-    TrioLoop,
+from linkstate.check._paths import row_event
+from linkstate.testing._channel_machine import MachineFactory, real_machine
+from linkstate.testing._checks import (
     assert_check_clean,
     assert_conformance,
     assert_expected,
     assert_junk_safe,
     assert_rows_classify,
     assert_terminal_rows_stop,
-    close_events,
-    close_forms,
-    conformance_machine,
-    delay_bound,
-    junk,
-    real_machine,
-    row_event,
-    row_forms,
-    runtime_machine,
+    kit_settings,
 )
+from linkstate.testing._core_machine import ConformanceMachine
+from linkstate.testing._loop import ControlledConnection, ControlledTransport, TrioLoop
+from linkstate.testing._reference import Expectation, ReferenceLink, delay_bound
+from linkstate.testing._runtime_machine import RuntimeMachine
+from linkstate.testing._strategies import CloseError, close_events, close_forms, junk, row_forms
 
 __all__ = [
     "CloseError",
+    "ConformanceMachine",
     "ControlledConnection",
     "ControlledTransport",
     "Expectation",
     "MachineFactory",
     "ReferenceLink",
+    "RuntimeMachine",
     "TrioLoop",
     "assert_check_clean",
     "assert_conformance",
@@ -74,11 +92,10 @@ __all__ = [
     "assert_terminal_rows_stop",
     "close_events",
     "close_forms",
-    "conformance_machine",
     "delay_bound",
     "junk",
+    "kit_settings",
     "real_machine",
     "row_event",
     "row_forms",
-    "runtime_machine",
 ]
