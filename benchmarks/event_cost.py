@@ -46,6 +46,7 @@ from harness import (
     target,
     transitions_machine,
 )
+
 from linkstate import Decision, Link, LinkMachine, Trigger, Verdict, load_channel
 
 ROUNDS = 9

@@ -22,11 +22,12 @@ from collections.abc import Callable
 import telegram.error
 from discord.errors import ConnectionClosed
 from harness import Table, best_of, fmt_ratio, fmt_time, parser
-from linkstate._channel import Channel, load_channel
-from linkstate._events import normalise
 from nio.responses import SyncError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
+
+from linkstate._channel import Channel, load_channel
+from linkstate._events import normalise
 
 TELEGRAM_409_TEXT = (
     "Conflict: terminated by other getUpdates request; make sure that only one bot instance "

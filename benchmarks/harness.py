@@ -34,11 +34,12 @@ import tracemalloc
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar, cast
 
-from linkstate import LIFECYCLE, Decision, Edge, State
 from statemachine import State as PsmState
 from statemachine import StateMachine
 from statemachine.factory import StateMachineMetaclass
 from transitions import EventData, Machine
+
+from linkstate import LIFECYCLE, Decision, Edge, State
 
 T = TypeVar("T")
 

@@ -46,6 +46,7 @@ from harness import (
     traced,
     transitions_machine,
 )
+
 from linkstate import LinkMachine, load_channel
 
 # Below this many links every variant is measured directly, with no projection.

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import trio
+
 from linkstate._lifecycle import Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate._policy import ReconnectPolicy

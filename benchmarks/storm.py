@@ -49,6 +49,7 @@ from pathlib import Path
 import trio
 import trio.testing
 from harness import Table, fmt_ratio, parser, print_lines, target
+
 from linkstate import (
     OPENCLAW,
     Jitter,

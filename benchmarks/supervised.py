@@ -50,6 +50,7 @@ from typing import Any, Final
 import trio
 import trio.testing
 from harness import Table, fmt_bytes, fmt_ratio, fmt_time, parser, print_lines, target, traced
+
 from linkstate import LinkMachine, load_channel
 from linkstate.runtime._heap import freeze_survivors, mass_start
 from linkstate.runtime._supervisor import Supervisor

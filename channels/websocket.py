@@ -25,13 +25,6 @@ from collections.abc import Callable
 from typing import Final
 
 import trio
-from linkstate import ArgumentError
-from linkstate._channel import Channel
-from linkstate._events import CloseEvent, Initiator, Phase, normalise
-from linkstate._policy import Jitter, ReconnectPolicy
-from linkstate._verdicts import CloseTable, Rule, Verdict
-from linkstate.channels._native import websockets_error
-from linkstate.plugin import retry_after_header
 from trio_websocket import (
     CloseReason,
     ConnectionClosed,
@@ -41,6 +34,14 @@ from trio_websocket import (
     open_websocket_url,
 )
 from trio_websocket import WebSocketConnection as TrioWebSocketConnection
+
+from linkstate import ArgumentError
+from linkstate._channel import Channel
+from linkstate._events import CloseEvent, Initiator, Phase, normalise
+from linkstate._policy import Jitter, ReconnectPolicy
+from linkstate._verdicts import CloseTable, Rule, Verdict
+from linkstate.channels._native import websockets_error
+from linkstate.plugin import retry_after_header
 
 __all__ = [
     "CHANNEL",

@@ -14,6 +14,7 @@ from html import escape
 from typing import Any, Final
 
 import graphviz
+
 from linkstate.diagrams._picture import (
     Arrow,
     ArrowKind,

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from transitions import EventData, Machine
+
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent, Initiator, Phase
 from linkstate._lifecycle import (
@@ -51,7 +53,6 @@ from linkstate._lifecycle import (
 )
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import CLI_COMMANDS, OperatorCommands, Rule, Verdict
-from transitions import EventData, Machine
 
 __all__ = ["Link", "LinkMachine", "Observer", "TransitionRecord"]
 

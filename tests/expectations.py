@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from linkstate._verdicts import Verdict
-from linkstate.testing._kit import Expectation
 from test_channel_tables import EXPECTED as NATIVE
 from test_whatsapp import EXPECTED as WHATSAPP_STATUSES
 
 from linkstate._verdicts import Verdict
 from linkstate.testing import Expectation
+from linkstate.testing._kit import Expectation
 
 # How Baileys and its wrappers deliver WhatsApp's session conflict.
 BAILEYS_440: Final[tuple[Expectation, ...]] = (

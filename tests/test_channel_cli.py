@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from linkstate.cli import main
 from test_cli_classify import classify
+
+from linkstate.cli import main
 
 TELEGRAM_409 = (
     '{"ok":false,"error_code":409,"description":"Conflict: terminated by other getUpdates '

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from linkstate._events import MAX_REASON_LENGTH, CloseEvent
 from linkstate._verdicts import Rule
 from linkstate.channels import discord, matrix, slack, telegram, whatsapp

@@ -38,9 +38,6 @@ from aiogram.methods import GetUpdates
 from discord.errors import ConnectionClosed as DiscordConnectionClosed
 from discord.errors import LoginFailure, PrivilegedIntentsRequired
 from discord.gateway import ReconnectWebSocket
-from linkstate._channel import Channel, load_channel
-from linkstate._events import CloseEvent, Phase
-from linkstate._verdicts import Rule, Verdict
 from neonize.events import (
     ClientOutdatedEv,
     ConnectFailureEv,
@@ -61,6 +58,10 @@ from telegram import Bot as PTBBot
 from telegram.error import Conflict, InvalidToken, RetryAfter, TimedOut
 from websockets.datastructures import Headers
 from websockets.http11 import Response
+
+from linkstate._channel import Channel, load_channel
+from linkstate._events import CloseEvent, Phase
+from linkstate._verdicts import Rule, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARIES = ("discord", "slack_sdk", "telegram", "aiogram", "nio", "websockets", "neonize")

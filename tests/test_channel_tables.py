@@ -13,6 +13,7 @@ from __future__ import annotations
 import string
 
 import pytest
+
 from linkstate._channel import Channel, available_channels, load_channel
 from linkstate._verdicts import Rule, Verdict
 

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from linkstate._channel import available_channels, load_channel
 from linkstate._lifecycle import (
     DECISIONS,

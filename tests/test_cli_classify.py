@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from linkstate.cli import main
 
 SEED = '{"status":"440","isLoggedOut":false,"error":"Unknown Stream Errored (conflict)"}'

@@ -8,9 +8,10 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import linkstate.diagrams._renderer
 import pytest
 from diagram_parsing import parse_dot, parse_mermaid
+
+import linkstate.diagrams._renderer
 from linkstate.cli import main
 from linkstate.cli.common import CommandError
 from linkstate.cli.diagram import _to_stdout

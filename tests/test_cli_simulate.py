@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from linkstate.cli import main
 
 SEED_440 = '{"status": 440, "isLoggedOut": false, "error": "Unknown Stream Errored (conflict)"}'

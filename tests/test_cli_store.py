@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import trio
+
 from linkstate.cli import main
 from linkstate.cli.demo import Scene, serve_story
 from linkstate.store._sqlite import SQLiteStore

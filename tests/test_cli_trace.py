@@ -5,10 +5,11 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import linkstate.diagrams._renderer
 import pytest
 import trio
 from diagram_parsing import html_text, parse_dot, parse_mermaid
+
+import linkstate.diagrams._renderer
 from linkstate.cli import main
 from linkstate.cli.demo import Scene, serve_story
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+
 from linkstate.cli import main
 from linkstate.cli.demo import Scene, serve_story
-from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 SCRIPT = Path(sys.executable).with_name("linkstate")
 NO_DELAY = ["--initial", "0", "--cap", "0", "--retry-now-max", "0"]

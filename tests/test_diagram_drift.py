@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from linkstate.diagrams import REGENERATE, diagram_names, picture_for, to_dot, to_mermaid
 from linkstate.diagrams._dot import DIGEST_PREFIX, dot_digest
 

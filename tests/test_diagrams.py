@@ -18,6 +18,7 @@ from diagram_parsing import (
     parse_dot,
     parse_mermaid,
 )
+
 from linkstate._channel import load_channel
 from linkstate._lifecycle import LIFECYCLE, Decision, Edge, State, StopReason, Trigger
 from linkstate._machine import LinkMachine, TransitionRecord

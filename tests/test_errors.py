@@ -11,10 +11,11 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import linkstate
 import pytest
 import trio
 import trio.testing
+
+import linkstate
 from linkstate import LinkMachine, LinkstateError, Trigger, load_channel
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,6 +18,7 @@ import trio
 import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
+
 from linkstate._channel import Channel, load_channel
 from linkstate._lifecycle import State, StopReason, Trigger
 from linkstate._machine import Link, LinkMachine

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+
 from linkstate._policy import ReconnectPolicy
 from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 from linkstate.runtime._fleet import FleetError, RestartPolicy, open_fleet

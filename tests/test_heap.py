@@ -7,6 +7,7 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
+
 from linkstate.runtime._heap import freeze_survivors, mass_start
 
 

@@ -9,6 +9,7 @@ from types import MappingProxyType
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from linkstate import (
     LIFECYCLE,
     CloseEvent,

@@ -12,6 +12,7 @@ import sys
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
 from linkstate._lifecycle import (
     CLOSE_TRIGGERS,
     DECISIONS,

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import pytest
 import trio
+
 from linkstate._channel import Channel, available_channels, load_channel
 from linkstate._lifecycle import CLOSE_TRIGGERS, LIFECYCLE, Decision, Edge, State, Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord

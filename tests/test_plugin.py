@@ -8,6 +8,7 @@ from types import MappingProxyType
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from linkstate import CloseEvent, normalise
 from linkstate._reading import lookup
 from linkstate.plugin import Facts, extract_with, facts, get, is_a

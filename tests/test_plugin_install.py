@@ -10,6 +10,7 @@ must find it, and ``linkstate classify`` must classify with it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 from linkstate._channel import Channel, ChannelError, available_channels, load_channel
 from linkstate.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # The plugin's pyproject.toml: docs/plugins.md's, except for the build backend. This
 # test environment has setuptools without ``wheel`` (so no bdist_wheel) and no
@@ -119,6 +122,46 @@ CHANNEL = Channel(name="tinychat", title="TinyChat", table=TABLE, extract=extrac
 NOT_A_CHANNEL = "oops"
 '''
 
+# TinyChat's own test module, as its author writes it with the conformance kit.
+# Its profile is strict about time on purpose: the kit's properties and machines
+# bring their own settings and must pass under any profile.
+KIT_TESTS = '''\
+"""TinyChat conforms to the linkstate lifecycle."""
+
+from datetime import timedelta
+
+from hypothesis import settings
+
+from linkstate import Verdict
+from linkstate.testing import ConformanceMachine, RuntimeMachine, assert_conformance
+from linkstate_tinychat import CHANNEL
+
+settings.register_profile(
+    "tinychat", max_examples=10, derandomize=True, deadline=timedelta(milliseconds=1)
+)
+settings.load_profile("tinychat")
+
+EXPECTED = [(4401, Verdict.relink), ("RESTART", Verdict.retry_now), (1006, Verdict.retry)]
+
+
+def test_tinychat_conforms() -> None:
+    assert_conformance(CHANNEL, expected=EXPECTED, max_examples=10)
+
+
+class TestTinyChat(ConformanceMachine):
+    channel = CHANNEL
+    expected = EXPECTED
+
+
+class TestTinyChatRuntime(RuntimeMachine):
+    channel = CHANNEL
+    expected = EXPECTED
+
+
+TestTinyChatCase = TestTinyChat.TestCase
+TestTinyChatRuntimeCase = TestTinyChatRuntime.TestCase
+'''
+
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -197,11 +240,42 @@ def test_a_broken_entry_point_is_a_clear_error(
 
 
 def test_the_plugin_guide_example_is_the_one_tested() -> None:
-    guide = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
-    text = guide.read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
     section = text.split("<!-- section:plugins -->", 1)[1].split("<!-- /section:plugins -->")[0]
     assert '[project.entry-points."linkstate.channels"]' in section
     assert 'tinychat = "linkstate_tinychat:CHANNEL"' in section
     for line in MODULE.splitlines():
         if line.strip() and "NOT_A_CHANNEL" not in line:
             assert line in section, f"docs/plugins.md plugin example lacks: {line!r}"
+
+
+def test_the_kit_runs_a_plugin_authors_tests_outside_this_repository(
+    installed: Path, tmp_path: Path
+) -> None:
+    """No conftest, no profile of ours, no pytest-trio mode: only the kit and the plugin."""
+    assert not tmp_path.resolve().is_relative_to(ROOT)
+    (tmp_path / "test_tinychat.py").write_text(KIT_TESTS)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    env["PYTHONPATH"] = str(installed)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            # The machines are named Test...; pytest must not try to collect them.
+            "-W",
+            "error::pytest.PytestCollectionWarning",
+            "test_tinychat.py",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, report
+    assert "3 passed" in report, report
+    assert "warning" not in report.lower(), report

@@ -7,6 +7,7 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from linkstate._policy import GRPC, OPENCLAW, Jitter, PolicyError, ReconnectPolicy
 from linkstate._verdicts import Verdict
 

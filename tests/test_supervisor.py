@@ -8,6 +8,7 @@ import random
 import pytest
 import trio
 import trio.testing
+
 from linkstate._lifecycle import State, Trigger
 from linkstate._machine import LinkMachine, TransitionRecord
 from linkstate._policy import Jitter, ReconnectPolicy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent
 from linkstate._lifecycle import Trigger

@@ -9,15 +9,6 @@ from typing import Any
 
 import pytest
 import trio
-from linkstate._channel import load_channel
-from linkstate._events import Initiator, Phase
-from linkstate._machine import TransitionRecord
-from linkstate._policy import ReconnectPolicy
-from linkstate._verdicts import Verdict
-from linkstate.channels.websocket import CHANNEL, TABLE, WebSocketTransport, extract
-from linkstate.cli.demo import STORY, Scene, demo_channel, serve_story
-from linkstate.plugin import retry_after_seconds
-from linkstate.runtime._supervisor import Outcome, Supervisor, transport_factory
 from trio_websocket import (
     CloseReason,
     ConnectionClosed,
@@ -27,6 +18,16 @@ from trio_websocket import (
     WebSocketRequest,
     serve_websocket,
 )
+
+from linkstate._channel import load_channel
+from linkstate._events import Initiator, Phase
+from linkstate._machine import TransitionRecord
+from linkstate._policy import ReconnectPolicy
+from linkstate._verdicts import Verdict
+from linkstate.channels.websocket import CHANNEL, TABLE, WebSocketTransport, extract
+from linkstate.cli.demo import STORY, Scene, demo_channel, serve_story
+from linkstate.plugin import retry_after_seconds
+from linkstate.runtime._supervisor import Outcome, Supervisor, transport_factory
 
 # No backoff at all: the real-server tests must not really sleep.
 INSTANT = ReconnectPolicy(initial=0.0, cap=0.0, retry_now_max=0.0)

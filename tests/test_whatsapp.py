@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from linkstate._channel import available_channels, load_channel
 from linkstate._events import CloseEvent
 from linkstate._verdicts import Rule, Verdict

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Final
 
 import trio
+
 from linkstate._channel import Channel
 from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
 from linkstate.cli._render import FORMATS, Format, Printer, default_format

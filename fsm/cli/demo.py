@@ -28,6 +28,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import trio
+from trio_websocket import ConnectionClosed, wrap_server_stream
+
 from linkstate._channel import Channel
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule, Verdict
@@ -42,7 +44,6 @@ from linkstate.cli._supervise import (
 )
 from linkstate.cli.common import channel_or_exit
 from linkstate.runtime._supervisor import Outcome, transport_factory
-from trio_websocket import ConnectionClosed, wrap_server_stream
 
 __all__ = ["ORDER", "STORY", "Scene", "demo_channel", "register", "run", "serve_story"]
 

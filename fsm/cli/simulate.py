@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import trio
 import trio.testing
+
 from linkstate._channel import Channel
 from linkstate._machine import TransitionRecord
 from linkstate.cli._supervise import (

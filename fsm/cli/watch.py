@@ -15,6 +15,7 @@ import threading
 from typing import Any, Final
 
 import trio
+
 from linkstate._channel import Channel
 from linkstate.cli._supervise import (
     add_run_options,

@@ -40,10 +40,11 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import trio
+
 from linkstate._channel import Channel
 from linkstate._errors import LinkstateError
 from linkstate._lifecycle import State
-from linkstate._machine import Link, LinkMachine, TransitionRecord
+from linkstate._machine import Link, LinkMachine
 from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
 from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
 from linkstate.store._journal import Journal

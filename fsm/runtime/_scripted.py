@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import trio
+
 from linkstate.runtime._supervisor import ConnectFailed
 
 __all__ = ["Close", "Hang", "Reject", "ScriptedConnection", "ScriptedTransport", "Silent", "Step"]

@@ -47,6 +47,7 @@ from dataclasses import dataclass, replace
 from typing import Final, Protocol, runtime_checkable
 
 import trio
+
 from linkstate._channel import Channel, ChannelError
 from linkstate._errors import ArgumentError, LinkstateError
 from linkstate._events import CloseEvent, Initiator, Phase

@@ -48,10 +48,11 @@ from functools import partial
 from typing import Final, TypeVar
 
 import trio
+from trio.testing import MockClock
+
 from linkstate._errors import ArgumentError
 from linkstate._machine import Link, TransitionRecord
 from linkstate.store._sqlite import Entry, LinkRow, StateStore, StoredTransition, StoreError
-from trio.testing import MockClock
 
 __all__ = ["DEFAULT_MAX_BATCH", "Journal", "JournalStatistics", "Receipt", "open_journal"]
 
