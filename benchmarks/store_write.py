@@ -8,7 +8,7 @@ the same disk as /tmp):
 1. ``SQLiteStore.write`` with one transition per transaction, for
    ``synchronous=FULL`` (the default: fsync per commit) and ``NORMAL``. This
    is the floor: what one link alone pays per transition.
-2. The :class:`linkstate.store._journal.Journal` with N links writing at once on trio's
+2. The :class:`linkstate.store.Journal` with N links writing at once on trio's
    real clock, each waiting for its commit as the supervisor does. The
    writer groups whatever arrived during the previous commit, so the cost
    of an fsync is shared. Reports transitions per second and the mean batch.

@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/supervised.py [--size N]``
 
-Each link is a real :class:`linkstate.runtime._supervisor.Supervisor` (default settings, one
+Each link is a real :class:`linkstate.runtime.Supervisor` (default settings, one
 shared ``LinkMachine``) over a stub transport whose connection opens at once
 and stays open, waiting in ``trio.sleep_forever``: the steady state of a
 healthy gateway, without the memory of any particular transport. trio's
@@ -23,8 +23,8 @@ for tearing 100k tasks down. Figures:
   while the links start, and the pause of one full collection afterwards,
   which is what a latency-sensitive process sees whenever CPython decides
   the old generation needs a look, then the same after
-  :func:`linkstate.runtime._heap.freeze_survivors`. Two variants: CPython's defaults, and
-  :func:`linkstate.runtime._heap.mass_start` (collector held off while starting, then one
+  :func:`linkstate.runtime.freeze_survivors`. Two variants: CPython's defaults, and
+  :func:`linkstate.runtime.mass_start` (collector held off while starting, then one
   collection and a freeze).
 """
 
@@ -282,7 +282,7 @@ def child(mode: str, n: int) -> dict[str, Any]:
 START_MODES: Final = {
     "start:tasks:default": "bare trio tasks (baseline)",
     "start:supervised:default": "supervised, CPython's GC defaults",
-    "start:supervised:mass_start": "supervised, inside linkstate.runtime._heap.mass_start()",
+    "start:supervised:mass_start": "supervised, inside linkstate.runtime.mass_start()",
 }
 
 

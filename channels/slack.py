@@ -12,7 +12,7 @@ The trap: python slack_sdk retries an invalid or revoked token forever. Here
 the auth errors are ``relink`` at once. And ``too_many_websockets`` means
 other copies of the app hold the app's ten sockets: it is retried with a
 30 s floor, and after three in a row it stops as ``fatal`` (the row's
-``escalate_after``; see :mod:`linkstate._verdicts`), because it often arrives while
+``escalate_after``; see :mod:`linkstate`), because it often arrives while
 connecting, where flap detection, which counts closes of open connections,
 never sees it.
 """

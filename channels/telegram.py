@@ -2,7 +2,7 @@
 
 How errors arrive: an HTTP status and a body
 ``{"ok": false, "error_code": N, "description": "...", "parameters": {"retry_after": s}}``,
-which :func:`linkstate._events.normalise` reads as it is. python-telegram-bot and
+which :func:`linkstate.normalise` reads as it is. python-telegram-bot and
 aiogram raise typed exceptions instead and keep only the description, so
 :func:`extract` puts the status back from the exception class
 (``Conflict`` is 409, ``TelegramRetryAfter`` is 429...). Timeouts get symbolic

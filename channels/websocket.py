@@ -6,7 +6,7 @@ sent on the wire, the library reports them locally (a TCP drop is 1006). A
 handshake the server refuses raises ``ConnectionRejected`` with the HTTP
 ``status_code`` and ``headers`` (``Retry-After`` among them); any other
 handshake failure is a ``HandshakeError`` (its cause is the network error).
-:func:`extract` reads all of these into one :class:`linkstate._events.CloseEvent`.
+:func:`extract` reads all of these into one :class:`linkstate.CloseEvent`.
 
 Close codes (1000-4999) and handshake HTTP statuses (100-599) cannot collide,
 so one table holds both. Codes 3000-4999 belong to the application on top of

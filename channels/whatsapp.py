@@ -4,7 +4,7 @@ How closes arrive: Baileys emits ``connection.update`` with
 ``{connection: "close", lastDisconnect: {error, date}}``; ``error`` is usually
 a Boom error with the number at ``output.statusCode`` (sometimes only at
 ``output.payload.statusCode`` or ``status``), and wrappers nest it again. The
-generic :func:`linkstate._events.normalise` finds all of those. What is particular to
+generic :func:`linkstate.normalise` finds all of those. What is particular to
 WhatsApp is read here: a stream-error child node such as
 ``{tag: "conflict", attrs: {type: "replaced"}}`` in ``error.data`` means 440
 even when no number came with it; and whatsmeow's typed events, as the

@@ -1,7 +1,7 @@
 """Diagrams drawn from the declared lifecycle and a channel's table.
 
-One :class:`~linkstate.diagrams._picture.Picture` is built from
-:data:`linkstate._lifecycle.LIFECYCLE` (plus a channel's close table, found through
+One :class:`~linkstate.diagrams.Picture` is built from
+:data:`linkstate.LIFECYCLE` (plus a channel's close table, found through
 the channel registry) and written as DOT, Mermaid, SVG or PNG::
 
     from pathlib import Path

@@ -1,4 +1,4 @@
-"""Mermaid ``stateDiagram-v2`` text for a :class:`~linkstate.diagrams._picture.Picture`.
+"""Mermaid ``stateDiagram-v2`` text for a :class:`~linkstate.diagrams.Picture`.
 
 GitHub renders this inline in Markdown. Mermaid's layout handles
 superstates poorly (arrows from a composite state are routed badly), so a

@@ -1,7 +1,7 @@
 """Diagram formats, and writing diagrams to files: one picture, four formats.
 
 ``dot`` and ``mermaid`` are text and need nothing but this package; ``svg``
-and ``png`` are rendered from the DOT source (see :mod:`linkstate.diagrams._renderer`).
+and ``png`` are rendered from the DOT source (see :mod:`linkstate.diagrams`).
 A file's format follows its extension.
 """
 
@@ -99,7 +99,7 @@ def picture_for(name: str | None) -> Picture:
     """The picture for a channel name, or of the bare lifecycle for None or ``lifecycle``.
 
     Raises:
-        linkstate._channel.ChannelError: no channel has that name.
+        linkstate.ChannelError: no channel has that name.
 
     """
     if name is None or name == GENERIC_NAME:

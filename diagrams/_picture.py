@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 The DOT and the Mermaid writers draw the same :class:`Picture`, so what a
 diagram shows is decided once, here, from the declared
-:class:`linkstate._lifecycle.Definition` (and, for a channel, its close table).
+:class:`linkstate.Definition` (and, for a channel, its close table).
 Each definition edge is given one *arrow key*; edges with the same key
 become one arrow. In declaration order, so the output is stable:
 
@@ -24,7 +24,7 @@ become one arrow. In declaration order, so the output is stable:
   shares one *choice* node, UML's choice pseudostate and Mermaid's
   ``<<choice>>``: one arrow per source into it, labelled with the triggers,
   and one arrow per guard out of it. So ``connect_failed``, ``closed`` and
-  ``watchdog_expired``, which all follow :data:`linkstate._lifecycle.CLOSE_ROUTES`,
+  ``watchdog_expired``, which all follow :data:`linkstate.CLOSE_ROUTES`,
   are drawn once instead of three times.
 * For a channel, each arrow out of a choice also lists the table codes that
   take it on a fresh link (retry budget left, not flapping): the codes that

@@ -91,7 +91,7 @@ def write_trace(
 
     Raises:
         DiagramError: the extension is unknown, or the records cannot be drawn.
-        linkstate.diagrams._renderer.RendererNotFoundError: SVG or PNG was asked for and no
+        linkstate.diagrams.RendererNotFoundError: SVG or PNG was asked for and no
             renderer is installed.
 
     """

@@ -47,7 +47,7 @@ class Channel:
         table: The close-code table, with its defaults.
         policy: The reconnect policy this platform wants by default.
         extract: Turns the platform's native errors into a :class:`CloseEvent`;
-            defaults to the generic :func:`linkstate._events.normalise`. Must never raise.
+            defaults to the generic :func:`linkstate.normalise`. Must never raise.
         transport: The transport factory (``url -> Transport``) that opens
             real connections for the runtime, where the channel has one we
             can test for real; None otherwise.

@@ -4,7 +4,7 @@ Everything else reads this file: the runtime builds its ``transitions.Machine``
 from :data:`LIFECYCLE`, the diagrams draw it, ``linkstate check`` proves it and
 the model-based tests explore it. Nothing about the lifecycle is written twice.
 
-Rules this table keeps (``linkstate.check._checker`` proves each one):
+Rules this table keeps (``linkstate.check`` proves each one):
 
 1. Every close-like trigger (``closed``, ``connect_failed``,
    ``watchdog_expired``) is routed by the same :data:`CLOSE_ROUTES`. Their
@@ -316,7 +316,7 @@ class Definition:
         """True when firing ``trigger`` in ``state`` hands the guards a :class:`Decision`.
 
         Close-like triggers do, except in a terminal state, which absorbs them
-        unclassified (see :meth:`linkstate._machine.LinkMachine.fire`).
+        unclassified (see :meth:`linkstate.LinkMachine.fire`).
         """
         return trigger in CLOSE_TRIGGERS and state not in self.terminal
 

@@ -6,12 +6,12 @@ Theory of operation
 list on every call (quadratic overall) and decorates the model with methods
 (kilobytes each). A ``Machine`` per link is worse still. So a
 :class:`LinkMachine` builds one ``Machine`` with no models from the declared
-:data:`linkstate._lifecycle.LIFECYCLE`, and fires its events directly on slotted
+:data:`linkstate.LIFECYCLE`, and fires its events directly on slotted
 :class:`Link` objects: ``machine.events[name].trigger(link, ctx=...)``.
 Registering a link is allocating a ``Link``: O(1), about a hundred bytes.
 
 Because the models are unregistered, every guard and callback is a callable,
-never a method name. Guards see a :class:`linkstate._lifecycle.Decision` that
+never a method name. Guards see a :class:`linkstate.Decision` that
 :meth:`LinkMachine.fire` computes *before* the trigger (budget, flapping), so
 the guards stay pure functions of data. transitions routes: it tries the
 edges in order and takes the first whose guard passes, and that guard notes
@@ -64,7 +64,7 @@ class Link:
 
     Attributes:
         link_id: The caller's name for the link (an account, a bot).
-        state: The current :class:`linkstate._lifecycle.State` value.
+        state: The current :class:`linkstate.State` value.
         since: When the link entered ``state``.
         attempt: Reconnect attempts since the link was last healthy.
         recent_closes: Times of the latest closes of open connections.
@@ -74,10 +74,10 @@ class Link:
         last_rule: The table row that classified ``last_event``.
         verdict: The verdict the guards decided on for ``last_event``: the
             row's own, or ``fatal`` once the row escalated
-            (:attr:`linkstate._verdicts.Rule.escalate_after`). Records,
+            (:attr:`linkstate.Rule.escalate_after`). Records,
             outcomes, statuses and the store all read it from here.
         repeats: Consecutive closes classified by ``last_rule`` since the link
-            was last healthy; drives :attr:`linkstate._verdicts.Rule.escalate_after`.
+            was last healthy; drives :attr:`linkstate.Rule.escalate_after`.
         stop_reason: Why the link is in a terminal state.
         message: The operator message for a terminal state.
 
@@ -228,7 +228,7 @@ class LinkMachine:
     Args:
         channel: The channel whose table classifies closes.
         policy: The reconnect policy; defaults to the channel's.
-        definition: The lifecycle; defaults to :data:`linkstate._lifecycle.LIFECYCLE`.
+        definition: The lifecycle; defaults to :data:`linkstate.LIFECYCLE`.
         rng: The random source for jitter; pass a seeded one for reproducible runs.
         commands: The operator commands that stop messages name; defaults to
             the ``linkstate`` command line's.
@@ -526,7 +526,7 @@ def _enter_idle(link: Link, edge: Edge, firing: _Firing) -> None:
     Any other way back (``resume`` after a local stop) keeps the attempt
     counter, the escalation count and the flap history, so that restarting
     the process never refills the retry budget (see
-    :attr:`linkstate._lifecycle.Trigger.resume`).
+    :attr:`linkstate.Trigger.resume`).
     """
     if edge.trigger is Trigger.reset:
         link.attempt = 0

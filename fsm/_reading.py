@@ -12,12 +12,12 @@ trio-websocket each have a ``ConnectionClosed``) and reads plain attributes
 through :func:`get`, which never raises.
 
 :func:`lookup` is the one reader of keys and attributes: :func:`get` is it
-with warnings silenced, and :func:`linkstate._events.normalise` calls it on
+with warnings silenced, and :func:`linkstate.normalise` calls it on
 every step of every path it follows, which is why its common cases (a plain
 dict, a scalar) are answered before any abstract check.
 
 Every reader returns :data:`Facts` (a plain dict with the keys that
-:func:`~linkstate._events.normalise` reads: ``status``, ``code``, ``reason``,
+:func:`~linkstate.normalise` reads: ``status``, ``code``, ``reason``,
 ``retry_after``, ``flags``, ``phase``, ``initiator``) or None when the object
 is not the kind it reads. A channel's extractor tries its readers in order
 (:func:`read_first`) and hands the first result to ``normalise``, which
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 Facts = dict[str, object]
-"""What a reader found: the keys :func:`~linkstate._events.normalise` reads, absent when unknown."""
+"""What a reader found: the keys :func:`~linkstate.normalise` reads, absent when unknown."""
 
 Reader = Callable[[object], Facts | None]
 """Reads one kind of native object into :data:`Facts`; returns None for any other kind."""

@@ -89,7 +89,7 @@ class OperatorCommands:
     else in it is a placeholder. The defaults are the ``linkstate`` command
     line's own operator commands. An application that offers its operator
     other commands (a gateway's admin page, say) gives its
-    :class:`linkstate._machine.LinkMachine` its own.
+    :class:`linkstate.LinkMachine` its own.
 
     Attributes:
         reset: After the cause is fixed: any terminal state back to ``idle``.
@@ -143,7 +143,7 @@ class Rule:
         escalate_after: For a retryable row, the number of consecutive closes
             classified by this row (with no healthy connection in between)
             after which the verdict becomes ``fatal``; None never escalates.
-            Counted per link by :class:`linkstate._machine.LinkMachine`; it catches a
+            Counted per link by :class:`linkstate.LinkMachine`; it catches a
             retryable error that keeps happening at connect time, where flap
             detection (which counts closes of open connections) cannot see it.
 

@@ -1,7 +1,7 @@
 """Small readers for the DOT and Mermaid that diagrams/ writes, for structural tests.
 
 They read only the shapes our writers produce (one statement per line, as
-the ``graphviz`` package and linkstate.diagrams._mermaid emit them), which is enough
+the ``graphviz`` package and linkstate.diagrams emit them), which is enough
 to check what a diagram says without a full DOT or Mermaid grammar.
 """
 

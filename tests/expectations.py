@@ -19,7 +19,6 @@ from test_whatsapp import EXPECTED as WHATSAPP_STATUSES
 
 from linkstate._verdicts import Verdict
 from linkstate.testing import Expectation
-from linkstate.testing._kit import Expectation
 
 # How Baileys and its wrappers deliver WhatsApp's session conflict.
 BAILEYS_440: Final[tuple[Expectation, ...]] = (

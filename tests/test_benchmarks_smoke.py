@@ -46,7 +46,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
             "supervised open link, everything included",
             "bare trio task, sleeping (baseline)",
             "_supervisor.py",
-            "supervised, inside linkstate.runtime._heap.mass_start()",
+            "supervised, inside linkstate.runtime.mass_start()",
             "target  memory per supervised link",
         ],
     ),

@@ -603,7 +603,7 @@ def test_channels_import_no_client_library(path: Path) -> None:
 def test_loading_every_channel_imports_no_client_library() -> None:
     script = (
         "import sys\n"
-        "from linkstate._channel import available_channels, load_channel\n"
+        "from linkstate import available_channels, load_channel\n"
         "for name in available_channels(): load_channel(name).classify({'op': 7})\n"
         f"print(sorted(set({LIBRARIES!r}) & {{m.split('.')[0] for m in sys.modules}}))\n"
     )

@@ -429,7 +429,7 @@ def test_cli_reports_a_definition_that_refuses_to_build(
         (["check", "--definition", "no_such_module_xyz:X"], "cannot import"),
         (
             ["check", "--definition", "broken_flow:NOT_A_DEFINITION"],
-            "not a linkstate._lifecycle.Definition",
+            "not a linkstate.Definition",
         ),
     ],
 )

@@ -1,4 +1,4 @@
-"""linkstate.runtime._heap: the collector waits out a mass start, then survivors are frozen."""
+"""linkstate.runtime: the collector waits out a mass start, then survivors are frozen."""
 
 from __future__ import annotations
 

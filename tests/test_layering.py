@@ -103,7 +103,7 @@ def test_the_import_reader_sees_every_form_and_skips_type_checking_blocks() -> N
         "import json\n"
         "import linkstate.diagrams\n"
         "from linkstate import runtime, _machine\n"
-        "from linkstate.store._sqlite import SQLiteStore\n"
+        "from linkstate.store import SQLiteStore\n"
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n"
         "    from linkstate.cli import main\n"

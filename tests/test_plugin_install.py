@@ -3,7 +3,7 @@
 The package is written to ``tmp_path`` with its own ``pyproject.toml`` and a
 ``linkstate.channels`` entry point, installed by pip into a target directory
 (no index, no network, no build isolation), and put on ``sys.path``. Then
-:func:`linkstate._channel.available_channels` and :func:`linkstate._channel.load_channel`
+:func:`linkstate.available_channels` and :func:`linkstate.load_channel`
 must find it, and ``linkstate classify`` must classify with it.
 """
 
@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from linkstate._channel import Channel, ChannelError, available_channels, load_channel
 from linkstate.cli import main
 

@@ -124,6 +124,7 @@ PUBLIC: dict[str, list[str]] = {
         "ControlledConnection",
         "ControlledTransport",
         "Expectation",
+        "KitSetupError",
         "MachineFactory",
         "ReferenceLink",
         "RuntimeMachine",

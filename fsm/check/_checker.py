@@ -5,7 +5,7 @@ trigger that takes it, silently takes the first of two passing guards, and
 silently returns False when no guard passes. :func:`check` proves, from the
 data alone, the promises those gaps would break. It never builds a machine and
 never fires a trigger: guards are evaluated directly on every
-:data:`linkstate._lifecycle.DECISIONS` value, exactly as transitions would evaluate
+:data:`linkstate.DECISIONS` value, exactly as transitions would evaluate
 them (a guard "passes" when its result ``== True``).
 
 The checks, and the :class:`Kind` each failure is reported as:
@@ -101,7 +101,7 @@ class Kind(StrEnum):
     no_message = "no_message"
 
 
-# Rules 2 and 3 of linkstate._lifecycle: where a close must lead, decided on the
+# Rules 2 and 3 of linkstate: where a close must lead, decided on the
 # verdict first (the classifier has the last word), then the budget, then
 # flap detection. ``check`` holds every definition to these promises.
 _TERMINAL_VERDICT_DEST: Final = {

@@ -3,11 +3,11 @@
 Theory of operation
 -------------------
 A path is a sequence of :class:`Step` values, each a trigger with the
-decision (or the raw close) it carries and the :class:`~linkstate._lifecycle.Edge`
+decision (or the raw close) it carries and the :class:`~linkstate.Edge`
 it fires. There are two layers.
 
-**Abstract paths** walk the :class:`~linkstate._lifecycle.Definition` alone. A step
-of a close-like trigger may carry any :data:`~linkstate._lifecycle.DECISIONS` value,
+**Abstract paths** walk the :class:`~linkstate.Definition` alone. A step
+of a close-like trigger may carry any :data:`~linkstate.DECISIONS` value,
 so every edge whose guard can pass is one step away from its source.
 :func:`shortest_paths` is a breadth-first search from the initial state (the
 shortest path to every state); :func:`edge_cover` extends the shortest path
@@ -15,7 +15,7 @@ to each edge's source by that edge, which covers every coverable edge. An
 edge that no decision fires (shadowed by an earlier, overlapping guard) or
 whose source is unreachable stays in :attr:`Cover.uncovered`.
 
-**Realised paths** walk the real :class:`~linkstate._machine.LinkMachine` with a
+**Realised paths** walk the real :class:`~linkstate.LinkMachine` with a
 channel and a policy. Here a close step carries a raw close that the
 channel classifies, and the budget and flap conditions are not chosen: they
 follow from the link's history and the policy. :func:`realised_cover`

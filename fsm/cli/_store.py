@@ -3,7 +3,7 @@
 ``simulate``, ``watch`` and ``demo`` get ``--db`` through
 :func:`linkstate.cli._supervise.add_run_options`; ``status``, ``history``,
 ``relink`` and ``reset`` open an existing file with :func:`open_store`. Every
-:class:`linkstate.store._sqlite.StoreError` becomes a :class:`linkstate.cli.common.CommandError`:
+:class:`linkstate.store.StoreError` becomes a :class:`linkstate.cli.common.CommandError`:
 one line naming the file and the fix, exit status 2, never a traceback.
 """
 

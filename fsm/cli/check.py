@@ -73,7 +73,7 @@ def load_definition(spec: str) -> Definition:
     if not isinstance(value, Definition):
         raise CommandError(
             f"--definition {spec!r}: {attr!r} in {module_name!r} is "
-            f"{type(value).__name__}, not a linkstate._lifecycle.Definition"
+            f"{type(value).__name__}, not a linkstate.Definition"
         )
     return value
 

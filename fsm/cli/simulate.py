@@ -1,7 +1,7 @@
 """``linkstate simulate CHANNEL --close CODE ...``: the real supervisor on a virtual clock.
 
 The supervisor, machine and channel table are the real ones; only the peer
-is scripted (:class:`linkstate.runtime._scripted.ScriptedTransport`) and the clock is
+is scripted (:class:`linkstate.runtime.ScriptedTransport`) and the clock is
 trio's ``MockClock`` with autojump, so hours of backoff take milliseconds.
 Once the script runs out the link stays open, and the run ends with an abort
 (state ``stopped``), unless the link reached a terminal state first.

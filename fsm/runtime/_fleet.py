@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Each link runs in its own task of the fleet's nursery, and that task runs one
-:class:`linkstate.runtime._supervisor.Supervisor` after another. What ends a supervisor decides
+:class:`linkstate.runtime.Supervisor` after another. What ends a supervisor decides
 what happens next:
 
 ==========================  ================================================
@@ -24,10 +24,10 @@ ending, and not even a crash once the link is ``needs_relink`` or ``failed``.
 A restarted supervisor resumes the link where it was. With a journal the
 store is the truth (it holds exactly what was committed), so the new
 supervisor loads the link from it; without one it takes over the crashed
-supervisor's :class:`linkstate._machine.Link`, which its abort left ``stopped``,
+supervisor's :class:`linkstate.Link`, which its abort left ``stopped``,
 and resumes it with its retry budget kept.
 
-Links of one channel and policy share one :class:`linkstate._machine.LinkMachine`.
+Links of one channel and policy share one :class:`linkstate.LinkMachine`.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ class Fleet:
 
     Args:
         nursery: Where the links' tasks run.
-        journal: Persist every link (see :class:`linkstate.runtime._supervisor.Supervisor`).
+        journal: Persist every link (see :class:`linkstate.runtime.Supervisor`).
         restarts: How crashed supervisors are restarted.
         rng: The random source of every shared machine's jitter.
         clock: The clock for supervisors and snapshots; defaults to trio's.

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 The machine decides, the supervisor executes. :class:`Supervisor` never
 chooses a delay or a destination itself; it reads the effect the machine
-recorded on the :class:`linkstate._machine.Link` and carries it out:
+recorded on the :class:`linkstate.Link` and carries it out:
 
 ======================  =====================================================
 link state              what the supervisor does

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Every call into a :class:`linkstate.store._sqlite.StateStore` blocks (SQLite reads the
+Every call into a :class:`linkstate.store.StateStore` blocks (SQLite reads the
 disk, a commit fsyncs), so a :class:`Journal` runs each one in a worker
 thread with ``trio.to_thread.run_sync``, and never two at once: one writer
 task owns the store, and reads take the same lock. The store is thus used by
@@ -21,7 +21,7 @@ Transitions are submitted synchronously, from inside the machine's firing,
 with a snapshot of the link taken at that instant (the :class:`Link` keeps
 changing). :meth:`Journal.submit` returns a :class:`Receipt`;
 :meth:`Journal.wait` returns once that transition is committed, or raises the
-:class:`linkstate.store._sqlite.StoreError` that refused it. The supervisor waits before it
+:class:`linkstate.store.StoreError` that refused it. The supervisor waits before it
 carries out a transition's effect and before ``run()`` returns: whatever it
 did or reported is on disk.
 

@@ -35,7 +35,7 @@ what ``FULL`` adds is that a commit is on disk (fsynced) before ``write``
 returns, so a reported terminal verdict survives a power cut or an OS crash,
 not only a killed process. ``NORMAL`` may lose the last commits to a power
 cut. The price is one fsync per commit, which the single writer of
-:mod:`linkstate.store._journal` shares among every transition waiting at that moment
+:mod:`linkstate.store` shares among every transition waiting at that moment
 (group commit); ``benchmarks/store_write.py`` measures both levels.
 """
 
@@ -145,7 +145,7 @@ class LinkRow:
         reason: The sanitised reason text of the last close.
         rule: The label of the table row that classified the last close.
         verdict: The verdict the guards decided on for the last close
-            (:attr:`linkstate._machine.Link.verdict`).
+            (:attr:`linkstate.Link.verdict`).
         stop_reason: Why the link is in a terminal state.
         message: The operator message of the terminal state.
         seq: How many transitions were ever written for this link.

@@ -58,7 +58,7 @@ their own.
 """
 
 from linkstate.check._paths import row_event
-from linkstate.testing._channel_machine import MachineFactory, real_machine
+from linkstate.testing._channel_machine import KitSetupError, MachineFactory, real_machine
 from linkstate.testing._checks import (
     assert_check_clean,
     assert_conformance,
@@ -80,6 +80,7 @@ __all__ = [
     "ControlledConnection",
     "ControlledTransport",
     "Expectation",
+    "KitSetupError",
     "MachineFactory",
     "ReferenceLink",
     "RuntimeMachine",

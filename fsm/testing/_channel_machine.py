@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine
 
 from linkstate._channel import Channel
+from linkstate._errors import LinkstateError
 from linkstate._machine import LinkMachine
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import Verdict
@@ -22,8 +23,12 @@ MachineFactory = Callable[[Channel, ReconnectPolicy, random.Random], LinkMachine
 
 
 def real_machine(channel: Channel, policy: ReconnectPolicy, rng: random.Random) -> LinkMachine:
-    """The machine under test by default: the real :class:`~linkstate._machine.LinkMachine`."""
+    """The machine under test by default: the real :class:`~linkstate.LinkMachine`."""
     return LinkMachine(channel, policy, rng=rng)
+
+
+class KitSetupError(LinkstateError, TypeError):
+    """A kit state machine was subclassed without what it needs; the message names the fix."""
 
 
 class ChannelMachine(RuleBasedStateMachine):
@@ -58,13 +63,13 @@ class ChannelMachine(RuleBasedStateMachine):
         cls = type(self)
         channel: object = getattr(cls, "channel", None)
         if channel is None:
-            raise TypeError(
+            raise KitSetupError(
                 f"{cls.__name__} has no class attribute 'channel': set it in the class "
                 f"body to the channel under test, e.g. `channel = CHANNEL` (your plugin's "
                 f"linkstate.Channel)"
             )
         if not isinstance(channel, Channel):
-            raise TypeError(
+            raise KitSetupError(
                 f"{cls.__name__}.channel is a {type(channel).__name__}, not a "
                 f"linkstate.Channel: set it to the Channel object itself, e.g. "
                 f"`channel = load_channel('whatsapp')`"

@@ -47,7 +47,7 @@ class ReferenceLink:
     It keeps only what the rules talk about: the state, the attempt counter
     (refilled only after a healthy connection or a reset), the recent closes
     for flap detection, and the consecutive closes by one row for escalation.
-    Routing comes from :func:`linkstate.check._checker.promised_route`, the same promises
+    Routing comes from :func:`linkstate.check.promised_route`, the same promises
     ``linkstate check`` holds a definition to.
     """
 

@@ -61,7 +61,7 @@ class RuntimeMachine(ChannelMachine):
         TestMyChannelRuntimeCase = TestMyChannelRuntime.TestCase
 
     A persistent trio loop (:class:`~linkstate.testing.TrioLoop`) runs one
-    :class:`~linkstate.runtime._supervisor.Supervisor` over a
+    :class:`~linkstate.runtime.Supervisor` over a
     :class:`~linkstate.testing.ControlledTransport`. Rules are transport
     events (open, reject, close with a row in any form or junk, silence),
     ``abort``, operator actions, and clock jumps. After every rule the
