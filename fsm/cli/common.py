@@ -4,14 +4,33 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import IntEnum
 from typing import Final, TextIO
 
 from linkstate._channel import Channel, ChannelError, load_channel
 from linkstate._errors import LinkstateError
 
-__all__ = ["CommandError", "channel_or_exit", "print_json"]
+__all__ = ["CommandError", "ExitStatus", "channel_or_exit", "print_json"]
 
-USAGE_ERROR: Final = 2
+
+class ExitStatus(IntEnum):
+    """What a ``linkstate`` command's exit status means: one table for every command."""
+
+    ok = 0
+    """Done; a supervised link ended healthy, or ``stopped`` by the operator."""
+    needs_person = 1
+    """A supervised link ended ``needs_relink`` or ``failed``, or ``check`` found problems."""
+    usage = 2
+    """What was typed is wrong; one line names the problem and the fix."""
+    store = 3
+    """The state store failed: locked, full, corrupt or unwritable."""
+    owned_elsewhere = 4
+    """Another process or host owns the link."""
+    interrupted = 130
+    """A second interrupt cut a clean stop short."""
+
+
+USAGE_ERROR: Final = ExitStatus.usage
 
 
 class CommandError(LinkstateError):
