@@ -108,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:
             # argparse reports leftovers from the top-level parser; name the subcommand.
             parser.commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+        args.argv = args_list  # what the operator messages of a run without --db repeat
         try:
             status: int = args.run(args)
         except CommandError as exc:

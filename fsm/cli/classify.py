@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from linkstate._lifecycle import Trigger
 from linkstate._machine import LinkMachine
+from linkstate._verdicts import OperatorCommands
 from linkstate.cli.common import CommandError, channel_or_exit, print_json
 
 __all__ = ["ORDER", "classify_event", "fell_to_default", "parse_event", "register"]
@@ -18,6 +19,11 @@ ORDER: Final = 10
 
 # A bare code that is not JSON: Slack's `too_many_websockets`, Matrix's `M_UNKNOWN_TOKEN`.
 _BARE_CODE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+_TEMPLATES: Final = OperatorCommands(
+    reset="linkstate reset LINK --db PATH", relink="linkstate relink LINK --db PATH"
+)
 
 
 def register(subparsers: Any) -> None:
@@ -58,8 +64,10 @@ def parse_event(text: str) -> object:
 def classify_event(channel_name: str, raw: object) -> dict[str, object]:
     """Classify ``raw`` on ``channel_name`` and replay it from ``open``; returns the report."""
     channel = channel_or_exit(channel_name)
-    machine = LinkMachine(channel)
-    link = machine.new_link("classify")
+    # No link exists here: the message names LINK and PATH as the operator
+    # commands' own --help does, for the user to fill in with theirs.
+    machine = LinkMachine(channel, commands=_TEMPLATES)
+    link = machine.new_link("LINK")
     machine.fire(link, Trigger.start, 0.0)
     machine.fire(link, Trigger.opened, 0.0)
     record = machine.close(link, raw, 0.0)
