@@ -24,12 +24,13 @@ from typing import Final
 import trio
 
 from linkstate._channel import Channel
+from linkstate._lifecycle import State
 from linkstate._machine import LinkMachine
 from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
 from linkstate._verdicts import OperatorCommands
 from linkstate.cli._render import FORMATS, Format, Printer, default_format
 from linkstate.cli._store import add_db_option, journal_from_args
-from linkstate.cli.common import CommandError
+from linkstate.cli.common import CommandError, ExitStatus
 from linkstate.cli.diagram import add_trace_option, record_trace
 from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
 
@@ -38,6 +39,7 @@ __all__ = [
     "add_run_options",
     "configure_logging",
     "operator_commands",
+    "outcome_status",
     "policy_from_args",
     "positive_seconds",
     "printer_from_args",
@@ -197,6 +199,13 @@ def supervisor_from_args(
         connect_timeout=getattr(args, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
         watchdog=args.watchdog,
     )
+
+
+def outcome_status(outcome: Outcome) -> ExitStatus:
+    """The exit status of a supervised run: 1 when the link needs a person, else 0."""
+    if outcome.state in (State.needs_relink, State.failed):
+        return ExitStatus.needs_person
+    return ExitStatus.ok
 
 
 def operator_commands(args: argparse.Namespace) -> OperatorCommands:
