@@ -57,11 +57,7 @@ def main() -> None:
     table.print()
     ratio = statistics.median(times[COMMANDS[0][0]]) / base
     print_lines(
-        [
-            target(
-                "classify / import transitions", fmt_ratio(ratio), f"<= {GOAL:g}x", ratio <= GOAL
-            )
-        ]
+        [target("classify / import transitions", fmt_ratio(ratio), f"<= {GOAL:g}x", ratio <= GOAL)]
     )
 
 

@@ -21,9 +21,9 @@ the supervisor's watchdog, so a quiet but healthy socket never trips it.
 from __future__ import annotations
 
 import math
-from urllib.parse import urlsplit
 from collections.abc import Callable
 from typing import Final
+from urllib.parse import urlsplit
 
 import trio
 from trio_websocket import (
@@ -346,7 +346,6 @@ class WebSocketConnection:
                 return
 
 
-
 def _check_url(url: str) -> None:
     """Refuse a URL no connect could use (a configuration error, not a close to retry)."""
     if not url.startswith(("ws://", "wss://")):
@@ -362,7 +361,9 @@ def _check_url(url: str) -> None:
     if not parts.hostname:
         raise ArgumentError(f"WebSocket URL {url!r} names no host; write it as ws://HOST:PORT/PATH")
     if parts.port == 0:
-        raise ArgumentError(f"WebSocket URL {url!r}: port 0 is not a port to connect to; use 1-65535")
+        raise ArgumentError(
+            f"WebSocket URL {url!r}: port 0 is not a port to connect to; use 1-65535"
+        )
 
 
 class WebSocketTransport:

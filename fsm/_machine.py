@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from transitions import EventData, Machine, State as _TransitionsState
+from transitions import EventData, Machine
+from transitions import State as _TransitionsState
 
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent, Initiator, Phase
@@ -222,7 +223,7 @@ class _Firing:
         )
 
 
-class _QuietState(_TransitionsState):  # type: ignore[misc]  # transitions is untyped
+class _QuietState(_TransitionsState):
     """A transitions state that enters and exits without logging.
 
     transitions' own ``State.enter`` and ``exit`` log two INFO records per
@@ -239,7 +240,7 @@ class _QuietState(_TransitionsState):  # type: ignore[misc]  # transitions is un
         event_data.machine.callbacks(self.on_exit, event_data)
 
 
-class _QuietMachine(Machine):  # type: ignore[misc]  # transitions is untyped
+class _QuietMachine(Machine):
     """A transitions machine whose states are :class:`_QuietState`."""
 
     state_cls = _QuietState

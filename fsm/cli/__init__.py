@@ -62,9 +62,7 @@ def command_names() -> list[str]:
 
 def command_modules(names: Sequence[str] | None = None) -> list[ModuleType]:
     """The subcommand modules (all, or those in ``names``), in ``ORDER``."""
-    modules = [
-        importlib.import_module(f"{__name__}.{name}") for name in names or command_names()
-    ]
+    modules = [importlib.import_module(f"{__name__}.{name}") for name in names or command_names()]
     return sorted(modules, key=lambda module: (getattr(module, "ORDER", 100), module.__name__))
 
 
@@ -107,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = parser.parse_known_args(args_list)
         if extra:
             # argparse reports leftovers from the top-level parser; name the subcommand.
-            parser.commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+            parser.commands.get(args.command, parser).error(
+                f"unrecognized arguments: {' '.join(extra)}"
+            )
         args.argv = args_list  # what the operator messages of a run without --db repeat
         try:
             status: int = args.run(args)

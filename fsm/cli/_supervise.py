@@ -220,7 +220,9 @@ def operator_commands(args: argparse.Namespace) -> OperatorCommands:
     link = shlex.quote(args.link)
     if db is not None:
         where = f"{link} --db {shlex.quote(db)}"
-        return OperatorCommands(reset=f"linkstate reset {where}", relink=f"linkstate relink {where}")
+        return OperatorCommands(
+            reset=f"linkstate reset {where}", relink=f"linkstate relink {where}"
+        )
     again = shlex.join(["linkstate", *getattr(args, "argv", [args.command])])
     return OperatorCommands(reset=again, relink=again)
 

@@ -54,6 +54,7 @@ from linkstate.cli.common import ExitStatus, channel_or_exit
 from linkstate.runtime._supervisor import Outcome, transport_factory
 
 __all__ = [
+    "DEMO_CHANNEL",
     "ORDER",
     "STORY",
     "Scene",
@@ -65,6 +66,9 @@ __all__ = [
 ]
 
 ORDER: Final = 5
+
+DEMO_CHANNEL: Final = "demo"
+"""The demo channel's name: not registered, so the operator commands ask this module for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +127,14 @@ _CONFLICT: Final = Rule(
 def demo_channel(base: Channel) -> Channel:
     """``base`` (the websocket channel) plus the demo service's own 4440 row."""
     table = CloseTable(
-        channel="demo",
+        channel=DEMO_CHANNEL,
         rules=(_CONFLICT, *base.table.rules),
         unknown=base.table.unknown,
         no_status=base.table.no_status,
     )
-    return replace(base, name="demo", title="Demo chat service", table=table, policy=DEMO_POLICY)
+    return replace(
+        base, name=DEMO_CHANNEL, title="Demo chat service", table=table, policy=DEMO_POLICY
+    )
 
 
 async def serve_story(
