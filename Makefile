@@ -1,5 +1,5 @@
-# Two commands do all the setup: `make demo` and `make test`. Each creates the
-# virtual environment in .venv on first use (no root needed) and reinstalls
+# Two commands do all the setup: `make demo` and `make test`. Each creates its
+# virtual environment (.venv-demo, .venv) on first use (no root needed) and reinstalls
 # when pyproject.toml changes or a module is added or removed.
 PYTHON ?= python3
 VENV   := .venv
@@ -26,8 +26,18 @@ $(STAMP): pyproject.toml $(MODULE_LIST)
 	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=strict
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/linkstate demo
+# The demo gets its own environment with the base package only (no test extra):
+# a plain, non-editable install of what a user of linkstate gets.
+DEMO_VENV  := .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed
+
+$(DEMO_STAMP): pyproject.toml $(MODULES)
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet .
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/linkstate demo
 
 test: $(STAMP)
 	$(BIN)/python -P -m pytest
@@ -42,4 +52,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -30,6 +30,7 @@ SCRIPTS: Final = (
     "extract_cost.py",
     "store_write.py",
     "diagram_cost.py",
+    "cli_startup.py",
 )
 
 

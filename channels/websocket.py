@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Final
+from urllib.parse import urlsplit
 
 import trio
 from trio_websocket import (
@@ -345,6 +346,26 @@ class WebSocketConnection:
                 return
 
 
+def _check_url(url: str) -> None:
+    """Refuse a URL no connect could use (a configuration error, not a close to retry)."""
+    if not url.startswith(("ws://", "wss://")):
+        raise ArgumentError(f"WebSocket URL {url!r} must start with ws:// or wss://")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it validates it: out of range or not a number
+    except ValueError as exc:
+        raise ArgumentError(
+            f"WebSocket URL {url!r} is malformed ({exc}); write it as ws://HOST:PORT/PATH "
+            "with a port from 1 to 65535"
+        ) from None
+    if not parts.hostname:
+        raise ArgumentError(f"WebSocket URL {url!r} names no host; write it as ws://HOST:PORT/PATH")
+    if parts.port == 0:
+        raise ArgumentError(
+            f"WebSocket URL {url!r}: port 0 is not a port to connect to; use 1-65535"
+        )
+
+
 class WebSocketTransport:
     """Connects to one ``ws://`` or ``wss://`` URL with trio-websocket.
 
@@ -365,8 +386,7 @@ class WebSocketTransport:
         on_message: MessageHandler | None = None,
         extra_headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        if not url.startswith(("ws://", "wss://")):
-            raise ArgumentError(f"WebSocket URL {url!r} must start with ws:// or wss://")
+        _check_url(url)
         self.url = url
         self.ping_interval = ping_interval
         self.on_message = on_message

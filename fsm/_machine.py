@@ -35,6 +35,7 @@ from enum import StrEnum
 from typing import Final
 
 from transitions import EventData, Machine
+from transitions import State as _TransitionsState
 
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent, Initiator, Phase
@@ -222,6 +223,29 @@ class _Firing:
         )
 
 
+class _QuietState(_TransitionsState):
+    """A transitions state that enters and exits without logging.
+
+    transitions' own ``State.enter`` and ``exit`` log two INFO records per
+    transition on the ``transitions.core`` logger. linkstate logs one
+    structured record per transition itself, and a library must not set the
+    levels of other libraries' loggers, so the machine avoids that code path:
+    the callbacks still run (there are none; guards are conditions).
+    """
+
+    def enter(self, event_data: EventData) -> None:
+        event_data.machine.callbacks(self.on_enter, event_data)
+
+    def exit(self, event_data: EventData) -> None:
+        event_data.machine.callbacks(self.on_exit, event_data)
+
+
+class _QuietMachine(Machine):
+    """A transitions machine whose states are :class:`_QuietState`."""
+
+    state_cls = _QuietState
+
+
 class LinkMachine:
     """Drives any number of :class:`Link` objects through one lifecycle definition.
 
@@ -269,7 +293,7 @@ class LinkMachine:
         }
 
     def _build(self, definition: Definition) -> Machine:
-        machine = Machine(
+        machine = _QuietMachine(
             model=None,
             states=[state.value for state in definition.states],
             initial=definition.initial.value,

@@ -26,7 +26,6 @@ sanitises the text and range-checks the numbers, so a reader never has to.
 
 from __future__ import annotations
 
-import email.utils
 import itertools
 import json
 import math
@@ -192,6 +191,10 @@ def retry_after_seconds(value: str, *, now: float | None = None) -> float | None
         delay = float(stripped)
     else:
         try:
+            # Imported here: email.utils pulls in socket and datetime, a tenth
+            # of the CLI's start-up, for the rare HTTP-date Retry-After.
+            import email.utils
+
             when = email.utils.parsedate_to_datetime(stripped)
         except (TypeError, ValueError, IndexError):
             return None

@@ -66,6 +66,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "diagram_cost.py": (["--repeat", "1"], ["lifecycle"]),
     "extract_cost.py": (["--size", "3"], ["discord", "slack", "telegram", "matrix"]),
+    "cli_startup.py": (
+        ["--size", "1"],
+        ["import transitions", "linkstate classify whatsapp 440", "target  classify"],
+    ),
     "run_all.py": (["--list"], ["registration.py", "storm.py"]),
 }
 

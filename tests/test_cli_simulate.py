@@ -18,9 +18,12 @@ SCRIPT = Path(sys.executable).with_name("linkstate")
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str, Any]]:
-    assert main(["simulate", *argv, "--format", "json"]) == 0
+    code = main(["simulate", *argv, "--format", "json"])
     out = capsys.readouterr().out
-    return [json.loads(line) for line in out.splitlines()]
+    lines = [json.loads(line) for line in out.splitlines()]
+    # The output contract: 1 when the link ends needing a person, else 0.
+    assert code == (1 if lines[-1]["final"] in ("needs_relink", "failed") else 0)
+    return lines
 
 
 def test_440_needs_relink_with_one_connect_and_no_sleep(capsys: pytest.CaptureFixture[str]) -> None:
@@ -114,7 +117,7 @@ def test_max_time_stops_on_the_virtual_clock(capsys: pytest.CaptureFixture[str])
 
 def test_text_format_is_readable(capsys: pytest.CaptureFixture[str]) -> None:
     assert (
-        main(["simulate", "whatsapp", "--close", "428", "--close", "440", "--format", "text"]) == 0
+        main(["simulate", "whatsapp", "--close", "428", "--close", "440", "--format", "text"]) == 1
     )
     out = capsys.readouterr().out
     assert "open -> reconnecting" in out and "428 connectionClosed: retry" in out
@@ -123,7 +126,7 @@ def test_text_format_is_readable(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_operator_message_is_not_printed_twice(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["simulate", "whatsapp", "--close", "440", "--format", "text"]) == 0
+    assert main(["simulate", "whatsapp", "--close", "440", "--format", "text"]) == 1
     captured = capsys.readouterr()
     assert captured.out.count("session conflict") == 1
     assert captured.err == ""
@@ -156,7 +159,7 @@ def test_the_console_script(tmp_path: Path) -> None:
         cwd=tmp_path,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # ends in needs_relink
     last = json.loads(result.stdout.splitlines()[-1])  # not a tty: json by default
     assert (last["final"], last["connects"], last["sleeps"]) == ("needs_relink", 2, 1)
     assert result.stderr == ""

@@ -136,14 +136,14 @@ def test_demo_plays_the_story_and_ends_with_the_operator_message(
         "1006 abnormalClosure: retry",
         "server: restarting (close 1012)",
         "1012 serviceRestart: retry_now",
-        "server: token revoked (close 4401)",
-        "4401 tokenRevoked: relink",
+        "server: another client took the session (close 4440",
+        "4440 sessionConflict: relink",
         "final state: needs_relink after 3 connects, 2 backoff sleeps",
-        "operator message: Demo chat service closed link demo with 4401",
+        "operator message: Demo chat service closed link demo with 4440",
     ]
     positions = [out.index(needle) for needle in order]
     assert positions == sorted(positions)
-    assert out.rstrip().splitlines()[-1].startswith("operator message:")
+    assert out.rstrip().splitlines()[-1].startswith("  linkstate relink demo --db ")
 
 
 def test_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -151,7 +151,7 @@ def test_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
     last = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert (last["final"], last["status"], last["connects"], last["sleeps"]) == (
         "needs_relink",
-        4401,
+        4440,
         3,
         2,
     )

@@ -249,14 +249,14 @@ async def test_429_retry_after_is_the_floor_of_the_next_delay() -> None:
 async def test_tcp_drop_is_1006_and_retried() -> None:
     channel = demo_channel(CHANNEL)
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(serve_story, (Scene(0.0, None), Scene(0.0, 4401, "revoked")))
+        port = await nursery.start(serve_story, (Scene(0.0, None), Scene(0.0, 4440, "conflict")))
         transport = WebSocketTransport(f"ws://127.0.0.1:{port}/", ping_interval=None)
         with trio.fail_after(30):
             outcome = await Supervisor(channel, transport, policy=INSTANT).run()
         nursery.cancel_scope.cancel()
     closes = [(r.status, r.verdict) for r in outcome.records if r.verdict is not None]
-    assert closes == [(1006, "retry"), (4401, "relink")]
-    assert outcome.state == "needs_relink" and "revoked" in (outcome.message or "")
+    assert closes == [(1006, "retry"), (4440, "relink")]
+    assert outcome.state == "needs_relink" and "another client" in (outcome.message or "")
 
 
 async def test_connection_refused_is_a_retried_handshake_failure() -> None:
@@ -309,12 +309,12 @@ async def test_messages_reach_the_handler_and_count_as_activity() -> None:
 
 
 def test_demo_story_and_channel() -> None:
-    assert [scene.close for scene in STORY] == [None, 1012, 4401]
+    assert [scene.close for scene in STORY] == [None, 1012, 4440]
     channel = demo_channel(CHANNEL)
-    assert [channel.classify(code)[1].verdict for code in (1006, 1012, 4401)] == [
+    assert [channel.classify(code)[1].verdict for code in (1006, 1012, 4440)] == [
         Verdict.retry,
         Verdict.retry_now,
         Verdict.relink,
     ]
-    # The generic table is untouched: 4401 is the application's to define.
-    assert TABLE.classify(extract(4401)).verdict is Verdict.retry
+    # The generic table is untouched: 4440 is the application's to define.
+    assert TABLE.classify(extract(4440)).verdict is Verdict.retry

@@ -1,8 +1,15 @@
 """The ``linkstate`` command line.
 
-Each subcommand lives in its own module of this package and exposes
-``register(subparsers)`` and an ``ORDER`` number that places it in ``--help``.
-Modules are discovered, so adding a command means adding one file.
+Each subcommand lives in its own module of this package, named after the
+command, and exposes ``register(subparsers)`` and an ``ORDER`` number that
+places it in ``--help``. Modules are discovered by name, so adding a command
+means adding one file.
+
+Start-up is kept short: :func:`main` imports only the module of the command
+being run (every module only for ``--help`` or a mistyped command), and a
+command module imports its heavy dependencies (trio, the store, the runtime,
+``diagrams``) inside the functions that use them. ``benchmarks/cli_startup.py``
+measures it.
 
 The CLI is the one place that ties ``fsm``, ``channels`` and ``diagrams``
 together: it finds channels through the entry-point registry and imports
@@ -13,54 +20,111 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
+from typing import NoReturn
 
-from linkstate.cli.common import CommandError
+from linkstate.cli.common import CommandError, ExitStatus
 
-__all__ = ["build_parser", "command_modules", "main"]
+__all__ = ["ArgumentParser", "build_parser", "command_modules", "command_names", "main"]
 
 _NOT_COMMANDS = frozenset({"common"})
 
 
-def command_modules() -> list[ModuleType]:
-    """Every subcommand module of this package, in ``ORDER``."""
-    modules = [
-        importlib.import_module(f"{__name__}.{info.name}")
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line that names the subcommand.
+
+    argparse prints the whole usage block before its error; the contract of
+    every ``linkstate`` command is one line naming the problem and the fix,
+    exit status 2.
+    """
+
+    commands: Mapping[str, argparse.ArgumentParser]
+    """The subcommands' parsers by name (set by :func:`build_parser`)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``linkstate SUBCOMMAND: error: MESSAGE (see ... --help)`` and exit 2."""
+        self.exit(ExitStatus.usage, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def command_names() -> list[str]:
+    """The names of every subcommand module, found without importing any of them."""
+    return sorted(
+        info.name
         for info in pkgutil.iter_modules(__path__)
         if not info.name.startswith("_") and info.name not in _NOT_COMMANDS
-    ]
+    )
+
+
+def command_modules(names: Sequence[str] | None = None) -> list[ModuleType]:
+    """The subcommand modules (all, or those in ``names``), in ``ORDER``."""
+    modules = [importlib.import_module(f"{__name__}.{name}") for name in names or command_names()]
     return sorted(modules, key=lambda module: (getattr(module, "ORDER", 100), module.__name__))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+def _version() -> str:
+    try:
+        return version("linkstate")
+    except PackageNotFoundError:  # pragma: no cover - run from a tree that is not installed
+        return "unknown"
+
+
+def build_parser(only: str | None = None) -> ArgumentParser:
+    """The argument parser with every subcommand registered (or only the one named)."""
+    parser = ArgumentParser(
         prog="linkstate",
         description=(
             "Explicit connection lifecycles for messaging channels: for every disconnect, "
             "reconnect (and when) or stop in a state that tells the operator what to do."
         ),
     )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in command_modules():
+    parser.add_argument("--version", action="version", version=f"linkstate {_version()}")
+    subparsers = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=ArgumentParser
+    )
+    for module in command_modules([only] if only else None):
         module.register(subparsers)
+    parser.commands = subparsers.choices
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named first in ``argv`` when it is a known one, else None."""
+    return argv[0] if argv and argv[0] in command_names() else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (2 for a usage or input error)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the command line; returns the exit status (see ``ExitStatus``)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        status: int = args.run(args)
-    except CommandError as exc:
-        print(f"linkstate {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_status
+        parser = build_parser(_command_in(args_list))
+        args, extra = parser.parse_known_args(args_list)
+        if extra:
+            # argparse reports leftovers from the top-level parser; name the subcommand.
+            parser.commands.get(args.command, parser).error(
+                f"unrecognized arguments: {' '.join(extra)}"
+            )
+        args.argv = args_list  # what the operator messages of a run without --db repeat
+        try:
+            status: int = args.run(args)
+        except CommandError as exc:
+            print(f"linkstate {args.command}: error: {exc}", file=sys.stderr)
+            return exc.exit_status
+        sys.stdout.flush()
     except KeyboardInterrupt:
-        return 130
+        return ExitStatus.interrupted
+    except BrokenPipeError:
+        # The reader went away (`linkstate ... | head -1`): the Python
+        # documentation's recipe. Point stdout at devnull so that the flush at
+        # exit does not raise again, and exit as a command killed by SIGPIPE
+        # would be seen by the shell's pipeline: quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return status
 
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 
+from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._machine import TransitionRecord
 from linkstate.cli.common import CommandError, channel_or_exit
@@ -98,13 +99,22 @@ def operate(args: argparse.Namespace, *, only: frozenset[State] | None) -> Trans
     with store_errors(), open_store(args.db) as store:
         row = require_link(store, args.link)
         record = operator_reset(
-            store, args.link, channel_or_exit(row.channel), note=args.note, only=only
+            store, args.link, _stored_channel(row.channel), note=args.note, only=only
         )
     print(
         f"{record.link}: {record.src} -> {record.dst} ({args.note}); the link connects again "
         "the next time it is started"
     )
     return record
+
+
+def _stored_channel(name: str) -> Channel:
+    """The channel a stored link was run with; ``linkstate demo``'s own is not registered."""
+    from linkstate.cli import demo  # here: the demo imports trio, the operator commands need not
+
+    if name == demo.DEMO_CHANNEL:
+        return demo.demo_channel(channel_or_exit("websocket"))
+    return channel_or_exit(name)
 
 
 def timestamp(wall: float) -> str:

@@ -17,16 +17,20 @@ import dataclasses
 import logging
 import math
 import random
+import shlex
 from collections.abc import Callable
 from typing import Final
 
 import trio
 
 from linkstate._channel import Channel
+from linkstate._lifecycle import State
+from linkstate._machine import LinkMachine
 from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
+from linkstate._verdicts import OperatorCommands
 from linkstate.cli._render import FORMATS, Format, Printer, default_format
 from linkstate.cli._store import add_db_option, journal_from_args
-from linkstate.cli.common import CommandError
+from linkstate.cli.common import CommandError, ExitStatus
 from linkstate.cli.diagram import add_trace_option, record_trace
 from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
 
@@ -34,6 +38,8 @@ __all__ = [
     "POLICY_OPTIONS",
     "add_run_options",
     "configure_logging",
+    "operator_commands",
+    "outcome_status",
     "policy_from_args",
     "positive_seconds",
     "printer_from_args",
@@ -179,15 +185,46 @@ def supervisor_from_args(
     args: argparse.Namespace, channel: Channel, transport: Transport
 ) -> Supervisor:
     """Build the supervisor every command runs; must be called inside ``trio.run``."""
+    machine = LinkMachine(
+        channel,
+        policy_from_args(args, channel.policy),
+        rng=random.Random(args.seed) if args.seed is not None else None,
+        commands=operator_commands(args),
+    )
     return Supervisor(
         channel,
         transport,
         link_id=args.link,
-        policy=policy_from_args(args, channel.policy),
+        machine=machine,
         connect_timeout=getattr(args, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
         watchdog=args.watchdog,
-        rng=random.Random(args.seed) if args.seed is not None else None,
     )
+
+
+def outcome_status(outcome: Outcome) -> ExitStatus:
+    """The exit status of a supervised run: 1 when the link needs a person, else 0."""
+    if outcome.state in (State.needs_relink, State.failed):
+        return ExitStatus.needs_person
+    return ExitStatus.ok
+
+
+def operator_commands(args: argparse.Namespace) -> OperatorCommands:
+    """The commands this run's operator messages name, spelled to work as pasted.
+
+    With ``--db`` they are the operator commands on that database and link.
+    Without one nothing outlives the run, so there is nothing to reset: what
+    brings the link back is running the same command again (``argv``, which
+    :func:`linkstate.cli.main` keeps on ``args``).
+    """
+    db: str | None = getattr(args, "db", None)
+    link = shlex.quote(args.link)
+    if db is not None:
+        where = f"{link} --db {shlex.quote(db)}"
+        return OperatorCommands(
+            reset=f"linkstate reset {where}", relink=f"linkstate relink {where}"
+        )
+    again = shlex.join(["linkstate", *getattr(args, "argv", [args.command])])
+    return OperatorCommands(reset=again, relink=again)
 
 
 async def supervise(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import sys
 from typing import Any, Final
 
 from linkstate._channel import available_channels
@@ -60,6 +62,10 @@ def load_definition(spec: str) -> Definition:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise CommandError(f"--definition {spec!r}: write it as MODULE:NAME, e.g. mypkg.flow:FLOW")
+    # For this option only, the current directory is importable, as it is for
+    # `python -m`: a definition in ./flow.py is `--definition flow:FLOW`, no PYTHONPATH.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except LifecycleError:
@@ -67,7 +73,8 @@ def load_definition(spec: str) -> Definition:
     except Exception as exc:
         raise CommandError(
             f"--definition {spec!r}: cannot import {module_name!r} ({type(exc).__name__}: "
-            f"{exc}); check the module path and PYTHONPATH"
+            f"{exc}); check the module path: the current directory and installed packages "
+            "are searched"
         ) from exc
     value = getattr(module, attr, None)
     if not isinstance(value, Definition):

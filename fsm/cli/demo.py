@@ -6,25 +6,33 @@ The server (:func:`serve_story`) accepts one connection per scene of
 1. open a while, then drop the TCP connection without a close frame (the
    client library reports 1006, abnormal closure): ``retry`` with backoff;
 2. close with 1012, service restart: ``retry_now``, a short jittered delay;
-3. close with 4401, the token was revoked: ``relink``, stop, tell the operator.
+3. close with 4440, a session conflict (another client took the session, as
+   WhatsApp Web's status 440 says): ``relink``, stop at once with no retry and
+   no backoff sleep, and tell the operator.
 
-Why 4401: RFC 6455 leaves 4000-4999 to the application, and a chat service
-built on WebSocket defines its own codes there (4401 mirrors HTTP 401, as
-graphql-ws does). The generic ``websocket`` table cannot know them, so the
-demo's channel is the ``websocket`` channel (found through the registry, like
-any plugin) plus one row for 4401: exactly what a channel plugin for a real
-service does. 1008 would also work if mapped, but the RFC table keeps 1008
-``fatal``, and the demo does not bend the reference table.
+Why 4440: a WebSocket close code must lie in 1000-4999, and RFC 6455 leaves
+4000-4999 to the application, where a chat service built on WebSocket defines
+its own codes (4440 carries WhatsApp's 440 there). The generic ``websocket``
+table cannot know them, so the demo's channel is the ``websocket`` channel
+(found through the registry, like any plugin) plus one row for 4440: exactly
+what a channel plugin for a real service does.
 
-The demo uses a quick policy so that the whole story takes a few seconds.
+The demo keeps the link in a real state database (a new file in a temporary
+directory unless ``--db`` names one), so it ends by printing the operator
+commands to try next on that file, and they work as printed. It uses a quick
+policy so that the whole story takes a few seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import shlex
+import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Final
 
 import trio
@@ -33,7 +41,7 @@ from trio_websocket import ConnectionClosed, wrap_server_stream
 from linkstate._channel import Channel
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule, Verdict
-from linkstate.cli._render import Printer
+from linkstate.cli._render import Printer, default_format
 from linkstate.cli._supervise import (
     add_run_options,
     policy_from_args,
@@ -42,12 +50,25 @@ from linkstate.cli._supervise import (
     supervise,
     supervisor_from_args,
 )
-from linkstate.cli.common import channel_or_exit
+from linkstate.cli.common import ExitStatus, channel_or_exit
 from linkstate.runtime._supervisor import Outcome, transport_factory
 
-__all__ = ["ORDER", "STORY", "Scene", "demo_channel", "register", "run", "serve_story"]
+__all__ = [
+    "DEMO_CHANNEL",
+    "ORDER",
+    "STORY",
+    "Scene",
+    "demo_channel",
+    "next_commands",
+    "register",
+    "run",
+    "serve_story",
+]
 
 ORDER: Final = 5
+
+DEMO_CHANNEL: Final = "demo"
+"""The demo channel's name: not registered, so the operator commands ask this module for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +92,14 @@ class Scene:
 STORY: Final = (
     Scene(0.8, None, says="server: dropping the TCP connection (the client sees 1006)"),
     Scene(0.8, 1012, "restarting for an upgrade", says="server: restarting (close 1012)"),
-    Scene(0.8, 4401, "token revoked", says="server: token revoked (close 4401)"),
+    Scene(
+        0.8,
+        4440,
+        "conflict",
+        says="server: another client took the session (close 4440, WhatsApp's 440)",
+    ),
 )
-"""Open; drop with 1006; restart with 1012; then 4401, which the demo table maps to relink."""
+"""Open; drop with 1006; restart with 1012; then 4440, which the demo table maps to relink."""
 
 # Connections after the story (there should be none: 4401 stops the link).
 _ENCORE: Final = Scene(0.0, 1001, "the story is over")
@@ -83,14 +109,15 @@ DEMO_POLICY: Final = ReconnectPolicy(
 )
 """Quick enough for a demo; real deployments keep the channel's RFC 6455 schedule."""
 
-_REVOKED: Final = Rule(
+_CONFLICT: Final = Rule(
     Verdict.relink,
-    "tokenRevoked",
-    "the service revoked this client's token",
-    status=4401,
+    "sessionConflict",
+    "another client took the session (WhatsApp Web's 440)",
+    status=4440,
     message=(
-        "Demo chat service closed link {link} with {status} ({reason}): its access token was "
-        "revoked. Issue a new token for this client, then relink with "
+        "Demo chat service closed link {link} with {status} ({reason}): another client took "
+        "over this session. Reconnecting would kick it off and be kicked back, forever, so "
+        "linkstate stopped at once. Log out the other session, then relink with "
         "`{relink_command}`. Monitoring of this link has stopped and will not "
         "reconnect on its own."
     ),
@@ -98,14 +125,16 @@ _REVOKED: Final = Rule(
 
 
 def demo_channel(base: Channel) -> Channel:
-    """``base`` (the websocket channel) plus the demo service's own 4401 row."""
+    """``base`` (the websocket channel) plus the demo service's own 4440 row."""
     table = CloseTable(
-        channel="demo",
-        rules=(_REVOKED, *base.table.rules),
+        channel=DEMO_CHANNEL,
+        rules=(_CONFLICT, *base.table.rules),
         unknown=base.table.unknown,
         no_status=base.table.no_status,
     )
-    return replace(base, name="demo", title="Demo chat service", table=table, policy=DEMO_POLICY)
+    return replace(
+        base, name=DEMO_CHANNEL, title="Demo chat service", table=table, policy=DEMO_POLICY
+    )
 
 
 async def serve_story(
@@ -147,9 +176,11 @@ def register(subparsers: Any) -> None:
         help="watch a link live through a scripted WebSocket server on loopback",
         description=(
             "Start a real WebSocket server on a free 127.0.0.1 port that drops the first "
-            "connection (1006), restarts on the second (1012) and revokes the token on the "
-            "third (4401), and supervise a link against it. Prints the lifecycle as it "
-            "happens and ends with the operator message. Takes a few seconds."
+            "connection (1006), restarts on the second (1012) and gives the session to another "
+            "client on the third (4440, WhatsApp's 440), and supervise a link against it, kept "
+            "in a state database (--db, default: a new temporary file). Prints the lifecycle "
+            "as it happens, the operator message, and the commands to try next. Exit status 0 "
+            "when the story ends as scripted, in needs_relink; 1 otherwise. Takes a few seconds."
         ),
     )
     parser.add_argument(
@@ -175,7 +206,8 @@ async def demo(args: argparse.Namespace) -> Outcome:
         port: int = await nursery.start(_serve, story, printer)
         url = f"ws://127.0.0.1:{port}/"
         printer.note(
-            f"a real WebSocket server on {url} will drop, restart, then revoke the token; "
+            f"a real WebSocket server on {url} will drop, restart, then give the session to "
+            "another client; "
             f"linkstate supervises link {args.link!r} and decides after every close"
         )
         supervisor = supervisor_from_args(args, channel, transport_factory(channel)(url))
@@ -192,9 +224,31 @@ async def _serve(
     await serve_story(story, announce=printer.note, task_status=task_status)
 
 
+def next_commands(args: argparse.Namespace) -> list[str]:
+    """The commands to try after the demo, on its own database; each works as printed."""
+    where = f"--db {shlex.quote(args.db)}"
+    link = shlex.quote(args.link)
+    return [
+        f"linkstate status {where}",
+        f"linkstate history {link} {where}",
+        f"linkstate relink {link} {where}",
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run ``linkstate demo``."""
+    """Run ``linkstate demo``: 0 when the story ends as scripted (``needs_relink``), else 1.
+
+    The demo is the one command whose expected end is a terminal state: it
+    plays a session conflict on purpose, so ending in ``needs_relink`` is its
+    success, and anything else (a hung or broken story) exits 1.
+    """
     channel = demo_channel(channel_or_exit("websocket"))
     policy_from_args(args, channel.policy)  # report a bad policy before starting
+    if args.db is None:
+        args.db = str(Path(tempfile.mkdtemp(prefix="linkstate-demo-")) / "demo.db")
     outcome = trio.run(demo, args)
-    return 0 if outcome.state == "needs_relink" else 1
+    if (args.format or default_format(sys.stdout)) == "text":
+        print("\ntry next (the demo kept the link in a real database):")
+        for command in next_commands(args):
+            print(f"  {command}")
+    return ExitStatus.ok if outcome.state == "needs_relink" else ExitStatus.needs_person

@@ -8,8 +8,10 @@ imported inside the functions that draw, so other commands start without it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
@@ -27,6 +29,7 @@ __all__ = [
     "record_trace",
     "register",
     "run",
+    "writable_target",
 ]
 
 ORDER: Final = 60
@@ -104,7 +107,9 @@ def _run_all(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.output.is_dir():
         raise CommandError(f"--all writes into a directory, but {args.output} is a file")
     formats = tuple(Format) if args.format is None else (Format(args.format),)
-    for path in write_all(args.output, formats):
+    with _writing(args.output):
+        written = write_all(args.output, formats)
+    for path in written:
         print(path)
     return 0
 
@@ -115,10 +120,35 @@ def _run_one(args: argparse.Namespace) -> int:
     fmt = _chosen_format(args.format, args.output)
     data = produce(picture_for(args.channel), fmt)
     if args.output is not None:
-        args.output.write_bytes(data)
+        with _writing(args.output):
+            args.output.write_bytes(data)
         return 0
     _to_stdout(data, binary=fmt.binary)
     return 0
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn a failed write (missing directory, a directory, no permission) into one line."""
+    try:
+        yield
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise CommandError(
+            f"cannot write {path}: {why}; pass -o a path in a directory you can write"
+        ) from exc
+
+
+def writable_target(path: Path) -> str | None:
+    """Why ``path`` cannot be written as a file, checked before a run; None when it can."""
+    if path.is_dir():
+        return f"{path} is a directory; name a file in it"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"the directory {parent} does not exist; create it or name another"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"the directory {parent} is not writable; name a file in one you can write"
+    return None
 
 
 def _chosen_format(name: str | None, output: Path | None) -> Format:
@@ -172,6 +202,9 @@ def _trace_path(text: str) -> Path:
     )
 
     path = Path(text)
+    problem = writable_target(path)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     try:
         # Checked before the run, so a long watch does not end in an error.
         if format_for_path(path) in (Format.svg, Format.png):

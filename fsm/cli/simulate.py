@@ -19,6 +19,7 @@ from linkstate._channel import Channel
 from linkstate._machine import TransitionRecord
 from linkstate.cli._supervise import (
     add_run_options,
+    outcome_status,
     policy_from_args,
     printer_from_args,
     seconds,
@@ -120,5 +121,5 @@ def run(args: argparse.Namespace) -> int:
     script = script_from_args(args)
     policy_from_args(args, channel.policy)  # report a bad policy before starting
     clock = trio.testing.MockClock(autojump_threshold=0)
-    trio.run(simulate, args, channel, script, clock=clock)
-    return 0
+    outcome = trio.run(simulate, args, channel, script, clock=clock)
+    return outcome_status(outcome)

@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
     )
     add_db_option(parser, required=True)
     parser.add_argument(
-        "--json", action="store_true", help="print one JSON array of the stored rows"
+        "--json", action="store_true", help="print one JSON object per link, one a line"
     )
     parser.set_defaults(run=run)
 
@@ -63,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
     with store_errors(), open_store(args.db) as store:
         rows = store.links()
     if args.json:
-        print_json([row.to_json() for row in rows])
+        # JSON Lines, keyed `link` like every other output.
+        for row in rows:
+            fields = row.to_json()
+            print_json({"link": fields.pop("link_id"), **fields})
     elif not rows:
         print(f"no links in {args.db} yet")
     else:

@@ -19,6 +19,7 @@ import trio
 from linkstate._channel import Channel
 from linkstate.cli._supervise import (
     add_run_options,
+    outcome_status,
     policy_from_args,
     printer_from_args,
     supervise,
@@ -34,8 +35,6 @@ ORDER: Final = 30
 # Three missed pings of the WebSocket transport's default 20 s interval.
 DEFAULT_WATCHDOG: Final = 60.0
 
-EXIT_STOPPED: Final = 0
-EXIT_TERMINAL: Final = 1
 EXIT_INTERRUPTED: Final = 130
 
 
@@ -102,4 +101,4 @@ def run(args: argparse.Namespace) -> int:
     outcome, interrupted = trio.run(watch, args, channel, transport)
     if interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_STOPPED if outcome.state == "stopped" else EXIT_TERMINAL
+    return outcome_status(outcome)

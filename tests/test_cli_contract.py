@@ -1,0 +1,206 @@
+"""The command line's contract for a new user: one line and a documented exit status, never a
+traceback; commands printed by a run work when pasted; a quick start for the cheap commands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from linkstate import LinkMachine, Trigger, load_channel
+from linkstate.cli import main
+
+SCRIPT = Path(sys.executable).with_name("linkstate")
+
+
+def run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *argv], capture_output=True, text=True, timeout=60, cwd=cwd, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["diagram", "whatsapp", "-o", "/nonexistent/w.svg"],
+        ["diagram", "whatsapp", "--format", "svg", "-o", "."],
+        ["diagram", "whatsapp", "-o", "/proc/w.svg"],
+        ["simulate", "whatsapp", "--close", "440", "--diagram", "/nonexistent/t.svg"],
+        ["simulate", "whatsapp", "--bogus"],
+        ["watch", "websocket", "ws://127.0.0.1:99999"],
+        ["watch", "websocket", "ws://127.0.0.1:abc/"],
+        ["watch", "websocket", "ws://"],
+        ["bogus"],
+    ],
+)
+def test_a_mistake_is_one_line_and_exit_2(argv: list[str], tmp_path: Path) -> None:
+    done = run(*argv, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    command = argv[0] if argv[0] != "bogus" else ""
+    assert done.stderr.startswith(f"linkstate {command}".rstrip() + ": error: ")
+
+
+def test_the_diagram_check_comes_before_the_run(tmp_path: Path) -> None:
+    done = run("simulate", "whatsapp", "--close", "440", "--diagram", "/nonexistent/t.svg")
+    assert "does not exist" in done.stderr and done.stdout == ""
+
+
+def test_a_closed_pipe_is_no_traceback() -> None:
+    argv = [str(SCRIPT), "simulate", "whatsapp", *["--close", "428"] * 4, "--format", "json"]
+    done = subprocess.run(
+        f"{shlex.join(argv)} | head -1",
+        check=False,
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(done.stdout)["trigger"] == "start"
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("event", "why"),
+    [("44O", "no status or code"), ("-", "no status"), ("999", "status 999 matched no row")],
+)
+def test_classify_warns_when_an_event_falls_to_a_default(event: str, why: str) -> None:
+    done = run("classify", "whatsapp", event)
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["verdict"] == "retry"
+    assert done.stderr.startswith("linkstate classify: warning: ") and why in done.stderr
+
+
+def test_classify_of_a_listed_code_warns_of_nothing_and_names_no_placeholder_link() -> None:
+    done = run("classify", "whatsapp", "440")
+    assert done.stderr == ""
+    message = json.loads(done.stdout)["message"]
+    assert "classify" not in message and "`linkstate relink LINK --db PATH`" in message
+
+
+def test_version() -> None:
+    done = run("--version")
+    assert done.returncode == 0 and done.stdout.startswith("linkstate 0.")
+
+
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [
+        (["simulate", "whatsapp", "--close", "440"], 1),
+        (["simulate", "whatsapp", "--close", "401"], 1),
+        (["simulate", "whatsapp", "--close", "428"], 0),
+        (["classify", "whatsapp", "440"], 0),
+        (["check", "whatsapp"], 0),
+    ],
+)
+def test_exit_status_per_outcome(
+    argv: list[str], status: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*argv, "--format", "json"] if argv[0] == "simulate" else argv) == status
+
+
+def pasted(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    program, *argv = shlex.split(command)
+    assert program == "linkstate"
+    return run(*argv, cwd=cwd)
+
+
+def backticked(message: str) -> list[str]:
+    return [
+        part for i, part in enumerate(message.split("`")) if i % 2 and part.startswith("linkstate ")
+    ]
+
+
+def test_the_commands_a_simulate_with_db_prints_work_when_pasted(tmp_path: Path) -> None:
+    done = run(
+        "simulate", "whatsapp", "--close", "440", "--db", "my state.db", "--link", "acct 1",
+        "--format", "json", cwd=tmp_path,
+    )  # fmt: skip
+    (command,) = backticked(json.loads(done.stdout.splitlines()[-1])["message"])
+    assert command == "linkstate relink 'acct 1' --db 'my state.db'"
+    relinked = pasted(command, tmp_path)
+    assert relinked.returncode == 0 and "needs_relink -> idle" in relinked.stdout, relinked.stderr
+
+
+def test_the_commands_a_run_without_db_prints_work_when_pasted(tmp_path: Path) -> None:
+    done = run("simulate", "whatsapp", "--close", "440", "--format", "json", cwd=tmp_path)
+    (command,) = backticked(json.loads(done.stdout.splitlines()[-1])["message"])
+    again = pasted(command, tmp_path)
+    assert (
+        again.returncode == 1
+        and json.loads(again.stdout.splitlines()[-1])["final"] == "needs_relink"
+    )
+
+
+def test_the_demo_shows_440_and_its_next_commands_work(tmp_path: Path) -> None:
+    done = run("demo", "--hold", "0", "--format", "text", "--db", "demo.db", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "4440 sessionConflict: relink" in done.stdout
+    message = next(
+        line for line in done.stdout.splitlines() if line.startswith("operator message:")
+    )
+    tried = [line.strip() for line in done.stdout.split("try next", 1)[1].splitlines()[1:]]
+    assert backticked(message) == [tried[-1]]
+    results = [pasted(command, tmp_path) for command in tried]
+    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
+    assert "needs_relink" in results[0].stdout
+    assert "needs_relink -> idle" in results[2].stdout
+
+
+def test_status_json_is_json_lines_keyed_link(tmp_path: Path) -> None:
+    for link in ("a", "b"):
+        run("simulate", "whatsapp", "--close", "440", "--db", "s.db", "--link", link, cwd=tmp_path)
+    done = run("status", "--db", "s.db", "--json", cwd=tmp_path)
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(row["link"], row["state"]) for row in rows] == [
+        ("a", "needs_relink"),
+        ("b", "needs_relink"),
+    ]
+    assert all("link_id" not in row for row in rows)
+
+
+@pytest.mark.parametrize(
+    "argv", [["classify", "whatsapp", "440"], ["check", "whatsapp"], ["diagram", "--format", "dot"]]
+)
+def test_cheap_commands_load_no_trio_store_or_runtime(argv: list[str]) -> None:
+    code = (
+        "import sys, io, contextlib\n"
+        "from linkstate.cli import main\n"
+        "sys.stdout = io.TextIOWrapper(io.BytesIO())\n"
+        f"main({argv!r})\n"
+        "sys.stdout = sys.__stdout__\n"
+        "heavy = ('trio', 'sqlite3', 'trio_websocket', 'linkstate.runtime', 'linkstate.store')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_transitions_logs_nothing_per_transition(caplog: pytest.LogCaptureFixture) -> None:
+    machine = LinkMachine(load_channel("whatsapp"))
+    link = machine.new_link("x")
+    with caplog.at_level(logging.INFO):
+        machine.fire(link, Trigger.start, 0.0)
+        machine.fire(link, Trigger.opened, 0.0)
+        machine.close(link, 428, 1.0)
+    assert link.state == "reconnecting"
+    assert [r for r in caplog.records if r.name.startswith("transitions")] == []
+
+
+def test_definition_is_found_in_the_current_directory(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(
+        "from linkstate import LIFECYCLE\nFLOW = LIFECYCLE\n", encoding="utf-8"
+    )
+    done = run("check", "--definition", "flow:FLOW", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok    lifecycle")
