@@ -49,6 +49,7 @@ from typing import Any, Final
 
 import trio
 import trio.testing
+from anyio.abc import TaskGroup
 from harness import Table, fmt_bytes, fmt_ratio, fmt_time, parser, print_lines, target, traced
 
 from linkstate import LinkMachine, load_channel
@@ -134,7 +135,7 @@ class StubTransport:
 
     __slots__ = ()
 
-    async def connect(self, nursery: trio.Nursery) -> StubConnection:
+    async def connect(self, tasks: TaskGroup) -> StubConnection:
         """Hand out a new open connection."""
         return StubConnection()
 

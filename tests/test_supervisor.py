@@ -8,6 +8,7 @@ import random
 import pytest
 import trio
 import trio.testing
+from anyio.abc import TaskGroup
 
 from linkstate._lifecycle import State, Trigger
 from linkstate._machine import LinkMachine, TransitionRecord
@@ -102,7 +103,7 @@ async def test_a_transport_that_raises_is_classified_not_a_crash(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     class Broken:
-        async def connect(self, nursery: trio.Nursery) -> Connection:
+        async def connect(self, tasks: TaskGroup) -> Connection:
             raise OSError("connection refused")
 
     sup = Supervisor(
@@ -236,9 +237,9 @@ async def test_external_cancellation_stops_the_link_and_propagates(
 
 async def test_no_task_outlives_the_supervisor(autojump_clock: trio.testing.MockClock) -> None:
     class Pinging(ScriptedTransport):
-        async def connect(self, nursery: trio.Nursery) -> ScriptedConnection:
-            nursery.start_soon(trio.sleep_forever)
-            return await super().connect(nursery)
+        async def connect(self, tasks: TaskGroup) -> ScriptedConnection:
+            tasks.start_soon(trio.sleep_forever)
+            return await super().connect(tasks)
 
     def tasks() -> int:
         root = trio.lowlevel.current_root_task()
@@ -354,7 +355,7 @@ async def test_abort_logs_no_operator_message(
 
 async def test_connect_failed_with_raw_dict(autojump_clock: trio.testing.MockClock) -> None:
     class Rejecting:
-        async def connect(self, nursery: trio.Nursery) -> Connection:
+        async def connect(self, tasks: TaskGroup) -> Connection:
             raise ConnectFailed({"error": {"output": {"statusCode": 401}}})
 
     outcome = await Supervisor(WHATSAPP, Rejecting()).run()

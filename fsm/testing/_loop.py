@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
+import anyio
 import trio
 import trio.testing
+from anyio.abc import TaskGroup
 
 from linkstate.runtime._supervisor import ConnectFailed
 
@@ -102,12 +104,12 @@ class ControlledConnection:
         self.silent_at = math.inf
         self.closed_locally = False
         self._raw: object = None
-        self._closed = trio.Event()
+        self._closed = anyio.Event()
 
     @property
     def last_activity(self) -> float:
         """Now while the connection is alive; the moment it went silent, after that."""
-        return min(trio.current_time(), self.silent_at)
+        return min(anyio.current_time(), self.silent_at)
 
     @property
     def peer_closed(self) -> bool:
@@ -129,7 +131,7 @@ class ControlledConnection:
         """A background task that lives exactly as long as the connection (counted)."""
         self.transport.live_tasks += 1
         try:
-            await trio.sleep_forever()
+            await anyio.sleep_forever()
         finally:
             self.transport.live_tasks -= 1
 
@@ -140,7 +142,7 @@ _OPEN: Final = object()
 @dataclass
 class _PendingConnect:
     outcome: object = None
-    decided: trio.Event = field(default_factory=trio.Event)
+    decided: anyio.Event = field(default_factory=anyio.Event)
 
 
 class ControlledTransport:
@@ -149,7 +151,7 @@ class ControlledTransport:
     ``connect`` waits until the test calls :meth:`open` or :meth:`reject`; an
     open connection ends when the test calls :meth:`close`, or goes silent
     (for the watchdog) on :meth:`silence`. Each connection runs one counted
-    background task in the supervisor's per-connection nursery, so a leak
+    background task in the supervisor's per-connection task group, so a leak
     shows in :attr:`live_tasks`.
 
     Attributes:
@@ -168,7 +170,7 @@ class ControlledTransport:
         self.live_tasks = 0
         self.opened: list[ControlledConnection] = []
 
-    async def connect(self, nursery: trio.Nursery) -> ControlledConnection:
+    async def connect(self, tasks: TaskGroup) -> ControlledConnection:
         """Wait for the test to open or reject this attempt."""
         self.connects += 1
         attempt = self.pending = _PendingConnect()
@@ -180,7 +182,7 @@ class ControlledTransport:
         if attempt.outcome is not _OPEN:
             raise ConnectFailed(attempt.outcome)
         connection = ControlledConnection(self)
-        nursery.start_soon(connection.reader)
+        tasks.start_soon(connection.reader)
         self.connection = connection
         self.opened.append(connection)
         return connection
@@ -208,4 +210,4 @@ class ControlledTransport:
     def silence(self) -> None:
         """The open connection stops showing any sign of life."""
         assert self.connection is not None, "no connection is open"
-        self.connection.silent_at = min(self.connection.silent_at, trio.current_time())
+        self.connection.silent_at = min(self.connection.silent_at, anyio.current_time())
