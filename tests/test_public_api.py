@@ -129,6 +129,7 @@ PUBLIC: dict[str, list[str]] = {
         "ReferenceLink",
         "RuntimeMachine",
         "TrioLoop",
+        "AsyncioLoop",
         "assert_check_clean",
         "assert_conformance",
         "assert_expected",

@@ -1,4 +1,4 @@
-"""The runtime under a test's control: a trio loop in a thread, and a transport the test drives.
+"""The runtime under a test's control: a loop in a thread (trio or asyncio), and a driven transport.
 
 Hypothesis rules are synchronous and the runtime is async; :class:`TrioLoop`
 bridges the two on a virtual clock, and :class:`ControlledTransport` makes
@@ -7,11 +7,12 @@ every handshake, close and silence a move of the test.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import anyio
 import trio
@@ -94,6 +95,112 @@ class TrioLoop:
         self._thread.join(timeout=30)
         if self._error is not None:
             raise self._error
+
+
+class _Tasks:
+    """The :class:`AsyncioLoop`'s stand-in for a nursery: ``start_soon`` and ``child_tasks``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start_soon(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Start ``fn()`` as a task of the loop."""
+        task = self._loop.create_task(fn())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def child_tasks(self) -> frozenset[asyncio.Task[None]]:
+        """The tasks started here that are still running."""
+        return frozenset(self._tasks)
+
+
+class _VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop whose ``time()`` is a virtual clock, moved by :meth:`AsyncioLoop.jump`.
+
+    asyncio schedules every timer (``call_at``, ``sleep``, anyio's deadlines)
+    against ``loop.time()``, so replacing it is all a virtual clock takes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.virtual = 0.0
+
+    def time(self) -> float:
+        """The virtual time."""
+        return self.virtual
+
+
+# Consecutive loop turns with nothing ready and nothing due: then every task is
+# blocked (asyncio has no wait_all_tasks_blocked; a task woken by another's
+# callback shows up in the ready queue within one turn).
+_QUIET_TURNS: Final = 3
+
+
+class AsyncioLoop:
+    """An asyncio loop in a thread of its own, on a virtual clock jumped by hand.
+
+    The asyncio twin of :class:`TrioLoop`, with the same methods, so that the
+    runtime machine holds the supervisor to the model on both back ends.
+    """
+
+    def __init__(self) -> None:
+        self._loop = _VirtualTimeLoop()
+        self.nursery = _Tasks(self._loop)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="linkstate-asyncio", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def now(self) -> float:
+        """The virtual time."""
+        return self._loop.virtual
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Call ``fn`` inside the loop, then wait until every task is blocked; return its result."""
+
+        async def settled() -> T:
+            result = fn()
+            quiet = 0
+            while quiet < _QUIET_TURNS:
+                await asyncio.sleep(0)
+                quiet = quiet + 1 if self._idle() else 0
+            return result
+
+        return asyncio.run_coroutine_threadsafe(settled(), self._loop).result()
+
+    def _idle(self) -> bool:
+        # Private attributes of asyncio's base loop: the ready queue and the
+        # timer heap; this is a test harness, pinned by the tests that use it.
+        loop: Any = self._loop
+        due = any(not h.cancelled() and h.when() <= loop.virtual for h in loop._scheduled)
+        return not loop._ready and not due
+
+    def jump(self, seconds: float) -> None:
+        """Move the virtual clock forward and let every task react."""
+
+        def move() -> None:
+            self._loop.virtual += seconds
+
+        self.run(move)
+
+    def close(self) -> None:
+        """Cancel everything still running and end the loop's thread."""
+        if not self._thread.is_alive():
+            return
+
+        async def cancel_all() -> None:
+            tasks = list(self.nursery.child_tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cancel_all(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
 
 
 class ControlledConnection:

@@ -16,7 +16,7 @@ from linkstate._verdicts import Rule
 from linkstate.check._paths import WATCHDOG_CLOSE
 from linkstate.runtime._supervisor import Supervisor
 from linkstate.testing._channel_machine import CHANNEL_CLOSES, ChannelMachine
-from linkstate.testing._loop import ControlledTransport, TrioLoop
+from linkstate.testing._loop import AsyncioLoop, ControlledTransport, TrioLoop
 from linkstate.testing._reference import ReferenceLink, delay_bound
 
 RUNTIME_POLICY: Final = ReconnectPolicy(
@@ -80,7 +80,9 @@ class RuntimeMachine(ChannelMachine):
     Attributes:
         watchdog: Class attribute: the supervisor's silence limit, in seconds.
         connect_timeout: Class attribute: the supervisor's handshake limit, in seconds.
-        loop: The trio loop the supervisor runs in.
+        loop_type: Class attribute: the loop the supervisor runs in, :class:`TrioLoop`
+            (the default) or :class:`AsyncioLoop`; both keep a virtual clock.
+        loop: The loop the supervisor runs in.
         transport: The transport the rules drive.
         machine: The machine under test.
         link: The link under test.
@@ -92,10 +94,11 @@ class RuntimeMachine(ChannelMachine):
     policy = RUNTIME_POLICY
     watchdog: ClassVar[float] = 10.0
     connect_timeout: ClassVar[float] = 15.0
+    loop_type: ClassVar[type[TrioLoop] | type[AsyncioLoop]] = TrioLoop
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = TrioLoop()
+        self.loop = self.loop_type()
         self.transport = ControlledTransport()
         self.machine = self.new_machine()
         self.link = self.machine.new_link("runtime")
@@ -117,7 +120,7 @@ class RuntimeMachine(ChannelMachine):
         self._launch()
 
     def teardown(self) -> None:
-        """End the trio loop (and with it every task still running)."""
+        """End the loop (and with it every task still running)."""
         self.loop.close()
 
     # -- running the supervisor ------------------------------------------------
