@@ -130,6 +130,7 @@ PUBLIC: dict[str, list[str]] = {
         "RuntimeMachine",
         "TrioLoop",
         "AsyncioLoop",
+        "VirtualTimeLoop",
         "assert_check_clean",
         "assert_conformance",
         "assert_expected",

@@ -75,6 +75,7 @@ from linkstate.testing._loop import (
     ControlledConnection,
     ControlledTransport,
     TrioLoop,
+    VirtualTimeLoop,
 )
 from linkstate.testing._reference import Expectation, ReferenceLink, delay_bound
 from linkstate.testing._runtime_machine import RuntimeMachine
@@ -92,6 +93,7 @@ __all__ = [
     "ReferenceLink",
     "RuntimeMachine",
     "TrioLoop",
+    "VirtualTimeLoop",
     "assert_check_clean",
     "assert_conformance",
     "assert_expected",

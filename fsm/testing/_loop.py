@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import selectors
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -116,15 +117,48 @@ class _Tasks:
         return frozenset(self._tasks)
 
 
-class _VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """An asyncio loop whose ``time()`` is a virtual clock, moved by :meth:`AsyncioLoop.jump`.
+class _AutojumpSelector:
+    """Wraps a loop's selector: when nothing is ready, jump the virtual clock to the next timer.
+
+    What trio's ``MockClock(autojump_threshold=0)`` does, for asyncio: a loop
+    with nothing to run and no I/O ready would sleep until its next timer;
+    this makes that sleep take no real time.
+    """
+
+    def __init__(self, inner: selectors.BaseSelector, loop: VirtualTimeLoop) -> None:
+        self._inner = inner
+        self._loop = loop
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        """Poll; with nothing ready, move virtual time by ``timeout`` instead of waiting."""
+        events = self._inner.select(0)
+        if events or timeout == 0:
+            return events
+        if timeout is None:  # no timer at all: only I/O (or a thread) can wake us
+            return self._inner.select(None)
+        self._loop.virtual += timeout
+        return []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop whose ``time()`` is a virtual clock: asyncio's stand-in for ``MockClock``.
 
     asyncio schedules every timer (``call_at``, ``sleep``, anyio's deadlines)
     against ``loop.time()``, so replacing it is all a virtual clock takes.
+    With ``autojump``, the clock jumps to the next timer whenever the loop
+    would sleep (``loop.run_until_complete(main())`` then takes hours of
+    backoff in milliseconds); without, only :meth:`AsyncioLoop.jump` moves it.
+    Use it for code without real I/O: a jump does not wait for a socket.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, autojump: bool = False) -> None:
+        selector: Any = selectors.DefaultSelector()
+        if autojump:
+            selector = _AutojumpSelector(selector, self)
+        super().__init__(selector)
         self.virtual = 0.0
 
     def time(self) -> float:
@@ -146,7 +180,7 @@ class AsyncioLoop:
     """
 
     def __init__(self) -> None:
-        self._loop = _VirtualTimeLoop()
+        self._loop = VirtualTimeLoop()
         self.nursery = _Tasks(self._loop)
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="linkstate-asyncio", daemon=True
