@@ -119,6 +119,7 @@ PUBLIC: dict[str, list[str]] = {
         "shortest_paths",
     ],
     "linkstate.testing": [
+        "AsyncioLoop",
         "CloseError",
         "ConformanceMachine",
         "ControlledConnection",
@@ -129,7 +130,6 @@ PUBLIC: dict[str, list[str]] = {
         "ReferenceLink",
         "RuntimeMachine",
         "TrioLoop",
-        "AsyncioLoop",
         "VirtualTimeLoop",
         "assert_check_clean",
         "assert_conformance",
