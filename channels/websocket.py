@@ -551,7 +551,7 @@ class WebSocketTransport:
             else:
                 stream = await anyio.connect_tcp(self.host, self.port)
         except _STREAM_ERRORS as exc:
-            raise WebSocketHandshakeError(f"cannot reach {self.url}") from exc
+            raise WebSocketHandshakeError(f"cannot reach {self.url}") from _network_cause(exc)
         try:
             ws = WSConnection(ConnectionType.CLIENT)
             pending = await self._handshake(stream, ws)
@@ -601,6 +601,18 @@ class WebSocketTransport:
                     )
         except (*_STREAM_ERRORS, RemoteProtocolError) as exc:
             raise WebSocketHandshakeError(f"the opening handshake with {self.url} failed") from exc
+
+
+def _network_cause(exc: BaseException) -> BaseException:
+    """The error that names what went wrong (refused, unreachable), not anyio's summary of it.
+
+    ``anyio.connect_tcp`` tries every address and raises ``OSError("All
+    connection attempts failed")`` from a group of the attempts' errors.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+        return cause.exceptions[0]
+    return cause if cause is not None else exc
 
 
 CHANNEL: Final = Channel(
