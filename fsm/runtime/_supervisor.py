@@ -46,7 +46,8 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Final, Protocol, runtime_checkable
 
@@ -302,9 +303,11 @@ class Supervisor:
             raise ArgumentError(f"keep_records={keep_records!r} must be 1 or more")
         self._records: list[TransitionRecord] = []
         self._keep_records = keep_records
-        # anyio makes a cancel scope only inside a running loop, and a
-        # supervisor is often built before one: the scope comes with run().
-        self._abort_scope: anyio.CancelScope | None = None
+        # Abort cancels the scope of the wait under way: the connection's task
+        # group, or the backoff sleep's scope. No scope of its own lives as long
+        # as the link: an anyio cancel scope costs ~1.3 KB per open link on trio
+        # (benchmarks/supervised.py), and the task group already has one.
+        self._wait_scope: anyio.CancelScope | None = None
         self._abort_requested = False
         self._connects = 0
         self._opens = 0
@@ -352,8 +355,8 @@ class Supervisor:
         before ``run()`` starts.
         """
         self._abort_requested = True
-        if self._abort_scope is not None:
-            self._abort_scope.cancel()
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
 
     async def run(self) -> Outcome:
         """Supervise the link until it reaches a terminal state; return the outcome.
@@ -373,19 +376,14 @@ class Supervisor:
             record = self.machine.fire(self.link, Trigger.resume, self.clock())
             self._after(replace(record, reason=RESUMED))
         self._running = True
-        self._abort_scope = scope = anyio.CancelScope()
-        if self._abort_requested:
-            scope.cancel()
         try:
-            with scope:
-                await self._drive()
+            await self._drive()
         finally:
             # Cancellation (abort() or from outside) or a bug: either way the
             # link must not stay "live" in the record of a supervisor that is gone.
             if not self.link.terminal:
                 self._fire(Trigger.abort)
             self._running = False
-            self._abort_scope = None
             with anyio.CancelScope(shield=True):
                 await self._persisted()
         return self.outcome
@@ -431,6 +429,8 @@ class Supervisor:
         while not self.link.terminal:
             # The decision is on disk before it is carried out.
             await self._persisted()
+            if self._abort_requested:
+                return  # run() records the abort
             match State(self.link.state):
                 case State.idle:
                     self._fire(Trigger.start)
@@ -456,11 +456,25 @@ class Supervisor:
         self._sleeps += 1
         started = anyio.current_time()
         try:
-            await anyio.sleep(remaining)
+            with self._abortable(anyio.CancelScope()):
+                await anyio.sleep(remaining)
         finally:
             # What was really slept: an abort cuts the sleep short.
             self._slept += anyio.current_time() - started
-        self._fire(Trigger.backoff_elapsed)
+        if not self._abort_requested:
+            self._fire(Trigger.backoff_elapsed)
+
+    @contextmanager
+    def _abortable(self, scope: anyio.CancelScope) -> Iterator[None]:
+        """Let :meth:`abort` cancel ``scope`` (entered by the caller) while the block runs."""
+        self._wait_scope = scope
+        if self._abort_requested:
+            scope.cancel()
+        try:
+            with scope:
+                yield
+        finally:
+            self._wait_scope = None
 
     async def _attempt(self) -> None:
         """One connect attempt, start to end; fires the close-like trigger that ended it."""
@@ -468,14 +482,22 @@ class Supervisor:
         ending: _Ending | None = None
         try:
             async with anyio.create_task_group() as tasks:
-                ending = await self._session(tasks)
+                self._wait_scope = tasks.cancel_scope
+                if self._abort_requested:
+                    tasks.cancel_scope.cancel()
+                try:
+                    ending = await self._session(tasks)
+                finally:
+                    self._wait_scope = None
                 tasks.cancel_scope.cancel()
         except Exception as exc:
             # A transport's background task crashed. That is how this connection
             # ended, so it is classified like any other close, never a crash.
             if ending is None:
                 ending = self._ending_for(_single(exc))
-        assert ending is not None
+        if ending is None:
+            assert self._abort_requested  # the task group caught abort()'s cancellation
+            return
         self._close(ending.trigger, ending.raw)
 
     async def _connect(self, tasks: TaskGroup) -> tuple[Connection | None, bool]:
