@@ -45,9 +45,12 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         [
             "supervised open link, everything included",
             "bare trio task, sleeping (baseline)",
+            "asyncio: supervised open link, everything included",
+            "bare asyncio task, sleeping (baseline)",
             "_supervisor.py",
             "supervised, inside linkstate.runtime.mass_start()",
             "target  memory per supervised link",
+            "target  memory per supervised link, trio (ceiling)",
         ],
     ),
     "storm.py": (

@@ -531,8 +531,12 @@ class Supervisor:
             self._opens += 1
             self._fire(Trigger.opened)
             if self.watchdog is None:
-                # No deadline to watch: skip the cancel scope (~0.7 KB per open link).
-                return await _wait_closed(connection)
+                # No deadline to watch: skip the cancel scope (~0.7 KB per open link),
+                # and wait right here: a coroutine frame less (~0.2 KB) than _wait_closed.
+                try:
+                    return _Ending(Trigger.closed, await connection.wait_closed())
+                except Exception as exc:
+                    return _Ending(Trigger.closed, exc)
             return await self._watch(connection, self.watchdog)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.close_timeout):
