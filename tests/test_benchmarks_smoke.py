@@ -60,6 +60,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
             "no jitter",
             "OpenClaw (+0-25 %)",
             "Supervisor, MockClock",
+            "Supervisor, asyncio VirtualTimeLoop",
             "target  ours, server back at once: peak/mean",
         ],
     ),
