@@ -31,14 +31,14 @@ and expires only if the transport really stayed silent. Each connection's
 window starts when it opens. "Activity" means transport frames or pings, so a
 quiet chat on a healthy connection never trips it.
 
-Abort is cancellation. :meth:`Supervisor.abort` cancels the supervisor's own
-scope and ``run()`` returns the ``stopped`` outcome; a cancellation from
-outside does the same bookkeeping and then propagates, as trio and asyncio
-require.
+Abort is cancellation. :meth:`Supervisor.abort` cancels the scope of the wait
+under way (the connection's task group, or the backoff sleep's scope), and
+``run()`` returns the ``stopped`` outcome; a cancellation from outside does
+the same bookkeeping and then propagates, as trio and asyncio require. In
+both cases the open connection is closed under a shield first.
 
 The code is written once, against anyio, and runs on either back end: trio
-(the default, and the one the tests drive on a virtual clock) or asyncio. In
-both cases the open connection is closed under a shield first.
+(the default, and the one the tests drive on a virtual clock) or asyncio.
 """
 
 from __future__ import annotations
