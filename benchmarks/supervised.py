@@ -193,31 +193,10 @@ def _bring_up(kind: str, n: int, tuning: Tuning, on_up: Callable[[], None]) -> N
     ``-asyncio`` runs on asyncio (on :class:`linkstate.testing.VirtualTimeLoop`
     with autojump, asyncio's stand-in for ``MockClock``), else on trio.
     """
-    if kind.endswith("-asyncio"):
-        _bring_up_on_asyncio(kind.removesuffix("-asyncio"), n, tuning, on_up)
+    kind, on_asyncio = kind.removesuffix("-asyncio"), kind.endswith("-asyncio")
+    # Each back end's own cheapest wait, for the baseline tasks.
+    forever = anyio.sleep_forever if on_asyncio else trio.sleep_forever
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            with tuning():
-                if kind == "supervised":
-                    supervisors = _supervisors(n)
-                    for supervisor in supervisors:
-                        nursery.start_soon(supervisor.run)
-                    # Virtual time only moves once every task is blocked: one
-                    # virtual second later every link has connected and is open.
-                    while any(s.link.state != "open" for s in supervisors):
-                        await trio.sleep(1.0)
-                elif kind == "tasks":
-                    for _ in range(n):
-                        nursery.start_soon(trio.sleep_forever)
-                    await trio.sleep(1.0)
-            on_up()
-
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0.0))
-    raise AssertionError("on_up must end the process")
-
-
-def _bring_up_on_asyncio(kind: str, n: int, tuning: Tuning, on_up: Callable[[], None]) -> None:
     async def main() -> None:
         async with anyio.create_task_group() as tasks:
             with tuning():
@@ -225,15 +204,20 @@ def _bring_up_on_asyncio(kind: str, n: int, tuning: Tuning, on_up: Callable[[], 
                     supervisors = _supervisors(n)
                     for supervisor in supervisors:
                         tasks.start_soon(supervisor.run)
+                    # Virtual time only moves once every task is blocked: one
+                    # virtual second later every link has connected and is open.
                     while any(s.link.state != "open" for s in supervisors):
                         await anyio.sleep(1.0)
                 elif kind == "tasks":
                     for _ in range(n):
-                        tasks.start_soon(anyio.sleep_forever)
+                        tasks.start_soon(forever)
                     await anyio.sleep(1.0)
             on_up()
 
-    VirtualTimeLoop(autojump=True).run_until_complete(main())
+    if on_asyncio:
+        VirtualTimeLoop(autojump=True).run_until_complete(main())
+    else:
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0.0))
     raise AssertionError("on_up must end the process")
 
 

@@ -25,7 +25,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from linkstate._events import Phase
+from linkstate._events import CloseEvent, Phase
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate.channels.websocket import (
     CHANNEL,
@@ -164,6 +164,19 @@ def test_a_fatal_close_code_ends_in_failed(backend: str) -> None:
         assert (outcome.state, outcome.status, outcome.verdict) == ("failed", 1008, "fatal")
 
 
+def refused(url: str, error: type[Exception], backend: str, **kw: Any) -> CloseEvent:
+    """Connect to ``url`` on ``backend``, which must raise ``error``; the close it reads as."""
+    transport = WebSocketTransport(url, **kw)
+
+    async def connect() -> BaseException:
+        async with anyio.create_task_group() as tasks:
+            with pytest.raises(error) as raised:
+                await transport.connect(tasks)
+        return raised.value
+
+    return extract(anyio.run(connect, backend=backend))
+
+
 def refuse_with(status: int, retry_after: str) -> Refuse:
     def refuse(connection: ServerConnection, request: Request) -> Response:
         headers = Headers([("Retry-After", retry_after), ("Content-Type", "text/plain")])
@@ -175,16 +188,7 @@ def refuse_with(status: int, retry_after: str) -> Refuse:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_refused_handshake_carries_its_status_and_retry_after(backend: str) -> None:
     with serve_in_thread(stay_open, refuse=refuse_with(503, "7")) as server:
-        transport = WebSocketTransport(f"ws://127.0.0.1:{server.port}/")
-
-        async def connect(transport: WebSocketTransport = transport) -> BaseException:
-            async with anyio.create_task_group() as tasks:
-                with pytest.raises(WebSocketRejected) as refused:
-                    await transport.connect(tasks)
-            return refused.value
-
-        error = anyio.run(connect, backend=backend)
-        event = extract(error)
+        event = refused(f"ws://127.0.0.1:{server.port}/", WebSocketRejected, backend)
         assert (event.status, event.retry_after, event.phase) == (503, 7.0, Phase.handshake)
         assert "come back later" in (event.reason or "")
 
@@ -192,15 +196,7 @@ def test_a_refused_handshake_carries_its_status_and_retry_after(backend: str) ->
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_nobody_listening_is_a_handshake_failure(backend: str) -> None:
     with socket_bound() as port:
-        transport = WebSocketTransport(f"ws://127.0.0.1:{port}/")
-
-        async def connect(transport: WebSocketTransport = transport) -> BaseException:
-            async with anyio.create_task_group() as tasks:
-                with pytest.raises(WebSocketHandshakeError) as failed:
-                    await transport.connect(tasks)
-            return failed.value
-
-        event = extract(anyio.run(connect, backend=backend))
+        event = refused(f"ws://127.0.0.1:{port}/", WebSocketHandshakeError, backend)
         assert event.phase == Phase.handshake and event.status is None
         assert "ConnectionRefusedError" in (event.reason or "")
 
@@ -267,13 +263,6 @@ def test_a_close_frame_from_an_untrusted_tls_server_is_never_reached(
     # Without the test CA, the system's trust store refuses the self-signed certificate.
     server_context, _ = tls_contexts
     with serve_in_thread(stay_open, tls=server_context) as server:
-        transport = WebSocketTransport(f"wss://127.0.0.1:{server.port}/")
-
-        async def connect(transport: WebSocketTransport = transport) -> BaseException:
-            async with anyio.create_task_group() as tasks:
-                with pytest.raises(WebSocketHandshakeError) as failed:
-                    await transport.connect(tasks)
-            return failed.value
-
-        event = extract(anyio.run(connect, backend="asyncio"))
+        url = f"wss://127.0.0.1:{server.port}/"
+        event = refused(url, WebSocketHandshakeError, "asyncio")
         assert event.phase == Phase.handshake and "CERTIFICATE" in (event.reason or "").upper()
