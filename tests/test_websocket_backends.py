@@ -25,6 +25,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from linkstate._channel import load_channel
 from linkstate._events import CloseEvent, Phase
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate.channels.websocket import (
@@ -266,3 +267,28 @@ def test_a_close_frame_from_an_untrusted_tls_server_is_never_reached(
         url = f"wss://127.0.0.1:{server.port}/"
         event = refused(url, WebSocketHandshakeError, "asyncio")
         assert event.phase == Phase.handshake and "CERTIFICATE" in (event.reason or "").upper()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_journalled_run_persists_on_both_backends(backend: str, tmp_path: Path) -> None:
+    # A real SQLite file, written from worker threads (no virtual clock here):
+    # the stored link ends where the run ended, on either back end.
+    from linkstate.runtime import Close, ScriptedTransport
+    from linkstate.store import SQLiteStore, open_journal
+
+    whatsapp = load_channel("whatsapp")
+
+    async def main() -> str:
+        with SQLiteStore(tmp_path / "state.db") as store:
+            async with open_journal(store) as journal:
+                transport = ScriptedTransport([Close(428, after=0.01), Close(440, after=0.01)])
+                policy = ReconnectPolicy(initial=0.01, cap=0.01, jitter=Jitter.none)
+                supervisor = Supervisor(
+                    whatsapp, transport, link_id="acct", policy=policy, journal=journal
+                )
+                outcome = await supervisor.run()
+                row = await journal.load("acct")
+        assert row is not None and row.state == outcome.state
+        return outcome.state
+
+    assert anyio.run(main, backend=backend) == "needs_relink"
