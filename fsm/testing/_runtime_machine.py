@@ -1,4 +1,4 @@
-"""The runtime conformance machine: the real trio supervisor, driven event by event."""
+"""The runtime conformance machine: the real supervisor (trio or asyncio), driven event by event."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ _TIE: Final = 1e-6
 
 
 class RuntimeMachine(ChannelMachine):
-    """A hypothesis state machine driving the REAL trio supervisor against the reference model.
+    """A hypothesis state machine driving the REAL supervisor against the reference model.
 
     Subclass it with class attributes (``channel`` is required; ``policy``,
     ``expected``, ``machine_factory``, ``watchdog`` and ``connect_timeout``
@@ -60,7 +60,8 @@ class RuntimeMachine(ChannelMachine):
 
         TestMyChannelRuntimeCase = TestMyChannelRuntime.TestCase
 
-    A persistent trio loop (:class:`~linkstate.testing.TrioLoop`) runs one
+    A persistent loop in a thread (:class:`~linkstate.testing.TrioLoop`, or
+    :class:`~linkstate.testing.AsyncioLoop` with ``loop_type``) runs one
     :class:`~linkstate.runtime.Supervisor` over a
     :class:`~linkstate.testing.ControlledTransport`. Rules are transport
     events (open, reject, close with a row in any form or junk, silence),
