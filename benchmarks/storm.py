@@ -42,13 +42,15 @@ import heapq
 import math
 import random
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import anyio
 import trio
 import trio.testing
-from harness import Table, fmt_ratio, parser, print_lines, target
+from harness import Table, fmt_ratio, fmt_time, parser, print_lines, target
 
 from linkstate import (
     OPENCLAW,
@@ -63,6 +65,7 @@ from linkstate import (
 )
 from linkstate.runtime._scripted import Close, ScriptedTransport
 from linkstate.runtime._supervisor import Supervisor
+from linkstate.testing import VirtualTimeLoop
 
 BIN = 0.1
 """Histogram bin width, seconds."""
@@ -99,6 +102,8 @@ class Storm:
     """Links that ended in a terminal state instead."""
     horizon: float = math.inf
     """How long the storm was watched."""
+    wall: float = 0.0
+    """Real seconds the run took (the supervised runs only)."""
 
     def histogram(self) -> list[int]:
         """Attempts per ``BIN`` from the drop to the last attempt."""
@@ -193,8 +198,12 @@ def simulate(
     return Storm(name, _server_name(rate), n, tuple(attempts), tuple(back), failed, horizon)
 
 
-def supervised(name: str, policy: ReconnectPolicy, n: int) -> Storm:
-    """The same storm (server back at once) run by real supervisors on trio's MockClock."""
+def supervised(name: str, policy: ReconnectPolicy, n: int, backend: str = "trio") -> Storm:
+    """The same storm (server back at once) run by real supervisors on a virtual clock.
+
+    On trio, that is ``MockClock``; on asyncio, :class:`linkstate.testing.VirtualTimeLoop`
+    with autojump. The runtime is the same code on both (anyio).
+    """
     channel = load_channel("whatsapp")
     machine = LinkMachine(channel, policy, rng=random.Random(SEED))
     attempts: list[float] = []
@@ -212,7 +221,7 @@ def supervised(name: str, policy: ReconnectPolicy, n: int) -> Storm:
 
     async def storm() -> None:
         # Everyone connects at t = 0 and is dropped at once at DROP_AT.
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as nursery:
             for i in range(n):
                 supervisor = Supervisor(
                     channel,
@@ -223,18 +232,27 @@ def supervised(name: str, policy: ReconnectPolicy, n: int) -> Storm:
                 )
                 nursery.start_soon(supervisor.run)
             while len(back) < n:
-                await trio.sleep(1.0)
+                await anyio.sleep(1.0)
             nursery.cancel_scope.cancel()
 
-    trio.run(storm, clock=trio.testing.MockClock(autojump_threshold=0.0, rate=0.0))
-    return Storm(name, _server_name(None), n, tuple(attempts), tuple(sorted(back)), 0)
+    began = time.perf_counter()
+    if backend == "asyncio":
+        loop = VirtualTimeLoop(autojump=True)
+        try:
+            loop.run_until_complete(storm())
+        finally:
+            loop.close()
+    else:
+        trio.run(storm, clock=trio.testing.MockClock(autojump_threshold=0.0, rate=0.0))
+    wall = time.perf_counter() - began
+    return Storm(name, _server_name(None), n, tuple(attempts), tuple(sorted(back)), 0, wall=wall)
 
 
 def _server_name(rate: float | None) -> str:
     return "back at once" if rate is None else f"admits {rate:,.0f}/s"
 
 
-def run(size: int) -> tuple[list[Storm], tuple[Storm, Storm]]:
+def run(size: int) -> tuple[list[Storm], tuple[Storm, Storm, Storm]]:
     """Every policy against both servers, and the supervisor cross-check."""
     overloaded = max(size // 10, 10)
     storms = [simulate(name, policy, size, None) for name, policy in POLICIES.items()]
@@ -244,7 +262,11 @@ def run(size: int) -> tuple[list[Storm], tuple[Storm, Storm]]:
     ]
     small = max(size // 20, 10)
     name = next(iter(POLICIES))
-    check = (simulate(name, DEFAULT, small, None), supervised(name, DEFAULT, small))
+    check = (
+        simulate(name, DEFAULT, small, None),
+        supervised(name, DEFAULT, small),
+        supervised(name, DEFAULT, small, "asyncio"),
+    )
     return storms, check
 
 
@@ -260,7 +282,7 @@ def _back(storm: Storm) -> str:
     return f"> {storm.horizon:g} s" if math.isinf(value) else f"{value:.2f} s"
 
 
-def report(storms: Sequence[Storm], check: tuple[Storm, Storm], size: int) -> list[str]:
+def report(storms: Sequence[Storm], check: tuple[Storm, Storm, Storm], size: int) -> list[str]:
     """Print the tables and the target; return the target lines."""
     table = Table(
         f"Reconnect storm: all links dropped at t=0 with status {DROP} "
@@ -279,14 +301,19 @@ def report(storms: Sequence[Storm], check: tuple[Storm, Storm], size: int) -> li
             _back(s) + (f" ({s.failed:,} failed)" if s.failed else ""),
         )
     table.print()
-    model, real = check
+    model, real, on_asyncio = check
     cross = Table(
         f"Cross-check at {model.links:,} links, server back at once: simulated clock "
-        "against real supervisors on trio's MockClock",
-        ["engine", "attempts", "peak/mean", "99% back"],
+        "against real supervisors on trio's MockClock and on asyncio's VirtualTimeLoop",
+        ["engine", "attempts", "peak/mean", "99% back", "wall time", "vs trio"],
     )
-    for engine, s in (("LinkMachine, simulated clock", model), ("Supervisor, MockClock", real)):
-        cross.add(engine, f"{len(s.attempts):,}", fmt_ratio(s.peak_to_mean), _back(s))
+    for engine, s in (
+        ("LinkMachine, simulated clock", model),
+        ("Supervisor, MockClock", real),
+        ("Supervisor, asyncio VirtualTimeLoop", on_asyncio),
+    ):
+        wall = (fmt_time(s.wall), fmt_ratio(s.wall / real.wall)) if s.wall else ("-", "-")
+        cross.add(engine, f"{len(s.attempts):,}", fmt_ratio(s.peak_to_mean), _back(s), *wall)
     cross.print()
     ours = storms[0]
     lines = [

@@ -1,12 +1,18 @@
-"""Plain WebSocket (RFC 6455), on trio-websocket: a close-code table and a real transport.
+"""Plain WebSocket (RFC 6455): a close-code table and a transport for trio and asyncio.
 
-How closes arrive: trio-websocket raises ``ConnectionClosed`` whose ``reason``
-carries the close ``code`` and ``reason`` text; 1005, 1006 and 1015 are never
-sent on the wire, the library reports them locally (a TCP drop is 1006). A
-handshake the server refuses raises ``ConnectionRejected`` with the HTTP
-``status_code`` and ``headers`` (``Retry-After`` among them); any other
-handshake failure is a ``HandshakeError`` (its cause is the network error).
-:func:`extract` reads all of these into one :class:`linkstate.CloseEvent`.
+The transport speaks the protocol with wsproto (sans-I/O) over anyio streams,
+so the same code runs on both back ends the runtime supports; TLS (``wss://``)
+comes from anyio's TLS stream.
+
+How closes arrive: the transport's :class:`WebSocketClosed` carries the close
+``code`` and ``reason``; 1005, 1006 and 1015 are never sent on the wire, they
+are reported locally (a TCP drop is 1006). A handshake the server refuses
+raises :class:`WebSocketRejected` with the HTTP ``status_code`` and ``headers``
+(``Retry-After`` among them); any other handshake failure is a
+:class:`WebSocketHandshakeError` (its cause is the network error).
+:func:`extract` reads these into one :class:`linkstate.CloseEvent`, and reads
+trio-websocket's and the ``websockets`` library's exceptions the same way
+(by class name, without importing either): a gateway may hand us those.
 
 Close codes (1000-4999) and handshake HTTP statuses (100-599) cannot collide,
 so one table holds both. Codes 3000-4999 belong to the application on top of
@@ -14,41 +20,52 @@ the socket: this generic table retries them (flap detection and the budget
 escalate), and a channel built on it adds rows of its own.
 
 Transport liveness: :class:`WebSocketTransport` pings every
-``ping_interval`` seconds. Every message and every pong counts as activity for
-the supervisor's watchdog, so a quiet but healthy socket never trips it.
+``ping_interval`` seconds. Every frame received (message, ping or pong)
+counts as activity for the supervisor's watchdog, so a quiet but healthy
+socket never trips it.
 """
 
 from __future__ import annotations
 
-import math
+import ssl
 from collections.abc import Callable
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-import trio
-from trio_websocket import (
-    CloseReason,
-    ConnectionClosed,
-    ConnectionRejected,
-    ConnectionTimeout,
-    HandshakeError,
-    open_websocket_url,
+import anyio
+from anyio.abc import ByteStream, TaskGroup
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
 )
-from trio_websocket import WebSocketConnection as TrioWebSocketConnection
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from linkstate import ArgumentError
+from linkstate import ArgumentError, LinkstateError
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent, Initiator, Phase, normalise
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule, Verdict
 from linkstate.channels._native import websockets_error
-from linkstate.plugin import retry_after_header
+from linkstate.plugin import get, is_a, retry_after_header, text
 
 __all__ = [
     "CHANNEL",
     "POLICY",
     "TABLE",
+    "WebSocketClosed",
     "WebSocketConnection",
+    "WebSocketHandshakeError",
+    "WebSocketRejected",
     "WebSocketTransport",
     "extract",
 ]
@@ -228,48 +245,104 @@ POLICY: Final = ReconnectPolicy(
 up to 90 s); a restart (1012) waits a random 0-5 s too, so a fleet does not stampede back."""
 
 
-def _from_close_reason(reason: CloseReason | None) -> CloseEvent:
-    if reason is None:
+# What a refused handshake may send back: enough of the body for a reason, and
+# a cap, so a peer that streams an endless error page cannot fill our memory.
+_MAX_BODY: Final = 4096
+_READ_SIZE: Final = 65536
+# 1005/1006/1015 are reported by the local side, never sent by the peer.
+_LOCAL_CODES: Final = frozenset({1005, 1006, 1015})
+# What the network may raise under a stream: each ends the connection (1006).
+_STREAM_ERRORS: Final = (
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    OSError,
+    ssl.SSLError,
+)
+
+
+class WebSocketClosed(LinkstateError):  # noqa: N818 - it names the event, like ConnectFailed
+    """How an open connection ended: the close ``code`` and ``reason`` (the raw close info)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"WebSocket closed with code {code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class WebSocketRejected(LinkstateError):  # noqa: N818 - it names the event
+    """The server refused the opening handshake with an HTTP ``status_code``."""
+
+    def __init__(self, status_code: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        super().__init__(f"WebSocket handshake refused with HTTP {status_code}")
+        self.status_code = status_code
+        self.headers = headers
+        self.body = body
+
+
+class WebSocketHandshakeError(LinkstateError):
+    """The opening handshake failed before any HTTP answer (its cause is the network error)."""
+
+
+def _closed(code: object, reason: object, name: object = None) -> CloseEvent:
+    if not isinstance(code, int):
         return normalise({"status": 1006, "reason": "closed without a close frame"})
-    # 1005/1006/1015 are reported by our own library, not sent by the peer.
-    local = reason.code in (1005, 1006, 1015)
     return normalise(
-        {"status": reason.code, "reason": reason.reason or reason.name},
-        initiator=Initiator.unknown if local else Initiator.remote,
+        {"status": code, "reason": text(reason) or text(name)},
+        initiator=Initiator.unknown if code in _LOCAL_CODES else Initiator.remote,
     )
 
 
-def _from_rejection(exc: ConnectionRejected) -> CloseEvent:
-    body = exc.body[:200].decode("utf-8", "replace") if isinstance(exc.body, bytes) else ""
+def _rejected(status: object, headers: object, body: object) -> CloseEvent:
+    reason = body[:200].decode("utf-8", "replace") if isinstance(body, bytes) else ""
     return normalise(
         {
-            "status": exc.status_code,
-            "reason": body or f"HTTP {exc.status_code}",
-            "retry_after": retry_after_header(exc.headers),
+            "status": status,
+            "reason": reason or f"HTTP {status}",
+            "retry_after": retry_after_header(headers),
         },
         phase=Phase.handshake,
         initiator=Initiator.remote,
     )
 
 
-def extract(raw: object) -> CloseEvent:
-    """Read trio-websocket's exceptions (and anything else) into a :class:`CloseEvent`."""
-    if isinstance(raw, ConnectionClosed):
-        return _from_close_reason(raw.reason)
-    if isinstance(raw, CloseReason):
-        return _from_close_reason(raw)
-    if isinstance(raw, ConnectionRejected):
-        return _from_rejection(raw)
-    if isinstance(raw, ConnectionTimeout):
+def _handshake_error(raw: BaseException) -> CloseEvent:
+    cause = raw.__cause__ or raw.__context__
+    reason = f"{type(cause).__name__}: {cause}" if cause is not None else str(raw)
+    return normalise({"reason": reason or type(raw).__name__}, phase=Phase.handshake)
+
+
+def _trio_websocket(raw: object) -> CloseEvent | None:
+    """trio-websocket's exceptions, read by class name: its users may still hand us those."""
+    if is_a(raw, "trio_websocket", "ConnectionClosed"):
+        reason = get(raw, "reason")
+        return _closed(get(reason, "code"), get(reason, "reason"), get(reason, "name"))
+    if is_a(raw, "trio_websocket", "CloseReason"):
+        return _closed(get(raw, "code"), get(raw, "reason"), get(raw, "name"))
+    if is_a(raw, "trio_websocket", "ConnectionRejected"):
+        return _rejected(get(raw, "status_code"), get(raw, "headers"), get(raw, "body"))
+    if is_a(raw, "trio_websocket", "ConnectionTimeout"):
         return normalise(
             {"reason": "the opening handshake timed out"},
             phase=Phase.handshake,
             initiator=Initiator.local,
         )
-    if isinstance(raw, HandshakeError):
-        cause = raw.__cause__ or raw.__context__
-        text = f"{type(cause).__name__}: {cause}" if cause is not None else type(raw).__name__
-        return normalise({"reason": text}, phase=Phase.handshake)
+    if is_a(raw, "trio_websocket", "HandshakeError") and isinstance(raw, BaseException):
+        return _handshake_error(raw)
+    return None
+
+
+def extract(raw: object) -> CloseEvent:
+    """Read this transport's exceptions (and trio-websocket's, websockets', anything else)."""
+    if isinstance(raw, WebSocketClosed):
+        return _closed(raw.code, raw.reason)
+    if isinstance(raw, WebSocketRejected):
+        return _rejected(raw.status_code, raw.headers, raw.body)
+    if isinstance(raw, WebSocketHandshakeError):
+        return _handshake_error(raw)
+    found_trio = _trio_websocket(raw)
+    if found_trio is not None:
+        return found_trio
     # The `websockets` library's ConnectionClosed / InvalidStatus, read without importing it.
     found = websockets_error(raw)
     return normalise(raw if found is None else found)
@@ -279,75 +352,146 @@ MessageHandler = Callable[[str | bytes], None]
 
 
 class WebSocketConnection:
-    """One open trio-websocket connection, as the supervisor sees it (a runtime ``Connection``).
+    """One open WebSocket connection, as the supervisor sees it (a runtime ``Connection``).
 
     Attributes:
-        last_activity: trio time of the latest message or pong.
+        last_activity: ``anyio.current_time()`` of the latest frame received.
         messages: Messages received so far.
 
     """
 
     def __init__(
-        self,
-        ws: TrioWebSocketConnection,
-        on_message: MessageHandler | None,
-        scope: trio.CancelScope,
+        self, stream: ByteStream, ws: WSConnection, on_message: MessageHandler | None
     ) -> None:
+        self.stream = stream
         self.ws = ws
         self.on_message = on_message
-        self.scope = scope
-        self.last_activity = trio.current_time()
+        self.last_activity = anyio.current_time()
         self.messages = 0
-        self._closed = trio.Event()
+        # Shielded from the start: an aborted supervisor still needs the reader
+        # to receive the server's reply to our close frame. aclose() lifts it.
+        self.scope = anyio.CancelScope(shield=True)
+        self._send_lock = anyio.Lock()
+        self._closed = anyio.Event()
+        self._pong = anyio.Event()
         self._raw: object = None
+        self._parts: list[str | bytes] = []
 
     async def wait_closed(self) -> object:
-        """Wait for the close; return trio-websocket's ``ConnectionClosed``."""
+        """Wait for the close; return the :class:`WebSocketClosed` that ended it."""
         await self._closed.wait()
         return self._raw
 
     async def aclose(self) -> None:
         """Send a normal close frame, wait for the closing handshake, then end the tasks.
 
-        The connection's tasks are shielded until this runs (see
-        :meth:`WebSocketTransport.connect`); they are released here even when
-        the supervisor's close timeout cancels the handshake.
+        The connection's tasks are shielded until this runs; they are released
+        here even when the supervisor's close timeout cancels the handshake.
         """
         try:
-            await self.ws.aclose(code=1000, reason="client closing")
+            if self.ws.state is ConnectionState.OPEN:
+                await self._send(CloseConnection(code=1000, reason="client closing"))
+                await self._closed.wait()
+        except (*_STREAM_ERRORS, LocalProtocolError):
+            pass  # the peer is gone already: nothing left to close politely
         finally:
             self.scope.shield = False
             self.scope.cancel()
 
-    async def read(self) -> None:
-        """Receive messages until the connection closes, noting activity."""
+    async def serve(self, ping_interval: float | None, pending: list[Event]) -> None:
+        """The connection's task: read (and ping) until it ends, then drop the socket."""
         try:
-            while True:
-                message = await self.ws.get_message()
-                self.last_activity = trio.current_time()
-                self.messages += 1
-                if self.on_message is not None:
-                    self.on_message(message)
-        except ConnectionClosed as exc:
-            self._raw = exc
+            with self.scope:
+                async with anyio.create_task_group() as tasks:
+                    if ping_interval is not None:
+                        tasks.start_soon(self._ping_every, ping_interval)
+                    # Frames that came in the same packet as the handshake's answer.
+                    for event in pending:
+                        await self._handle(event)
+                    await self._read()
+                    tasks.cancel_scope.cancel()
+        finally:
+            self._end(1006, "closed without a close frame")
+            await anyio.aclose_forcefully(self.stream)
+
+    async def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data: bytes | None = await self.stream.receive(_READ_SIZE)
+            except _STREAM_ERRORS:
+                data = None
+            try:
+                self.ws.receive_data(data)
+                for event in self.ws.events():
+                    await self._handle(event)
+            except RemoteProtocolError as exc:
+                # A peer that breaks the protocol is a close like any other.
+                self._end(1002, f"protocol error: {exc}")
+            if data is None:
+                self._end(1006, "closed without a close frame")
+
+    async def _handle(self, event: Event) -> None:
+        self.last_activity = anyio.current_time()
+        match event:
+            case TextMessage() | BytesMessage():
+                self._parts.append(
+                    bytes(event.data) if isinstance(event, BytesMessage) else event.data
+                )
+                if event.message_finished:
+                    message = (
+                        "".join(p for p in self._parts if isinstance(p, str))
+                        if isinstance(event, TextMessage)
+                        else b"".join(p for p in self._parts if isinstance(p, bytes))
+                    )
+                    self._parts.clear()
+                    self.messages += 1
+                    if self.on_message is not None:
+                        self.on_message(message)
+            case Ping():
+                await self._send_quietly(event.response())
+            case Pong():
+                self._pong.set()
+            case CloseConnection():
+                if self.ws.state is ConnectionState.REMOTE_CLOSING:
+                    await self._send_quietly(event.response())
+                self._end(event.code, event.reason or "")
+
+    def _end(self, code: int, reason: str) -> None:
+        if not self._closed.is_set():
+            self._raw = WebSocketClosed(code, reason)
             self._closed.set()
 
-    async def ping_every(self, interval: float) -> None:
+    async def _send(self, event: Event) -> None:
+        # Reader (ping replies), pinger and aclose all send: one at a time.
+        async with self._send_lock:
+            await self.stream.send(self.ws.send(event))
+
+    async def _send_quietly(self, event: Event) -> None:
+        try:
+            await self._send(event)
+        except (*_STREAM_ERRORS, LocalProtocolError):
+            pass  # the reader sees the end of the stream and reports the close
+
+    async def _ping_every(self, interval: float) -> None:
         """Ping every ``interval`` seconds; a pong is proof the transport is alive."""
         while True:
-            await trio.sleep(interval)
+            await anyio.sleep(interval)
+            self._pong = anyio.Event()
             try:
-                # A pong that takes longer than the interval is left to the
-                # watchdog: we simply ping again.
-                with trio.move_on_after(interval):
-                    await self.ws.ping()
-                    self.last_activity = trio.current_time()
-            except ConnectionClosed:
+                await self._send(Ping())
+            except (*_STREAM_ERRORS, LocalProtocolError):
                 return
+            # A pong that takes longer than the interval is left to the
+            # watchdog: we simply ping again.
+            with anyio.move_on_after(interval):
+                await self._pong.wait()
 
 
-def _check_url(url: str) -> None:
-    """Refuse a URL no connect could use (a configuration error, not a close to retry)."""
+def _check_url(url: str) -> tuple[SplitResult, str]:
+    """Refuse a URL no connect could use (a configuration error, not a close to retry).
+
+    Returns the URL's parts and its host, which a usable URL always has.
+    """
     if not url.startswith(("ws://", "wss://")):
         raise ArgumentError(f"WebSocket URL {url!r} must start with ws:// or wss://")
     try:
@@ -364,17 +508,20 @@ def _check_url(url: str) -> None:
         raise ArgumentError(
             f"WebSocket URL {url!r}: port 0 is not a port to connect to; use 1-65535"
         )
+    return parts, parts.hostname
 
 
 class WebSocketTransport:
-    """Connects to one ``ws://`` or ``wss://`` URL with trio-websocket.
+    """Connects to one ``ws://`` or ``wss://`` URL (wsproto over anyio: trio or asyncio).
 
     Args:
         url: The endpoint.
         ping_interval: Seconds between our pings; None sends none (then only
-            messages count as activity for the watchdog).
+            frames the peer sends count as activity for the watchdog).
         on_message: Called with every message received, synchronously.
         extra_headers: Extra HTTP headers for the opening handshake.
+        ssl_context: The TLS context for ``wss://``; None uses the system's
+            default trust store.
 
     """
 
@@ -385,39 +532,104 @@ class WebSocketTransport:
         ping_interval: float | None = 20.0,
         on_message: MessageHandler | None = None,
         extra_headers: list[tuple[bytes, bytes]] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        _check_url(url)
+        parts, host = _check_url(url)
+        port = parts.port
         self.url = url
+        self.secure = parts.scheme == "wss"
+        self.host = host
+        self.port = port or (443 if self.secure else 80)
+        self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.ping_interval = ping_interval
         self.on_message = on_message
         self.extra_headers = extra_headers
+        self.ssl_context = ssl_context
 
-    async def connect(self, nursery: trio.Nursery) -> WebSocketConnection:
-        """Open the connection in ``nursery``; raises trio-websocket's handshake errors.
+    async def connect(self, tasks: TaskGroup) -> WebSocketConnection:
+        """Open the connection; its reader and pinger run in ``tasks``.
 
-        Once open, the connection's tasks (trio-websocket's reader, our reader
-        and pinger) are shielded from cancellation until :meth:`WebSocketConnection.aclose`:
-        an aborted supervisor still needs the reader to receive the server's
-        reply to our close frame, or the close could only time out.
+        Raises :class:`WebSocketRejected` when the server refuses the
+        handshake and :class:`WebSocketHandshakeError` when the network does.
+        Once open, the connection's tasks are shielded from cancellation until
+        :meth:`WebSocketConnection.aclose`, so that an aborted supervisor still
+        receives the server's reply to our close frame.
         """
-        connection: WebSocketConnection = await nursery.start(self._serve)
+        try:
+            stream: ByteStream
+            if self.secure:
+                stream = await anyio.connect_tcp(
+                    self.host,
+                    self.port,
+                    tls=True,
+                    ssl_context=self.ssl_context,
+                    tls_hostname=self.host,
+                )
+            else:
+                stream = await anyio.connect_tcp(self.host, self.port)
+        except _STREAM_ERRORS as exc:
+            raise WebSocketHandshakeError(f"cannot reach {self.url}") from _network_cause(exc)
+        try:
+            ws = WSConnection(ConnectionType.CLIENT)
+            pending = await self._handshake(stream, ws)
+        except BaseException:
+            await anyio.aclose_forcefully(stream)
+            raise
+        connection = WebSocketConnection(stream, ws, self.on_message)
+        tasks.start_soon(connection.serve, self.ping_interval, pending)
         return connection
 
-    async def _serve(self, task_status: trio.TaskStatus[WebSocketConnection]) -> None:
-        with trio.CancelScope() as scope:
-            # The supervisor owns the connect timeout (and may set none at all),
-            # so trio-websocket's own is switched off rather than second-guessing it.
-            async with open_websocket_url(
-                self.url, extra_headers=self.extra_headers, connect_timeout=math.inf
-            ) as ws:
-                connection = WebSocketConnection(ws, self.on_message, scope)
-                scope.shield = True  # only after the handshake: connects stay cancellable
-                task_status.started(connection)
-                async with trio.open_nursery() as nursery:
-                    if self.ping_interval is not None:
-                        nursery.start_soon(connection.ping_every, self.ping_interval)
-                    await connection.read()
-                    nursery.cancel_scope.cancel()
+    async def _handshake(self, stream: ByteStream, ws: WSConnection) -> list[Event]:
+        """Send the upgrade request; return the frames that arrived with the acceptance."""
+        default = self.port == (443 if self.secure else 80)
+        host = self.host if default else f"{self.host}:{self.port}"
+        request = Request(host=host, target=self.target, extra_headers=self.extra_headers or [])
+        rejection: RejectConnection | None = None
+        body = bytearray()
+        try:
+            await stream.send(ws.send(request))
+            while True:
+                try:
+                    data: bytes | None = await stream.receive(_READ_SIZE)
+                except anyio.EndOfStream:
+                    data = None
+                ws.receive_data(data)
+                events = list(ws.events())
+                for index, event in enumerate(events):
+                    if isinstance(event, AcceptConnection):
+                        return events[index + 1 :]
+                    if isinstance(event, RejectConnection):
+                        rejection = event
+                        if not event.has_body:
+                            raise WebSocketRejected(event.status_code, list(event.headers), b"")
+                    elif isinstance(event, RejectData) and rejection is not None:
+                        body += event.data[: _MAX_BODY - len(body)]
+                        if event.body_finished or len(body) >= _MAX_BODY:
+                            raise WebSocketRejected(
+                                rejection.status_code, list(rejection.headers), bytes(body)
+                            )
+                if data is None:
+                    if rejection is not None:
+                        raise WebSocketRejected(
+                            rejection.status_code, list(rejection.headers), bytes(body)
+                        )
+                    raise WebSocketHandshakeError(
+                        f"{self.url} closed the connection during the opening handshake"
+                    )
+        except (*_STREAM_ERRORS, RemoteProtocolError) as exc:
+            raise WebSocketHandshakeError(f"the opening handshake with {self.url} failed") from exc
+
+
+def _network_cause(exc: BaseException) -> BaseException:
+    """The error that names what went wrong (refused, unreachable), not anyio's summary of it.
+
+    ``anyio.connect_tcp`` tries every address and raises ``OSError("All
+    connection attempts failed")`` from a group of the attempts' errors.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+        return cause.exceptions[0]
+    return cause if cause is not None else exc
 
 
 CHANNEL: Final = Channel(

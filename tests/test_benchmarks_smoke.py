@@ -45,9 +45,12 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         [
             "supervised open link, everything included",
             "bare trio task, sleeping (baseline)",
+            "asyncio: supervised open link, everything included",
+            "bare asyncio task, sleeping (baseline)",
             "_supervisor.py",
             "supervised, inside linkstate.runtime.mass_start()",
             "target  memory per supervised link",
+            "target  memory per supervised link, trio (ceiling)",
         ],
     ),
     "storm.py": (
@@ -57,6 +60,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
             "no jitter",
             "OpenClaw (+0-25 %)",
             "Supervisor, MockClock",
+            "Supervisor, asyncio VirtualTimeLoop",
             "target  ours, server back at once: peak/mean",
         ],
     ),

@@ -44,6 +44,44 @@ async def test_watch_reconnects_after_1012_and_fails_after_1008(
     assert "1008" in last["message"] and "policy violation" in last["message"]
 
 
+def lifecycle(out: str) -> list[tuple[object, ...]]:
+    """The transitions and the end of a ``--format json`` run, without the timings."""
+    lines = [json.loads(line) for line in out.splitlines()]
+    keep = ("src", "dst", "trigger", "status", "verdict", "final", "connects", "sleeps", "message")
+    return [tuple(line.get(key) for key in keep) for line in lines]
+
+
+async def test_watch_behaves_the_same_on_asyncio_as_on_trio(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seen: dict[str, tuple[int, list[tuple[object, ...]]]] = {}
+    for backend in ("trio", "asyncio"):
+        async with trio.open_nursery() as nursery:
+            story = (Scene(0.0, None), Scene(0.0, 1012, "restart"), Scene(0.0, 1008, "policy"))
+            port = await nursery.start(serve_story, story)
+            url = f"ws://127.0.0.1:{port}"
+            argv = ["watch", "websocket", url, "--format", "json", "--backend", backend]
+            status = await run_main(*argv, *NO_DELAY)
+            nursery.cancel_scope.cancel()
+        # The operator message repeats the run's own command line: the only
+        # words that may differ are the ones this loop varies.
+        out = capsys.readouterr().out.replace(url, "URL").replace(backend, "BACKEND")
+        seen[backend] = (status, lifecycle(out))
+    assert seen["asyncio"] == seen["trio"]
+    status, lines = seen["trio"]
+    assert status == 1
+    # Three closes (1006, 1012, 1008), then the final line, whose verdict is the last one.
+    assert [line[4] for line in lines if line[4]] == ["retry", "retry_now", "fatal", "fatal"]
+
+
+def test_watch_names_the_backends_on_a_typo(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["watch", "websocket", "ws://127.0.0.1:1/", "--backend", "curio"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--backend" in err and "'trio'" in err and "'asyncio'" in err
+
+
 async def test_watch_text_output(capsys: pytest.CaptureFixture[str]) -> None:
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_story, (Scene(0.0, 1008, "policy"),))

@@ -143,3 +143,49 @@ def test_channels_import_the_core_and_channels_only(path: Path) -> None:
 def test_only_the_command_line_imports_the_diagrams(path: Path) -> None:
     drawing = sorted(m for m in imports_of(path) if layer_of(m) == "diagrams")
     assert not drawing, f"{relative(path)} imports {drawing}; only fsm/cli/ may"
+
+
+# The runtime, the store and the channels are written against anyio, so that
+# an asyncio program can use them: none of them imports trio (or a trio-only
+# library) when it loads. The journal asks trio for its clock only when it
+# already runs under trio, inside a function.
+BACKEND_NEUTRAL: Final = [*modules("fsm/runtime"), *modules("fsm/store"), *modules("channels")]
+TRIO_ONLY: Final = frozenset({"trio", "trio_websocket", "pytest_trio"})
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The modules ``path`` imports when it loads (its module body, outside functions)."""
+    found: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("path", BACKEND_NEUTRAL, ids=relative)
+def test_the_runtime_store_and_channels_load_without_trio(path: Path) -> None:
+    trio_only = sorted(m for m in top_level_imports(path) if m.split(".")[0] in TRIO_ONLY)
+    assert not trio_only, f"{relative(path)} imports {trio_only}; use anyio instead"
+
+
+def test_top_level_imports_sees_a_trio_import(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("import trio\nfrom trio_websocket import x\n", encoding="utf-8")
+    assert top_level_imports(module) == {"trio", "trio_websocket"}
+
+
+def test_the_core_loads_without_anyio_and_an_asyncio_program_without_trio() -> None:
+    import subprocess
+
+    probe = (
+        "import sys, linkstate\n"
+        "assert 'anyio' not in sys.modules, 'the core loaded anyio'\n"
+        "import linkstate.runtime, linkstate.store, linkstate.channels.websocket\n"
+        "assert 'trio' not in sys.modules, 'the runtime loaded trio'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], check=False, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr

@@ -119,6 +119,7 @@ PUBLIC: dict[str, list[str]] = {
         "shortest_paths",
     ],
     "linkstate.testing": [
+        "AsyncioLoop",
         "CloseError",
         "ConformanceMachine",
         "ControlledConnection",
@@ -129,6 +130,7 @@ PUBLIC: dict[str, list[str]] = {
         "ReferenceLink",
         "RuntimeMachine",
         "TrioLoop",
+        "VirtualTimeLoop",
         "assert_check_clean",
         "assert_conformance",
         "assert_expected",

@@ -16,7 +16,7 @@ from hypothesis.stateful import invariant
 
 from linkstate._channel import load_channel
 from linkstate._lifecycle import CLOSE_TRIGGERS, State, Trigger
-from linkstate.testing import RuntimeMachine
+from linkstate.testing import AsyncioLoop, RuntimeMachine
 
 WHATSAPP = load_channel("whatsapp")
 CLOSES = frozenset(trigger.value for trigger in CLOSE_TRIGGERS)
@@ -59,3 +59,15 @@ WhatsAppRuntime.TestCase.settings = settings(
     WhatsAppRuntime.TestCase.settings, max_examples=200, stateful_step_count=40
 )
 TestWhatsAppRuntime = WhatsAppRuntime.TestCase
+
+
+class WhatsAppRuntimeOnAsyncio(WhatsAppRuntime):
+    """The same machine and promise, with the supervisor on asyncio (a virtual-time loop)."""
+
+    loop_type = AsyncioLoop
+
+
+WhatsAppRuntimeOnAsyncio.TestCase.settings = settings(
+    WhatsAppRuntimeOnAsyncio.TestCase.settings, max_examples=100, stateful_step_count=40
+)
+TestWhatsAppRuntimeOnAsyncio = WhatsAppRuntimeOnAsyncio.TestCase

@@ -1,13 +1,14 @@
-"""The trio supervisor on the virtual clock: the seed scenarios of issue 3."""
+"""The supervisor on a virtual clock, on trio and on asyncio: the seed scenarios of issue 3."""
 
 from __future__ import annotations
 
 import logging
 import random
 
+import anyio
 import pytest
-import trio
-import trio.testing
+from anyio.abc import TaskGroup
+from backends import live_tasks, on_both_backends
 
 from linkstate._lifecycle import State, Trigger
 from linkstate._machine import LinkMachine, TransitionRecord
@@ -37,7 +38,8 @@ def path(outcome: Outcome) -> list[tuple[str, str, str]]:
     return [(r.src, r.trigger, r.dst) for r in outcome.records]
 
 
-async def test_whatsapp_440_needs_relink_at_once(autojump_clock: trio.testing.MockClock) -> None:
+@on_both_backends
+async def test_whatsapp_440_needs_relink_at_once() -> None:
     sup, transport = supervisor(Close(SEED_440, after=3.0))
     outcome = await sup.run()
     assert outcome.state == "needs_relink"
@@ -52,20 +54,18 @@ async def test_whatsapp_440_needs_relink_at_once(autojump_clock: trio.testing.Mo
         ("connecting", "opened", "open"),
         ("open", "closed", "needs_relink"),
     ]
-    assert trio.current_time() == pytest.approx(3.0)
+    assert anyio.current_time() == pytest.approx(3.0)
 
 
 @pytest.mark.parametrize("raw", ["440", 440, {"error": {"output": {"statusCode": "440"}}}])
-async def test_440_in_string_and_nested_forms(
-    autojump_clock: trio.testing.MockClock, raw: object
-) -> None:
+@on_both_backends
+async def test_440_in_string_and_nested_forms(raw: object) -> None:
     outcome = await supervisor(Close(raw))[0].run()
     assert (outcome.state, outcome.connects, outcome.sleeps) == ("needs_relink", 1, 0)
 
 
-async def test_428_reconnects_with_backoff_then_440_stops(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+@on_both_backends
+async def test_428_reconnects_with_backoff_then_440_stops() -> None:
     sup, transport = supervisor(Close(428, after=1.0), Close(SEED_440, after=1.0))
     outcome = await sup.run()
     assert (outcome.state, outcome.connects, outcome.sleeps) == ("needs_relink", 2, 1)
@@ -74,19 +74,19 @@ async def test_428_reconnects_with_backoff_then_440_stops(
     assert backoff[0].delay is not None
     # The supervisor slept exactly the delay the machine chose: it never re-decides.
     assert outcome.slept == pytest.approx(backoff[0].delay)
-    assert trio.current_time() == pytest.approx(2.0 + backoff[0].delay)
+    assert anyio.current_time() == pytest.approx(2.0 + backoff[0].delay)
     assert all(c.closed_locally for c in transport.connections)
 
 
-async def test_retry_now_delay_counts_as_a_sleep(autojump_clock: trio.testing.MockClock) -> None:
+@on_both_backends
+async def test_retry_now_delay_counts_as_a_sleep() -> None:
     outcome = await supervisor(Close(515), Close(440))[0].run()
     assert (outcome.state, outcome.sleeps) == ("needs_relink", 1)
     assert outcome.records[2].verdict == "retry_now"
 
 
-async def test_handshake_failure_goes_through_the_same_table(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+@on_both_backends
+async def test_handshake_failure_goes_through_the_same_table() -> None:
     outcome = await supervisor(Reject(428), Reject("440"))[0].run()
     assert outcome.state == "needs_relink"
     assert (outcome.connects, outcome.opens, outcome.sleeps) == (2, 0, 1)
@@ -98,11 +98,10 @@ async def test_handshake_failure_goes_through_the_same_table(
     ]
 
 
-async def test_a_transport_that_raises_is_classified_not_a_crash(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+@on_both_backends
+async def test_a_transport_that_raises_is_classified_not_a_crash() -> None:
     class Broken:
-        async def connect(self, nursery: trio.Nursery) -> Connection:
+        async def connect(self, tasks: TaskGroup) -> Connection:
             raise OSError("connection refused")
 
     sup = Supervisor(
@@ -115,7 +114,8 @@ async def test_a_transport_that_raises_is_classified_not_a_crash(
     assert "connection refused" in (outcome.records[1].reason or "")
 
 
-async def test_connect_timeout_is_a_failed_connect(autojump_clock: trio.testing.MockClock) -> None:
+@on_both_backends
+async def test_connect_timeout_is_a_failed_connect() -> None:
     sup, _ = supervisor(Hang(), Close(440), connect_timeout=7.0)
     outcome = await sup.run()
     first_fail = outcome.records[1]
@@ -129,9 +129,8 @@ async def test_connect_timeout_is_a_failed_connect(autojump_clock: trio.testing.
     assert outcome.state == "needs_relink"
 
 
-async def test_watchdog_forces_a_reconnect_with_a_fresh_window_each_time(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+@on_both_backends
+async def test_watchdog_forces_a_reconnect_with_a_fresh_window_each_time() -> None:
     sup, _ = supervisor(Silent(after=5.0), Silent(after=0.0), Close(440), watchdog=10.0)
     outcome = await sup.run()
     expiries = [r for r in outcome.records if r.trigger == "watchdog_expired"]
@@ -145,15 +144,15 @@ async def test_watchdog_forces_a_reconnect_with_a_fresh_window_each_time(
     assert outcome.state == "needs_relink"
 
 
-async def test_quiet_but_alive_connection_never_trips_the_watchdog(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+@on_both_backends
+async def test_quiet_but_alive_connection_never_trips_the_watchdog() -> None:
     sup, _ = supervisor(Close(440, after=3600.0), watchdog=10.0)
     outcome = await sup.run()
     assert [r.trigger for r in outcome.records] == ["start", "opened", "closed"]
 
 
-async def test_spent_budget_ends_in_failed(autojump_clock: trio.testing.MockClock) -> None:
+@on_both_backends
+async def test_spent_budget_ends_in_failed() -> None:
     sup, _ = supervisor(
         *[Close(428, after=1.0)] * 5, policy=ReconnectPolicy(max_attempts=3, flap_closes=0)
     )
@@ -163,13 +162,15 @@ async def test_spent_budget_ends_in_failed(autojump_clock: trio.testing.MockCloc
     assert outcome.message is not None and "gave up after 3 reconnect attempts" in outcome.message
 
 
-async def test_flapping_ends_in_failed(autojump_clock: trio.testing.MockClock) -> None:
+@on_both_backends
+async def test_flapping_ends_in_failed() -> None:
     sup, _ = supervisor(*[Close(500)] * 10, policy=ReconnectPolicy(flap_closes=3))
     outcome = await sup.run()
     assert (outcome.state, outcome.stop_reason, outcome.connects) == ("failed", "flapping", 3)
 
 
-async def test_fatal_close_ends_in_failed(autojump_clock: trio.testing.MockClock) -> None:
+@on_both_backends
+async def test_fatal_close_ends_in_failed() -> None:
     outcome = await supervisor(Close(405))[0].run()
     assert (outcome.state, outcome.stop_reason, outcome.verdict) == ("failed", "fatal", "fatal")
 
@@ -179,14 +180,14 @@ async def test_fatal_close_ends_in_failed(autojump_clock: trio.testing.MockClock
 
 async def abort_when(sup: Supervisor, state: str, delay: float = 0.0) -> None:
     async def abort_soon() -> None:
-        await trio.sleep(delay)
+        await anyio.sleep(delay)
         sup.abort()
 
     def watch(record: TransitionRecord) -> None:
         if record.dst == state:
             nursery.start_soon(abort_soon)
 
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as nursery:
         sup.subscribe(watch)
         outcome = await sup.run()
     assert outcome.state == "stopped"
@@ -195,27 +196,29 @@ async def abort_when(sup: Supervisor, state: str, delay: float = 0.0) -> None:
     assert outcome.message is not None and "stopped locally" in outcome.message
 
 
-async def test_abort_during_backoff(autojump_clock: trio.testing.MockClock) -> None:
+@on_both_backends
+async def test_abort_during_backoff() -> None:
     sup, _ = supervisor(
         Close(428), policy=ReconnectPolicy(initial=100, cap=100, jitter=Jitter.none)
     )
     await abort_when(sup, "reconnecting", delay=50.0)
-    assert trio.current_time() == pytest.approx(50.0)
+    assert anyio.current_time() == pytest.approx(50.0)
 
 
-async def test_abort_during_connecting(autojump_clock: trio.testing.MockClock) -> None:
+@on_both_backends
+async def test_abort_during_connecting() -> None:
     sup, _ = supervisor(Hang(), connect_timeout=None)
     await abort_when(sup, "connecting", delay=30.0)
 
 
-async def test_abort_while_open_closes_the_connection(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+@on_both_backends
+async def test_abort_while_open_closes_the_connection() -> None:
     sup, transport = supervisor()
     await abort_when(sup, "open", delay=5.0)
     assert transport.connections[0].closed_locally
 
 
+@on_both_backends
 async def test_abort_before_run_stops_without_connecting() -> None:
     sup, transport = supervisor(Close(440))
     sup.abort()
@@ -223,34 +226,24 @@ async def test_abort_before_run_stops_without_connecting() -> None:
     assert (outcome.state, outcome.connects, transport.connects) == ("stopped", 0, 0)
 
 
-async def test_external_cancellation_stops_the_link_and_propagates(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+@on_both_backends
+async def test_external_cancellation_stops_the_link_and_propagates() -> None:
     sup, transport = supervisor()
-    with trio.move_on_after(42.0) as scope:
+    with anyio.move_on_after(42.0) as scope:
         await sup.run()
     assert scope.cancelled_caught
     assert sup.outcome.state == "stopped"
     assert transport.connections[0].closed_locally
 
 
-async def test_no_task_outlives_the_supervisor(autojump_clock: trio.testing.MockClock) -> None:
+@on_both_backends
+async def test_no_task_outlives_the_supervisor() -> None:
     class Pinging(ScriptedTransport):
-        async def connect(self, nursery: trio.Nursery) -> ScriptedConnection:
-            nursery.start_soon(trio.sleep_forever)
-            return await super().connect(nursery)
+        async def connect(self, tasks: TaskGroup) -> ScriptedConnection:
+            tasks.start_soon(anyio.sleep_forever)
+            return await super().connect(tasks)
 
-    def tasks() -> int:
-        root = trio.lowlevel.current_root_task()
-        assert root is not None
-        stack = [root]
-        count = 0
-        while stack:
-            task = stack.pop()
-            count += 1
-            stack.extend(t for n in task.child_nurseries for t in n.child_tasks)
-        return count
-
+    tasks = live_tasks
     before = tasks()
     transport = Pinging([Close(428), Close(440)])
     seen_tasks: list[int] = []
@@ -267,7 +260,8 @@ async def test_no_task_outlives_the_supervisor(autojump_clock: trio.testing.Mock
 # -- resuming, observers, logging ------------------------------------------------
 
 
-async def test_a_terminal_link_is_not_reconnected(autojump_clock: trio.testing.MockClock) -> None:
+@on_both_backends
+async def test_a_terminal_link_is_not_reconnected() -> None:
     machine = LinkMachine(WHATSAPP)
     link = machine.new_link("acct1")
     machine.fire(link, Trigger.start, 0.0)
@@ -279,15 +273,14 @@ async def test_a_terminal_link_is_not_reconnected(autojump_clock: trio.testing.M
     assert outcome.message is not None and "440" in outcome.message
 
 
-async def test_resume_from_reconnecting_sleeps_only_the_rest(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+@on_both_backends
+async def test_resume_from_reconnecting_sleeps_only_the_rest() -> None:
     machine = LinkMachine(WHATSAPP, ReconnectPolicy(initial=10, cap=10, jitter=Jitter.none))
     link = machine.new_link("acct1")
     machine.fire(link, Trigger.start, 0.0)
     machine.close(link, 428, 0.0, trigger=Trigger.connect_failed)
     assert link.state == State.reconnecting and link.delay == 10
-    await trio.sleep(4.0)
+    await anyio.sleep(4.0)
     outcome = await Supervisor(
         WHATSAPP, ScriptedTransport([Close(440)]), link=link, machine=machine
     ).run()
@@ -295,9 +288,8 @@ async def test_resume_from_reconnecting_sleeps_only_the_rest(
     assert outcome.state == "needs_relink"
 
 
-async def test_observer_sees_only_its_links_transitions_and_cannot_break_it(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+@on_both_backends
+async def test_observer_sees_only_its_links_transitions_and_cannot_break_it() -> None:
     sup, _ = supervisor(Close(428), Close(440))
     seen: list[str] = []
 
@@ -312,7 +304,8 @@ async def test_observer_sees_only_its_links_transitions_and_cannot_break_it(
     assert outcome.state == "needs_relink"
 
 
-async def test_shared_machine_needs_no_policy(autojump_clock: trio.testing.MockClock) -> None:
+@on_both_backends
+async def test_shared_machine_needs_no_policy() -> None:
     machine = LinkMachine(WHATSAPP)
     with pytest.raises(ValueError, match="pass one or the other"):
         Supervisor(WHATSAPP, ScriptedTransport([]), machine=machine, policy=ReconnectPolicy())
@@ -320,9 +313,8 @@ async def test_shared_machine_needs_no_policy(autojump_clock: trio.testing.MockC
         Supervisor(WHATSAPP, ScriptedTransport([]), watchdog=0)
 
 
-async def test_operator_message_logged_once_at_error(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
-) -> None:
+@on_both_backends
+async def test_operator_message_logged_once_at_error(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="linkstate")
     outcome = await supervisor(Close(428), Close(SEED_440))[0].run()
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -342,28 +334,27 @@ async def test_operator_message_logged_once_at_error(
     assert backoff.delay == outcome.records[2].delay  # type: ignore[attr-defined]
 
 
-async def test_abort_logs_no_operator_message(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
-) -> None:
+@on_both_backends
+async def test_abort_logs_no_operator_message(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="linkstate")
     sup, _ = supervisor()
-    with trio.move_on_after(1.0):
+    with anyio.move_on_after(1.0):
         await sup.run()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-async def test_connect_failed_with_raw_dict(autojump_clock: trio.testing.MockClock) -> None:
+@on_both_backends
+async def test_connect_failed_with_raw_dict() -> None:
     class Rejecting:
-        async def connect(self, nursery: trio.Nursery) -> Connection:
+        async def connect(self, tasks: TaskGroup) -> Connection:
             raise ConnectFailed({"error": {"output": {"statusCode": 401}}})
 
     outcome = await Supervisor(WHATSAPP, Rejecting()).run()
     assert (outcome.state, outcome.status) == ("needs_relink", 401)
 
 
-async def test_outcome_keeps_only_the_newest_records_on_a_long_run(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+@on_both_backends
+async def test_outcome_keeps_only_the_newest_records_on_a_long_run() -> None:
     seen: list[TransitionRecord] = []
     sup, _ = supervisor(
         *[Close(428, after=100.0)] * 30,

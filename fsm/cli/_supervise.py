@@ -21,7 +21,7 @@ import shlex
 from collections.abc import Callable
 from typing import Final
 
-import trio
+import anyio
 
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
@@ -184,7 +184,7 @@ def printer_from_args(args: argparse.Namespace) -> Printer:
 def supervisor_from_args(
     args: argparse.Namespace, channel: Channel, transport: Transport
 ) -> Supervisor:
-    """Build the supervisor every command runs; must be called inside ``trio.run``."""
+    """Build the supervisor every command runs; call it inside the event loop."""
     machine = LinkMachine(
         channel,
         policy_from_args(args, channel.policy),
@@ -240,16 +240,16 @@ async def supervise(
     async with journal_from_args(args) as journal:
         if journal is not None:
             supervisor.journal = journal
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as tasks:
             if args.max_time is not None:
 
                 async def time_limit() -> None:
-                    await trio.sleep(args.max_time)
+                    await anyio.sleep(args.max_time)
                     supervisor.abort()
 
-                nursery.start_soon(time_limit)
+                tasks.start_soon(time_limit)
             outcome = await supervisor.run()
-            nursery.cancel_scope.cancel()
+            tasks.cancel_scope.cancel()
     printer.outcome(outcome)
     draw_trace()
     return outcome

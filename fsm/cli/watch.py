@@ -5,6 +5,10 @@ and Ctrl-C stop the link cleanly (state ``stopped``, the connection closed
 with a normal close frame). Exit status: 0 when stopped by ``--max-time``,
 130 when stopped by Ctrl-C, 1 when the link ended in ``needs_relink`` or
 ``failed`` (so a script or a service manager can alert on it).
+
+``--backend`` picks the event loop the supervisor runs on: trio (the default)
+or asyncio; the runtime is the same code on both (anyio), so the lines printed
+and the exit status are the same.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import signal
 import threading
 from typing import Any, Final
 
-import trio
+import anyio
 
 from linkstate._channel import Channel
 from linkstate.cli._supervise import (
@@ -37,6 +41,10 @@ DEFAULT_WATCHDOG: Final = 60.0
 
 EXIT_INTERRUPTED: Final = 130
 
+# trio first: it is the default, and the back end the test suite drives on a
+# virtual clock. Both run the same supervisor through anyio.
+BACKENDS: Final = ("trio", "asyncio")
+
 
 def register(subparsers: Any) -> None:
     """Add the ``watch`` subcommand."""
@@ -53,6 +61,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("channel", metavar="CHANNEL", help="a channel with a transport: websocket")
     parser.add_argument("url", metavar="URL", help="the endpoint, such as ws://127.0.0.1:8765/")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=BACKENDS[0],
+        help="the event loop to supervise on (default: %(default)s)",
+    )
     add_run_options(parser)
     parser.set_defaults(run=run, watchdog=DEFAULT_WATCHDOG)
     parser.epilog = f"The watchdog defaults to {DEFAULT_WATCHDOG:g} s for watch."
@@ -75,21 +89,21 @@ async def watch(
     """
     supervisor = supervisor_from_args(args, channel, transport)
     interrupted = False
-    async with trio.open_nursery() as nursery:
-        # Ctrl-C becomes an ordinary abort: trio then never raises
+    async with anyio.create_task_group() as tasks:
+        # Ctrl-C becomes an ordinary abort: the loop then never raises
         # KeyboardInterrupt into the middle of the supervisor's cleanup.
         if threading.current_thread() is threading.main_thread():
 
             async def on_sigint() -> None:
                 nonlocal interrupted
-                with trio.open_signal_receiver(signal.SIGINT) as signals:
+                with anyio.open_signal_receiver(signal.SIGINT) as signals:
                     async for _ in signals:
                         interrupted = True
                         supervisor.abort()
 
-            nursery.start_soon(on_sigint)
+            tasks.start_soon(on_sigint)
         outcome = await supervise(args, supervisor, printer_from_args(args))
-        nursery.cancel_scope.cancel()
+        tasks.cancel_scope.cancel()
     return outcome, interrupted
 
 
@@ -98,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     channel = channel_or_exit(args.channel)
     transport = transport_from_args(channel, args.url)
     policy_from_args(args, channel.policy)  # report a bad policy before connecting
-    outcome, interrupted = trio.run(watch, args, channel, transport)
+    outcome, interrupted = anyio.run(watch, args, channel, transport, backend=args.backend)
     if interrupted:
         return EXIT_INTERRUPTED
     return outcome_status(outcome)

@@ -1,8 +1,8 @@
-"""A fleet: many supervised links in one trio process, started and stopped by id.
+"""A fleet: many supervised links in one trio or asyncio process, started and stopped by id.
 
 Theory of operation
 -------------------
-Each link runs in its own task of the fleet's nursery, and that task runs one
+Each link runs in its own task of the fleet's task group, and that task runs one
 :class:`linkstate.runtime.Supervisor` after another. What ends a supervisor decides
 what happens next:
 
@@ -39,7 +39,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final
 
-import trio
+import anyio
+from anyio.abc import TaskGroup
 
 from linkstate._channel import Channel
 from linkstate._errors import LinkstateError
@@ -170,36 +171,38 @@ class _Member:
         self.error: str | None = None
         self.restarts = 0
         self.stopping = False
-        self.wait_scope = trio.CancelScope()
-        self.done = trio.Event()
+        # Made for each restart wait (stop() cancels it): anyio makes a cancel
+        # scope only inside a running loop, and most links never wait.
+        self.wait_scope: anyio.CancelScope | None = None
+        self.done = anyio.Event()
 
 
 class Fleet:
-    """Many links in one trio process; make one with :func:`open_fleet`.
+    """Many links in one trio or asyncio process; make one with :func:`open_fleet`.
 
     Args:
-        nursery: Where the links' tasks run.
+        tasks: The anyio task group the links' tasks run in.
         journal: Persist every link (see :class:`linkstate.runtime.Supervisor`).
         restarts: How crashed supervisors are restarted.
         rng: The random source of every shared machine's jitter.
-        clock: The clock for supervisors and snapshots; defaults to trio's.
+        clock: The clock for supervisors and snapshots; defaults to ``anyio.current_time``.
 
     """
 
     def __init__(
         self,
-        nursery: trio.Nursery,
+        tasks: TaskGroup,
         *,
         journal: Journal | None = None,
         restarts: RestartPolicy | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self.nursery = nursery
+        self.tasks = tasks
         self.journal = journal
         self.restarts = restarts or RestartPolicy()
         self.rng = rng or random.Random()
-        self.clock = clock or trio.current_time
+        self.clock = clock or anyio.current_time
         self._members: dict[str, _Member] = {}
         self._machines: dict[tuple[str, ReconnectPolicy], LinkMachine] = {}
 
@@ -249,13 +252,14 @@ class Fleet:
         if previous is not None and self.journal is None:
             member.link = _last_link(previous)
         self._members[link_id] = member
-        self.nursery.start_soon(self._keep, member, name=f"linkstate link {link_id}")
+        self.tasks.start_soon(self._keep, member, name=f"linkstate link {link_id}")
 
     def stop(self, link_id: str) -> None:
         """Stop ``link_id`` (it ends in ``stopped``); returns at once, see :meth:`wait`."""
         member = self._member(link_id)
         member.stopping = True
-        member.wait_scope.cancel()
+        if member.wait_scope is not None:
+            member.wait_scope.cancel()
         if member.supervisor is not None:
             member.supervisor.abort()
 
@@ -333,9 +337,9 @@ class Fleet:
                 if delay is None:
                     return
                 # A fresh scope per wait, so that stop() can cut this one short.
-                member.wait_scope = trio.CancelScope()
+                member.wait_scope = anyio.CancelScope()
                 with member.wait_scope:
-                    await trio.sleep(delay)
+                    await anyio.sleep(delay)
         finally:
             member.done.set()
 
@@ -398,8 +402,8 @@ async def open_fleet(
     clock: Callable[[], float] | None = None,
 ) -> AsyncIterator[Fleet]:
     """Run a :class:`Fleet` for the body of the ``async with``; stop every link on the way out."""
-    async with trio.open_nursery() as nursery:
-        fleet = Fleet(nursery, journal=journal, restarts=restarts, rng=rng, clock=clock)
+    async with anyio.create_task_group() as tasks:
+        fleet = Fleet(tasks, journal=journal, restarts=restarts, rng=rng, clock=clock)
         try:
             yield fleet
         finally:

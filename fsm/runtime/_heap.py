@@ -7,7 +7,7 @@ for reference cycles, and every so often it walks *every* tracked object of
 the oldest generation to find them. A supervised link is a few dozen tracked
 objects (its task, coroutine frames, cancel scopes, the supervisor and link),
 so 100k links are millions of objects, and one full collection pauses the
-trio loop for seconds: every timer, watchdog and heartbeat of every link is
+event loop for seconds: every timer, watchdog and heartbeat of every link is
 late by that much. While links start, the heap grows fast, the collector
 decides again and again that the old generation needs a look, and it spends
 about half of the start-up time walking objects that are all still alive.
@@ -57,10 +57,10 @@ def mass_start() -> Iterator[None]:
 
     Wrap the code that starts the links *and waits until they are up*::
 
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as tasks:
             with mass_start():
                 for supervisor in supervisors:
-                    nursery.start_soon(supervisor.run)
+                    tasks.start_soon(supervisor.run)
                 await all_open.wait()
 
     The collector is re-enabled on the way out (if it was enabled before),

@@ -1,8 +1,8 @@
 """A scripted in-memory transport: the supervisor's stand-in for a real peer.
 
 ``linkstate simulate`` and the tests drive the real :class:`linkstate.runtime.Supervisor`
-with it, usually on trio's virtual clock. Each ``connect`` plays the next step
-of the script:
+with it, usually on trio's virtual clock (it runs on asyncio too). Each
+``connect`` plays the next step of the script:
 
 ===================  ==========================================================
 step                 what the connection does
@@ -26,7 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-import trio
+import anyio
+from anyio.abc import TaskGroup
 
 from linkstate.runtime._supervisor import ConnectFailed
 
@@ -79,11 +80,11 @@ class ScriptedConnection:
     @property
     def last_activity(self) -> float:
         """Now, while the connection is alive; the moment it went silent, after that."""
-        return min(trio.current_time(), self.silent_at)
+        return min(anyio.current_time(), self.silent_at)
 
     async def wait_closed(self) -> object:
         """Sleep until the scripted close; return its raw close info."""
-        await trio.sleep_until(self.close_at)
+        await anyio.sleep_until(self.close_at)
         return self.raw
 
     async def aclose(self) -> None:
@@ -110,11 +111,11 @@ class ScriptedTransport:
         """True once the script ran out: the latest connection is an unscripted, open one."""
         return self.connects > len(self.steps)
 
-    async def connect(self, nursery: trio.Nursery) -> ScriptedConnection:
-        """Play the next step (the nursery is unused: scripted connections need no tasks)."""
+    async def connect(self, tasks: TaskGroup) -> ScriptedConnection:
+        """Play the next step (the task group is unused: scripted connections need no tasks)."""
         step = self.steps[self.connects] if self.connects < len(self.steps) else None
         self.connects += 1
-        now = trio.current_time()
+        now = anyio.current_time()
         connection: ScriptedConnection
         match step:
             case None:
@@ -122,10 +123,10 @@ class ScriptedTransport:
             case Close(raw, after):
                 connection = ScriptedConnection(raw, close_at=now + after, silent_at=_FOREVER)
             case Reject(raw, after):
-                await trio.sleep(after)
+                await anyio.sleep(after)
                 raise ConnectFailed(raw)
             case Hang():
-                await trio.sleep_forever()
+                await anyio.sleep_forever()
                 raise AssertionError("unreachable")  # pragma: no cover
             case Silent(after):
                 connection = ScriptedConnection(None, close_at=_FOREVER, silent_at=now + after)

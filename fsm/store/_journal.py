@@ -1,10 +1,10 @@
-"""The trio side of the state store: one writer task, group commit, a loop that never stalls.
+"""The async side of the state store (trio or asyncio, via anyio): one writer task, group commit.
 
 Theory of operation
 -------------------
 Every call into a :class:`linkstate.store.StateStore` blocks (SQLite reads the
 disk, a commit fsyncs), so a :class:`Journal` runs each one in a worker
-thread with ``trio.to_thread.run_sync``, and never two at once: one writer
+thread with ``anyio.to_thread.run_sync``, and never two at once: one writer
 task owns the store, and reads take the same lock. The store is thus used by
 one thread at a time, which is all ``sqlite3`` asks.
 
@@ -47,8 +47,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Final, TypeVar
 
-import trio
-from trio.testing import MockClock
+import anyio
+import sniffio
+from anyio.abc import TaskStatus
 
 from linkstate._errors import ArgumentError
 from linkstate._machine import Link, TransitionRecord
@@ -69,7 +70,7 @@ class _Batch:
 
     def __init__(self) -> None:
         self.entries: list[Entry] = []
-        self.done = trio.Event()
+        self.done = anyio.Event()
         self.errors: dict[int, StoreError] = {}
 
 
@@ -104,7 +105,7 @@ class JournalStatistics:
 
 
 class Journal:
-    """Writes transitions to a :class:`StateStore` from trio; see the module header.
+    """Writes transitions to a :class:`StateStore` from trio or asyncio; see the module header.
 
     Run it with :func:`open_journal`, which starts the writer task and flushes
     on exit.
@@ -113,7 +114,7 @@ class Journal:
         store: The store; the journal is its only user while it runs.
         max_batch: Transitions per commit at most.
         wall: The wall clock, read when a transition is submitted.
-        inline: Call the store on the trio thread instead of a worker thread;
+        inline: Call the store on the event loop thread instead of a worker thread;
             None decides when the writer starts: inline under trio's virtual
             ``MockClock``, threaded otherwise (see the module header).
 
@@ -136,8 +137,8 @@ class Journal:
         self._queue: deque[_Batch] = deque()
         self._tail: _Batch | None = None
         self._writing: _Batch | None = None
-        self._wakeup = trio.Event()
-        self._lock = trio.Lock()
+        self._wakeup = anyio.Event()
+        self._lock = anyio.Lock()
         self._running = False
         self._submitted = 0
         self._committed = 0
@@ -194,17 +195,17 @@ class Journal:
         if self._tail is not None:
             await self._tail.done.wait()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The writer task: commit queued batches until cancelled."""
         if self.inline is None:
-            self.inline = isinstance(trio.lowlevel.current_clock(), MockClock)
+            self.inline = _on_virtual_clock()
         self._running = True
         task_status.started()
         try:
             while True:
                 if not self._queue:
                     await self._wakeup.wait()
-                    self._wakeup = trio.Event()
+                    self._wakeup = anyio.Event()
                     continue
                 batch = self._writing = self._queue[0]
                 await self._commit(batch)
@@ -274,7 +275,7 @@ class Journal:
         async with self._lock:
             if self.inline:
                 return fn()
-            return await trio.to_thread.run_sync(fn)
+            return await anyio.to_thread.run_sync(fn)
 
     def statistics(self) -> JournalStatistics:
         """Counters since the journal was made."""
@@ -294,11 +295,22 @@ async def open_journal(
 ) -> AsyncIterator[Journal]:
     """Run a :class:`Journal` for the body of the ``async with``; flush it on the way out."""
     journal = Journal(store, max_batch=max_batch, inline=inline)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(journal.run)
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(journal.run)
         try:
             yield journal
         finally:
-            with trio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
                 await journal.flush()
-            nursery.cancel_scope.cancel()
+            tasks.cancel_scope.cancel()
+
+
+def _on_virtual_clock() -> bool:
+    """True under trio's ``MockClock``; asyncio has no virtual clock anyio knows of."""
+    if sniffio.current_async_library() != "trio":
+        return False
+    # Imported here: an asyncio program never needs trio loaded.
+    import trio
+    from trio.testing import MockClock
+
+    return isinstance(trio.lowlevel.current_clock(), MockClock)

@@ -42,7 +42,8 @@ What :func:`assert_conformance` proves (each is also a function of its own):
   :class:`ReferenceLink`, a deliberately simple model of the lifecycle rules.
 
 :class:`RuntimeMachine` holds the real trio supervisor to the same model, over
-a :class:`ControlledTransport` in a :class:`TrioLoop` on a virtual clock.
+a :class:`ControlledTransport` in a :class:`TrioLoop` (or an :class:`AsyncioLoop`)
+on a virtual clock.
 Both machines are configured by class attributes, as hypothesis's own
 ``RuleBasedStateMachine`` is used: ``channel`` (required), ``policy``,
 ``expected`` and ``machine_factory`` (a deliberately broken machine proves
@@ -69,12 +70,19 @@ from linkstate.testing._checks import (
     kit_settings,
 )
 from linkstate.testing._core_machine import ConformanceMachine
-from linkstate.testing._loop import ControlledConnection, ControlledTransport, TrioLoop
+from linkstate.testing._loop import (
+    AsyncioLoop,
+    ControlledConnection,
+    ControlledTransport,
+    TrioLoop,
+    VirtualTimeLoop,
+)
 from linkstate.testing._reference import Expectation, ReferenceLink, delay_bound
 from linkstate.testing._runtime_machine import RuntimeMachine
 from linkstate.testing._strategies import CloseError, close_events, close_forms, junk, row_forms
 
 __all__ = [
+    "AsyncioLoop",
     "CloseError",
     "ConformanceMachine",
     "ControlledConnection",
@@ -85,6 +93,7 @@ __all__ = [
     "ReferenceLink",
     "RuntimeMachine",
     "TrioLoop",
+    "VirtualTimeLoop",
     "assert_check_clean",
     "assert_conformance",
     "assert_expected",

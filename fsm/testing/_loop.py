@@ -1,4 +1,4 @@
-"""The runtime under a test's control: a trio loop in a thread, and a transport the test drives.
+"""The runtime under a test's control: a loop in a thread (trio or asyncio), and a driven transport.
 
 Hypothesis rules are synchronous and the runtime is async; :class:`TrioLoop`
 bridges the two on a virtual clock, and :class:`ControlledTransport` makes
@@ -7,14 +7,18 @@ every handshake, close and silence a move of the test.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import selectors
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
+import anyio
 import trio
 import trio.testing
+from anyio.abc import TaskGroup
 
 from linkstate.runtime._supervisor import ConnectFailed
 
@@ -94,6 +98,145 @@ class TrioLoop:
             raise self._error
 
 
+class _Tasks:
+    """The :class:`AsyncioLoop`'s stand-in for a nursery: ``start_soon`` and ``child_tasks``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start_soon(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Start ``fn()`` as a task of the loop."""
+        task = self._loop.create_task(fn())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def child_tasks(self) -> frozenset[asyncio.Task[None]]:
+        """The tasks started here that are still running."""
+        return frozenset(self._tasks)
+
+
+class _AutojumpSelector:
+    """Wraps a loop's selector: when nothing is ready, jump the virtual clock to the next timer.
+
+    What trio's ``MockClock(autojump_threshold=0)`` does, for asyncio: a loop
+    with nothing to run and no I/O ready would sleep until its next timer;
+    this makes that sleep take no real time.
+    """
+
+    def __init__(self, inner: selectors.BaseSelector, loop: VirtualTimeLoop) -> None:
+        self._inner = inner
+        self._loop = loop
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        """Poll; with nothing ready, move virtual time by ``timeout`` instead of waiting."""
+        events = self._inner.select(0)
+        if events or timeout == 0:
+            return events
+        if timeout is None:  # no timer at all: only I/O (or a thread) can wake us
+            return self._inner.select(None)
+        self._loop.virtual += timeout
+        return []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop whose ``time()`` is a virtual clock: asyncio's stand-in for ``MockClock``.
+
+    asyncio schedules every timer (``call_at``, ``sleep``, anyio's deadlines)
+    against ``loop.time()``, so replacing it is all a virtual clock takes.
+    With ``autojump``, the clock jumps to the next timer whenever the loop
+    would sleep (``loop.run_until_complete(main())`` then takes hours of
+    backoff in milliseconds); without, only :meth:`AsyncioLoop.jump` moves it.
+    Use it for code without real I/O: a jump does not wait for a socket.
+    """
+
+    def __init__(self, *, autojump: bool = False) -> None:
+        selector: Any = selectors.DefaultSelector()
+        if autojump:
+            selector = _AutojumpSelector(selector, self)
+        super().__init__(selector)
+        self.virtual = 0.0
+
+    def time(self) -> float:
+        """The virtual time."""
+        return self.virtual
+
+
+# Consecutive loop turns with nothing ready and nothing due: then every task is
+# blocked (asyncio has no wait_all_tasks_blocked; a task woken by another's
+# callback shows up in the ready queue within one turn).
+_QUIET_TURNS: Final = 3
+
+
+class AsyncioLoop:
+    """An asyncio loop in a thread of its own, on a virtual clock jumped by hand.
+
+    The asyncio twin of :class:`TrioLoop`, with the same methods, so that the
+    runtime machine holds the supervisor to the model on both back ends.
+    """
+
+    def __init__(self) -> None:
+        self._loop = VirtualTimeLoop()
+        self.nursery = _Tasks(self._loop)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="linkstate-asyncio", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def now(self) -> float:
+        """The virtual time."""
+        return self._loop.virtual
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Call ``fn`` inside the loop, then wait until every task is blocked; return its result."""
+
+        async def settled() -> T:
+            result = fn()
+            quiet = 0
+            while quiet < _QUIET_TURNS:
+                await asyncio.sleep(0)
+                quiet = quiet + 1 if self._idle() else 0
+            return result
+
+        return asyncio.run_coroutine_threadsafe(settled(), self._loop).result()
+
+    def _idle(self) -> bool:
+        # Private attributes of asyncio's base loop: the ready queue and the
+        # timer heap; this is a test harness, pinned by the tests that use it.
+        loop: Any = self._loop
+        due = any(not h.cancelled() and h.when() <= loop.virtual for h in loop._scheduled)
+        return not loop._ready and not due
+
+    def jump(self, seconds: float) -> None:
+        """Move the virtual clock forward and let every task react."""
+
+        def move() -> None:
+            self._loop.virtual += seconds
+
+        self.run(move)
+
+    def close(self) -> None:
+        """Cancel everything still running and end the loop's thread."""
+        if not self._thread.is_alive():
+            return
+
+        async def cancel_all() -> None:
+            tasks = list(self.nursery.child_tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cancel_all(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
+
+
 class ControlledConnection:
     """A connection of :class:`ControlledTransport`: closes and goes silent when told to."""
 
@@ -102,12 +245,12 @@ class ControlledConnection:
         self.silent_at = math.inf
         self.closed_locally = False
         self._raw: object = None
-        self._closed = trio.Event()
+        self._closed = anyio.Event()
 
     @property
     def last_activity(self) -> float:
         """Now while the connection is alive; the moment it went silent, after that."""
-        return min(trio.current_time(), self.silent_at)
+        return min(anyio.current_time(), self.silent_at)
 
     @property
     def peer_closed(self) -> bool:
@@ -129,7 +272,7 @@ class ControlledConnection:
         """A background task that lives exactly as long as the connection (counted)."""
         self.transport.live_tasks += 1
         try:
-            await trio.sleep_forever()
+            await anyio.sleep_forever()
         finally:
             self.transport.live_tasks -= 1
 
@@ -140,7 +283,7 @@ _OPEN: Final = object()
 @dataclass
 class _PendingConnect:
     outcome: object = None
-    decided: trio.Event = field(default_factory=trio.Event)
+    decided: anyio.Event = field(default_factory=anyio.Event)
 
 
 class ControlledTransport:
@@ -149,7 +292,7 @@ class ControlledTransport:
     ``connect`` waits until the test calls :meth:`open` or :meth:`reject`; an
     open connection ends when the test calls :meth:`close`, or goes silent
     (for the watchdog) on :meth:`silence`. Each connection runs one counted
-    background task in the supervisor's per-connection nursery, so a leak
+    background task in the supervisor's per-connection task group, so a leak
     shows in :attr:`live_tasks`.
 
     Attributes:
@@ -168,7 +311,7 @@ class ControlledTransport:
         self.live_tasks = 0
         self.opened: list[ControlledConnection] = []
 
-    async def connect(self, nursery: trio.Nursery) -> ControlledConnection:
+    async def connect(self, tasks: TaskGroup) -> ControlledConnection:
         """Wait for the test to open or reject this attempt."""
         self.connects += 1
         attempt = self.pending = _PendingConnect()
@@ -180,7 +323,7 @@ class ControlledTransport:
         if attempt.outcome is not _OPEN:
             raise ConnectFailed(attempt.outcome)
         connection = ControlledConnection(self)
-        nursery.start_soon(connection.reader)
+        tasks.start_soon(connection.reader)
         self.connection = connection
         self.opened.append(connection)
         return connection
@@ -208,4 +351,4 @@ class ControlledTransport:
     def silence(self) -> None:
         """The open connection stops showing any sign of life."""
         assert self.connection is not None, "no connection is open"
-        self.connection.silent_at = min(self.connection.silent_at, trio.current_time())
+        self.connection.silent_at = min(self.connection.silent_at, anyio.current_time())

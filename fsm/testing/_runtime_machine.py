@@ -1,4 +1,4 @@
-"""The runtime conformance machine: the real trio supervisor, driven event by event."""
+"""The runtime conformance machine: the real supervisor (trio or asyncio), driven event by event."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from linkstate._verdicts import Rule
 from linkstate.check._paths import WATCHDOG_CLOSE
 from linkstate.runtime._supervisor import Supervisor
 from linkstate.testing._channel_machine import CHANNEL_CLOSES, ChannelMachine
-from linkstate.testing._loop import ControlledTransport, TrioLoop
+from linkstate.testing._loop import AsyncioLoop, ControlledTransport, TrioLoop
 from linkstate.testing._reference import ReferenceLink, delay_bound
 
 RUNTIME_POLICY: Final = ReconnectPolicy(
@@ -47,7 +47,7 @@ _TIE: Final = 1e-6
 
 
 class RuntimeMachine(ChannelMachine):
-    """A hypothesis state machine driving the REAL trio supervisor against the reference model.
+    """A hypothesis state machine driving the REAL supervisor against the reference model.
 
     Subclass it with class attributes (``channel`` is required; ``policy``,
     ``expected``, ``machine_factory``, ``watchdog`` and ``connect_timeout``
@@ -60,7 +60,8 @@ class RuntimeMachine(ChannelMachine):
 
         TestMyChannelRuntimeCase = TestMyChannelRuntime.TestCase
 
-    A persistent trio loop (:class:`~linkstate.testing.TrioLoop`) runs one
+    A persistent loop in a thread (:class:`~linkstate.testing.TrioLoop`, or
+    :class:`~linkstate.testing.AsyncioLoop` with ``loop_type``) runs one
     :class:`~linkstate.runtime.Supervisor` over a
     :class:`~linkstate.testing.ControlledTransport`. Rules are transport
     events (open, reject, close with a row in any form or junk, silence),
@@ -80,7 +81,9 @@ class RuntimeMachine(ChannelMachine):
     Attributes:
         watchdog: Class attribute: the supervisor's silence limit, in seconds.
         connect_timeout: Class attribute: the supervisor's handshake limit, in seconds.
-        loop: The trio loop the supervisor runs in.
+        loop_type: Class attribute: the loop the supervisor runs in, :class:`TrioLoop`
+            (the default) or :class:`AsyncioLoop`; both keep a virtual clock.
+        loop: The loop the supervisor runs in.
         transport: The transport the rules drive.
         machine: The machine under test.
         link: The link under test.
@@ -92,10 +95,11 @@ class RuntimeMachine(ChannelMachine):
     policy = RUNTIME_POLICY
     watchdog: ClassVar[float] = 10.0
     connect_timeout: ClassVar[float] = 15.0
+    loop_type: ClassVar[type[TrioLoop] | type[AsyncioLoop]] = TrioLoop
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = TrioLoop()
+        self.loop = self.loop_type()
         self.transport = ControlledTransport()
         self.machine = self.new_machine()
         self.link = self.machine.new_link("runtime")
@@ -117,7 +121,7 @@ class RuntimeMachine(ChannelMachine):
         self._launch()
 
     def teardown(self) -> None:
-        """End the trio loop (and with it every task still running)."""
+        """End the loop (and with it every task still running)."""
         self.loop.close()
 
     # -- running the supervisor ------------------------------------------------
