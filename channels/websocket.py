@@ -37,7 +37,7 @@ from trio_websocket import WebSocketConnection as TrioWebSocketConnection
 
 from linkstate import ArgumentError
 from linkstate._channel import Channel
-from linkstate._events import CloseEvent, Initiator, Phase, normalise
+from linkstate._events import CloseEvent, Initiator, Phase, normalise, read_safely
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule, Verdict
 from linkstate.channels._native import websockets_error
@@ -252,7 +252,11 @@ def _from_rejection(exc: ConnectionRejected) -> CloseEvent:
 
 
 def extract(raw: object) -> CloseEvent:
-    """Read trio-websocket's exceptions (and anything else) into a :class:`CloseEvent`."""
+    """Read trio-websocket's exceptions (and anything else) into a CloseEvent; never raises."""
+    return read_safely(_extract, raw)
+
+
+def _extract(raw: object) -> CloseEvent:
     if isinstance(raw, ConnectionClosed):
         return _from_close_reason(raw.reason)
     if isinstance(raw, CloseReason):
