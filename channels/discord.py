@@ -174,7 +174,9 @@ def _payload(raw: object) -> Facts | None:
 
 def _alias(raw: object) -> Facts | None:
     """A bare ``RECONNECT``, ``INVALID_SESSION``, ``op7`` or ``op9``."""
-    if isinstance(raw, str):
+    # The longest alias has 15 characters: longer text is not one, and is not
+    # scanned (a ten-million-character close must stay cheap).
+    if type(raw) is str and len(raw) <= 64:
         code = _OPCODE_ALIASES.get(raw.strip().lower().replace(" ", ""))
         if code is not None:
             return facts(code=code)

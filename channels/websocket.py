@@ -52,7 +52,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from linkstate import ArgumentError, LinkstateError
 from linkstate._channel import Channel
-from linkstate._events import CloseEvent, Initiator, Phase, normalise
+from linkstate._events import CloseEvent, Initiator, Phase, normalise, read_safely
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule, Verdict
 from linkstate.channels._native import websockets_error
@@ -333,7 +333,14 @@ def _trio_websocket(raw: object) -> CloseEvent | None:
 
 
 def extract(raw: object) -> CloseEvent:
-    """Read this transport's exceptions (and trio-websocket's, websockets', anything else)."""
+    """Read this transport's exceptions (and trio-websocket's, websockets', anything else).
+
+    Never raises, whatever the peer or a caller hands it.
+    """
+    return read_safely(_extract, raw)
+
+
+def _extract(raw: object) -> CloseEvent:
     if isinstance(raw, WebSocketClosed):
         return _closed(raw.code, raw.reason)
     if isinstance(raw, WebSocketRejected):

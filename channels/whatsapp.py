@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Final
 
 from linkstate._channel import Channel
-from linkstate._events import CloseEvent, normalise
+from linkstate._events import CloseEvent, normalise, read_safely
 from linkstate._verdicts import CloseTable, Rule, Verdict
 from linkstate.plugin import Facts, facts, get
 
@@ -219,7 +219,11 @@ def _enum_name(message: object, field_name: str) -> str | None:
 
 
 def extract(raw: object) -> CloseEvent:
-    """Normalise a Baileys close or whatsmeow event, reading a stream-error node if needed."""
+    """Normalise a Baileys close or whatsmeow event, reading a stream-error node; never raises."""
+    return read_safely(_extract, raw)
+
+
+def _extract(raw: object) -> CloseEvent:
     native = None if type(raw) in _PLAIN_TYPES else _whatsmeow(raw)
     if native is not None:
         return normalise(native)

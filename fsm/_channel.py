@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Final
 
 from linkstate._errors import LinkstateError
-from linkstate._events import CloseEvent, Initiator, Phase, normalise
+from linkstate._events import CloseEvent, Initiator, Phase, normalise, read_safely
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule
 
@@ -65,12 +65,8 @@ class Channel:
         self, raw: object, *, phase: Phase | None = None, initiator: Initiator | None = None
     ) -> CloseEvent:
         """Normalise ``raw`` the way this platform reports closes; never raises."""
-        try:
-            extracted = self.extract(raw)
-        except Exception:
-            # A plugin's extractor bug must not turn a disconnect into a crash:
-            # fall back to the generic reading, which never raises.
-            extracted = normalise(raw)
+        # A plugin's extractor bug must not turn a disconnect into a crash.
+        extracted = read_safely(self.extract, raw)
         if phase is None and initiator is None and type(extracted) is CloseEvent:
             return extracted  # the common case: nothing to override
         return normalise(extracted, phase=phase, initiator=initiator)
@@ -80,7 +76,17 @@ class Channel:
     ) -> tuple[CloseEvent, Rule]:
         """Normalise ``raw`` and return the event with the table row that applies."""
         event = self.event(raw, phase=phase, initiator=initiator)
-        return event, self.table.classify(event)
+        try:
+            return event, self.table.classify(event)
+        except Exception:
+            # Only an event a plugin built by hand with hostile field values
+            # (an int subclass whose __eq__ raises) gets here: read it afresh,
+            # which rebuilds every field from plain values.
+            try:
+                event = normalise(event.to_json())
+            except Exception:
+                event = normalise(None)
+            return event, self.table.classify(event)
 
 
 class ChannelError(LinkstateError, LookupError):

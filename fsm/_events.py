@@ -25,6 +25,7 @@ remember to.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +43,7 @@ __all__ = [
     "extract_with",
     "normalise",
     "parse_status",
+    "read_safely",
     "sanitise_reason",
 ]
 
@@ -74,6 +76,10 @@ _STATUS_RANGE: Final = range(1, 10_000)
 
 # How deep we follow wrappers; bounds the work on hostile or cyclic input.
 MAX_DEPTH: Final = 4
+
+# Flags read from one object: a channel knows a handful, so more is junk, and
+# an unbounded container must not cost unbounded work.
+MAX_FLAGS: Final = 32
 
 # Where a status may sit on one object, in the order we trust them.
 STATUS_PATHS: Final[tuple[tuple[str, ...], ...]] = (
@@ -193,8 +199,9 @@ def parse_status(value: object) -> int | None:
         if math.isfinite(value) and value.is_integer():
             return parse_status(int(value))
         return None
-    if isinstance(value, str) and len(value) <= 32 and value.isascii():
-        text = value.strip()
+    if isinstance(value, str) and len(value) <= 32 and str.isascii(value):
+        # str's own methods: a str subclass may override them to raise.
+        text = str.strip(value)
         if text.isdecimal():
             return parse_status(int(text))
         try:
@@ -312,9 +319,15 @@ def _read_enum(layers: list[object], key: str, kind: type[E]) -> E | None:
 def _read_flags(layers: list[object]) -> frozenset[str]:
     value = _follow(layers[0], ("flags",)) if layers else None
     if isinstance(value, (list, tuple, frozenset, set)):
-        return frozenset(
-            flag for flag in value if isinstance(flag, str) and _SYMBOLIC_CODE.fullmatch(flag)
-        )
+        try:
+            # Exact str only: a str subclass may hash or compare in ways that raise.
+            return frozenset(
+                flag
+                for flag in itertools.islice(value, MAX_FLAGS)
+                if type(flag) is str and _SYMBOLIC_CODE.fullmatch(flag)
+            )
+        except Exception:  # a container subclass whose iteration raises has no flags
+            return frozenset()
     return frozenset()
 
 
@@ -346,7 +359,15 @@ def normalise(
         flags: Extra flags to add, such as ``soft_logout``.
 
     """
-    event = raw if isinstance(raw, CloseEvent) else _normalise_fresh(raw)
+    try:
+        event = raw if type(raw) is CloseEvent else _normalise_fresh(raw)
+    except Exception:
+        # The tables above bound the work, and every read goes through lookup,
+        # which catches what a hostile property raises; what remains (a dict
+        # key whose __eq__ raises, a str subclass whose strip() raises, a
+        # RecursionError) means the object cannot be read, which is what an
+        # event without a status says. A disconnect must never crash the supervisor.
+        event = _UNREADABLE
     if phase is None and initiator is None and not flags:
         return event
     return CloseEvent(
@@ -356,8 +377,22 @@ def normalise(
         initiator=initiator or event.initiator,
         phase=phase or event.phase,
         retry_after=event.retry_after,
-        flags=event.flags | flags,
+        # Caller flags are bounded and filtered like flags read from a close.
+        flags=event.flags | _read_flags([{"flags": flags}]) if flags else event.flags,
     )
+
+
+def read_safely(read: Callable[[object], CloseEvent], raw: object) -> CloseEvent:
+    """``read(raw)``, or the generic reading of ``raw`` when ``read`` raises; never raises.
+
+    An extractor that trips over a hostile object (a dict subclass whose
+    ``get`` raises, a str subclass whose ``__hash__`` does) must not turn a
+    disconnect into a crash.
+    """
+    try:
+        return read(raw)
+    except Exception:
+        return normalise(raw)
 
 
 def extract_with(
@@ -369,9 +404,14 @@ def extract_with(
 
     Text holding a JSON object is parsed first, so a raw frame reads like its dict.
     """
-    raw = json_text(raw)
-    found = read_first(raw, readers)
-    return fallback(raw) if found is None else normalise(found)
+    try:
+        raw = json_text(raw)
+        found = read_first(raw, readers)
+        return fallback(raw) if found is None else normalise(found)
+    except Exception:
+        # A reader (or a plugin's fallback) that trips over a hostile object
+        # must not turn a disconnect into a crash: read it the generic way.
+        return normalise(raw)
 
 
 # A bare status is the commonest close (a WebSocket close code, a test's 428).
@@ -387,13 +427,20 @@ def _status_event(status: int) -> CloseEvent:
     return event
 
 
+# What an object that cannot be read at all normalises to.
+_UNREADABLE: Final = CloseEvent(reason="unreadable close")
+
+
 def _normalise_fresh(raw: object) -> CloseEvent:
     status = parse_status(raw)
     if status is not None:
         return _status_event(status)
     if isinstance(raw, (str, bytes, bytearray)):
         whole = _read_text(raw) or ""
-        code = _read_code(whole.strip()) if isinstance(raw, str) else None
+        # A symbolic code is at most 64 characters: a longer text is a reason
+        # only, so a ten-million-character string costs no scan here.
+        head = str.strip(whole[:_REASON_TEXT_LIMIT]) if isinstance(raw, str) else ""
+        code = _read_code(head) if len(head) <= 64 else None
         return CloseEvent(code=code, reason=sanitise_reason(whole))
     if raw is None or isinstance(raw, (bool, int, float)):
         return CloseEvent()

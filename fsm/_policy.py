@@ -7,8 +7,9 @@ The n-th reconnect attempt (n >= 1) after a retryable close waits::
     base(n)  = min(cap, initial * factor ** (n - 1))
     delay(n) = max(floor, jitter(base(n)))
 
-where ``floor`` is the larger of the rule's ``min_delay`` and the server's
-retry-after hint (itself capped by ``max_retry_after``). A server hint may
+where ``floor`` is the largest of the rule's ``min_delay``, the server's
+retry-after hint (itself capped by ``max_retry_after``) and :data:`MIN_DELAY`
+(0.1 s), which no setting lowers: one link connects at most 10 times a second. A server hint may
 therefore exceed ``cap``: the server knows best when it will take us back.
 
 A ``retry_now`` verdict (the server asked for a restart) skips the
@@ -46,6 +47,7 @@ from linkstate._verdicts import Verdict
 
 __all__ = [
     "GRPC",
+    "MIN_DELAY",
     "OPENCLAW",
     "Jitter",
     "PolicyError",
@@ -200,7 +202,7 @@ class ReconnectPolicy:
             delay = rng.uniform(0.0, self.retry_now_max)
         else:
             delay = self._jittered(attempt, previous, rng)
-        return max(delay, min(floor, self.max_retry_after))
+        return max(delay, min(floor, self.max_retry_after), MIN_DELAY)
 
     def _jittered(self, attempt: int, previous: float | None, rng: random.Random) -> float:
         base = self.base_delay(attempt)
@@ -224,7 +226,7 @@ class ReconnectPolicy:
     @property
     def longest_delay(self) -> float:
         """The largest delay the schedule can produce without a server hint."""
-        return max(self.cap, self.retry_now_max)
+        return max(self.cap, self.retry_now_max, MIN_DELAY)
 
     def is_flapping(self, recent_closes: tuple[float, ...]) -> bool:
         """True when ``recent_closes`` (close times, oldest first) show a flapping link."""
@@ -239,6 +241,11 @@ class ReconnectPolicy:
 
 
 _RETRY_NOW: Final = Verdict.retry_now  # a module constant reads faster than the enum member
+
+MIN_DELAY: Final = 0.1
+"""Seconds: no reconnect waits less, whatever the policy says, so one link connects at
+most 10 times a second. ``initial=0`` or a full-jitter draw near 0 would otherwise let
+a server that refuses at once (an HTTP 503) be hammered in a tight loop."""
 
 
 def _finite(value: float) -> bool:

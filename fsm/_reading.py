@@ -224,7 +224,9 @@ def json_text(raw: object) -> object:
         if body[:1] in ("{", b"{"):
             try:
                 return json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
+                # RecursionError: nesting deeper than the interpreter's stack,
+                # which 64 KiB of brackets reaches; such text is junk, not a frame.
                 return raw
     return raw
 

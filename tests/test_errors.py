@@ -31,7 +31,7 @@ HOSTILE = frozenset({"_Hostile.__getattr__", "_UnprintableError.__str__"})
 
 # Exception classes that stand in for a client library's own, so that the kit
 # can hand linkstate an exception it did not define.
-STAND_INS = frozenset({"CloseError", "_UnprintableError"})
+STAND_INS = frozenset({"CloseError", "_UnprintableError", "_HostileError"})
 
 BUILTIN_EXCEPTIONS = frozenset(
     name

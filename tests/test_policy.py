@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from linkstate._policy import GRPC, OPENCLAW, Jitter, PolicyError, ReconnectPolicy
+from linkstate._policy import GRPC, MIN_DELAY, OPENCLAW, Jitter, PolicyError, ReconnectPolicy
 from linkstate._verdicts import Verdict
 
 
@@ -116,3 +116,21 @@ def test_flap_detection_window() -> None:
     assert not policy.is_flapping((0.0, 5.0, 10.5))
     assert not ReconnectPolicy(flap_closes=0).is_flapping((0.0,) * 10)
     assert policy.remember_close((1.0, 2.0, 3.0), 4.0) == (2.0, 3.0, 4.0)
+
+
+# -- no setting switches the backoff off (issue 13, item 6) ---------------------------
+
+
+@given(
+    attempt=st.integers(min_value=1, max_value=50),
+    verdict=st.sampled_from([Verdict.retry, Verdict.retry_now]),
+    jitter=st.sampled_from(list(Jitter)),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
+def test_a_zero_policy_still_waits_the_floor_so_connects_are_rate_bounded(
+    attempt: int, verdict: Verdict, jitter: Jitter, seed: int
+) -> None:
+    zero = ReconnectPolicy(initial=0, cap=0, retry_now_max=0, jitter=jitter)
+    delay = zero.backoff_delay(attempt, verdict, rng=random.Random(seed))
+    assert delay == MIN_DELAY == 0.1
+    assert zero.longest_delay >= MIN_DELAY

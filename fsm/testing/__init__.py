@@ -33,7 +33,9 @@ What :func:`assert_conformance` proves (each is also a function of its own):
 * :func:`assert_expected`: golden examples the author states (from the
   platform's docs) get the verdict the author expects, in every form.
 * :func:`assert_junk_safe`: extraction and classification never raise on
-  junk: huge numbers, NaN, bytes, cycles, objects whose attributes raise.
+  junk: huge numbers, NaN, bytes, cycles, objects whose attributes raise,
+  and :func:`hostile` objects (raising dunders, hostile builtin subclasses,
+  JSON nested past the recursion limit, ten-million-character text).
 * :func:`assert_terminal_rows_stop`: a ``relink`` or ``fatal`` row never
   leads to ``reconnecting``, from ``open`` or during the handshake.
 * :class:`ConformanceMachine`: a hypothesis state machine that drives the
@@ -54,7 +56,7 @@ The checks bring their own hypothesis settings (:func:`kit_settings`: no
 deadline, ``too_slow`` suppressed, on top of the active profile); the machines'
 ``TestCase`` has hypothesis's defaults for state machines (no deadline, no
 health checks). The strategies (:func:`close_forms`, :func:`close_events`,
-:func:`junk`) are public so a plugin author can write more properties of
+:func:`junk`, :func:`hostile`) are public so a plugin author can write more properties of
 their own.
 """
 
@@ -79,7 +81,15 @@ from linkstate.testing._loop import (
 )
 from linkstate.testing._reference import Expectation, ReferenceLink, delay_bound
 from linkstate.testing._runtime_machine import RuntimeMachine
-from linkstate.testing._strategies import CloseError, close_events, close_forms, junk, row_forms
+from linkstate.testing._strategies import (
+    CloseError,
+    broken,
+    close_events,
+    close_forms,
+    hostile,
+    junk,
+    row_forms,
+)
 
 __all__ = [
     "AsyncioLoop",
@@ -100,9 +110,11 @@ __all__ = [
     "assert_junk_safe",
     "assert_rows_classify",
     "assert_terminal_rows_stop",
+    "broken",
     "close_events",
     "close_forms",
     "delay_bound",
+    "hostile",
     "junk",
     "kit_settings",
     "real_machine",

@@ -25,8 +25,15 @@ def example_key(raw: object) -> object:
     try:
         hash(raw)
     except TypeError:
+        pass
+    except Exception:
+        return object()  # a hostile __hash__: equal to no golden example
+    else:
+        return raw
+    try:
         return repr(raw)
-    return raw
+    except Exception:  # a hostile __repr__, or nesting past the recursion limit
+        return object()
 
 
 def terminal_examples(expected: Iterable[Expectation]) -> dict[object, Verdict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -183,6 +184,151 @@ class _UnprintableError(Exception):
         raise RuntimeError("cannot print")
 
 
+class _HostileError(Exception):
+    """What every hostile dunder below raises."""
+
+
+def _boom(*_: object) -> object:
+    raise _HostileError("hostile")
+
+
+# Dunders a reader may touch; each hostile class below raises from one of them.
+_DUNDERS: Final = (
+    "__eq__",
+    "__hash__",
+    "__len__",
+    "__iter__",
+    "__str__",
+    "__repr__",
+    "__bool__",
+    "__getitem__",
+    "__contains__",
+    "__index__",
+    "__int__",
+    "__float__",
+)
+# str/bytes methods readers call on text: strip, lower, decode...
+_TEXT_METHODS: Final = ("strip", "lower", "replace", "isdecimal", "isascii", "decode", "encode")
+
+
+def _hostile_class(base: type, name: str) -> type:
+    """A subclass of ``base`` whose method ``name`` raises."""
+    return type(f"Hostile{base.__name__.title()}{name.strip('_').title()}", (base,), {name: _boom})
+
+
+class _RaisingClass:
+    """An object whose ``__class__`` raises: ``isinstance`` consults it for foreign types."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise _HostileError("hostile __class__")
+
+
+class _RaisingGetattribute:
+    """An object every attribute read of which raises, even the dunders Python looks up."""
+
+    def __getattribute__(self, name: str) -> object:
+        raise _HostileError(f"hostile {name}")
+
+
+class _CollidingKey:
+    """A dict key that hashes like ``"status"`` and cannot be compared with it."""
+
+    def __hash__(self) -> int:
+        return hash("status")
+
+    def __eq__(self, other: object) -> bool:
+        raise _HostileError("cannot compare")
+
+
+def _hostile_instances() -> list[Callable[[], object]]:
+    """Makers of hostile objects: subclasses of builtins with one raising method, and more."""
+    makers: list[Callable[[], object]] = [
+        _RaisingClass,
+        _RaisingGetattribute,
+        lambda: {_CollidingKey(): 440},  # looking "status" up compares with it
+        lambda: {1: "a", "b": 2, None: 3, (1,): 4},  # keys that cannot be sorted
+    ]
+    seeds: dict[type, object] = {
+        int: 440,
+        float: 440.0,
+        str: "440",
+        bytes: b"440",
+        dict: {"status": 440},
+        list: ["soft_logout"],
+        frozenset: frozenset({"soft_logout"}),
+        set: {"soft_logout"},
+        tuple: ("soft_logout",),
+    }
+    for base, seed in seeds.items():
+        names = _DUNDERS + (_TEXT_METHODS if base in (str, bytes) else ())
+        for name in (*names, "get", "keys", "items") if base is dict else names:
+            makers.append(functools.partial(_hostile_class(base, name), seed))
+    return makers
+
+
+_HOSTILE_MAKERS: Final = _hostile_instances()
+
+
+def _deep_json(depth: int) -> str:
+    """JSON text nested ``depth`` levels, deeper than the recursion limit, under 64 KiB."""
+    return '{"error":' * depth + "1" + "}" * depth
+
+
+def _deep_dict(depth: int) -> dict[str, object]:
+    """A dict nested ``depth`` levels under the wrapper keys, built without recursion."""
+    inner: dict[str, object] = {"status": 440}
+    for level in range(depth):
+        # One chain: a value shared by two keys per level would make repr() exponential.
+        inner = {"error": inner} if level % 2 else {"lastDisconnect": {"error": inner}}
+    return inner
+
+
+# Ten million characters: reading one must cost as little as reading ten.
+_HUGE: Final = 10_000_000
+
+
+@functools.cache
+def _huge_values() -> tuple[object, ...]:
+    """Built once per process: they are immutable to every reader, and costly to build."""
+    text = "4" * _HUGE
+    return (
+        text,
+        " " * _HUGE + "op7",
+        "{" + text + "}",
+        b"\xff" * _HUGE,
+        {"reason": text, "code": text, "message": text},
+        {"status": 440, "flags": ["soft_logout"] * 100_000},
+        {"status": 440, "flags": [f"f{i}" for i in range(100_000)]},
+    )
+
+
+def hostile() -> st.SearchStrategy[object]:
+    """Objects built to break a reader.
+
+    Raising ``__class__`` / ``__getattribute__`` / ``__eq__`` / ``__hash__`` /
+    ``__len__`` / ``__iter__`` / ``__str__`` / ``__repr__``; int, float, str,
+    bytes, dict and container subclasses with one raising method; dict keys
+    that cannot be compared; ``flags`` containers whose iteration or hashing
+    raises; JSON text nested deeper than the recursion limit; ten-million-
+    character text and unbounded flags. Each may sit anywhere a close's facts
+    may: bare, under a key a reader looks at, or inside a wrapper.
+    """
+    # st.builds, not sampled_from(...).map(...): hypothesis checks what those
+    # return with isinstance, which an object with a raising __class__ breaks.
+    made = st.one_of(*(st.builds(make) for make in _HOSTILE_MAKERS))
+    deep = st.one_of(
+        st.integers(min_value=1_000, max_value=6_000).map(_deep_json),
+        st.integers(min_value=1_000, max_value=3_000).map(_deep_dict),
+    )
+    huge = st.integers(0, len(_huge_values()) - 1).map(lambda i: _huge_values()[i])
+    leaf = st.one_of(made, deep, huge)
+    placed = st.tuples(st.lists(st.sampled_from(_JUNK_KEYS), min_size=1, max_size=3), leaf).map(
+        lambda pair: _nest(tuple(pair[0]), pair[1])
+    )
+    return st.one_of(leaf, placed)
+
+
 def _cycle() -> dict[str, object]:
     loop: dict[str, object] = {"status": "oops"}
     loop["error"] = loop
@@ -209,7 +355,19 @@ _JUNK_KEYS: Final = (
 
 
 def junk() -> st.SearchStrategy[object]:
-    """Anything a broken or hostile peer or library might hand over instead of a close."""
+    """Anything a broken or hostile peer or library might hand over instead of a close.
+
+    :func:`broken` values and :func:`hostile` objects alike.
+    """
+    return st.one_of(broken(), hostile())
+
+
+def broken() -> st.SearchStrategy[object]:
+    """Junk that is cheap to build and to print: nested JSON-like values, cycles, bad objects.
+
+    The state machines draw this rather than :func:`junk`: they print and
+    compare every close they fire, which a :func:`hostile` object forbids.
+    """
     scalars = st.one_of(
         st.none(),
         st.booleans(),
@@ -228,12 +386,12 @@ def junk() -> st.SearchStrategy[object]:
         max_leaves=20,
     )
     makers: list[Callable[[], object]] = [_Hostile, _UnprintableError, _cycle, object, ValueError]
-    hostile = st.sampled_from(makers).map(lambda make: make())
-    return st.one_of(nested, hostile)
+    bad = st.sampled_from(makers).map(lambda make: make())
+    return st.one_of(nested, bad)
 
 
 def close_events(channel: Channel, *, junk_weight: int = 1) -> st.SearchStrategy[object]:
-    """Any close the channel may see: a row of its table in any form, or junk."""
+    """Any close the channel may see: a row of its table in any form, or :func:`broken` junk."""
     rows = channel.table.rows()
     forms = st.sampled_from(rows).flatmap(lambda rule: close_forms(channel, rule))
-    return st.one_of(forms, *([junk()] * junk_weight))
+    return st.one_of(forms, *([broken()] * junk_weight))
