@@ -19,6 +19,7 @@ from linkstate._channel import Channel, load_channel
 from linkstate._lifecycle import State, Trigger
 from linkstate._machine import Link, LinkMachine
 from linkstate._policy import PolicyError, ReconnectPolicy
+from linkstate.check._checker import Kind, check_refusals
 
 CHANNELS = ("discord", "matrix", "slack", "telegram", "websocket", "whatsapp")
 
@@ -103,3 +104,14 @@ def test_every_refusable_row_stops_within_the_limit(
     name, raw = case
     seen = run_refusals(load_channel(name), raw, ReconnectPolicy(refuse_after=limit), limit + 3)
     assert seen == [State.reconnecting] * (limit - 1) + [State.failed]
+
+
+def test_check_finds_no_endless_refusal_in_the_shipped_channels() -> None:
+    for name in CHANNELS:
+        assert check_refusals(load_channel(name)) == []
+
+
+def test_check_reports_an_endless_refusal_when_the_rule_is_off() -> None:
+    findings = check_refusals(load_channel("websocket"), policy=ReconnectPolicy(refuse_after=None))
+    assert findings and all(f.kind == Kind.endless_refusal for f in findings)
+    assert any("transient=True" in f.message for f in findings)
