@@ -59,7 +59,13 @@ def _fatal(code: int, name: str, meaning: str, what: str) -> Rule:
 TABLE: Final = CloseTable(
     channel="discord",
     rules=(
-        Rule(Verdict.retry_now, "unknownError", "unknown gateway error; resume", status=4000),
+        Rule(
+            Verdict.retry_now,
+            "unknownError",
+            "unknown gateway error; resume",
+            status=4000,
+            transient=True,
+        ),
         Rule(Verdict.retry, "unknownOpcode", "we sent an invalid opcode", status=4001),
         Rule(Verdict.retry, "decodeError", "we sent an invalid payload", status=4002),
         Rule(
@@ -83,7 +89,9 @@ TABLE: Final = CloseTable(
             "the resume sequence was invalid; re-identify",
             status=4007,
         ),
-        Rule(Verdict.retry, "rateLimited", "we sent payloads too fast", status=4008),
+        Rule(
+            Verdict.retry, "rateLimited", "we sent payloads too fast", status=4008, transient=True
+        ),
         Rule(
             Verdict.retry_now, "sessionTimedOut", "the session timed out; re-identify", status=4009
         ),
@@ -118,13 +126,20 @@ TABLE: Final = CloseTable(
             f"Enable the privileged intents the bot asks for in {_PORTAL} (Bot → "
             "Privileged Gateway Intents), or stop requesting them",
         ),
-        Rule(Verdict.retry, "normalClosure", "the server closed normally", status=1000),
-        Rule(Verdict.retry, "goingAway", "the server is going away", status=1001),
+        Rule(
+            Verdict.retry,
+            "normalClosure",
+            "the server closed normally",
+            status=1000,
+            transient=True,
+        ),
+        Rule(Verdict.retry, "goingAway", "the server is going away", status=1001, transient=True),
         Rule(
             Verdict.retry,
             "abnormalClosure",
             "the connection dropped without a close frame",
             status=1006,
+            transient=True,
         ),
         Rule(
             Verdict.retry_now,

@@ -113,7 +113,11 @@ TABLE: Final = CloseTable(
         _auth("user_removed_from_team", "the token's user was removed from the workspace"),
         _auth("team_disabled", "the workspace was disabled"),
         Rule(
-            Verdict.retry, "ratelimited", "HTTP 429; wait at least Retry-After", code="ratelimited"
+            Verdict.retry,
+            "ratelimited",
+            "HTTP 429; wait at least Retry-After",
+            code="ratelimited",
+            transient=True,
         ),
     ),
     unknown=Rule(

@@ -115,14 +115,22 @@ TABLE: Final = CloseTable(
             ),
         ),
         Rule(
-            Verdict.retry, "tooManyRequests", "flood control; wait at least retry_after", status=429
+            Verdict.retry,
+            "tooManyRequests",
+            "flood control; wait at least retry_after",
+            status=429,
+            transient=True,
         ),
-        Rule(Verdict.retry, "internalServerError", "server side", status=500),
+        Rule(Verdict.retry, "internalServerError", "server side", status=500, transient=True),
         Rule(
-            Verdict.retry, "badGateway", "server side, often during Telegram restarts", status=502
+            Verdict.retry,
+            "badGateway",
+            "server side, often during Telegram restarts",
+            status=502,
+            transient=True,
         ),
-        Rule(Verdict.retry, "serviceUnavailable", "server side", status=503),
-        Rule(Verdict.retry, "gatewayTimeout", "server side", status=504),
+        Rule(Verdict.retry, "serviceUnavailable", "server side", status=503, transient=True),
+        Rule(Verdict.retry, "gatewayTimeout", "server side", status=504, transient=True),
         Rule(
             Verdict.retry_now,
             "readTimeout",

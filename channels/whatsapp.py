@@ -125,8 +125,15 @@ TABLE: Final = CloseTable(
             "restartRequired",
             "restart, normally right after pairing",
             status=515,
+            transient=True,
         ),
-        Rule(Verdict.retry, "connectionClosed", "the socket or stream ended", status=428),
+        Rule(
+            Verdict.retry,
+            "connectionClosed",
+            "the socket or stream ended",
+            status=428,
+            transient=True,
+        ),
         Rule(
             Verdict.relink,
             "qrAttemptsEnded",
@@ -138,9 +145,27 @@ TABLE: Final = CloseTable(
                 f"Be ready with the phone, then {_RELINK_HOW}."
             ),
         ),
-        Rule(Verdict.retry, "connectionLost", "keepalive missed or network error", status=408),
-        Rule(Verdict.retry, "badSession", "bad session, or an unknown stream error", status=500),
-        Rule(Verdict.retry, "unavailableService", "the service is unavailable", status=503),
+        Rule(
+            Verdict.retry,
+            "connectionLost",
+            "keepalive missed or network error",
+            status=408,
+            transient=True,
+        ),
+        Rule(
+            Verdict.retry,
+            "badSession",
+            "bad session, or an unknown stream error",
+            status=500,
+            transient=True,
+        ),
+        Rule(
+            Verdict.retry,
+            "unavailableService",
+            "the service is unavailable",
+            status=503,
+            transient=True,
+        ),
     ),
     unknown=Rule(
         Verdict.retry, "unknown", "a status this table does not list; flap detection escalates"

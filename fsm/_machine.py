@@ -359,7 +359,7 @@ class LinkMachine:
                     f"trigger {trigger.value!r} in state {source!r} needs the close event and "
                     "its rule; call LinkMachine.close() with the raw close instead"
                 )
-            decision = self._decide(link, trigger, rule, now)
+            decision = self._decide(link, trigger, event, rule, now)
         firing = _Firing(now, decision, event, rule)
         edge: Edge | None = None
         if self._events[trigger].trigger(link, ctx=firing):
@@ -395,7 +395,9 @@ class LinkMachine:
         event, rule = self.channel.classify(raw, phase=phase, initiator=initiator)
         return self.fire(link, trigger, now, event=event, rule=rule)
 
-    def _decide(self, link: Link, trigger: Trigger, rule: Rule, now: float) -> Decision:
+    def _decide(
+        self, link: Link, trigger: Trigger, event: CloseEvent, rule: Rule, now: float
+    ) -> Decision:
         policy = self.policy
         if trigger is not _CONNECT_FAILED:
             if link.opened_at is not None and now - link.opened_at >= policy.healthy_after:
@@ -409,11 +411,27 @@ class LinkMachine:
         link.repeats = link.repeats + 1 if link.repeats and same_row else 1
         # DECISIONS holds every Decision there is: look the frozen value up
         # instead of building an equal one on every close.
+        verdict = rule.verdict_after(link.repeats)
+        if trigger is _CONNECT_FAILED and self._refused(link, event, rule):
+            verdict = Verdict.fatal
         return _DECISION_OF[
-            rule.verdict_after(link.repeats),
+            verdict,
             policy.max_attempts is not None and link.attempt >= policy.max_attempts,
             policy.is_flapping(link.recent_closes),
         ]
+
+    def _refused(self, link: Link, event: CloseEvent, rule: Rule) -> bool:
+        # The framework rule of issue 12: a server that answers the handshake
+        # with the same status or code every time is refusing, whatever the
+        # table says about that code on an open connection. An event without
+        # status or code is the network (timeout, DNS) and keeps retrying.
+        limit = self.policy.refuse_after
+        return (
+            limit is not None
+            and link.repeats >= limit
+            and (event.status is not None or event.code is not None)
+            and rule.refusable
+        )
 
     def _apply(self, link: Link, edge: Edge, firing: _Firing) -> None:
         """Record the effect of ``edge`` on ``link``; the supervisor carries it out."""
@@ -446,12 +464,22 @@ class LinkMachine:
     def _stop_message(self, link: Link, reason: StopReason | None, firing: _Firing) -> str:
         channel = self.channel
         event, rule = firing.event, firing.rule
+        reset = self.commands.reset_for(link.link_id)
+        if reason is StopReason.fatal and event and rule and rule.refusable:
+            # Only a refusal makes a refusable row fatal (see _refused).
+            key = rule.key if rule.status is not None or rule.code is not None else None
+            code = key or (str(event.status) if event.status is not None else event.code)
+            return (
+                f"{channel.title} link {link.link_id!r} failed: the server refused the "
+                f"connection {link.repeats} times in a row with {code} ({rule.name}) and it "
+                f"never opened. Fix what {code} names (token, permissions, intents, "
+                f"account), then run `{reset}`."
+            )
         if reason in (StopReason.relink, StopReason.fatal) and event and rule:
             return rule.operator_message(
                 event, link=link.link_id, channel=channel.name, commands=self.commands
             )
         last = _describe_close(event, rule, firing.verdict)
-        reset = self.commands.reset_for(link.link_id)
         if reason is StopReason.budget_spent:
             return (
                 f"{channel.title} link {link.link_id!r} failed: gave up after {link.attempt} "

@@ -93,6 +93,11 @@ class ReconnectPolicy:
             the link is flapping; 0 turns flap detection off.
         flap_window: The flap detection window, in seconds.
         max_retry_after: The largest server retry-after hint we honour, in seconds.
+        refuse_after: Consecutive refusals by the same row after which the link
+            fails; None never stops a refusal. A refusal is a connect failure
+            that carries a server status or code, classified by a retryable row
+            that is neither ``transient`` nor has its own ``escalate_after``.
+            Network failures (no status: timeouts, DNS) are never refusals.
 
     """
 
@@ -107,6 +112,10 @@ class ReconnectPolicy:
     flap_closes: int = 5
     flap_window: float = 60.0
     max_retry_after: float = 3600.0
+    # Five: a refusal that repeats unchanged five times at connect time is not
+    # going away by itself (issue 12: a bad token or missing intent must not
+    # retry forever), yet one or two odd answers during a deploy still pass.
+    refuse_after: int | None = 5
     # From which attempt the schedule sits at the cap; computed once, because
     # base_delay runs on every retryable close.
     _capped_after: float = field(init=False, repr=False, compare=False)
@@ -154,6 +163,12 @@ class ReconnectPolicy:
                     self.max_retry_after,
                     _finite(self.max_retry_after) and self.max_retry_after >= 0,
                     ">= 0",
+                ),
+                (
+                    "refuse_after",
+                    self.refuse_after,
+                    self.refuse_after is None or self.refuse_after >= 1,
+                    "None or >= 1",
                 ),
             )
             if not ok

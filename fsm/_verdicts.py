@@ -146,6 +146,10 @@ class Rule:
             Counted per link by :class:`linkstate.LinkMachine`; it catches a
             retryable error that keeps happening at connect time, where flap
             detection (which counts closes of open connections) cannot see it.
+        transient: The platform documents this status or code as temporary
+            (5xx, rate limits, "try again later"): a connect failure classified
+            by this row is not a refusal, so
+            :attr:`linkstate.ReconnectPolicy.refuse_after` never stops it.
 
     """
 
@@ -159,6 +163,7 @@ class Rule:
     message: str | None = None
     min_delay: float = 0.0
     escalate_after: int | None = None
+    transient: bool = False
 
     @property
     def key(self) -> str:
@@ -190,6 +195,15 @@ class Rule:
         return self.reason_contains is None or self.reason_contains.lower() in (
             event.reason.lower()
         )
+
+    @property
+    def refusable(self) -> bool:
+        """True when a repeated connect failure by this row counts as a refusal.
+
+        A terminal row stops by itself, a row with ``escalate_after`` escalates
+        by its own count, and a ``transient`` row is the platform saying "later".
+        """
+        return not (self.verdict.terminal or self.transient or self.escalate_after is not None)
 
     def verdict_after(self, repeats: int) -> Verdict:
         """The verdict for the ``repeats``-th consecutive close classified by this row."""

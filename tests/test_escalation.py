@@ -150,7 +150,8 @@ def test_reset_clears_the_count() -> None:
 
 @given(st.lists(st.sampled_from([TOO_MANY, "warning", "ratelimited", "x"]), max_size=12))
 def test_escalation_fires_exactly_on_the_nth_consecutive(closes: list[str]) -> None:
-    machine = machine_for(policy=ReconnectPolicy(flap_closes=0))
+    # refuse_after off: "warning" and "x" five in a row are refusals (tests/test_refusal.py).
+    machine = machine_for(policy=ReconnectPolicy(flap_closes=0, refuse_after=None))
     link = started(machine)
     streak = 0
     for step, raw in enumerate(closes):

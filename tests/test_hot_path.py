@@ -89,9 +89,11 @@ def test_overlapping_guards_keep_the_declared_order_and_its_priority() -> None:
 
 def test_decisions_are_the_shared_values() -> None:
     machine = LinkMachine(WHATSAPP, rng=random.Random(1))
-    rule = WHATSAPP.table.classify(normalise(428))
+    event = normalise(428)
+    rule = WHATSAPP.table.classify(event)
     for now in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
-        decision = machine._decide(Link("shared", State.open), Trigger.closed, rule, now)
+        link = Link("shared", State.open)
+        decision = machine._decide(link, Trigger.closed, event, rule, now)
         assert any(decision is shared for shared in DECISIONS)
 
 

@@ -50,6 +50,7 @@ and flapping condition are reported once, listing the conditions.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -67,6 +68,8 @@ from linkstate._lifecycle import (
     StopReason,
     Trigger,
 )
+from linkstate._machine import LinkMachine
+from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import Rule, Verdict
 
 __all__ = [
@@ -99,6 +102,7 @@ class Kind(StrEnum):
     broken_promise = "broken_promise"
     unknown_verdict = "unknown_verdict"
     no_message = "no_message"
+    endless_refusal = "endless_refusal"
 
 
 # Rules 2 and 3 of linkstate: where a close must lead, decided on the
@@ -218,6 +222,8 @@ def check(definition: Definition = LIFECYCLE, channel: Channel | None = None) ->
     """
     rows = channel.table.rows() if channel is not None else ()
     findings = [*check_definition(definition, rows), *check_rows(rows)]
+    if channel is not None and not findings:
+        findings.extend(check_refusals(channel, definition))
     cases = sum(
         len(DECISIONS) if definition.carries_decision(state, trigger) else 1
         for state in definition.states
@@ -265,6 +271,49 @@ def check_rows(rows: Iterable[Rule]) -> list[Finding]:
                     Kind.no_message,
                     f"table row {row.label!r} has verdict {row.verdict.value!r} but no operator "
                     "message; add message= saying what happened and what the operator must do",
+                    verdict=row.verdict,
+                    rows=(row.label,),
+                )
+            )
+    return findings
+
+
+def check_refusals(
+    channel: Channel, definition: Definition = LIFECYCLE, policy: ReconnectPolicy | None = None
+) -> list[Finding]:
+    """Drive every row's bare key through a machine as a connect failure, over and over.
+
+    The framework rule of issue 12: a refusal (a status or code at connect
+    time) must end in a terminal state within ``refuse_after`` attempts, or the
+    row's own ``escalate_after``; only a ``transient`` row may retry forever.
+    """
+    policy = policy or ReconnectPolicy()
+    limit = policy.refuse_after
+    findings: list[Finding] = []
+    for row in channel.table.rules:
+        raw = row.status if row.status is not None else row.code
+        if raw is None or row.transient or row.narrowed:
+            continue  # narrowed rows need a flag or text the bare key lacks
+        # With the rule off, twenty refusals stand in for "forever".
+        bound = row.escalate_after or limit or 20
+        if channel.table.classify(channel.event(raw)) is not row:
+            continue
+        machine = LinkMachine(channel, policy, definition=definition, rng=random.Random(0))
+        link = machine.new_link("check")
+        machine.fire(link, Trigger.start, 0.0)
+        for attempt in range(bound):
+            record = machine.close(link, raw, attempt * 10.0, trigger=Trigger.connect_failed)
+            if record.dst != State.reconnecting:
+                break
+            machine.fire(link, Trigger.backoff_elapsed, attempt * 10.0 + 5.0)
+        if link.state not in definition.terminal:
+            findings.append(
+                Finding(
+                    Kind.endless_refusal,
+                    f"table row {row.label!r}: {bound} refusals in a row at connect time left "
+                    f"the link in {link.state!r}; mark the row transient=True if the platform "
+                    "documents it as temporary, or give it a terminal verdict",
+                    trigger=Trigger.connect_failed,
                     verdict=row.verdict,
                     rows=(row.label,),
                 )

@@ -97,7 +97,7 @@ class ConformanceMachine(ChannelMachine):
         event, row = self.channel.classify(raw, phase=phase)
         was_terminal = self.model.terminal
         record = self.machine.close(self.link, raw, self.now, trigger=trigger)
-        state, reason, verdict = self.model.close(trigger, row, self.now)
+        state, reason, verdict = self.model.close(trigger, row, self.now, event)
         self._check(record, state, reason)
         if was_terminal:
             return

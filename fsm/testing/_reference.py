@@ -95,9 +95,14 @@ class ReferenceLink:
         return self.state, None
 
     def close(
-        self, trigger: Trigger, rule: Rule, now: float
+        self, trigger: Trigger, rule: Rule, now: float, event: CloseEvent | None = None
     ) -> tuple[State, StopReason | None, Verdict | None]:
-        """Apply a close-like trigger classified by ``rule``: (state, stop reason, verdict)."""
+        """Apply a close-like trigger classified by ``rule``: (state, stop reason, verdict).
+
+        ``event`` is the classified close; with it the model applies the
+        refusal rule (``ReconnectPolicy.refuse_after``), which needs to know
+        whether the server sent a status or code.
+        """
         self.history.append(f"{trigger.value}({rule.label})")
         if self.terminal:
             return self.state, None, None
@@ -108,8 +113,19 @@ class ReferenceLink:
         self.repeats = self.repeats + 1 if self.repeats and rule == self.last_rule else 1
         self.last_rule = rule
         budget = self.policy.max_attempts
+        verdict = rule.verdict_after(self.repeats)
+        limit = self.policy.refuse_after
+        if (
+            trigger is Trigger.connect_failed
+            and event is not None
+            and (event.status is not None or event.code is not None)
+            and rule.refusable
+            and limit is not None
+            and self.repeats >= limit
+        ):
+            verdict = Verdict.fatal  # a refusal that repeats unchanged stops
         decision = Decision(
-            verdict=rule.verdict_after(self.repeats),
+            verdict=verdict,
             budget_spent=budget is not None and self.attempt >= budget,
             flapping=self.policy.is_flapping(self.recent),
         )

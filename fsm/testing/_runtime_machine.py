@@ -209,7 +209,7 @@ class RuntimeMachine(ChannelMachine):
 
     def _close(self, trigger: Trigger, raw: object, row: Rule, event: CloseEvent) -> None:
         now = self.loop.now
-        state, reason, verdict = self.model.close(trigger, row, now)
+        state, reason, verdict = self.model.close(trigger, row, now, event)
         record = self._expect(trigger, state, reason)
         assert record.verdict == (None if verdict is None else verdict.value)
         if state is State.reconnecting:
