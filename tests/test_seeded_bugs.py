@@ -44,6 +44,7 @@ from linkstate.check._checker import Kind, check
 from linkstate.check._paths import edge_cover
 from linkstate.testing import (
     ConformanceMachine,
+    MachineFactory,
     RuntimeMachine,
     assert_conformance,
     assert_expected,
@@ -158,16 +159,30 @@ def test_reset_on_open_is_caught_by_the_runtime_stateful_test() -> None:
 # -- bug 3: a terminal state with an exit edge ---------------------------------------------
 
 
-def exit_from_needs_relink() -> Definition:
+def needs_relink_leaves_on(trigger: Trigger, dst: State) -> Definition:
+    """The lifecycle with the absorbing edge of ``needs_relink`` on ``trigger`` sent to ``dst``."""
     return replace(
         LIFECYCLE,
         edges=tuple(
-            Edge(State.needs_relink, Trigger.start, State.connecting)
-            if e.source is State.needs_relink and e.trigger is Trigger.start
+            Edge(State.needs_relink, trigger, dst)
+            if e.source is State.needs_relink and e.trigger is trigger
             else e
             for e in LIFECYCLE.edges
         ),
     )
+
+
+def running(definition: Definition) -> MachineFactory:
+    """A machine factory that runs ``definition`` instead of the bundled lifecycle."""
+
+    def factory(channel: Channel, policy: ReconnectPolicy, rng: random.Random) -> LinkMachine:
+        return LinkMachine(channel, policy, definition=definition, rng=rng)
+
+    return factory
+
+
+def exit_from_needs_relink() -> Definition:
+    return needs_relink_leaves_on(Trigger.start, State.connecting)
 
 
 def test_terminal_exit_is_caught_by_check_and_the_kit() -> None:
@@ -178,8 +193,7 @@ def test_terminal_exit_is_caught_by_check_and_the_kit() -> None:
     assert (finding.state, finding.trigger) == (State.needs_relink, Trigger.start)
     assert "terminal state 'needs_relink' leaves on trigger 'start'" in report.render()
 
-    def factory(channel: Channel, policy: ReconnectPolicy, rng: random.Random) -> LinkMachine:
-        return LinkMachine(channel, policy, definition=broken, rng=rng)
+    factory = running(broken)
 
     class ExitFromNeedsRelink(ConformanceMachine):
         channel = WHATSAPP
@@ -234,8 +248,7 @@ def test_a_gap_for_one_verdict_is_caught_by_check_and_the_kit() -> None:
     assert report.kinds() == {Kind.gap}
     assert "state 'open', trigger 'closed', verdict 'fatal'" in report.render()
 
-    def factory(channel: Channel, policy: ReconnectPolicy, rng: random.Random) -> LinkMachine:
-        return LinkMachine(channel, policy, definition=broken, rng=rng)
+    factory = running(broken)
 
     class GapForFatal(ConformanceMachine):
         channel = WHATSAPP
@@ -252,15 +265,7 @@ def test_a_gap_for_one_verdict_is_caught_by_check_and_the_kit() -> None:
 
 
 def resume_from_needs_relink() -> Definition:
-    return replace(
-        LIFECYCLE,
-        edges=tuple(
-            Edge(State.needs_relink, Trigger.resume, State.idle)
-            if e.source is State.needs_relink and e.trigger is Trigger.resume
-            else e
-            for e in LIFECYCLE.edges
-        ),
-    )
+    return needs_relink_leaves_on(Trigger.resume, State.idle)
 
 
 def test_a_needs_relink_that_resumes_is_caught_by_check_and_the_kit() -> None:
@@ -270,8 +275,7 @@ def test_a_needs_relink_that_resumes_is_caught_by_check_and_the_kit() -> None:
     (finding,) = report.findings
     assert (finding.state, finding.trigger) == (State.needs_relink, Trigger.resume)
 
-    def factory(channel: Channel, policy: ReconnectPolicy, rng: random.Random) -> LinkMachine:
-        return LinkMachine(channel, policy, definition=broken, rng=rng)
+    factory = running(broken)
 
     class ResumesFromNeedsRelink(ConformanceMachine):
         channel = WHATSAPP
