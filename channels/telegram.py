@@ -51,10 +51,11 @@ _ANOTHER_POLLER: Final = (
 # 1. A webhook 409 is fatal: polling cannot coexist with a webhook. A 409
 #    between pollers (and an unknown 409) is retry, at least CONFLICT_FLOOR
 #    apart, and fatal the CONFLICT_LIMIT-th time in a row: python-telegram-bot
-#    (telegram/ext/_utils/networkloop.py, 1 s doubling to 30 s), aiogram
-#    (aiogram/dispatcher/dispatcher.py, backoff 1-5 s) and OpenClaw's polling
-#    session all retry it unbounded; the bound is ours, so two copies of a bot
-#    do not kick each other forever.
+#    (telegram/ext/_utils/networkloop.py lines 185-193, 1 s doubling to 30 s;
+#    its long-poll timeout in telegram/ext/_updater.py line 384), aiogram
+#    (aiogram/dispatcher/dispatcher.py lines 198-233, backoff 1-5 s) and
+#    OpenClaw's polling session (polling-session.ts) all retry it unbounded;
+#    the bound is ours, so two copies of a bot do not kick each other forever.
 # 2. 401 is relink: the token was revoked; 404 is fatal: the token is
 #    malformed or the API base URL is wrong.
 # 3. 429 is retry with parameters.retry_after as the floor; 5xx and network
