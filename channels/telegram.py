@@ -11,10 +11,12 @@ poll again) and ``connect_error`` when the API could not be reached.
 
 The trap is 409 "Conflict: terminated by other getUpdates request": another
 process polls with the same token, and Telegram lets only the newest poll
-live. Both python-telegram-bot and aiogram retry it forever, so two copies
-of a bot kick each other out endlessly, each getting half of the updates.
-It is ``fatal`` on the first event. The three 409s differ only in their
-description, so the rows are narrowed with ``reason_contains``.
+live. It also comes from our own restart: the previous run's long poll stays
+open until its timeout. So it is ``retry`` with a floor of the long-poll
+timeout (by then our own old poll has ended), and ``fatal`` after
+:data:`CONFLICT_LIMIT` in a row: then another instance really is polling.
+A webhook 409 stays a stop. The 409s differ only in their description, so
+the rows are narrowed with ``reason_contains``.
 """
 
 from __future__ import annotations
@@ -26,16 +28,34 @@ from linkstate._events import CloseEvent
 from linkstate._verdicts import CloseTable, Rule, Verdict
 from linkstate.plugin import Facts, extract_with, facts, first_class, get, is_a, seconds, text
 
-__all__ = ["CHANNEL", "TABLE", "extract"]
+__all__ = ["CHANNEL", "CONFLICT_FLOOR", "CONFLICT_LIMIT", "TABLE", "extract"]
 
 _RESET: Final = "then run `{reset_command}`. Monitoring of this link has stopped."
 _BOTFATHER: Final = "@BotFather (/token, or /revoke for a fresh one)"
 
+CONFLICT_FLOOR: Final = 30.0
+"""Seconds between retries of a getUpdates 409: a long poll's usual timeout
+(python-telegram-bot's default), so the previous run's poll has ended."""
+CONFLICT_LIMIT: Final = 5
+"""The getUpdates 409 that many times in a row is ``fatal``: another instance polls."""
+_ANOTHER_POLLER: Final = (
+    "Telegram status {status} on link {link}: {reason}, "
+    f"{CONFLICT_LIMIT} times in a row. Another instance may be polling getUpdates "
+    "with the same bot token; Telegram lets only one poller live. Stop the other "
+    "instance (an old deploy, a second replica, a developer's machine), or give one "
+    f"of them another bot token, {_RESET}"
+)
+
 # Rules this table keeps (from the Bot API docs and how the common client
 # libraries handle each error):
-# 1. Every 409 is fatal: polling cannot coexist with another poller or a
-#    webhook, and retrying kicks the other side. The three known 409s are told
-#    apart by their description; an unknown 409 is fatal too.
+# 1. A webhook 409 is fatal: polling cannot coexist with a webhook. A 409
+#    between pollers (and an unknown 409) is retry, at least CONFLICT_FLOOR
+#    apart, and fatal the CONFLICT_LIMIT-th time in a row: python-telegram-bot
+#    (telegram/ext/_utils/networkloop.py lines 185-193, 1 s doubling to 30 s;
+#    its long-poll timeout in telegram/ext/_updater.py line 384), aiogram
+#    (aiogram/dispatcher/dispatcher.py lines 198-233, backoff 1-5 s) and
+#    OpenClaw's polling session (polling-session.ts) all retry it unbounded;
+#    the bound is ours, so two copies of a bot do not kick each other forever.
 # 2. 401 is relink: the token was revoked; 404 is fatal: the token is
 #    malformed or the API base URL is wrong.
 # 3. 429 is retry with parameters.retry_after as the floor; 5xx and network
@@ -44,18 +64,15 @@ TABLE: Final = CloseTable(
     channel="telegram",
     rules=(
         Rule(
-            Verdict.fatal,
+            Verdict.retry,
             "conflictOtherGetUpdates",
-            "another instance polls with the same token; the newest poll wins",
+            "another poll with the same token, maybe our own previous run's; the newest wins",
             status=409,
             reason_contains="terminated by other getUpdates request",
-            message=(
-                "Telegram status {status} on link {link}: another instance is polling "
-                "getUpdates with the same bot token ({reason}). Telegram lets only one poller "
-                "live, so reconnecting would kick the other instance and be kicked back. Stop "
-                "the other instance (an old deploy, a second replica, a developer's machine), "
-                f"or give one of them another bot token, {_RESET}"
-            ),
+            min_delay=CONFLICT_FLOOR,
+            escalate_after=CONFLICT_LIMIT,
+            transient=True,
+            message=_ANOTHER_POLLER,
         ),
         Rule(
             Verdict.fatal,
@@ -83,14 +100,14 @@ TABLE: Final = CloseTable(
             ),
         ),
         Rule(
-            Verdict.fatal,
+            Verdict.retry,
             "conflict",
-            "another conflict between pollers or webhooks",
+            "another conflict between pollers, treated as the getUpdates one",
             status=409,
-            message=(
-                "Telegram status {status} on link {link}: conflict ({reason}). Something else "
-                f"uses this bot token for updates; make this gateway the only one, {_RESET}"
-            ),
+            min_delay=CONFLICT_FLOOR,
+            escalate_after=CONFLICT_LIMIT,
+            transient=True,
+            message=_ANOTHER_POLLER,
         ),
         Rule(
             Verdict.relink,

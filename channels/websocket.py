@@ -16,7 +16,9 @@ trio-websocket's and the ``websockets`` library's exceptions the same way
 
 Close codes (1000-4999) and handshake HTTP statuses (100-599) cannot collide,
 so one table holds both. Codes 3000-4999 belong to the application on top of
-the socket: this generic table retries them (flap detection and the budget
+the socket, except the three the IANA registry assigns (3000 Unauthorized is
+``relink``, 3003 Forbidden ``fatal``, 3008 Timeout ``retry``): this generic
+table retries the others (flap detection and the budget
 escalate), and a channel built on it adds rows of its own.
 
 Transport liveness: :class:`WebSocketTransport` pings every
@@ -73,7 +75,7 @@ __all__ = [
 _STOPPED: Final = "Monitoring of this link has stopped."
 
 # One row per close code or handshake status, from RFC 6455 section 7.4.1 and
-# the IANA registry of close codes (1012-1014). Rules: every code the RFC
+# the IANA registry of close codes (1012-1014, 3000, 3003, 3008). Rules: every code the RFC
 # defines has a row; fatal and relink rows say what to change; no status (a
 # network error, a timeout) and unknown codes are retried, so escalation is
 # left to flap detection.
@@ -257,6 +259,38 @@ TABLE: Final = CloseTable(
             "tooManyRequests",
             "rate limited (HTTP 429); Retry-After is the floor of the next delay",
             status=429,
+        ),
+        # 3000, 3003 and 3008 are not the application's: the IANA "WebSocket
+        # Close Code Number Registry" assigns them (Unauthorized, Forbidden,
+        # Timeout), so every server that uses them means the same thing.
+        Rule(
+            Verdict.relink,
+            "closeUnauthorized",
+            "the endpoint needs authentication (IANA registry: 3000 Unauthorized)",
+            status=3000,
+            message=(
+                "WebSocket close {status} (unauthorized) on link {link}: {reason}. The "
+                "credentials are missing, expired or revoked; issue new ones, then relink "
+                f"with `{{relink_command}}`. {_STOPPED}"
+            ),
+        ),
+        Rule(
+            Verdict.fatal,
+            "closeForbidden",
+            "the credentials may not do this (IANA registry: 3003 Forbidden)",
+            status=3003,
+            message=(
+                "WebSocket close {status} (forbidden) on link {link}: {reason}. These "
+                "credentials lack the permission; grant it on the server, then run "
+                f"`{{reset_command}}`. {_STOPPED}"
+            ),
+        ),
+        Rule(
+            Verdict.retry,
+            "closeTimeout",
+            "the server timed out waiting for the client (IANA registry: 3008 Timeout)",
+            status=3008,
+            transient=True,
         ),
         Rule(Verdict.retry, "serverError", "the server failed (HTTP 500)", status=500),
         Rule(Verdict.retry, "httpBadGateway", "a gateway failed (HTTP 502)", status=502),

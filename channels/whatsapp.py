@@ -248,11 +248,30 @@ def extract(raw: object) -> CloseEvent:
     return read_safely(_extract, raw)
 
 
+# OpenClaw's close object, ``{status, isLoggedOut, error}``, and its status
+# sink's ``lastDisconnect.loggedOut``: OpenClaw checks the flag before the
+# status (openclaw/openclaw extensions/whatsapp/src/auto-reply/monitor.ts,
+# monitorWebChannel), sometimes with no status at all. Only ``true`` counts;
+# ``false`` leaves the status to decide.
+_LOGGED_OUT_FLAGS: Final = ("isLoggedOut", "loggedOut")
+
+
+def _logged_out(raw: object) -> bool:
+    """True when an OpenClaw-shaped close says the session was logged out."""
+    return any(
+        _get(holder, key) is True
+        for holder in (raw, _get(raw, "lastDisconnect"))
+        for key in _LOGGED_OUT_FLAGS
+    )
+
+
 def _extract(raw: object) -> CloseEvent:
     native = None if type(raw) in _PLAIN_TYPES else _whatsmeow(raw)
     if native is not None:
         return normalise(native)
     event = normalise(raw)
+    if _logged_out(raw):
+        return replace(event, status=401)  # the loggedOut row: relink, as OpenClaw stops
     if event.status is not None:
         return event
     for holder in (raw, _get(raw, "error"), _get(_get(raw, "lastDisconnect"), "error")):

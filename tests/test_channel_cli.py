@@ -27,17 +27,50 @@ def test_done_when_discord_4004_is_relink(capsys: pytest.CaptureFixture[str]) ->
     assert result["rule"] == "4004 authenticationFailed"
 
 
-def test_done_when_telegram_409_is_fatal_and_failed(capsys: pytest.CaptureFixture[str]) -> None:
-    result = classify(capsys, "telegram", TELEGRAM_409)
+def test_done_when_telegram_409_is_retry(capsys: pytest.CaptureFixture[str]) -> None:
+    for event in ("409", TELEGRAM_409):
+        result = classify(capsys, "telegram", event)
+        assert (result["verdict"], result["state"]) == ("retry", "reconnecting")
+
+
+def test_done_when_five_telegram_409s_in_a_row_fail(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "telegram", *["--close", "409"] * 5, "--format", "json"]) == 1
+    last = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert last["final"] == "failed"
+    assert "Another instance may be polling" in last["message"]
+
+
+def test_four_telegram_409s_in_a_row_still_retry(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["simulate", "telegram", *["--close", "409"] * 4, "--format", "json"])
+    last = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert last["final"] == "stopped" and last["verdict"] == "retry"
+
+
+def test_webhook_409_stays_a_stop(capsys: pytest.CaptureFixture[str]) -> None:
+    result = classify(
+        capsys,
+        "telegram",
+        '{"ok":false,"error_code":409,"description":"Conflict: can\'t use getUpdates '
+        'method while webhook is active"}',
+    )
     assert (result["verdict"], result["state"]) == ("fatal", "failed")
-    assert "another instance is polling" in str(result["message"])
+
+
+def test_done_when_websocket_3000_is_relink_with_a_credentials_hint(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = classify(capsys, "websocket", "3000")
+    assert (result["verdict"], result["state"]) == ("relink", "needs_relink")
+    assert "credentials" in str(result["message"])
 
 
 def test_done_when_commands_through_the_installed_script() -> None:
     script = Path(sys.executable).with_name("linkstate")
     for args, verdict, state in [
         (["discord", "4004"], "relink", "needs_relink"),
-        (["telegram", TELEGRAM_409], "fatal", "failed"),
+        (["telegram", TELEGRAM_409], "retry", "reconnecting"),
+        (["websocket", "3000"], "relink", "needs_relink"),
+        (["whatsapp", '{"isLoggedOut": true}'], "relink", "needs_relink"),
     ]:
         done = subprocess.run(
             [str(script), "classify", *args], capture_output=True, text=True, check=True
@@ -110,6 +143,31 @@ def test_done_when_commands_through_the_installed_script() -> None:
             "needs_relink",
         ),
         ("matrix", "M_USER_DEACTIVATED", "M_USER_DEACTIVATED userDeactivated", "fatal", "failed"),
+        ("whatsapp", '{"isLoggedOut": true}', "401 loggedOut", "relink", "needs_relink"),
+        (
+            "whatsapp",
+            '{"status": 428, "isLoggedOut": true, "error": "x"}',
+            "401 loggedOut",
+            "relink",
+            "needs_relink",
+        ),
+        (
+            "whatsapp",
+            '{"lastDisconnect": {"loggedOut": true}}',
+            "401 loggedOut",
+            "relink",
+            "needs_relink",
+        ),
+        (
+            "whatsapp",
+            '{"status": 428, "isLoggedOut": false}',
+            "428 connectionClosed",
+            "retry",
+            "reconnecting",
+        ),
+        ("websocket", "3000", "3000 closeUnauthorized", "relink", "needs_relink"),
+        ("websocket", "3003", "3003 closeForbidden", "fatal", "failed"),
+        ("websocket", "3008", "3008 closeTimeout", "retry", "reconnecting"),
         (
             "matrix",
             '{"errcode":"M_LIMIT_EXCEEDED","error":"x","retry_after_ms":2000}',

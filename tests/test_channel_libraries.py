@@ -157,7 +157,7 @@ def ptb_get_updates_error(api: CannedAPI) -> BaseException:
 @pytest.mark.parametrize(
     ("status", "body", "kind", "rule", "verdict"),
     [
-        (409, TELEGRAM_409_POLL, Conflict, "conflictOtherGetUpdates", Verdict.fatal),
+        (409, TELEGRAM_409_POLL, Conflict, "conflictOtherGetUpdates", Verdict.retry),
         (409, TELEGRAM_409_WEBHOOK, Conflict, "conflictWebhookActive", Verdict.fatal),
         (
             409,
@@ -246,7 +246,7 @@ def test_aiogram_conflict_as_raised(api: CannedAPI) -> None:
     assert (event.status, rule.name, rule.verdict) == (
         409,
         "conflictOtherGetUpdates",
-        Verdict.fatal,
+        Verdict.retry,
     )
 
 

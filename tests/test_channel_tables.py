@@ -89,7 +89,7 @@ EXPECTED: dict[str, list[tuple[object, str, Verdict]]] = {
                 "bot instance is running",
             ),
             "conflictOtherGetUpdates",
-            F,
+            R,
         ),
         (
             tg(
@@ -101,7 +101,7 @@ EXPECTED: dict[str, list[tuple[object, str, Verdict]]] = {
             F,
         ),
         (tg(409, "Conflict: terminated by setWebhook request"), "conflictSetWebhook", F),
-        (tg(409, "Conflict: something new"), "conflict", F),
+        (tg(409, "Conflict: something new"), "conflict", R),
         (tg(401, "Unauthorized"), "unauthorized", L),
         (tg(404, "Not Found"), "notFound", F),
         (
@@ -215,8 +215,9 @@ def test_telegram_other_getupdates_message_names_the_other_instance() -> None:
             "bot instance is running",
         )
     )
+    assert (rule.verdict, rule.min_delay, rule.escalate_after) == (Verdict.retry, 30.0, 5)
     message = rule.operator_message(event, link="bot-1", channel="telegram")
-    assert "another instance is polling" in message and "same bot token" in message
+    assert "Another instance may be polling" in message and "same bot token" in message
 
 
 def test_matrix_limit_exceeded_prefers_retry_after_header_over_body() -> None:

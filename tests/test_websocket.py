@@ -318,3 +318,16 @@ def test_demo_story_and_channel() -> None:
     ]
     # The generic table is untouched: 4440 is the application's to define.
     assert TABLE.classify(extract(4440)).verdict is Verdict.retry
+
+
+async def test_registered_3000_close_from_a_real_server_stops_for_relink() -> None:
+    # IANA assigns 3000 (Unauthorized): the plain table stops at once, no flapping loop.
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_story, (Scene(0.0, 3000, "Unauthorized"),))
+        transport = WebSocketTransport(f"ws://127.0.0.1:{port}/", ping_interval=None)
+        with trio.fail_after(30):
+            outcome = await Supervisor(CHANNEL, transport, policy=INSTANT).run()
+        nursery.cancel_scope.cancel()
+    closes = [(r.status, r.verdict) for r in outcome.records if r.verdict is not None]
+    assert closes == [(3000, "relink")]
+    assert outcome.state == "needs_relink" and "credentials" in (outcome.message or "")

@@ -93,3 +93,26 @@ def test_every_terminal_row_tells_the_operator_what_to_do() -> None:
 def test_channel_is_found_through_the_entry_point_registry() -> None:
     assert "whatsapp" in available_channels()
     assert load_channel("whatsapp") is CHANNEL
+
+
+@pytest.mark.parametrize(
+    "close",
+    [
+        # OpenClaw's onClose object, with and without a status (its handler-error shape).
+        {"status": 401, "isLoggedOut": True, "error": "Connection Failure"},
+        {"status": None, "isLoggedOut": True, "error": "closed"},
+        {"status": 428, "isLoggedOut": True, "error": "Connection Terminated"},
+        # OpenClaw's status sink: lastDisconnect.loggedOut.
+        {"connection": "close", "lastDisconnect": {"loggedOut": True, "error": "x"}},
+    ],
+)
+def test_openclaw_logged_out_flag_is_relink_whatever_the_status(close: object) -> None:
+    _, rule = CHANNEL.classify(close)
+    assert (rule.name, rule.verdict) == ("loggedOut", Verdict.relink)
+
+
+def test_openclaw_logged_out_false_leaves_the_status_to_decide() -> None:
+    _, rule = CHANNEL.classify({"status": 440, "isLoggedOut": False, "error": "conflict"})
+    assert rule.name == "connectionReplaced"
+    _, rule = CHANNEL.classify({"status": None, "isLoggedOut": False, "error": "closed"})
+    assert (rule.name, rule.verdict) == ("noStatus", Verdict.retry)
