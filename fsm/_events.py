@@ -171,12 +171,16 @@ class CloseEvent:
         }
 
 
-def sanitise_reason(text: str, limit: int = MAX_REASON_LENGTH) -> str:
+def sanitise_reason(text: str, limit: int | None = MAX_REASON_LENGTH) -> str:
     """Make network text safe to log: no control characters, one line, at most ``limit`` chars.
 
     Control, format (bidi overrides) and separator characters become spaces,
-    runs of whitespace collapse to one, and overlong text ends in ``…``.
+    runs of whitespace collapse to one, and overlong text ends in ``…``. With
+    ``limit=None`` nothing is cut: for text we made ourselves around a user's
+    input (an operator message naming a link id), which is as long as it is.
     """
+    if limit is None:
+        limit = max(len(text), 1)
     # Look only at a bounded prefix: a megabyte of reason costs no more than 4x the limit.
     head = text[: limit * 4]
     if head.isprintable():

@@ -37,7 +37,7 @@ from enum import StrEnum
 from typing import Final, Protocol, runtime_checkable
 
 from linkstate._errors import LinkstateError
-from linkstate._events import CloseEvent
+from linkstate._events import CloseEvent, sanitise_reason
 
 __all__ = [
     "CLI_COMMANDS",
@@ -219,7 +219,12 @@ class Rule:
         channel: str,
         commands: OperatorCommands = CLI_COMMANDS,
     ) -> str:
-        """The message to show a person, with the placeholders filled in."""
+        """The message to show a person, with the placeholders filled in.
+
+        Sanitised like a close's reason, without being cut short: a link id
+        typed with an escape sequence, CR/LF or a bidi override must not reach
+        a log or a terminal as itself.
+        """
         template = self.message or f"{self.name}: {self.meaning}"
         values: Mapping[str, object] = {
             "status": event.status if event.status is not None else "none",
@@ -229,7 +234,7 @@ class Rule:
             "channel": channel,
             **commands.placeholders(link),
         }
-        return template.format_map(values)
+        return sanitise_reason(template.format_map(values), limit=None)
 
 
 @runtime_checkable

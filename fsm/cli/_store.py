@@ -18,9 +18,15 @@ from datetime import UTC, datetime
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._machine import TransitionRecord
-from linkstate.cli.common import CommandError, channel_or_exit
+from linkstate.cli.common import CommandError, ExitStatus, channel_or_exit, link_id, shown
 from linkstate.store._journal import Journal, open_journal
-from linkstate.store._sqlite import SQLiteStore, StoreError, operator_reset, require_link
+from linkstate.store._sqlite import (
+    SQLiteStore,
+    StoreError,
+    StoreRowError,
+    operator_reset,
+    require_link,
+)
 
 __all__ = [
     "add_db_option",
@@ -54,20 +60,31 @@ def store_errors() -> Iterator[None]:
     try:
         yield
     except StoreError as exc:
-        raise CommandError(str(exc)) from exc
+        raise _command_error(exc) from exc
     except BaseExceptionGroup as group:
         leaf: BaseException = group
         while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
             leaf = leaf.exceptions[0]
         if isinstance(leaf, StoreError):
-            raise CommandError(str(leaf)) from leaf
+            raise _command_error(leaf) from leaf
         raise
 
 
-def open_store(path: str, *, create: bool = False) -> SQLiteStore:
-    """Open the state database at ``path``; by default it must exist."""
+def _command_error(exc: StoreError) -> CommandError:
+    # A damaged row is a damaged file, not a typo: the exit status says the
+    # store needs a person.
+    status = ExitStatus.store if isinstance(exc, StoreRowError) else ExitStatus.usage
+    return CommandError(str(exc), status)
+
+
+def open_store(path: str, *, create: bool = False, read_only: bool = False) -> SQLiteStore:
+    """Open the state database at ``path``; by default it must exist.
+
+    ``read_only`` is for the commands that only read (``status``, ``history``):
+    they then work on a read-only mount or a file this user may only read.
+    """
     with store_errors():
-        return SQLiteStore(path, create=create)
+        return SQLiteStore(path, create=create, read_only=read_only)
 
 
 @asynccontextmanager
@@ -84,7 +101,7 @@ async def journal_from_args(args: argparse.Namespace) -> AsyncIterator[Journal |
 
 def add_operator_arguments(parser: argparse.ArgumentParser, *, note: str) -> None:
     """Add ``LINK --db PATH [--note TEXT]`` for the operator commands."""
-    parser.add_argument("link", metavar="LINK", help="the link's id")
+    parser.add_argument("link", metavar="LINK", type=link_id, help="the link's id")
     add_db_option(parser, required=True)
     parser.add_argument(
         "--note",
@@ -102,8 +119,8 @@ def operate(args: argparse.Namespace, *, only: frozenset[State] | None) -> Trans
             store, args.link, _stored_channel(row.channel), note=args.note, only=only
         )
     print(
-        f"{record.link}: {record.src} -> {record.dst} ({args.note}); the link connects again "
-        "the next time it is started"
+        f"{shown(record.link)}: {record.src} -> {record.dst} ({record.reason}); the link "
+        "connects again the next time it is started"
     )
     return record
 

@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import math
 import random
-import shlex
 from collections.abc import Callable
 from typing import Final
 
@@ -30,7 +29,7 @@ from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
 from linkstate._verdicts import OperatorCommands
 from linkstate.cli._render import FORMATS, Format, Printer, default_format
 from linkstate.cli._store import add_db_option, journal_from_args
-from linkstate.cli.common import CommandError, ExitStatus
+from linkstate.cli.common import CommandError, ExitStatus, link_id, shell_word
 from linkstate.cli.diagram import add_trace_option, record_trace
 from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
 
@@ -96,7 +95,11 @@ def add_run_options(parser: argparse.ArgumentParser, *, connect_timeout: bool = 
         "(default: text on a terminal, json otherwise)",
     )
     parser.add_argument(
-        "--link", default="link", metavar="ID", help="the link's id in records and messages"
+        "--link",
+        type=link_id,
+        default="link",
+        metavar="ID",
+        help="the link's id in records and messages",
     )
     add_db_option(parser)
     add_trace_option(parser)
@@ -217,13 +220,15 @@ def operator_commands(args: argparse.Namespace) -> OperatorCommands:
     :func:`linkstate.cli.main` keeps on ``args``).
     """
     db: str | None = getattr(args, "db", None)
-    link = shlex.quote(args.link)
+    link = shell_word(args.link)
     if db is not None:
-        where = f"{link} --db {shlex.quote(db)}"
+        where = f"{link} --db {shell_word(db)}"
         return OperatorCommands(
             reset=f"linkstate reset {where}", relink=f"linkstate relink {where}"
         )
-    again = shlex.join(["linkstate", *getattr(args, "argv", [args.command])])
+    again = " ".join(
+        shell_word(word) for word in ["linkstate", *getattr(args, "argv", [args.command])]
+    )
     return OperatorCommands(reset=again, relink=again)
 
 

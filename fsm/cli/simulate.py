@@ -97,7 +97,7 @@ def script_from_args(args: argparse.Namespace) -> list[Step]:
     """The transport script in command-line order; an unreadable CODE is a CommandError."""
     steps: list[Step] = []
     for kind, text in args.script or []:
-        raw = parse_event(text)
+        raw = parse_event(text, f"--{kind} CODE")
         steps.append(Close(raw, after=args.open_for) if kind == "close" else Reject(raw))
     return steps
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any, Final
 
 from linkstate.cli._render import describe_verdict
 from linkstate.cli._store import add_db_option, ago, open_store, store_errors, timestamp
-from linkstate.cli.common import print_json
+from linkstate.cli.common import ExitStatus, print_json, shown
 from linkstate.store._sqlite import LinkRow
 
 __all__ = ["ORDER", "register", "render", "run"]
@@ -40,8 +41,8 @@ def render(rows: list[LinkRow], now: float) -> list[str]:
     """The text table, with each terminal link's operator message under its row."""
     table = [_COLUMNS] + [
         (
-            row.link_id,
-            row.channel,
+            shown(row.link_id),
+            shown(row.channel),
             row.state,
             f"{timestamp(row.since)} ({ago(row.since, now)})",
             str(row.attempt),
@@ -54,21 +55,25 @@ def render(rows: list[LinkRow], now: float) -> list[str]:
     for row, cells in zip(rows, table[1:], strict=True):
         lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
         if row.terminal and row.message:
-            lines.append(f"    {row.message}")
+            lines.append(f"    {shown(row.message)}")
     return lines
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``linkstate status``."""
-    with store_errors(), open_store(args.db) as store:
-        rows = store.links()
+    with store_errors(), open_store(args.db, read_only=True) as store:
+        rows, unreadable = store.read_links()
     if args.json:
         # JSON Lines, keyed `link` like every other output.
         for row in rows:
             fields = row.to_json()
             print_json({"link": fields.pop("link_id"), **fields})
-    elif not rows:
-        print(f"no links in {args.db} yet")
-    else:
+    elif rows:
         print("\n".join(render(rows, time.time())))
-    return 0
+    elif not unreadable:
+        print(f"no links in {args.db} yet")
+    # The others are shown above; each damaged row is named, and the exit
+    # status says the store needs a person.
+    for problem in unreadable:
+        print(f"linkstate status: error: {problem}", file=sys.stderr)
+    return ExitStatus.store if unreadable else ExitStatus.ok

@@ -42,13 +42,14 @@ cut. The price is one fsync per commit, which the single writer of
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Protocol, cast, runtime_checkable
 
 from linkstate._channel import Channel
 from linkstate._errors import ArgumentError, LinkstateError
@@ -65,6 +66,7 @@ __all__ = [
     "StateStore",
     "StoreConflictError",
     "StoreError",
+    "StoreRowError",
     "StoredTransition",
     "operator_reset",
     "require_link",
@@ -124,6 +126,19 @@ class StoreError(LinkstateError, RuntimeError):
 
 class StoreConflictError(StoreError):
     """A transition was refused because the stored state is not the one it leaves."""
+
+
+class StoreRowError(StoreError):
+    """One stored row cannot be read back (edited by hand, or written by another program).
+
+    Attributes:
+        link_id: The link whose row it is; the other links are still readable.
+
+    """
+
+    def __init__(self, message: str, link_id: str) -> None:
+        super().__init__(message)
+        self.link_id = link_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +298,9 @@ class StateStore(Protocol):
         ...
 
 
+# SQLite's errors for a file that cannot be opened as asked (missing, or no access).
+_ACCESS_ERRORS: Final = ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH")
+
 # SQLite's error names, mapped to what went wrong and what to do about it. The
 # first matching prefix wins; {path} and {detail} are filled in.
 _ERROR_ADVICE: Final = (
@@ -297,7 +315,7 @@ _ERROR_ADVICE: Final = (
         "(mv {path} {path}.broken) and start with a fresh --db, or restore a backup",
     ),
     (
-        ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH"),
+        _ACCESS_ERRORS,
         "cannot write state database {path} ({detail}); check that its directory exists and "
         "that this user may write to it",
     ),
@@ -329,6 +347,9 @@ class SQLiteStore:
         synchronous: ``FULL`` (default; see the module header) or ``NORMAL``.
         timeout: Seconds to wait for another process's write lock.
         wall: The wall clock, for ``updated`` and history times.
+        read_only: Open the file for reading only (``status``, ``history``):
+            no write access is needed, so a file on a read-only mount, or one
+            this user may only read, can be inspected. Writes then fail.
 
     A store may be used from any one thread at a time (the journal's writer
     uses it from worker threads, one call at a time).
@@ -344,6 +365,7 @@ class SQLiteStore:
         synchronous: str = "FULL",
         timeout: float = 5.0,
         wall: Callable[[], float] = time.time,
+        read_only: bool = False,
     ) -> None:
         if keep < 1:
             raise ArgumentError(f"keep={keep!r} must be at least 1 transition per link")
@@ -352,16 +374,21 @@ class SQLiteStore:
         self.path = os.fspath(path)
         self.keep = keep
         self.wall = wall
-        if not create and not Path(self.path).is_file():
+        self.read_only = read_only
+        if (not create or read_only) and not Path(self.path).is_file():
             raise StoreError(
                 f"no state database at {self.path}; check the path, or run `linkstate simulate` "
                 "or `linkstate watch` with --db first"
             )
         try:
-            self._db = sqlite3.connect(
-                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
+            self._db = _connect(self.path, timeout, read_only=read_only)
         except sqlite3.Error as exc:
+            access = getattr(exc, "sqlite_errorname", "").startswith(_ACCESS_ERRORS)
+            if read_only and access:  # the advice for writers (write access) is not this one
+                raise StoreError(
+                    f"cannot read state database {self.path} ({exc} while opening it); check "
+                    "that this user may read it"
+                ) from exc
             raise _store_error(exc, self.path, "opening it") from exc
         try:
             self._prepare(synchronous)
@@ -382,6 +409,14 @@ class SQLiteStore:
                 f"{self.path} is a SQLite database of another application, not a linkstate "
                 "state database; pass a different --db path"
             )
+        if self.read_only:
+            if app_id == 0:
+                raise StoreError(
+                    f"state database {self.path} holds no linkstate data yet; run `linkstate "
+                    "simulate` or `linkstate watch` with this --db first"
+                )
+            self._check_version()
+            return
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise StoreError(
@@ -392,7 +427,10 @@ class SQLiteStore:
         if app_id == 0:
             self._create_schema()
             return
-        version = db.execute("PRAGMA user_version").fetchone()[0]
+        self._check_version()
+
+    def _check_version(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version != _SCHEMA_VERSION:
             raise StoreError(
                 f"state database {self.path} has schema version {version}, this linkstate "
@@ -425,31 +463,47 @@ class SQLiteStore:
             ).fetchone()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, f"loading link {link_id!r}") from exc
-        return None if row is None else _row_from_sql(row)
+        return None if row is None else _row_from_sql(row, self.path)
 
     def links(self) -> list[LinkRow]:
-        """Every stored link, by id."""
+        """Every stored link, by id; a row that cannot be read is a :class:`StoreRowError`."""
+        rows, bad = self.read_links()
+        if bad:
+            raise bad[0]
+        return rows
+
+    def read_links(self) -> tuple[list[LinkRow], list[StoreRowError]]:
+        """Every readable link by id, and an error for each row that cannot be read.
+
+        One damaged row must not hide every other link from ``linkstate status``.
+        """
         try:
             rows = self._db.execute(
                 f"SELECT {', '.join(_LINK_COLUMNS)} FROM links ORDER BY link_id"
             ).fetchall()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, "listing links") from exc
-        return [_row_from_sql(row) for row in rows]
+        good: list[LinkRow] = []
+        bad: list[StoreRowError] = []
+        for values in rows:
+            try:
+                good.append(_row_from_sql(values, self.path))
+            except StoreRowError as exc:
+                bad.append(exc)
+        return good, bad
 
     def history(self, link_id: str, limit: int | None = None) -> list[StoredTransition]:
         """The link's newest ``limit`` transitions, oldest first."""
+        # SQLite's integers are 64-bit: a larger limit asks for everything kept.
+        bound = -1 if limit is None or limit > _MAX_SQL_INT else limit
         try:
             rows = self._db.execute(
                 "SELECT wall, record FROM history WHERE link_id = ? ORDER BY seq DESC LIMIT ?",
-                (link_id, -1 if limit is None else limit),
+                (link_id, bound),
             ).fetchall()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, f"reading the history of {link_id!r}") from exc
-        return [
-            StoredTransition(wall, TransitionRecord(**json.loads(text)))
-            for wall, text in reversed(rows)
-        ]
+        return [_entry_from_sql(link_id, wall, text, self.path) for wall, text in reversed(rows)]
 
     def write(self, entries: Sequence[Entry]) -> None:
         """Store the transitions and rows in one transaction (see the module header)."""
@@ -548,10 +602,132 @@ def _row_to_sql(row: LinkRow) -> tuple[object, ...]:
     return tuple(value[name] for name in _LINK_COLUMNS)
 
 
-def _row_from_sql(values: Sequence[object]) -> LinkRow:
+_MAX_SQL_INT: Final = 2**63 - 1
+
+# What each column of a stored row must hold to be read back. SQLite keeps
+# whatever it is given (its column types are advice), so a row edited by hand
+# or written by another program is checked here, and reported by its link id
+# instead of breaking every reader of the file. Each column: its kind ("time"
+# and "number" are finite numbers, "count" a whole number >= 0; the enum kinds
+# are values of State, Verdict and StopReason) and whether it may be NULL.
+_COLUMN_KINDS: Final[dict[str, tuple[str, bool]]] = {
+    "link_id": ("text", False),
+    "channel": ("text", False),
+    "state": ("state", False),
+    "since": ("time", False),
+    "attempt": ("count", False),
+    "repeats": ("count", False),
+    "recent_closes": ("times", False),
+    "opened_at": ("time", True),
+    "delay": ("number", True),
+    "status": ("int", True),
+    "code": ("text", True),
+    "reason": ("text", True),
+    "rule": ("text", True),
+    "verdict": ("verdict", True),
+    "stop_reason": ("stop_reason", True),
+    "message": ("text", True),
+    "seq": ("count", False),
+    "updated": ("time", False),
+}
+
+# Enough for any flap window a policy can hold; more is not a row we wrote.
+_MAX_RECENT_CLOSES: Final = 10_000
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _valid(kind: str, value: object) -> bool:
+    match kind:
+        case "text":
+            return isinstance(value, str)
+        case "time" | "number":
+            return _finite_number(value)
+        case "count":
+            return isinstance(value, int) and value >= 0
+        case "int":
+            return isinstance(value, int)
+        case "state":
+            return value in _STATES
+        case "verdict":
+            return value in _VERDICTS
+        case "stop_reason":
+            return value in _STOP_REASONS
+        case "times":
+            return (
+                isinstance(value, list)
+                and len(value) <= _MAX_RECENT_CLOSES
+                and all(_finite_number(t) for t in value)
+            )
+    raise AssertionError(kind)  # pragma: no cover - every kind above is handled
+
+
+_STATES: Final = frozenset(s.value for s in State)
+_VERDICTS: Final = frozenset(v.value for v in Verdict)
+_STOP_REASONS: Final = frozenset(r.value for r in StopReason)
+
+
+def _bad_row(path: str, link_id: str, what: str) -> StoreRowError:
+    return StoreRowError(
+        f"state database {path}: the row of link {link_id!r} cannot be read ({what}); it was "
+        "edited by hand or written by another program. Restore the file from a backup, or "
+        f"delete that link's row with sqlite3 and start the link afresh",
+        link_id,
+    )
+
+
+def _row_from_sql(values: Sequence[object], path: str) -> LinkRow:
     data = dict(zip(_LINK_COLUMNS, values, strict=True))
-    closes = json.loads(str(data.pop("recent_closes")))
+    link_id = data["link_id"] if isinstance(data["link_id"], str) else repr(data["link_id"])
+    try:
+        data["recent_closes"] = json.loads(str(data["recent_closes"]))
+    except (ValueError, RecursionError):
+        raise _bad_row(path, link_id, "recent_closes is not a JSON list") from None
+    for name, (kind, nullable) in _COLUMN_KINDS.items():
+        value = data[name]
+        if not (value is None and nullable) and not _valid(kind, value):
+            shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+            raise _bad_row(path, link_id, f"{name} holds {shown}, which is not a valid {kind}")
+    closes = cast("list[float]", data.pop("recent_closes"))
     return LinkRow(recent_closes=tuple(float(t) for t in closes), **data)  # type: ignore[arg-type]
+
+
+def _entry_from_sql(link_id: str, wall: object, text: object, path: str) -> StoredTransition:
+    try:
+        fields_ = json.loads(str(text))
+        record = TransitionRecord(**fields_)
+    except (ValueError, TypeError, RecursionError):
+        raise _bad_row(path, link_id, "a history entry is not a stored transition") from None
+    if not _finite_number(wall):
+        raise _bad_row(path, link_id, f"a history entry has the time {wall!r}")
+    return StoredTransition(cast("float", wall), record)
+
+
+def _connect(path: str, timeout: float, *, read_only: bool) -> sqlite3.Connection:
+    """Open ``path``; read-only needs no write access to the file or its directory."""
+
+    def connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
+        return sqlite3.connect(
+            target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=uri
+        )
+
+    if not read_only:
+        return connect(path)
+    uri = Path(path).absolute().as_uri()
+    db = connect(f"{uri}?mode=ro", uri=True)
+    try:
+        db.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+        return db
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if getattr(exc, "sqlite_errorname", "") != "SQLITE_CANTOPEN":
+            raise
+    # A WAL database whose -shm file does not exist and cannot be created (a
+    # read-only mount, a directory this user may not write): SQLite reads it
+    # only as immutable, which nothing on this side can break: we never write.
+    return connect(f"{uri}?mode=ro&immutable=1", uri=True)
 
 
 # -- operator actions --------------------------------------------------------------
