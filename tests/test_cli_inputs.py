@@ -177,7 +177,7 @@ def test_a_reader_needs_no_write_access(three: Path, tmp_path: Path) -> None:
     assert (done.returncode, done.stderr, len(done.stdout.splitlines())) == (0, "", 6)
     # Writing there is another matter, and says so in one line.
     done = read_only_mount(mount, "relink", "c", "--db", db)
-    assert done.returncode == ExitStatus.usage and "cannot write" in done.stderr
+    assert done.returncode == ExitStatus.store and "cannot write" in done.stderr
     assert len(done.stderr.splitlines()) == 1
 
 

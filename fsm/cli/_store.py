@@ -4,7 +4,8 @@
 :func:`linkstate.cli._supervise.add_run_options`; ``status``, ``history``,
 ``relink`` and ``reset`` open an existing file with :func:`open_store`. Every
 :class:`linkstate.store.StoreError` becomes a :class:`linkstate.cli.common.CommandError`:
-one line naming the file and the fix, exit status 2, never a traceback.
+one line naming the file and the fix, never a traceback, with the exit status
+of its kind (:func:`store_exit_status`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from linkstate.store._journal import Journal, open_journal
 from linkstate.store._sqlite import (
     SQLiteStore,
     StoreError,
-    StoreRowError,
+    StoreOwnedElsewhereError,
+    StoreRequestError,
     operator_reset,
     require_link,
 )
@@ -36,6 +38,7 @@ __all__ = [
     "open_store",
     "operate",
     "store_errors",
+    "store_exit_status",
     "timestamp",
 ]
 
@@ -54,27 +57,29 @@ def add_db_option(parser: argparse.ArgumentParser, *, required: bool = False) ->
     )
 
 
+def store_exit_status(exc: StoreError) -> ExitStatus:
+    """2 for a request that does not fit the store, 4 for a link owned elsewhere, else 3."""
+    if isinstance(exc, StoreRequestError):
+        return ExitStatus.usage
+    if isinstance(exc, StoreOwnedElsewhereError):
+        return ExitStatus.owned_elsewhere
+    return ExitStatus.store
+
+
 @contextmanager
 def store_errors() -> Iterator[None]:
     """Turn a :class:`StoreError` (alone, or the one error of trio's groups) into a CommandError."""
     try:
         yield
     except StoreError as exc:
-        raise _command_error(exc) from exc
+        raise CommandError(str(exc), store_exit_status(exc)) from exc
     except BaseExceptionGroup as group:
         leaf: BaseException = group
         while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
             leaf = leaf.exceptions[0]
         if isinstance(leaf, StoreError):
-            raise _command_error(leaf) from leaf
+            raise CommandError(str(leaf), store_exit_status(leaf)) from leaf
         raise
-
-
-def _command_error(exc: StoreError) -> CommandError:
-    # A damaged row is a damaged file, not a typo: the exit status says the
-    # store needs a person.
-    status = ExitStatus.store if isinstance(exc, StoreRowError) else ExitStatus.usage
-    return CommandError(str(exc), status)
 
 
 def open_store(path: str, *, create: bool = False, read_only: bool = False) -> SQLiteStore:
