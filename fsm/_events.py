@@ -289,17 +289,27 @@ def _read_seconds(value: object, unit: float) -> float | None:
     elif isinstance(value, int):
         # float() of a JSON integer with hundreds of digits raises OverflowError.
         number = float(value) if abs(value) <= 2**63 else math.inf
-    elif isinstance(value, str) and len(value) <= 32 and value.isascii():
-        try:
-            number = float(value.strip())
-        except ValueError:
+    elif isinstance(value, str) and str.isascii(value):
+        # str's own methods: a str subclass may override them to raise.
+        text = str.strip(value)
+        if str.isdecimal(text):
+            # Whole seconds, however many digits: a long wait, capped below.
+            number = float(text) if len(text) <= 32 else math.inf
+        elif len(text) <= 32:
+            try:
+                number = float(text)
+            except ValueError:
+                return None
+        else:
             return None
     else:
         return None
     seconds = number * unit
-    if math.isfinite(seconds) and 0.0 <= seconds <= MAX_RETRY_AFTER:
-        return seconds
-    return None
+    if math.isnan(seconds) or seconds < 0.0:
+        return None  # no hint at all: a negative wait means nothing
+    # However long (infinite: a JSON integer of hundreds of digits), capped, not
+    # dropped: see MAX_RETRY_AFTER.
+    return min(seconds, MAX_RETRY_AFTER)
 
 
 def _read_retry_after(layers: list[object]) -> float | None:

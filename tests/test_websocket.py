@@ -148,6 +148,10 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert retry_after_seconds(date, now=2_000_000.0) == 0.0
     for junk in ("soon", "-5", "1e400", "", "Mon, 99 Foo 2020"):
         assert retry_after_seconds(junk) is None
+    # Capped, not dropped: a week and a week and a second are the same long wait.
+    assert retry_after_seconds("604800") == retry_after_seconds("604801") == 604800.0
+    assert retry_after_seconds("9" * 60) == 604800.0
+    assert retry_after_seconds(email.utils.formatdate(1e10, usegmt=True), now=0.0) == 604800.0
 
 
 def test_transport_rejects_non_websocket_urls() -> None:
