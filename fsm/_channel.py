@@ -84,9 +84,10 @@ class Channel:
             # which rebuilds every field from plain values.
             try:
                 event = normalise(event.to_json())
+                return event, self.table.classify(event)
             except Exception:
-                event = normalise(None)
-            return event, self.table.classify(event)
+                event = normalise(None)  # nothing of it can be read: an event without a status
+                return event, self.table.classify(event)
 
 
 class ChannelError(LinkstateError, LookupError):

@@ -194,16 +194,23 @@ def sanitise_reason(text: str, limit: int | None = MAX_REASON_LENGTH) -> str:
 
 
 def parse_status(value: object) -> int | None:
-    """Read one status value: 440, "440", " 440 " and 440.0 give 440; anything else None."""
+    """Read one status value: 440, "440", " 440 " and 440.0 give 440; anything else None.
+
+    The result is always an exact ``int``, never a subclass the caller handed
+    in: an event's fields are hashed and compared by every classifier, and a
+    subclass may make that raise.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value in _STATUS_RANGE else None
+        whole = int.__int__(value)  # int's own conversion: a subclass's __int__ may raise
+        return whole if whole in _STATUS_RANGE else None
     if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer():
-            return parse_status(int(value))
+        real = float.__float__(value)  # likewise: an exact float
+        if math.isfinite(real) and real.is_integer():
+            return parse_status(int(real))
         return None
-    if isinstance(value, str) and len(value) <= 32 and str.isascii(value):
+    if isinstance(value, str) and str.__len__(value) <= 32 and str.isascii(value):
         # str's own methods: a str subclass may override them to raise.
         text = str.strip(value)
         if text.isdecimal():
@@ -269,8 +276,11 @@ def _first(
 
 
 def _read_code(value: object) -> str | None:
-    if isinstance(value, str) and _SYMBOLIC_CODE.fullmatch(value) and not value.isdecimal():
-        return value
+    if not isinstance(value, str):
+        return None
+    code = str.__str__(value)  # an exact str: a subclass's hash or == may raise in a classifier
+    if _SYMBOLIC_CODE.fullmatch(code) and not code.isdecimal():
+        return code
     return None
 
 
@@ -284,11 +294,14 @@ def _read_seconds(value: object, unit: float) -> float | None:
     if isinstance(value, bool):
         return None
     number: float
+    # Exact float and int (their own conversions): a subclass's arithmetic or
+    # comparisons may raise, in here or later in the policy.
     if isinstance(value, float):
-        number = value
+        number = float.__float__(value)
     elif isinstance(value, int):
+        whole = int.__int__(value)
         # float() of a JSON integer with hundreds of digits raises OverflowError.
-        number = float(value) if abs(value) <= 2**63 else math.inf
+        number = float(whole) if abs(whole) <= 2**63 else math.inf if whole > 0 else -math.inf
     elif isinstance(value, str) and str.isascii(value):
         # str's own methods: a str subclass may override them to raise.
         text = str.strip(value)
