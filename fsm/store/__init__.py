@@ -19,6 +19,7 @@ from linkstate.store._sqlite import (
     StoreError,
     StoreOwnedElsewhereError,
     StoreRequestError,
+    StoreRowError,
     new_owner,
     operator_reset,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "StoreError",
     "StoreOwnedElsewhereError",
     "StoreRequestError",
+    "StoreRowError",
     "StoredTransition",
     "new_owner",
     "open_journal",
