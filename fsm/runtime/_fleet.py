@@ -43,14 +43,24 @@ import anyio
 from anyio.abc import TaskGroup
 
 from linkstate._channel import Channel
-from linkstate._errors import LinkstateError
+from linkstate._errors import ArgumentError, LinkstateError
 from linkstate._lifecycle import State
 from linkstate._machine import Link, LinkMachine
 from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
 from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
 from linkstate.store._journal import Journal
 
-__all__ = ["Fleet", "FleetError", "LinkStatus", "RestartPolicy", "open_fleet"]
+__all__ = [
+    "DEFAULT_FLEET_KEEP_RECORDS",
+    "Fleet",
+    "FleetError",
+    "LinkStatus",
+    "RestartPolicy",
+    "open_fleet",
+]
+
+DEFAULT_FLEET_KEEP_RECORDS: Final = 20
+"""Transitions each link of a fleet keeps in memory: a few kilobytes a link, however it flaps."""
 
 _log: Final = logging.getLogger("linkstate.fleet")
 
@@ -186,6 +196,11 @@ class Fleet:
         restarts: How crashed supervisors are restarted.
         rng: The random source of every shared machine's jitter.
         clock: The clock for supervisors and snapshots; defaults to ``anyio.current_time``.
+        keep_records: Transitions each link's supervisor keeps in memory for
+            its outcome (:data:`DEFAULT_FLEET_KEEP_RECORDS` by default, at most
+            twice that between trims). Small on purpose: a fleet of a thousand
+            flapping links must not hold a million records; the durable
+            history is the store's (``linkstate history``).
 
     """
 
@@ -197,7 +212,9 @@ class Fleet:
         restarts: RestartPolicy | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
+        keep_records: int = DEFAULT_FLEET_KEEP_RECORDS,
     ) -> None:
+        self.keep_records = _checked_keep(keep_records)
         self.tasks = tasks
         self.journal = journal
         self.restarts = restarts or RestartPolicy()
@@ -246,6 +263,7 @@ class Fleet:
                 watchdog=watchdog,
                 clock=self.clock,
                 journal=self.journal,
+                keep_records=self.keep_records,
             )
 
         member = _Member(channel, build, self.clock())
@@ -400,11 +418,29 @@ async def open_fleet(
     restarts: RestartPolicy | None = None,
     rng: random.Random | None = None,
     clock: Callable[[], float] | None = None,
+    keep_records: int = DEFAULT_FLEET_KEEP_RECORDS,
 ) -> AsyncIterator[Fleet]:
     """Run a :class:`Fleet` for the body of the ``async with``; stop every link on the way out."""
+    _checked_keep(keep_records)  # before the task group: one error, not a group of one
     async with anyio.create_task_group() as tasks:
-        fleet = Fleet(tasks, journal=journal, restarts=restarts, rng=rng, clock=clock)
+        fleet = Fleet(
+            tasks,
+            journal=journal,
+            restarts=restarts,
+            rng=rng,
+            clock=clock,
+            keep_records=keep_records,
+        )
         try:
             yield fleet
         finally:
             fleet.stop_all()
+
+
+def _checked_keep(keep_records: int) -> int:
+    if isinstance(keep_records, bool) or not isinstance(keep_records, int) or keep_records < 1:
+        raise ArgumentError(
+            f"keep_records={keep_records!r} must be a whole number of transitions, 1 or "
+            f"more (default {DEFAULT_FLEET_KEEP_RECORDS})"
+        )
+    return keep_records

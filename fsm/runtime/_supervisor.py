@@ -81,6 +81,7 @@ __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_KEEP_RECORDS",
+    "DEFAULT_STOP_TIMEOUT",
     "OWNED_ELSEWHERE",
     "ConnectFailed",
     "Connection",
@@ -104,6 +105,11 @@ DEFAULT_KEEP_RECORDS: Final = 1000
 # Closing our side is best effort: a peer that never answers our close frame
 # must not keep an aborted supervisor alive.
 DEFAULT_CLOSE_TIMEOUT: Final = 5.0
+
+# A stop (abort: Ctrl-C, SIGTERM, --max-time, fleet.stop) waits this long at
+# most for the peer's answer to our close: a person, or a service manager,
+# is waiting on it. A second abort does not wait at all.
+DEFAULT_STOP_TIMEOUT: Final = 1.0
 
 RESUMED: Final = "resumed on start after a local stop; retry budget and flap history kept"
 """The reason recorded on the ``resume`` transition that starts a run of a ``stopped`` link."""
@@ -264,6 +270,8 @@ class Supervisor:
         watchdog: Seconds of transport silence that force a reconnect; None
             turns the watchdog off.
         close_timeout: Seconds closing our side may take.
+        stop_timeout: Seconds closing our side may take once the link is being
+            stopped (:meth:`abort`), when that is shorter than ``close_timeout``.
         rng: The random source for jitter; pass a seeded one for reproducible runs.
         clock: Where ``now`` comes from; defaults to ``anyio.current_time``.
         keep_records: How many of the newest transitions ``outcome.records``
@@ -289,6 +297,7 @@ class Supervisor:
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         watchdog: float | None = None,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
         journal: Journal | None = None,
@@ -309,6 +318,9 @@ class Supervisor:
                 raise ArgumentError(
                     f"{name}={value!r} must be a positive number of seconds or None"
                 )
+        for name, value in (("close_timeout", close_timeout), ("stop_timeout", stop_timeout)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ArgumentError(f"{name}={value!r} must be a number of seconds, 0 or more")
         self.channel = channel
         self.transport = transport
         self.machine = machine or LinkMachine(channel, policy, rng=rng)
@@ -317,6 +329,10 @@ class Supervisor:
         self.connect_timeout = connect_timeout
         self.watchdog = watchdog
         self.close_timeout = close_timeout
+        self.stop_timeout = stop_timeout
+        # The scope of our close under way, which abort() shortens or cancels.
+        self._close_scope: anyio.CancelScope | None = None
+        self._cut_short = False  # a second abort: close without waiting for the peer
         self.journal = journal
         # A list, not a deque: it holds a receipt or two at a time, and an empty
         # deque costs ~760 bytes per supervisor (benchmarks/supervised.py).
@@ -379,11 +395,21 @@ class Supervisor:
         """Stop the link: ``run()`` closes the connection and returns in ``stopped``.
 
         Safe to call from any task of the same event loop, from an observer, and
-        before ``run()`` starts.
+        before ``run()`` starts. Closing the connection then waits for the
+        peer's answer at most ``stop_timeout`` seconds; a second call cuts a
+        close under way short at once (the connection is dropped).
         """
+        again = self._abort_requested
         self._abort_requested = True
+        self._cut_short = again
         if self._wait_scope is not None:
             self._wait_scope.cancel()
+        closing = self._close_scope
+        if closing is not None:
+            if again:
+                closing.cancel()
+            else:
+                closing.deadline = min(closing.deadline, anyio.current_time() + self.stop_timeout)
 
     @property
     def abort_requested(self) -> bool:
@@ -625,13 +651,21 @@ class Supervisor:
                     return _Ending(Trigger.closed, exc)
             return await self._watch(connection, self.watchdog)
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self.close_timeout):
+            limit = self.close_timeout
+            if self._abort_requested:
+                limit = 0.0 if self._cut_short else min(limit, self.stop_timeout)
+            # Shielded from the abort's cancellation (the close frame must go
+            # out), yet bounded; abort() shortens or cancels it (see there).
+            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + limit) as scope:
+                self._close_scope = scope
                 try:
                     await connection.aclose()
                 except Exception:
                     _log.debug(
                         "closing the connection of link %r failed", self.link.link_id, exc_info=True
                     )
+                finally:
+                    self._close_scope = None
 
     async def _watch(self, connection: Connection, window: float) -> _Ending:
         """Wait for the close, or for ``window`` seconds of transport silence."""
