@@ -1,5 +1,6 @@
 """The command line's contract for a new user: one line and a documented exit status, never a
-traceback; commands printed by a run work when pasted; a quick start for the cheap commands.
+traceback; a quick start for the cheap commands (the commands a run prints are pasted by
+tests/test_pasted_commands.py).
 """
 
 from __future__ import annotations
@@ -110,54 +111,6 @@ def test_exit_status_per_outcome(
     argv: list[str], status: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main([*argv, "--format", "json"] if argv[0] == "simulate" else argv) == status
-
-
-def pasted(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    program, *argv = shlex.split(command)
-    assert program == "linkstate"
-    return run(*argv, cwd=cwd)
-
-
-def backticked(message: str) -> list[str]:
-    return [
-        part for i, part in enumerate(message.split("`")) if i % 2 and part.startswith("linkstate ")
-    ]
-
-
-def test_the_commands_a_simulate_with_db_prints_work_when_pasted(tmp_path: Path) -> None:
-    done = run(
-        "simulate", "whatsapp", "--close", "440", "--db", "my state.db", "--link", "acct 1",
-        "--format", "json", cwd=tmp_path,
-    )  # fmt: skip
-    (command,) = backticked(json.loads(done.stdout.splitlines()[-1])["message"])
-    assert command == "linkstate relink 'acct 1' --db 'my state.db'"
-    relinked = pasted(command, tmp_path)
-    assert relinked.returncode == 0 and "needs_relink -> idle" in relinked.stdout, relinked.stderr
-
-
-def test_the_commands_a_run_without_db_prints_work_when_pasted(tmp_path: Path) -> None:
-    done = run("simulate", "whatsapp", "--close", "440", "--format", "json", cwd=tmp_path)
-    (command,) = backticked(json.loads(done.stdout.splitlines()[-1])["message"])
-    again = pasted(command, tmp_path)
-    assert (
-        again.returncode == 1
-        and json.loads(again.stdout.splitlines()[-1])["final"] == "needs_relink"
-    )
-
-
-def test_the_demo_shows_440_and_its_next_commands_work(tmp_path: Path) -> None:
-    done = run("demo", "--hold", "0", "--format", "text", "--db", "demo.db", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "4440 sessionConflict: relink" in done.stdout
-    message = next(
-        line for line in done.stdout.splitlines() if line.startswith("operator message:")
-    )
-    tried = [line.strip() for line in done.stdout.split("try next", 1)[1].splitlines()[1:]]
-    assert backticked(message) == [tried[-1]]
-    results = [pasted(command, tmp_path) for command in tried]
-    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
-    assert "needs_relink" in results[0].stdout
-    assert "needs_relink -> idle" in results[2].stdout
 
 
 def test_status_json_is_json_lines_keyed_link(tmp_path: Path) -> None:
