@@ -19,7 +19,10 @@ run without ``PYTHONDONTWRITEBYTECODE``: with it set and no cache, every
 start would compile linkstate's modules from source and measure the
 compiler instead.
 
-Goal: ``classify`` at most 2x the baseline (issue 14).
+Goal: ``classify`` at most 2x the baseline (issue 14), in wall time. Both
+ratios are printed against it: when the machine has more runnable processes
+than cores, wall time also counts the waits for a core, and on this shared
+machine the wall ratio then ran up to 0.3x above the CPU ratio.
 """
 
 from __future__ import annotations
@@ -91,8 +94,19 @@ def main() -> None:
         )
     table.print()
     ratio = statistics.median(wall[COMMANDS[0][0]]) / base
+    cpu_ratio = statistics.median(cpu[COMMANDS[0][0]]) / base_cpu
     print_lines(
-        [target("classify / import transitions", fmt_ratio(ratio), f"<= {GOAL:g}x", ratio <= GOAL)]
+        [
+            target(
+                "classify / import transitions", fmt_ratio(ratio), f"<= {GOAL:g}x", ratio <= GOAL
+            ),
+            target(
+                "classify / import transitions, CPU time",
+                fmt_ratio(cpu_ratio),
+                f"<= {GOAL:g}x",
+                cpu_ratio <= GOAL,
+            ),
+        ]
     )
 
 

@@ -3,7 +3,9 @@
 A channel plugin is a module that builds one :class:`Channel` and exposes it
 through the ``linkstate.channels`` entry-point group. The bundled channels
 register exactly like third-party ones (see ``pyproject.toml``), so the
-framework never imports a channel by name.
+framework never imports a channel by name. (The command line, which ties the
+layers together, imports a bundled channel's module directly to skip reading
+the registry at start-up; a test holds the two to the same answer.)
 """
 
 from __future__ import annotations

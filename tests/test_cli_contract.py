@@ -38,6 +38,7 @@ def run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
         ["diagram", "whatsapp", "-o", "/nonexistent/w.svg"],
         ["diagram", "whatsapp", "--format", "svg", "-o", "."],
         ["diagram", "whatsapp", "-o", "/proc/w.svg"],
+        ["diagram", "--all", "-o", "/proc/linkstate-diagrams"],
         ["simulate", "whatsapp", "--close", "440", "--diagram", "/nonexistent/t.svg"],
         ["simulate", "whatsapp", "--bogus"],
         ["watch", "websocket", "ws://127.0.0.1:99999"],

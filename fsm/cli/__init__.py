@@ -8,12 +8,14 @@ means adding one file.
 Start-up is kept short: :func:`main` imports only the module of the command
 being run (every module only for ``--help`` or a mistyped command), and a
 command module imports its heavy dependencies (trio, the store, the runtime,
-``diagrams``) inside the functions that use them. ``benchmarks/cli_startup.py``
-measures it.
+``diagrams``) inside the functions that use them. importlib.metadata, which
+costs more than the rest of a ``classify``, is read only for ``--version`` and
+for a channel that is not bundled. ``benchmarks/cli_startup.py`` measures it.
 
 The CLI is the one place that ties ``fsm``, ``channels`` and ``diagrams``
-together: it finds channels through the entry-point registry and imports
-``diagrams`` only inside the commands that draw.
+together: it finds channels through the entry-point registry (a bundled one
+straight from its module, see :func:`linkstate.cli.common.channel_or_exit`)
+and imports ``diagrams`` only inside the commands that draw.
 """
 
 from __future__ import annotations
