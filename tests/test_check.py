@@ -451,6 +451,13 @@ def test_the_ci_script_runs_the_check() -> None:
     assert ".venv/bin/linkstate check --all" in ci
 
 
+def linkstate(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the console script in ``cwd``, as from a shell there."""
+    return subprocess.run(
+        [str(SCRIPT), *argv], capture_output=True, text=True, cwd=cwd, check=False, timeout=120
+    )
+
+
 def test_the_documented_definition_file_works_with_the_commands_shown(tmp_path: Path) -> None:
     # docs/testing.md shows flows.py, then the commands that check it and what
     # they print; test_docs runs the file's tests, this runs its commands.
@@ -469,9 +476,7 @@ def test_the_documented_definition_file_works_with_the_commands_shown(tmp_path: 
             continue
         program, *argv = shlex.split(command)
         assert program == "linkstate"
-        done = subprocess.run(
-            [str(SCRIPT), *argv], capture_output=True, text=True, cwd=tmp_path, check=False
-        )
+        done = linkstate(*argv, cwd=tmp_path)
         assert done.stderr == ""
         assert done.stdout.splitlines() == expected
         status = done.returncode
@@ -495,13 +500,7 @@ def test_a_definition_is_found_by_module_or_by_file(tmp_path: Path, spec: str) -
             "FLOW = dataclasses.replace(LIFECYCLE, edges=(*LIFECYCLE.edges, CONNECT_NOW))\n",
             encoding="utf-8",
         )
-    done = subprocess.run(
-        [str(SCRIPT), "check", "--definition", spec],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        check=False,
-    )
+    done = linkstate("check", "--definition", spec, cwd=tmp_path)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.startswith("ok    lifecycle: 7 states, 50 edges")
 
@@ -523,13 +522,7 @@ def test_a_definition_file_that_cannot_be_used_is_one_line_and_exit_2(
     (tmp_path / "flows.txt").write_text("FLOW = 1\n", encoding="utf-8")
     (tmp_path / "raises.py").write_text("FLOW = 1 / 0\n", encoding="utf-8")
     (tmp_path / "empty.py").write_text("", encoding="utf-8")
-    done = subprocess.run(
-        [str(SCRIPT), "check", "--definition", spec],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        check=False,
-    )
+    done = linkstate("check", "--definition", spec, cwd=tmp_path)
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()
     assert line.startswith("linkstate check: error: --definition ") and message in line
