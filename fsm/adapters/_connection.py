@@ -1,0 +1,62 @@
+"""The connection object every adapter hands to the supervisor.
+
+An adapter's reader calls :meth:`AdapterConnection.touch` on each frame the
+library receives (the watchdog's "activity") and :meth:`AdapterConnection.end`
+once, with the library's native close info; the supervisor waits on
+:meth:`AdapterConnection.wait_closed` and classifies what it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+__all__ = ["AdapterConnection"]
+
+
+class AdapterConnection:
+    """One connection of a client library, as the supervisor sees it.
+
+    Args:
+        closer: Closes our side (called by :meth:`aclose`, under the
+            supervisor's shield and close timeout).
+
+    """
+
+    __slots__ = ("_closer", "_ended", "_raw", "last_activity")
+
+    def __init__(self, closer: Callable[[], Awaitable[None]]) -> None:
+        self._closer = closer
+        self._ended = anyio.Event()
+        self._raw: object = None
+        self.last_activity = anyio.current_time()
+
+    def touch(self) -> None:
+        """Record a sign of life from the server (a frame, a heartbeat ACK, a pong)."""
+        self.last_activity = anyio.current_time()
+
+    def end(self, raw: object) -> None:
+        """Record how the connection ended; only the first ending counts."""
+        if not self._ended.is_set():
+            self._raw = raw
+            self._ended.set()
+
+    @property
+    def ended(self) -> bool:
+        """Whether :meth:`end` was called."""
+        return self._ended.is_set()
+
+    @property
+    def raw(self) -> object:
+        """The close info passed to :meth:`end` (None before it)."""
+        return self._raw
+
+    async def wait_closed(self) -> object:
+        """Wait until the connection ended; return the library's close info."""
+        await self._ended.wait()
+        return self._raw
+
+    async def aclose(self) -> None:
+        """Close our side; idempotent, as every adapter's closer is."""
+        await self._closer()
