@@ -33,6 +33,7 @@ socket's close code, which is why it reports those instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -209,8 +210,14 @@ class DiscordTransport:
         connection = AdapterConnection(lambda: self._close(ws, tasks))
         ws.on_frame = connection.touch
         ws._dispatch = _watching_for_ready(ws._dispatch, opened, settled)
-        tasks.start_soon(self._read, ws, connection, settled)
-        await settled.wait()
+        tasks.start_soon(self._read, ws, tasks, connection, settled)
+        try:
+            await settled.wait()
+        except BaseException:
+            # The connect timed out (or was cancelled) before READY: close
+            # without ending the session, which the next attempt may resume.
+            await _close_quietly(ws, 4000)
+            raise
         if not opened.is_set():
             # It ended before READY (4004 and 4010-4014 come right after IDENTIFY).
             raise ConnectFailed(connection.raw)
@@ -218,7 +225,11 @@ class DiscordTransport:
         return connection
 
     async def _read(
-        self, ws: _GatewaySocket, connection: AdapterConnection, settled: anyio.Event
+        self,
+        ws: _GatewaySocket,
+        tasks: TaskGroup,
+        connection: AdapterConnection,
+        settled: anyio.Event,
     ) -> None:
         """Poll the gateway until the connection ends; report how, once."""
         raw: object = None
@@ -237,18 +248,23 @@ class DiscordTransport:
             settled.set()
             # discord.py's own loop dispatches this on every ending; handlers expect it.
             self.client.dispatch("disconnect")
-            await _close_quietly(ws, 4000)
+            # Cancelled by an abort, this task may close the socket before the
+            # supervisor does: with the same code, then.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
+                await self._close(ws, tasks)
 
     async def _close(self, ws: _GatewaySocket, tasks: TaskGroup) -> None:
-        """Close our side: 1000 (session over) on an operator stop, else 4000 (resumable)."""
-        if not ws.open:
-            return
+        """Close our side: 1000 (session over) on an operator stop, else 4000 (resumable).
+
+        Also stops discord.py's keep-alive thread, even when the socket is closed already.
+        """
         # The supervisor cancels the connection's task group before closing on
         # an abort, and only after closing on a watchdog expiry.
         stopping = tasks.cancel_scope.cancel_called
-        await ws.close(code=1000 if stopping else 4000)
         if stopping:
             self._resume = None
+        with contextlib.suppress(Exception):
+            await ws.close(code=1000 if stopping else 4000)
 
 
 def _watching_for_ready(
@@ -298,11 +314,13 @@ def _resume_from(ws: _GatewaySocket) -> _Resume | None:
 
 async def _close_quietly(ws: _GatewaySocket, code: int) -> None:
     """Close a gateway socket (and stop its keep-alive thread), under a shield, best effort."""
-    with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
-        try:
-            await ws.close(code=code)
-        except Exception:  # noqa: S110 - a socket that cannot close is closed enough
-            pass
+    # A socket that cannot even close is as closed as it will get.
+    with (
+        anyio.CancelScope(shield=True),
+        anyio.move_on_after(_CLOSE_TIMEOUT),
+        contextlib.suppress(Exception),
+    ):
+        await ws.close(code=code)
 
 
 def _drop_login_session(client: discord.Client) -> None:

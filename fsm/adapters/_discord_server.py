@@ -64,12 +64,15 @@ class GatewaySession:
             or a close code such as 4004, 4014 or 4000.
         ready: Send READY (or RESUMED) first; False ends the session right
             after IDENTIFY, as Discord does with 4004 and 4010-4014.
+        silent: Stop answering heartbeats once the session is set up: a
+            zombie connection, which only a watchdog notices.
 
     """
 
     messages: tuple[str, ...] = ()
     end: Ending | int = "stay"
     ready: bool = True
+    silent: bool = False
 
     def __post_init__(self) -> None:
         end = self.end
@@ -188,8 +191,11 @@ class LoopbackDiscord(LoopbackServer):
         await socket.prepare(request)
         self.track(socket)
         self.connections += 1
+        silent = False
         try:
-            await self._send(socket, {"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval}})
+            await self._send(
+                socket, {"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval}}
+            )
             async for message in socket:
                 if message.type is not WSMsgType.TEXT:
                     continue
@@ -197,12 +203,14 @@ class LoopbackDiscord(LoopbackServer):
                 op = payload.get("op")
                 if op == 1:
                     self.heartbeats += 1
-                    await self._send(socket, {"op": 11})
+                    if not silent:
+                        await self._send(socket, {"op": 11})
                 elif op in (2, 6):
                     self.identifies += op == 2
                     self.resumes += op == 6
                     token = payload.get("d", {}).get("token")
                     session = self._next() if token == self.token else GatewaySession.refuse(4004)
+                    silent = session.silent
                     await self._play(request, socket, session, "READY" if op == 2 else "RESUMED")
         finally:
             self.forget(socket)

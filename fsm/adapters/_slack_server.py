@@ -43,8 +43,8 @@ class SocketSession:
             delivered in an ``events_api`` envelope after ``hello``.
         error: ``apps.connections.open`` refuses with this error
             (``invalid_auth``, ``ratelimited``...) and no socket opens.
-        disconnect: After the events (once the client acknowledged them), send a ``disconnect`` frame with this
-            reason (``refresh_requested``, ``link_disabled``,
+        disconnect: After the events (once the client acknowledged them),
+            send a ``disconnect`` frame with this reason (``refresh_requested``, ``link_disabled``,
             ``too_many_websockets``...); the socket then stays open until the
             client closes it.
         close: After the events, close with this code.
@@ -121,7 +121,9 @@ class LoopbackSlack(LoopbackServer):
             return json_response({"ok": False, "error": session.error})
         ticket = f"t{self.opens}"
         self._pending[ticket] = session
-        return json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/link/?ticket={ticket}"})
+        return json_response(
+            {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link/?ticket={ticket}"}
+        )
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
         session = self._pending.pop(request.query.get("ticket", ""), None)

@@ -1,0 +1,56 @@
+"""Helpers for the adapter tests: the real libraries, on asyncio, against loopback servers.
+
+The libraries under test (discord.py, slack_sdk) are asyncio-only and talk to
+real sockets on 127.0.0.1, so each test body runs in ``asyncio.run`` on the
+real clock; the policies below keep every wait to a tenth of a second. No
+task may outlive the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+from linkstate import Jitter, ReconnectPolicy, TransitionRecord, Verdict
+from linkstate.runtime import Outcome
+
+T = TypeVar("T")
+
+# No jitter, so every delay is known in advance: 0.2 s after a retry, the
+# 0.1 s floor after a retry_now.
+POLICY: Final = ReconnectPolicy(initial=0.2, cap=0.2, jitter=Jitter.none, retry_now_max=0.0)
+
+
+def delay_after(verdict: Verdict, attempt: int = 1) -> float:
+    """The delay POLICY gives before reconnect ``attempt`` after a close with ``verdict``."""
+    return POLICY.backoff_delay(attempt, verdict, rng=random.Random(0))
+
+
+def run_asyncio(body: Callable[[], Awaitable[T]]) -> T:
+    """Run ``body()`` in a fresh asyncio loop; fail if a task outlived it."""
+
+    async def checked() -> T:
+        result = await body()
+        # Let tasks that were cancelled on the way out finish being cancelled.
+        for _ in range(10):
+            left = asyncio.all_tasks() - {asyncio.current_task()}
+            if not left:
+                break
+            await asyncio.sleep(0)
+        assert not left, f"tasks outlived the test body: {left}"
+        return result
+
+    return asyncio.run(checked())
+
+
+def backoffs(outcome: Outcome) -> list[tuple[str | None, float | None]]:
+    """Each close that led to a reconnect: the rule that classified it, and the delay."""
+    return [(r.rule, r.delay) for r in outcome.records if r.dst == "reconnecting"]
+
+
+def ends(outcome: Outcome) -> list[TransitionRecord]:
+    """The close-like transitions of a run, in order."""
+    closes = ("closed", "connect_failed", "watchdog_expired")
+    return [r for r in outcome.records if r.trigger in closes]

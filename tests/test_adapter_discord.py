@@ -1,0 +1,223 @@
+"""discord.py under the supervisor, against a loopback Discord (HTTP login and gateway).
+
+Every test runs the real discord.py ``Client`` with the user's own handler,
+through :class:`DiscordTransport`, against :class:`LoopbackDiscord` on
+127.0.0.1, and checks the supervisor's outcome (connects, sleeps, final
+state, operator message), what the server saw (so that discord.py made no
+reconnect of its own) and what the handler received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import discord
+import pytest
+from adapter_runs import POLICY, backoffs, delay_after, ends, run_asyncio
+
+from linkstate import ArgumentError, Verdict, load_channel
+from linkstate.adapters.discord import DiscordTransport, GatewaySession, LoopbackDiscord
+from linkstate.runtime import Outcome, Supervisor
+
+DISCORD = load_channel("discord")
+
+
+@dataclass
+class Run:
+    """What one supervised run produced."""
+
+    outcome: Outcome
+    server: LoopbackDiscord
+    messages: list[str] = field(default_factory=list)
+    disconnects: int = 0
+
+
+def make_client(run_messages: list[str], counts: list[int]) -> discord.Client:
+    """The user's client: a handler that records, raises on "boom" and blocks on "slow"."""
+    client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.01)
+
+    @client.event
+    async def on_message(message: discord.Message) -> None:
+        run_messages.append(message.content)
+        if message.content == "boom":
+            raise RuntimeError("a bug in the user's handler")
+        if message.content == "slow":
+            await asyncio.Event().wait()  # never returns; cancelled when the client closes
+
+    @client.event
+    async def on_disconnect() -> None:
+        counts.append(1)
+
+    return client
+
+
+def supervise(
+    sessions: Sequence[GatewaySession],
+    *,
+    token: str | None = None,
+    watchdog: float | None = None,
+    heartbeat_interval: int = 41_250,
+    stop_when: str | None = None,
+) -> Run:
+    """Run a supervisor over discord.py against the scripted loopback gateway."""
+
+    async def body() -> Run:
+        messages: list[str] = []
+        counts: list[int] = []
+        async with LoopbackDiscord(sessions, heartbeat_interval=heartbeat_interval) as server:
+            client = make_client(messages, counts)
+            async with client:
+                transport = DiscordTransport(client, token or server.token)
+                supervisor = Supervisor(
+                    DISCORD, transport, link_id="bot", policy=POLICY, watchdog=watchdog
+                )
+                if stop_when is None:
+                    outcome = await supervisor.run()
+                else:
+                    outcome = await _run_until(supervisor, server, stop_when)
+                for task in asyncio.all_tasks():
+                    if task.get_name() == "discord.py: on_message":
+                        task.cancel()
+            return Run(outcome, server, messages, len(counts))
+
+    return run_asyncio(body)
+
+
+async def _run_until(supervisor: Supervisor, server: LoopbackDiscord, what: str) -> Outcome:
+    """Run, and abort (an operator's stop) once the server saw ``what``."""
+    async with asyncio.TaskGroup() as tasks:
+        running = tasks.create_task(supervisor.run())
+        while not (what == "10 heartbeats" and server.heartbeats >= 10):
+            await asyncio.sleep(0.01)
+        supervisor.abort()
+    return running.result()
+
+
+def test_a_4004_after_identify_stops_in_needs_relink_with_zero_reconnects() -> None:
+    run = supervise([GatewaySession.refuse(4004)])
+    outcome = run.outcome
+    assert (outcome.state, outcome.status, outcome.connects, outcome.sleeps) == (
+        "needs_relink",
+        4004,
+        1,
+        0,
+    )
+    assert outcome.message is not None
+    assert "4004 (authentication failed)" in outcome.message
+    assert "`linkstate reset bot`" in outcome.message
+    # discord.py tried nothing of its own: one login, one connection, one IDENTIFY.
+    assert (run.server.logins, run.server.connections, run.server.identifies) == (1, 1, 1)
+
+
+def test_a_refused_login_is_needs_relink_before_any_gateway_connection() -> None:
+    run = supervise([], token="not-the-token")
+    outcome = run.outcome
+    assert (outcome.state, outcome.connects, outcome.opens, outcome.sleeps) == (
+        "needs_relink",
+        1,
+        0,
+        0,
+    )
+    assert outcome.message is not None and "bot token is wrong" in outcome.message
+    assert (run.server.logins, run.server.connections) == (1, 0)
+
+
+def test_disallowed_intents_4014_fail_at_once_with_the_portal_fix() -> None:
+    run = supervise([GatewaySession.refuse(4014)])
+    outcome = run.outcome
+    assert (outcome.state, outcome.status, outcome.connects, outcome.sleeps) == (
+        "failed",
+        4014,
+        1,
+        0,
+    )
+    assert outcome.message is not None and "Privileged Gateway Intents" in outcome.message
+
+
+def test_transient_closes_reconnect_after_the_policy_delay_and_resume() -> None:
+    run = supervise(
+        [
+            GatewaySession(messages=("boom", "one"), end="drop"),
+            GatewaySession(messages=("slow", "two"), end="reconnect"),
+            GatewaySession(messages=("three",), end=4000),
+            GatewaySession(messages=("four",), end="invalid_session_resumable"),
+            GatewaySession.refuse(4004),
+        ]
+    )
+    outcome = run.outcome
+    # 1006 (a dropped connection) backs off; opcode 7, 4000 and opcode 9
+    # (resumable) are Discord asking for a prompt reconnect.
+    assert backoffs(outcome) == [
+        ("1006 abnormalClosure", delay_after(Verdict.retry)),
+        ("op7 Reconnect", delay_after(Verdict.retry_now, 2)),
+        ("4000 unknownError", delay_after(Verdict.retry_now, 3)),
+        ("op9 Invalid Session (resumable)", delay_after(Verdict.retry_now, 4)),
+    ]
+    assert outcome.sleeps == 4
+    assert outcome.slept >= sum(delay for _, delay in backoffs(outcome)) - 0.01
+    assert (outcome.state, outcome.connects, outcome.opens) == ("needs_relink", 5, 4)
+    # Every reconnect was the supervisor's: one gateway connection per connect,
+    # one IDENTIFY, then a RESUME of the same session each time.
+    assert (run.server.connections, run.server.identifies, run.server.resumes) == (5, 1, 4)
+    # The handler got every message, before and after each reconnect; its raise
+    # and its never-ending call ended no connection.
+    assert run.messages == ["boom", "one", "slow", "two", "three", "four"]
+    assert run.disconnects == 5
+
+
+def test_heartbeat_acks_keep_the_watchdog_quiet_and_a_stop_closes_with_1000() -> None:
+    # Heartbeats every 20 ms, watchdog 0.1 s: without the ACKs as activity it
+    # would expire long before the tenth heartbeat.
+    run = supervise(
+        [GatewaySession(messages=("hi",))],
+        watchdog=0.1,
+        heartbeat_interval=20,
+        stop_when="10 heartbeats",
+    )
+    outcome = run.outcome
+    assert (outcome.state, outcome.stop_reason, outcome.connects, outcome.opens) == (
+        "stopped",
+        "aborted",
+        1,
+        1,
+    )
+    assert not ends(outcome)
+    assert run.messages == ["hi"]
+    # An operator's stop ends the Discord session: close code 1000.
+    assert run.server.closes == [1000]
+
+
+def test_a_zombie_connection_trips_the_watchdog_and_resumes_the_session() -> None:
+    run = supervise(
+        [GatewaySession(messages=("one",), silent=True), GatewaySession.refuse(4004)],
+        watchdog=0.15,
+        heartbeat_interval=20,
+    )
+    outcome = run.outcome
+    assert [r.trigger for r in ends(outcome)] == ["watchdog_expired", "connect_failed"]
+    assert (outcome.state, outcome.connects, outcome.sleeps) == ("needs_relink", 2, 1)
+    # A watchdog close keeps the session resumable (4000), and the next connection resumes it.
+    assert run.server.closes[0] == 4000
+    assert (run.server.identifies, run.server.resumes) == (1, 1)
+
+
+def test_the_transport_refuses_what_it_cannot_supervise() -> None:
+    async def body() -> list[str]:
+        errors = []
+        sharded = discord.AutoShardedClient(intents=discord.Intents.default())
+        for client, token in (
+            (object(), "t"),
+            (sharded, "t"),
+            (discord.Client(intents=discord.Intents.default()), " "),
+        ):
+            with pytest.raises(ArgumentError) as caught:
+                DiscordTransport(client, token)  # type: ignore[arg-type]
+            errors.append(str(caught.value))
+        return errors
+
+    first, second, third = run_asyncio(body)
+    assert "needs a discord.Client, got object" in first
+    assert "AutoShardedClient" in second and "shard_id=N" in second
+    assert "Developer Portal" in third
