@@ -45,9 +45,13 @@ def run_asyncio(body: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(checked())
 
 
-def backoffs(outcome: Outcome) -> list[tuple[str | None, float | None]]:
+def backoffs(outcome: Outcome) -> list[tuple[str | None, float]]:
     """Each close that led to a reconnect: the rule that classified it, and the delay."""
-    return [(r.rule, r.delay) for r in outcome.records if r.dst == "reconnecting"]
+    return [
+        (r.rule, r.delay)
+        for r in outcome.records
+        if r.dst == "reconnecting" and r.delay is not None
+    ]
 
 
 def ends(outcome: Outcome) -> list[TransitionRecord]:

@@ -83,6 +83,7 @@ class LoopbackSlack(LoopbackServer):
         opens: ``apps.connections.open`` requests answered, refused ones included.
         connections: WebSockets opened.
         acks: Envelope ids the client acknowledged.
+        pings: Pings the client sent (each answered with a pong).
         closes: The close code of each WebSocket, from the client's close frame
             (None when it sent none).
 
@@ -99,6 +100,7 @@ class LoopbackSlack(LoopbackServer):
         self.opens = 0
         self.connections = 0
         self.acks: list[str] = []
+        self.pings = 0
         self.closes: list[int | None] = []
         self.app.router.add_post("/api/apps.connections.open", self._open)
         self.app.router.add_get("/link/", self._socket)
@@ -130,7 +132,8 @@ class LoopbackSlack(LoopbackServer):
         if session is None:
             # A URL is good for one connection, as Slack's are.
             return web.Response(status=401, text="unknown or used ticket")
-        socket = web.WebSocketResponse()
+        # Pings answered here, not by aiohttp, so that they can be counted.
+        socket = web.WebSocketResponse(autoping=False)
         await socket.prepare(request)
         self.track(socket)
         self.connections += 1
@@ -141,6 +144,9 @@ class LoopbackSlack(LoopbackServer):
         ending = asyncio.ensure_future(self._end(request, socket, session, acked))
         try:
             async for message in socket:
+                if message.type is WSMsgType.PING:
+                    self.pings += 1
+                    await socket.pong(message.data)
                 if message.type is not WSMsgType.TEXT:
                     continue
                 envelope = json.loads(message.data)
