@@ -79,6 +79,8 @@ class _GatewaySocket(DiscordWebSocket):
         super().__init__(socket, loop=loop)
         self.on_frame: Callable[[], None] = _nothing
         self.control: dict[str, object] | None = None
+        # The close code our side chose, once chosen (see DiscordTransport._close).
+        self.closing: int | None = None
         created = _CREATED.get()
         if created is not None:
             created.append(self)
@@ -256,15 +258,18 @@ class DiscordTransport:
     async def _close(self, ws: _GatewaySocket, tasks: TaskGroup) -> None:
         """Close our side: 1000 (session over) on an operator stop, else 4000 (resumable).
 
-        Also stops discord.py's keep-alive thread, even when the socket is closed already.
+        Called by the supervisor and by the reader as it ends, in either order:
+        the first call chooses the code. Also stops discord.py's keep-alive
+        thread, even when the socket is closed already.
         """
-        # The supervisor cancels the connection's task group before closing on
-        # an abort, and only after closing on a watchdog expiry.
-        stopping = tasks.cancel_scope.cancel_called
-        if stopping:
+        if ws.closing is None:
+            # The supervisor cancels the connection's task group before closing
+            # on an abort, and only after closing on a watchdog expiry.
+            ws.closing = 1000 if tasks.cancel_scope.cancel_called else 4000
+        if ws.closing == 1000:
             self._resume = None
         with contextlib.suppress(Exception):
-            await ws.close(code=1000 if stopping else 4000)
+            await ws.close(code=ws.closing)
 
 
 def _watching_for_ready(
