@@ -227,8 +227,7 @@ def test_only_the_adapters_import_a_client_library_or_an_adapter(path: Path) -> 
     libraries = sorted(m for m in imported if m.split(".")[0] in CLIENT_LIBRARIES)
     adapters = sorted(m for m in imported if layer_of(m) == "adapters")
     assert not libraries and not adapters, (
-        f"{relative(path)} imports {libraries + adapters}; only fsm/adapters/ may, behind "
-        "its extra"
+        f"{relative(path)} imports {libraries + adapters}; only fsm/adapters/ may, behind its extra"
     )
 
 
