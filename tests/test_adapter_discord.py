@@ -203,6 +203,29 @@ def test_a_zombie_connection_trips_the_watchdog_and_resumes_the_session() -> Non
     assert (run.server.identifies, run.server.resumes) == (1, 1)
 
 
+def test_frames_discord_py_cannot_parse_end_the_connection_and_are_classified() -> None:
+    junk = ("not json", '{"op": 0, "s": 9, "t": "READY", "d": {}}', "{" * 200_000)
+    run = supervise(
+        [
+            GatewaySession(frames=(junk[0],)),
+            GatewaySession(frames=(junk[1],)),
+            GatewaySession(frames=(junk[2],), messages=("never",)),
+            GatewaySession(messages=("still here",), end=4004),
+        ]
+    )
+    outcome = run.outcome
+    # Each junk frame ended its connection, as a close without a status:
+    # retried, with the supervisor's delay, never a crash.
+    assert [(r.trigger, r.verdict) for r in ends(outcome)] == [
+        ("closed", "retry"),
+        ("closed", "retry"),
+        ("closed", "retry"),
+        ("closed", "relink"),
+    ]
+    assert (outcome.state, outcome.connects, outcome.sleeps) == ("needs_relink", 4, 3)
+    assert run.messages == ["still here"]
+
+
 def test_the_transport_refuses_what_it_cannot_supervise() -> None:
     async def body() -> list[str]:
         errors = []

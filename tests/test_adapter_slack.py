@@ -177,6 +177,39 @@ def test_pongs_keep_the_watchdog_quiet_and_a_stop_closes_normally() -> None:
     assert run.server.closes == [1000]
 
 
+def test_junk_frames_reach_no_handler_and_end_nothing_and_odd_disconnects_are_classified(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    junk = (
+        "not json",
+        "[1, 2]",
+        '{"type": 5}',
+        '{"type": "hello", "x": "disconnect"}',
+        "{" * 100_000,
+        "[" * 100_000 + '"hello"',  # deeper than the JSON parser goes
+    )
+    run = supervise(
+        [
+            SocketSession(
+                frames=junk, events=(said("one"),), disconnect="a reason we never heard of"
+            ),
+            SocketSession(frames=('{"type": "disconnect", "reason": ["no"]}',)),
+            SocketSession(error="invalid_auth"),
+        ]
+    )
+    outcome = run.outcome
+    assert [(r.trigger, r.verdict) for r in ends(outcome)] == [
+        ("closed", "retry"),
+        ("closed", "retry"),
+        ("connect_failed", "relink"),
+    ]
+    assert (outcome.state, outcome.connects, outcome.sleeps) == ("needs_relink", 3, 2)
+    assert run.texts == ["one"]
+    # The adapter reads each frame inside slack_sdk's reader, which must get
+    # every one back: nothing may raise there (slack_sdk would log and pause).
+    assert not [r for r in caplog.records if "Failed to receive" in r.getMessage()]
+
+
 def test_the_transport_refuses_what_it_cannot_supervise() -> None:
     with pytest.raises(ArgumentError, match=r"needs a slack_sdk\.socket_mode\.aiohttp"):
         SlackSocketModeTransport(object())  # type: ignore[arg-type]

@@ -104,7 +104,7 @@ class _GatewaySocket(DiscordWebSocket):
             return
         try:
             payload = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if isinstance(payload, dict) and payload.get("op") in _CONTROL_OPS:
             self.control = {"op": payload["op"], "d": payload.get("d")}

@@ -66,6 +66,8 @@ class GatewaySession:
             after IDENTIFY, as Discord does with 4004 and 4010-4014.
         silent: Stop answering heartbeats once the session is set up: a
             zombie connection, which only a watchdog notices.
+        frames: Text frames sent as they are after READY, before the
+            messages: junk, for testing what a hostile gateway does.
 
     """
 
@@ -73,6 +75,7 @@ class GatewaySession:
     end: Ending | int = "stay"
     ready: bool = True
     silent: bool = False
+    frames: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         end = self.end
@@ -250,6 +253,8 @@ class LoopbackDiscord(LoopbackServer):
                 )
             else:
                 await self._dispatch(socket, "RESUMED", {})
+            for frame in session.frames:
+                await socket.send_str(frame)
             for text in session.messages:
                 await self._dispatch(socket, "MESSAGE_CREATE", _message(self._seq + 1, text))
         end = session.end

@@ -216,7 +216,9 @@ def _control(message: WSMessage) -> dict[str, object] | None:
         return None
     try:
         frame = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Not JSON, or nested past the parser's depth: no frame of ours. This
+        # runs inside the client's reader, which must get the frame back.
         return None
     return frame if isinstance(frame, dict) else None
 

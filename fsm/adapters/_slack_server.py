@@ -50,6 +50,8 @@ class SocketSession:
         close: After the events, close with this code.
         drop: After the events, drop the TCP connection (no close frame).
         retry_after: The ``Retry-After`` header sent with ``ratelimited``.
+        frames: Text frames sent as they are after ``hello``, before the
+            events: junk, for testing what a hostile peer does.
 
     """
 
@@ -59,6 +61,7 @@ class SocketSession:
     close: int | None = None
     drop: bool = False
     retry_after: int = DEFAULT_RETRY_AFTER
+    frames: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         endings = [self.disconnect is not None, self.close is not None, self.drop]
@@ -172,6 +175,8 @@ class LoopbackSlack(LoopbackServer):
                 "connection_info": {"app_id": "A0LOOPBACK"},
             },
         )
+        for frame in session.frames:
+            await socket.send_str(frame)
         sent: set[str] = set()
         for event in session.events:
             self._envelopes += 1
