@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 from linkstate import Jitter, ReconnectPolicy, TransitionRecord, Verdict
-from linkstate.runtime import Outcome
+from linkstate.runtime import Outcome, Supervisor
 
 T = TypeVar("T")
 
@@ -43,6 +43,16 @@ def run_asyncio(body: Callable[[], Awaitable[T]]) -> T:
         return result
 
     return asyncio.run(checked())
+
+
+async def run_until(supervisor: Supervisor, done: Callable[[], bool]) -> Outcome:
+    """Run ``supervisor``, and abort it (an operator's stop) once ``done()`` holds."""
+    async with asyncio.TaskGroup() as tasks:
+        running = tasks.create_task(supervisor.run())
+        while not done():
+            await asyncio.sleep(0.01)
+        supervisor.abort()
+    return running.result()
 
 
 def backoffs(outcome: Outcome) -> list[tuple[str | None, float]]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import discord
 import pytest
-from adapter_runs import POLICY, backoffs, delay_after, ends, run_asyncio
+from adapter_runs import POLICY, backoffs, delay_after, ends, run_asyncio, run_until
 
 from linkstate import ArgumentError, Verdict, load_channel
 from linkstate.adapters.discord import DiscordTransport, GatewaySession, LoopbackDiscord
@@ -59,7 +59,7 @@ def supervise(
     token: str | None = None,
     watchdog: float | None = None,
     heartbeat_interval: int = 41_250,
-    stop_when: str | None = None,
+    stop_after_heartbeats: int | None = None,
 ) -> Run:
     """Run a supervisor over discord.py against the scripted loopback gateway."""
 
@@ -73,26 +73,17 @@ def supervise(
                 supervisor = Supervisor(
                     DISCORD, transport, link_id="bot", policy=POLICY, watchdog=watchdog
                 )
-                if stop_when is None:
+                if stop_after_heartbeats is None:
                     outcome = await supervisor.run()
                 else:
-                    outcome = await _run_until(supervisor, server, stop_when)
+                    beats = stop_after_heartbeats
+                    outcome = await run_until(supervisor, lambda: server.heartbeats >= beats)
                 for task in asyncio.all_tasks():
                     if task.get_name() == "discord.py: on_message":
                         task.cancel()
             return Run(outcome, server, messages, len(counts))
 
     return run_asyncio(body)
-
-
-async def _run_until(supervisor: Supervisor, server: LoopbackDiscord, what: str) -> Outcome:
-    """Run, and abort (an operator's stop) once the server saw ``what``."""
-    async with asyncio.TaskGroup() as tasks:
-        running = tasks.create_task(supervisor.run())
-        while not (what == "10 heartbeats" and server.heartbeats >= 10):
-            await asyncio.sleep(0.01)
-        supervisor.abort()
-    return running.result()
 
 
 def test_a_4004_after_identify_stops_in_needs_relink_with_zero_reconnects() -> None:
@@ -174,7 +165,7 @@ def test_heartbeat_acks_keep_the_watchdog_quiet_and_a_stop_closes_with_1000() ->
         [GatewaySession(messages=("hi",))],
         watchdog=0.1,
         heartbeat_interval=20,
-        stop_when="10 heartbeats",
+        stop_after_heartbeats=10,
     )
     outcome = run.outcome
     assert (outcome.state, outcome.stop_reason, outcome.connects, outcome.opens) == (

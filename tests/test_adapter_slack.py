@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import anyio
 import pytest
-from adapter_runs import POLICY, backoffs, delay_after, ends, run_asyncio
+from adapter_runs import POLICY, backoffs, delay_after, ends, run_asyncio, run_until
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
@@ -84,23 +84,14 @@ def supervise(
                 if stop_after_pings is None:
                     outcome = await supervisor.run()
                 else:
-                    outcome = await _run_until_pings(supervisor, server, stop_after_pings)
+                    pings = stop_after_pings
+                    outcome = await run_until(supervisor, lambda: server.pings >= pings)
             finally:
                 release.set()
                 await client.close()  # type: ignore[no-untyped-call]
         return Run(outcome, server, texts)
 
     return run_asyncio(body)
-
-
-async def _run_until_pings(supervisor: Supervisor, server: LoopbackSlack, pings: int) -> Outcome:
-    """Run, and abort (an operator's stop) once the server answered ``pings`` pings."""
-    async with asyncio.TaskGroup() as tasks:
-        running = tasks.create_task(supervisor.run())
-        while server.pings < pings:
-            await asyncio.sleep(0.01)
-        supervisor.abort()
-    return running.result()
 
 
 def test_invalid_auth_stops_in_needs_relink_with_zero_reconnects() -> None:

@@ -18,8 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Final, Literal, Self
+from typing import Final, Literal
 
 import discord.gateway
 import discord.http
@@ -141,23 +140,19 @@ class LoopbackDiscord(LoopbackServer):
         """``ws://127.0.0.1:PORT/``, the gateway discord.py connects to while this runs."""
         return f"ws://127.0.0.1:{self.port}/"
 
-    async def __aenter__(self) -> Self:
-        await self.start()
+    async def start(self) -> None:
+        """Listen on 127.0.0.1, and point discord.py's HTTP base and gateway here."""
+        await super().start()
         self._saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
         discord.http.Route.BASE = f"{self.base_url}/api/v10"
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
-        return self
 
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
+        """Give discord.py its own HTTP base and gateway back, then stop."""
         if self._saved is not None:
             discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = self._saved
             self._saved = None
-        await self.stop()
+        await super().stop()
 
     # -- HTTP ------------------------------------------------------------------------
 
