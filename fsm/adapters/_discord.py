@@ -58,8 +58,9 @@ __all__ = ["DiscordTransport"]
 # the server's close reply; the supervisor's own close timeout is the same.
 _CLOSE_TIMEOUT: Final = 5.0
 
-# Opcode 7 and opcode 9 payloads are a few dozen bytes; only frames this short
-# are parsed a second time to see which control opcode ended a session.
+# Opcode 7 and opcode 9 payloads are a few dozen bytes; only frames this short,
+# with a 7 or a 9 in them, are parsed a second time to see which control
+# opcode ended a session (a heartbeat ACK, {"op": 11}, is not).
 _CONTROL_FRAME_MAX: Final = 256
 _CONTROL_OPS: Final = frozenset({7, 9})
 
@@ -100,7 +101,9 @@ class _GatewaySocket(DiscordWebSocket):
 
     def _note(self, data: object) -> None:
         """Keep the payload of an opcode 7 or 9: discord.py raises the same exception for both."""
-        if not isinstance(data, str | bytes) or len(data) > _CONTROL_FRAME_MAX:
+        if not isinstance(data, str) or len(data) > _CONTROL_FRAME_MAX:
+            return
+        if "7" not in data and "9" not in data:
             return
         try:
             payload = json.loads(data)

@@ -53,7 +53,8 @@ ABNORMAL_CLOSURE: Final = 1006
 # Only frames that may be a hello or a disconnect are parsed a second time
 # (the client parses every frame for its listeners anyway): the substring test
 # is cheap, and a message that merely mentions "hello" is parsed and let go.
-_MARKERS: Final = ('"hello"', '"disconnect"')
+_HELLO: Final = '"hello"'
+_DISCONNECT: Final = '"disconnect"'
 
 
 class SlackSocketModeTransport:
@@ -212,7 +213,7 @@ def _control(message: WSMessage) -> dict[str, object] | None:
     data = message.data
     if message.type is not WSMsgType.TEXT or not isinstance(data, str):
         return None
-    if not any(marker in data for marker in _MARKERS):
+    if _HELLO not in data and _DISCONNECT not in data:
         return None
     try:
         frame = json.loads(data)
