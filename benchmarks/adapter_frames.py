@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from types import SimpleNamespace
 from typing import Any, Final, cast
 
@@ -120,9 +121,8 @@ async def measure(size: int) -> list[tuple[str, str, float, float]]:
         ("slack_sdk", SLACK_FRAMES, slack_look, json.loads),
     ):
         for name, data in frames:
-            work = look(connection, data)
-            ours = best_of(5, lambda: per_frame(size, work))
-            baseline = best_of(5, lambda: per_frame(size, lambda: decode(data)))  # noqa: B023
+            ours = best_of(5, partial(per_frame, size, look(connection, data)))
+            baseline = best_of(5, partial(per_frame, size, partial(decode, data)))
             rows.append((library, name, ours, baseline))
     return rows
 
