@@ -9,6 +9,7 @@ task may outlive the body.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
@@ -62,6 +63,23 @@ def backoffs(outcome: Outcome) -> list[tuple[str | None, float]]:
         for r in outcome.records
         if r.dst == "reconnecting" and r.delay is not None
     ]
+
+
+def waits(outcome: Outcome) -> list[tuple[float, float]]:
+    """(delay scheduled, time that really passed) from each close to its reconnect."""
+    found = []
+    records = outcome.records
+    for close, after in itertools.pairwise(records):
+        if close.dst == "reconnecting" and close.delay is not None:
+            assert after.trigger == "backoff_elapsed", after
+            found.append((close.delay, after.t - close.t))
+    return found
+
+
+def reconnected_after_each_delay(outcome: Outcome) -> bool:
+    """Whether every reconnect came at least its scheduled delay after its close."""
+    # The loop's timers fire up to its clock's resolution early (a nanosecond on Linux).
+    return all(passed >= delay - 1e-6 for delay, passed in waits(outcome))
 
 
 def ends(outcome: Outcome) -> list[TransitionRecord]:

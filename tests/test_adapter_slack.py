@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 
 import anyio
 import pytest
-from adapter_runs import POLICY, backoffs, delay_after, ends, run_asyncio, run_until
+from adapter_runs import (
+    POLICY,
+    backoffs,
+    delay_after,
+    ends,
+    reconnected_after_each_delay,
+    run_asyncio,
+    run_until,
+)
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
@@ -127,7 +135,7 @@ def test_transient_closes_reconnect_after_the_policy_delay_and_events_keep_flowi
     ]
     assert [r.status for r in ends(outcome)][1:3] == [1006, 4000]
     assert outcome.sleeps == 3
-    assert outcome.slept >= sum(delay for _, delay in backoffs(outcome)) - 0.01
+    assert reconnected_after_each_delay(outcome)
     assert (outcome.state, outcome.connects, outcome.opens) == ("needs_relink", 4, 3)
     # One apps.connections.open per connect: the disconnect frame made
     # slack_sdk reconnect by itself before the adapter replaced that path.
@@ -136,6 +144,18 @@ def test_transient_closes_reconnect_after_the_policy_delay_and_events_keep_flowi
     # each reconnect; its raise and its blocked call ended no connection.
     assert run.texts == ["boom", "one", "slow", "two", "three"]
     assert sorted(run.server.acks) == ["e1", "e2", "e3", "e4", "e5"]
+
+
+def test_a_rate_limited_open_waits_at_least_its_retry_after() -> None:
+    run = supervise(
+        [SocketSession(error="ratelimited", retry_after=1), SocketSession(error="invalid_auth")]
+    )
+    outcome = run.outcome
+    # slack_sdk's own issue_new_wss_url would sleep Retry-After itself and ask
+    # again; here the 429 is the attempt's close, and Retry-After the delay's floor.
+    assert backoffs(outcome) == [("ratelimited", 1.0)]
+    assert reconnected_after_each_delay(outcome)
+    assert (outcome.state, outcome.connects, run.server.opens) == ("needs_relink", 2, 2)
 
 
 def test_link_disabled_fails_at_once_with_the_settings_fix() -> None:
