@@ -9,11 +9,17 @@ once, with the library's native close info; the supervisor waits on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 import anyio
 
-__all__ = ["AdapterConnection"]
+__all__ = ["CLOSE_TIMEOUT", "AdapterConnection", "close_quietly"]
+
+CLOSE_TIMEOUT: Final = 5.0
+"""Seconds closing our side may take before we give up on the peer's reply (the
+supervisor's default close timeout too)."""
 
 
 class AdapterConnection:
@@ -75,3 +81,17 @@ def _clock() -> Callable[[], float]:
         return asyncio.get_running_loop().time
     except RuntimeError:  # not on asyncio (trio): ask anyio each time
         return anyio.current_time
+
+
+async def close_quietly(close: Callable[[], Awaitable[object]]) -> None:
+    """Await ``close()`` even inside a cancelled scope, for at most CLOSE_TIMEOUT; best effort.
+
+    Used where a connection is abandoned half way (a connect timeout, an
+    abort): a socket that cannot even close is as closed as it will get.
+    """
+    with (
+        anyio.CancelScope(shield=True),
+        anyio.move_on_after(CLOSE_TIMEOUT),
+        contextlib.suppress(Exception),
+    ):
+        await close()

@@ -38,6 +38,7 @@ import json
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import aiohttp
@@ -49,14 +50,10 @@ from discord.gateway import DiscordWebSocket, ReconnectWebSocket
 
 from linkstate._errors import ArgumentError
 from linkstate._events import CloseEvent, Initiator
-from linkstate.adapters._connection import AdapterConnection
+from linkstate.adapters._connection import AdapterConnection, close_quietly
 from linkstate.runtime import ConnectFailed
 
 __all__ = ["DiscordTransport"]
-
-# How long closing our side of a gateway socket may take before we give up on
-# the server's close reply; the supervisor's own close timeout is the same.
-_CLOSE_TIMEOUT: Final = 5.0
 
 # Opcode 7 and opcode 9 payloads are a few dozen bytes; only frames this short,
 # with a 7 or a 9 in them, are parsed a second time to see which control
@@ -209,7 +206,7 @@ class DiscordTransport:
             self._identified = True
             if created and not connected:
                 # Cut short (a timeout, an abort, an error): close what it opened.
-                await _close_quietly(created[-1], 4000)
+                await close_quietly(partial(created[-1].close, code=4000))
         client.ws = ws
         opened, settled = anyio.Event(), anyio.Event()
         connection = AdapterConnection(lambda: self._close(ws, tasks))
@@ -221,7 +218,7 @@ class DiscordTransport:
         except BaseException:
             # The connect timed out (or was cancelled) before READY: close
             # without ending the session, which the next attempt may resume.
-            await _close_quietly(ws, 4000)
+            await close_quietly(partial(ws.close, code=4000))
             raise
         if not opened.is_set():
             # It ended before READY (4004 and 4010-4014 come right after IDENTIFY).
@@ -255,8 +252,7 @@ class DiscordTransport:
             self.client.dispatch("disconnect")
             # Cancelled by an abort, this task may close the socket before the
             # supervisor does: with the same code, then.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
-                await self._close(ws, tasks)
+            await close_quietly(partial(self._close, ws, tasks))
 
     async def _close(self, ws: _GatewaySocket, tasks: TaskGroup) -> None:
         """Close our side: 1000 (session over) on an operator stop, else 4000 (resumable).
@@ -318,17 +314,6 @@ def _resume_from(ws: _GatewaySocket) -> _Resume | None:
     if ws.session_id is None:
         return None
     return _Resume(session=ws.session_id, sequence=ws.sequence, gateway=ws.gateway)
-
-
-async def _close_quietly(ws: _GatewaySocket, code: int) -> None:
-    """Close a gateway socket (and stop its keep-alive thread), under a shield, best effort."""
-    # A socket that cannot even close is as closed as it will get.
-    with (
-        anyio.CancelScope(shield=True),
-        anyio.move_on_after(_CLOSE_TIMEOUT),
-        contextlib.suppress(Exception),
-    ):
-        await ws.close(code=code)
 
 
 def _drop_login_session(client: discord.Client) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import partial
 from typing import Final
 
 import aiohttp
@@ -40,7 +41,7 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 
 from linkstate._errors import ArgumentError
 from linkstate._events import CloseEvent, Initiator, Phase
-from linkstate.adapters._connection import AdapterConnection
+from linkstate.adapters._connection import AdapterConnection, close_quietly
 from linkstate.runtime import ConnectFailed
 
 __all__ = ["SlackSocketModeTransport"]
@@ -147,7 +148,8 @@ class SlackSocketModeTransport:
             tasks.start_soon(client.receive_messages)
             await settled.wait()
         except BaseException:
-            await _close(session)
+            # Cut short (a connect timeout, an abort): close what it opened.
+            await close_quietly(partial(_close, session))
             raise
         if not hello.is_set():
             # It ended before hello: a failed connect, whatever ended it.
