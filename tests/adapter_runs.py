@@ -14,8 +14,8 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-from linkstate import Jitter, ReconnectPolicy, TransitionRecord, Verdict
-from linkstate.runtime import Outcome, Supervisor
+from linkstate import Channel, Jitter, ReconnectPolicy, TransitionRecord, Verdict
+from linkstate.runtime import Outcome, Supervisor, Transport
 
 T = TypeVar("T")
 
@@ -46,11 +46,21 @@ def run_asyncio(body: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(checked())
 
 
-async def run_until(supervisor: Supervisor, done: Callable[[], bool]) -> Outcome:
-    """Run ``supervisor``, and abort it (an operator's stop) once ``done()`` holds."""
+async def supervised(
+    channel: Channel,
+    transport: Transport,
+    link_id: str,
+    *,
+    watchdog: float | None,
+    until: Callable[[], bool] | None = None,
+) -> Outcome:
+    """Supervise with POLICY to a terminal state, or abort (an operator's stop) at ``until()``."""
+    supervisor = Supervisor(channel, transport, link_id=link_id, policy=POLICY, watchdog=watchdog)
+    if until is None:
+        return await supervisor.run()
     async with asyncio.TaskGroup() as tasks:
         running = tasks.create_task(supervisor.run())
-        while not done():
+        while not until():
             await asyncio.sleep(0.01)
         supervisor.abort()
     return running.result()

@@ -16,18 +16,17 @@ from dataclasses import dataclass, field
 import discord
 import pytest
 from adapter_runs import (
-    POLICY,
     backoffs,
     delay_after,
     ends,
     reconnected_after_each_delay,
     run_asyncio,
-    run_until,
+    supervised,
 )
 
 from linkstate import ArgumentError, Verdict, load_channel
 from linkstate.adapters.discord import DiscordTransport, GatewaySession, LoopbackDiscord
-from linkstate.runtime import Outcome, Supervisor
+from linkstate.runtime import Outcome
 
 DISCORD = load_channel("discord")
 
@@ -77,15 +76,14 @@ def supervise(
         async with LoopbackDiscord(sessions, heartbeat_interval=heartbeat_interval) as server:
             client = make_client(messages, counts)
             async with client:
-                transport = DiscordTransport(client, token or server.token)
-                supervisor = Supervisor(
-                    DISCORD, transport, link_id="bot", policy=POLICY, watchdog=watchdog
+                beats = stop_after_heartbeats
+                outcome = await supervised(
+                    DISCORD,
+                    DiscordTransport(client, token or server.token),
+                    "bot",
+                    watchdog=watchdog,
+                    until=None if beats is None else lambda: server.heartbeats >= beats,
                 )
-                if stop_after_heartbeats is None:
-                    outcome = await supervisor.run()
-                else:
-                    beats = stop_after_heartbeats
-                    outcome = await run_until(supervisor, lambda: server.heartbeats >= beats)
                 for task in asyncio.all_tasks():
                     if task.get_name() == "discord.py: on_message":
                         task.cancel()

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 import anyio
 import pytest
 from adapter_runs import (
-    POLICY,
     backoffs,
     delay_after,
     ends,
     reconnected_after_each_delay,
     run_asyncio,
-    run_until,
+    supervised,
 )
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
@@ -32,7 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from linkstate import ArgumentError, Verdict, load_channel
 from linkstate.adapters.slack import LoopbackSlack, SlackSocketModeTransport, SocketSession
-from linkstate.runtime import Outcome, Supervisor
+from linkstate.runtime import Outcome
 
 SLACK = load_channel("slack")
 
@@ -85,15 +84,14 @@ def supervise(
 
             client.socket_mode_request_listeners.append(listener)
             try:
-                transport = SlackSocketModeTransport(client)
-                supervisor = Supervisor(
-                    SLACK, transport, link_id="app", policy=POLICY, watchdog=watchdog
+                pings = stop_after_pings
+                outcome = await supervised(
+                    SLACK,
+                    SlackSocketModeTransport(client),
+                    "app",
+                    watchdog=watchdog,
+                    until=None if pings is None else lambda: server.pings >= pings,
                 )
-                if stop_after_pings is None:
-                    outcome = await supervisor.run()
-                else:
-                    pings = stop_after_pings
-                    outcome = await run_until(supervisor, lambda: server.pings >= pings)
             finally:
                 release.set()
                 await client.close()  # type: ignore[no-untyped-call]
