@@ -10,6 +10,7 @@ reconnect of its own) and what the handler received.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -41,9 +42,23 @@ class Run:
     disconnects: int = 0
 
 
-def make_client(run_messages: list[str], counts: list[int]) -> discord.Client:
-    """The user's client: a handler that records, raises on "boom" and blocks on "slow"."""
-    client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.01)
+def make_client(
+    run_messages: list[str], counts: list[int], raw: list[str] | None
+) -> discord.Client:
+    """The user's client: a handler that records, raises on "boom" and blocks on "slow".
+
+    With ``raw``, debug events are on and every raw frame is recorded there too.
+    """
+    client = discord.Client(
+        intents=discord.Intents.default(),
+        guild_ready_timeout=0.01,
+        enable_debug_events=raw is not None,
+    )
+    if raw is not None:
+
+        @client.event
+        async def on_socket_raw_receive(frame: str) -> None:
+            raw.append(frame)
 
     @client.event
     async def on_message(message: discord.Message) -> None:
@@ -67,6 +82,7 @@ def supervise(
     watchdog: float | None = None,
     heartbeat_interval: int = 41_250,
     stop_after_heartbeats: int | None = None,
+    raw: list[str] | None = None,
 ) -> Run:
     """Run a supervisor over discord.py against the scripted loopback gateway."""
 
@@ -74,7 +90,7 @@ def supervise(
         messages: list[str] = []
         counts: list[int] = []
         async with LoopbackDiscord(sessions, heartbeat_interval=heartbeat_interval) as server:
-            client = make_client(messages, counts)
+            client = make_client(messages, counts, raw)
             async with client:
                 beats = stop_after_heartbeats
                 outcome = await supervised(
@@ -162,6 +178,20 @@ def test_transient_closes_reconnect_after_the_policy_delay_and_resume() -> None:
     # and its never-ending call ended no connection.
     assert run.messages == ["boom", "one", "slow", "two", "three", "four"]
     assert run.disconnects == 5
+
+
+def test_the_users_debug_events_keep_working_and_opcodes_are_still_told_apart() -> None:
+    raw: list[str] = []
+    run = supervise(
+        [GatewaySession(messages=("one",), end="reconnect"), GatewaySession.refuse(4004)],
+        raw=raw,
+    )
+    assert [r.rule for r in ends(run.outcome)] == ["op7 Reconnect", "4004 authenticationFailed"]
+    assert run.messages == ["one"]
+    # Every frame still reached the user's on_socket_raw_receive: HELLO, ACKs,
+    # READY, the message and opcode 7, on both connections.
+    ops = [json.loads(frame)["op"] for frame in raw]
+    assert ops.count(10) == 2 and ops.count(7) == 1 and 11 in ops
 
 
 def test_heartbeat_acks_keep_the_watchdog_quiet_and_a_stop_closes_with_1000() -> None:
