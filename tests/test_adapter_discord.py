@@ -10,7 +10,9 @@ reconnect of its own) and what the handler received.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -83,13 +85,16 @@ def supervise(
     heartbeat_interval: int = 41_250,
     stop_after_heartbeats: int | None = None,
     raw: list[str] | None = None,
+    login_drops: int = 0,
 ) -> Run:
     """Run a supervisor over discord.py against the scripted loopback gateway."""
 
     async def body() -> Run:
         messages: list[str] = []
         counts: list[int] = []
-        async with LoopbackDiscord(sessions, heartbeat_interval=heartbeat_interval) as server:
+        async with LoopbackDiscord(
+            sessions, heartbeat_interval=heartbeat_interval, login_drops=login_drops
+        ) as server:
             client = make_client(messages, counts, raw)
             async with client:
                 beats = stop_after_heartbeats
@@ -135,6 +140,23 @@ def test_a_refused_login_is_needs_relink_before_any_gateway_connection() -> None
     )
     assert outcome.message is not None and "bot token is wrong" in outcome.message
     assert (run.server.logins, run.server.connections) == (1, 0)
+
+
+def test_a_login_cut_off_by_an_outage_is_retried_without_leaking_its_http_session() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        # Two: aiohttp retries a GET once by itself when its connection drops.
+        run = supervise([GatewaySession.refuse(4004)], login_drops=2)
+        gc.collect()
+    outcome = run.outcome
+    assert [(r.trigger, r.verdict) for r in ends(outcome)] == [
+        ("connect_failed", "retry"),
+        ("connect_failed", "relink"),
+    ]
+    assert (run.server.logins, run.server.connections, outcome.state) == (3, 1, "needs_relink")
+    # discord.py makes a new HTTP session on each login; the adapter lets go
+    # of the one a failed login left without closing the connector they share.
+    assert not [w for w in caught if "Unclosed client session" in str(w.message)]
 
 
 def test_disallowed_intents_4014_fail_at_once_with_the_portal_fix() -> None:

@@ -100,6 +100,9 @@ class LoopbackDiscord(LoopbackServer):
             out, a session stays open.
         token: The bot token the stand-in accepts, at login and in IDENTIFY.
         heartbeat_interval: Milliseconds, sent in HELLO.
+        login_drops: The first this many login requests lose their connection
+            without an answer (an outage of Discord's API). aiohttp sends a
+            GET again once when its connection drops, so 2 fail one login.
 
     Attributes:
         connections: Gateway connections opened so far.
@@ -118,9 +121,11 @@ class LoopbackDiscord(LoopbackServer):
         *,
         token: str = "loopback-token",
         heartbeat_interval: int = DEFAULT_HEARTBEAT_MS,
+        login_drops: int = 0,
     ) -> None:
         super().__init__()
         self.token = token
+        self.login_drops = login_drops
         self.heartbeat_interval = heartbeat_interval
         self._script = list(sessions)
         self._seq = 0
@@ -161,6 +166,8 @@ class LoopbackDiscord(LoopbackServer):
 
     async def _me(self, request: web.Request) -> web.Response:
         self.logins += 1
+        if self.logins <= self.login_drops and request.transport is not None:
+            request.transport.close()
         if not self._authorised(request):
             return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
         return json_response(_USER)
