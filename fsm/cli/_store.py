@@ -30,6 +30,7 @@ __all__ = [
     "open_store",
     "operate",
     "store_errors",
+    "stored_channel",
     "timestamp",
 ]
 
@@ -99,7 +100,7 @@ def operate(args: argparse.Namespace, *, only: frozenset[State] | None) -> Trans
     with store_errors(), open_store(args.db) as store:
         row = require_link(store, args.link)
         record = operator_reset(
-            store, args.link, _stored_channel(row.channel), note=args.note, only=only
+            store, args.link, stored_channel(row.channel), note=args.note, only=only
         )
     print(
         f"{record.link}: {record.src} -> {record.dst} ({args.note}); the link connects again "
@@ -108,7 +109,7 @@ def operate(args: argparse.Namespace, *, only: frozenset[State] | None) -> Trans
     return record
 
 
-def _stored_channel(name: str) -> Channel:
+def stored_channel(name: str) -> Channel:
     """The channel a stored link was run with; ``linkstate demo``'s own is not registered."""
     from linkstate.cli import demo  # here: the demo imports trio, the operator commands need not
 
