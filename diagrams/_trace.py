@@ -19,10 +19,9 @@ taken too. An absorbed trigger changes nothing, so it has no arrow to number.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Final
-
-from dataclasses import replace
 
 from linkstate._channel import Channel
 from linkstate._lifecycle import LIFECYCLE, Definition, State
@@ -151,10 +150,11 @@ def live_picture(
     for index, arrow in enumerate(base.arrows):
         if index in numbers:
             label = Line(f"{_numbers(numbers[index])}.")
-            arrow = replace(arrow, lines=(label, *arrow.lines), taken=True)
+            arrows.append(replace(arrow, lines=(label, *arrow.lines), taken=True))
         elif (arrow.src, arrow.dst) in into and arrow.kind is ArrowKind.into_choice:
-            arrow = replace(arrow, taken=True)
-        arrows.append(arrow)
+            arrows.append(replace(arrow, taken=True))
+        else:
+            arrows.append(arrow)
     nodes = tuple(
         replace(node, detail=_now(node.detail), emphasis=True) if node.id == state else node
         for node in base.nodes

@@ -223,10 +223,15 @@ async def test_one_fleet_observer_sees_every_link_and_every_restart(
 
     # The first write of the crashing link fails once: its supervisor is rebuilt,
     # and the new one must report to the same observers.
-    with FailingStore(
-        tmp_path / "x.db",
-        lambda entries: any(e[0].link == "c" for e in entries) and store.refused == 0,
-    ) as store:
+    refusals: list[int] = []
+
+    def refuse_once(entries: Sequence[Entry]) -> bool:
+        if refusals or not any(record.link == "c" for record, _ in entries):
+            return False
+        refusals.append(1)
+        return True
+
+    with FailingStore(tmp_path / "x.db", refuse_once) as store:
         async with open_journal(store) as journal, open_fleet(journal=journal) as fleet:
             fleet.subscribe(broken)  # logged and ignored: the other observers still run
             unsubscribe = fleet.subscribe(lambda r: seen.append((r.link, r.trigger, r.dst)))

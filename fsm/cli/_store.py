@@ -51,7 +51,12 @@ def add_db_option(parser: argparse.ArgumentParser, *, required: bool = False) ->
 
 @contextmanager
 def store_errors() -> Iterator[None]:
-    """Turn a :class:`StoreError` (alone, or the one error of trio's groups) into a CommandError."""
+    """Turn a :class:`StoreError` (alone, or the one error of trio's groups) into a CommandError.
+
+    A :class:`CommandError` that is the one error of a group (a usage problem
+    found inside the event loop, such as a busy port) is raised bare, so that
+    it is still one line.
+    """
     try:
         yield
     except StoreError as exc:
@@ -62,6 +67,8 @@ def store_errors() -> Iterator[None]:
             leaf = leaf.exceptions[0]
         if isinstance(leaf, StoreError):
             raise CommandError(str(leaf)) from leaf
+        if isinstance(leaf, CommandError):
+            raise leaf from None
         raise
 
 

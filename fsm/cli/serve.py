@@ -37,7 +37,7 @@ from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._verdicts import OperatorCommands
 from linkstate.cli._supervise import configure_logging
-from linkstate.cli.common import CommandError, ExitStatus, channel_or_exit
+from linkstate.cli.common import CommandError, ExitStatus
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -196,6 +196,7 @@ def _prepare(args: argparse.Namespace) -> tuple[str | None, list[tuple[Endpoint,
             f"linkstate serve needs {exc.name}, which is not installed; "
             "pip install 'linkstate[serve]'"
         ) from exc
+    from linkstate.cli._store import stored_channel
     from linkstate.cli.watch import transport_from_args
 
     host, port = args.listen
@@ -212,7 +213,7 @@ def _prepare(args: argparse.Namespace) -> tuple[str | None, list[tuple[Endpoint,
         if endpoint.link in seen:
             raise CommandError(f"--link {endpoint.link}=... is given twice; give each link id once")
         seen.add(endpoint.link)
-        channel = channel_or_exit(endpoint.channel)
+        channel = stored_channel(endpoint.channel)  # `demo` too, for the demo's database
         links.append((endpoint, channel, transport_from_args(channel, endpoint.url)))
     return token, links
 
@@ -293,9 +294,13 @@ class _Service:
 
         try:
             binds: list[str] = await nursery.start(serve_http)
-        except OSError as exc:
+        except (OSError, BaseExceptionGroup) as exc:
+            # hypercorn binds inside its own nurseries: the OSError comes wrapped.
+            refused = _os_error(exc)
+            if refused is None:
+                raise
             raise CommandError(
-                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}; "
+                f"cannot listen on {self.host}:{self.port}: {refused.strerror or refused}; "
                 "choose another --listen HOST:PORT"
             ) from exc
         await board.refresh()
@@ -312,7 +317,9 @@ class _Service:
         with trio.move_on_after(config.graceful_timeout + 1.0):
             await served.wait()
         await board.refresh()
-        print(f"linkstate serve: stopped; {status_line(board.counts())}", flush=True)
+        final = f"stopped; {status_line(board.counts())}"
+        self.notifier.status(final)
+        print(f"linkstate serve: {final}", flush=True)
 
     def _config(self) -> Any:
         from hypercorn.config import Config
@@ -373,6 +380,15 @@ class _Service:
             if row is not None and row.state == State.idle:
                 _log.info("link %s: brought back by an operator; starting it", endpoint.link)
                 board.fleet.start(endpoint.link, channel, transport)
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """``exc`` if it is an OSError, else the first OSError in its groups, else None."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        return next((e for e in map(_os_error, exc.exceptions) if e is not None), None)
+    return None
 
 
 def _channel_named(name: str) -> Channel | None:

@@ -82,6 +82,7 @@ METRICS: Final = (
         "Backoff delays scheduled on entering reconnecting, in seconds.",
     ),
 )
+"""Every metric :class:`FleetMetrics` exports, in the order it exports them."""
 
 BACKOFF_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 """Upper bounds of the delay histogram: from a ``retry_now`` jitter to the longest caps."""
