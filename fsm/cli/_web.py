@@ -249,7 +249,7 @@ class Board:
             stop_reason=row.stop_reason if row is not None and same else None,
             message=message,
             command=operator_command(state, link_id, self.db),
-            owner=getattr(row, "owner", None),
+            owner=None if row is None else row.owner,
             supervised=status is not None,
             running=status is not None and status.running,
             restarts=0 if status is None else status.restarts,
