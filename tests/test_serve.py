@@ -138,7 +138,9 @@ async def test_serve_supervises_serves_and_stops_cleanly_on_sigterm(tmp_path: Pa
     assert served.process.returncode == 0, lines.seen
     assert any("link calm: open --abort--> stopped" in line for line in rest)
     with SQLiteStore(db) as store:
-        stored = {row.link_id: row.state for row in store.links()}
+        rows = store.links()
+    stored = {row.link_id: row.state for row in rows}
+    assert [row.owner for row in rows] == [None, None, None]  # every claim released
     # Every live link is stopped; the verdicts that wait for a person are kept.
     assert stored == {"acct1": "needs_relink", "calm": "stopped", "old": "failed"}
     ready = next(message for message in told if "READY=1" in message)

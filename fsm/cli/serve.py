@@ -28,7 +28,6 @@ import ipaddress
 import logging
 import os
 import shlex
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -36,7 +35,7 @@ from typing import Any, Final
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._verdicts import OperatorCommands
-from linkstate.cli._supervise import configure_logging
+from linkstate.cli._supervise import configure_logging, stop_on_signals
 from linkstate.cli.common import CommandError, ExitStatus
 
 __all__ = [
@@ -242,7 +241,8 @@ class _Service:
         self.links = links
         self.host, self.port = args.listen
         self.notifier = Notifier()
-        self.outcome = ExitStatus.ok
+        self.cut_short = False
+        self.nursery: Any = None
 
     async def run(self) -> int:
         import trio
@@ -263,12 +263,23 @@ class _Service:
                 open_fleet(journal=journal, commands=commands) as fleet,
                 trio.open_nursery() as nursery,
             ):
+                self.nursery = nursery
                 board = Board(journal, self.args.db, fleet)
                 for endpoint, channel, transport in self.links:
                     fleet.start(endpoint.link, channel, transport)
                 await self._serve(nursery, board)
                 nursery.cancel_scope.cancel()
-        return self.outcome
+        if self.cut_short:
+            raise CommandError(
+                "a second interrupt cut the clean stop short; links still live may not be "
+                "recorded as stopped (they resume where they were on the next start)",
+                ExitStatus.interrupted,
+            )
+        return ExitStatus.ok
+
+    def _cut_short(self) -> None:
+        self.cut_short = True
+        self.nursery.cancel_scope.cancel()
 
     async def _serve(self, nursery: Any, board: Any) -> None:
         """Serve until the first signal; then stop every link, then stop serving."""
@@ -306,7 +317,7 @@ class _Service:
         await board.refresh()
         print(f"linkstate serve: {binds[0]}/ ({len(self.links)} supervised)", flush=True)
         self.notifier.ready(status_line(board.counts()))
-        nursery.start_soon(self._signals, stopping, nursery.cancel_scope)
+        await nursery.start(stop_on_signals, stopping.set, stopping.is_set, self._cut_short)
         nursery.start_soon(self._look, board, stopping)
         await stopping.wait()
         self.notifier.stopping("stopping every link")
@@ -339,18 +350,6 @@ class _Service:
 
         access = Access(self.token, loopback=is_loopback(self.host))
         return build_app(board, access, diagram_renderer(_channel_named), static=STATIC)
-
-    async def _signals(self, stopping: Any, everything: Any) -> None:
-        """The first SIGTERM or SIGINT stops cleanly; a second one cuts the stop short."""
-        import trio
-
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for _ in signals:
-                if stopping.is_set():
-                    self.outcome = ExitStatus.interrupted
-                    everything.cancel()
-                    return
-                stopping.set()
 
     async def _look(self, board: Any, stopping: Any) -> None:
         """Restart links an operator brought back; keep systemd's STATUS= line current."""
