@@ -11,7 +11,6 @@ worker thread, and asks the loop (``trio.from_thread``) to close a connection.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -44,7 +43,7 @@ if not CHROMIUM.exists():  # pragma: no cover - CI installs it (.ci/run)
 
 def _browse(base: str, conflict: Closer, db: Path, shots: Path | None) -> dict[str, Any]:
     """Everything the browser sees; runs in a worker thread."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import Dialog, sync_playwright
 
     seen: dict[str, Any] = {"dialogs": []}
     with sync_playwright() as driver, tempfile.TemporaryDirectory() as profile:
@@ -57,9 +56,12 @@ def _browse(base: str, conflict: Closer, db: Path, shots: Path | None) -> dict[s
         )
         try:
             page = browser.new_page()
-            page.on(
-                "dialog", lambda dialog: (seen["dialogs"].append(dialog.message), dialog.dismiss())
-            )
+
+            def on_dialog(dialog: Dialog) -> None:
+                seen["dialogs"].append(dialog.message)
+                dialog.dismiss()
+
+            page.on("dialog", on_dialog)
             page.goto(f"{base}/")
             healthy = page.locator('#group-healthy article[data-link="acct1"]')
             healthy.wait_for(timeout=30_000)
@@ -142,4 +144,3 @@ async def test_the_page_moves_a_440_to_needs_a_person_live_and_runs_nothing_it_s
     assert samples["linkstate_links", labels(channel="websocket", state="open")] == 1
     relinked = labels(channel="demo", trigger="closed", dst="needs_relink", verdict="relink")
     assert samples["linkstate_transitions_total", relinked] == 1
-    assert shutil.which(str(CHROMIUM))
