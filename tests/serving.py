@@ -131,13 +131,16 @@ class Served:
     base: str
 
 
-async def start_serve(args: Sequence[str], *, env: dict[str, str] | None = None) -> Served:
+async def start_serve(
+    args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Served:
     """Start ``linkstate serve ARGS -v --listen 127.0.0.1:0``; returns once it serves."""
     process = await trio.lowlevel.open_process(
         [str(SCRIPT), "serve", *args, "-v", "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
+        cwd=cwd,
     )
     assert process.stdout is not None
     lines = Lines(process.stdout)

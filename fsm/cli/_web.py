@@ -298,7 +298,7 @@ def _card(view: LinkView, now: float) -> str:
         parts.append(f"; last close {_h(close)}")
     parts.append("</p>")
     if view.reason:
-        parts.append(f'<p class="reason">peer said: <q>{_h(view.reason)}</q></p>')
+        parts.append(f'<p class="reason">close reason: <q>{_h(view.reason)}</q></p>')
     if view.message:
         parts.append(f'<p class="message">{_h(view.message)}</p>')
     if view.command:
