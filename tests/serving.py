@@ -206,3 +206,41 @@ def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 def labels(**values: str) -> tuple[tuple[str, str], ...]:
     """A sample key's labels, sorted, as :func:`metric_samples` keys them."""
     return tuple(sorted(values.items()))
+
+
+class DeafPeer:
+    """A WebSocket server on 127.0.0.1 that completes the handshake, then never reads
+    again: a close frame sent to it is never answered, so closing our side takes
+    the transport's whole close timeout."""
+
+    GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
+
+    def __init__(self) -> None:
+        self.port = 0
+
+    async def run(self, task_status: trio.TaskStatus[DeafPeer]) -> None:
+        """Serve until cancelled; reports itself once listening."""
+        import base64
+        import hashlib
+
+        async def handler(stream: trio.SocketStream) -> None:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = await stream.receive_some()
+                if not chunk:
+                    return
+                request += chunk
+            key = re.search(rb"(?im)^sec-websocket-key:\s*(\S+)", request)
+            assert key is not None
+            digest = hashlib.sha1(key.group(1) + self.GUID.encode()).digest()
+            accept = base64.b64encode(digest).decode()
+            await stream.send_all(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n".encode()
+            )
+            await trio.sleep_forever()
+
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started(self)
+        await trio.serve_listeners(handler, listeners)

@@ -13,6 +13,7 @@ import trio
 from serving import (
     SCRIPT,
     Closer,
+    DeafPeer,
     LoopbackServer,
     get,
     labels,
@@ -44,9 +45,13 @@ def _status(argv: list[str]) -> object:
         return exc.code
 
 
-async def _notifications(sock: trio.socket.SocketType, into: list[str]) -> None:
+async def _notifications(
+    sock: trio.socket.SocketType, into: list[str], stopping: trio.Event | None = None
+) -> None:
     while True:
         into.append((await sock.recv(4096)).decode())
+        if stopping is not None and "STOPPING=1" in into[-1]:
+            stopping.set()
 
 
 async def test_serve_supervises_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -250,3 +255,35 @@ def test_the_notifier_speaks_the_systemd_protocol(tmp_path: Path) -> None:
     assert status_line({"open": 1, "failed": 2, "idle": 0}) == "3 links: 1 open, 2 failed"
     assert status_line({"open": 1}) == "1 link: 1 open"
     assert status_line({"open": 0}) == "0 links"
+
+
+async def test_a_second_signal_cuts_the_clean_stop_short(tmp_path: Path) -> None:
+    notify_path = str(tmp_path / "notify.sock")
+    notify = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    await notify.bind(notify_path)
+    told: list[str] = []
+    stopping = trio.Event()
+    async with trio.open_nursery() as nursery:
+        peer = await nursery.start(DeafPeer().run)
+        nursery.start_soon(_notifications, notify, told, stopping)
+        with trio.fail_after(90):
+            served = await start_serve(
+                [
+                    "--db",
+                    str(tmp_path / "x.db"),
+                    "--link",
+                    f"a=websocket:ws://127.0.0.1:{peer.port}/",
+                ],
+                env={**os.environ, "NOTIFY_SOCKET": notify_path},
+            )
+            await served.lines.until(r"link a: connecting --opened--> open")
+            served.process.send_signal(signal.SIGTERM)
+            # The stop has begun; closing waits for a close reply that never comes.
+            await stopping.wait()
+            served.process.send_signal(signal.SIGINT)
+            rest = await served.lines.rest()
+            await served.process.wait()
+        nursery.cancel_scope.cancel()
+    assert served.process.returncode == 130
+    errors = [line for line in rest if "error:" in line]
+    assert len(errors) == 1 and "a second interrupt cut the clean stop short" in errors[0]

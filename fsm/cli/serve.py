@@ -35,7 +35,6 @@ from typing import Any, Final
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._verdicts import OperatorCommands
-from linkstate.cli._supervise import configure_logging, stop_on_signals
 from linkstate.cli.common import CommandError, ExitStatus
 
 __all__ = [
@@ -221,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``linkstate serve``: 0 after a clean stop, 130 when a second signal cut it short."""
     import trio
 
+    from linkstate.cli._supervise import configure_logging
+
     token, links = _prepare(args)
     configure_logging(verbose=args.verbose)
     return trio.run(_Service(args, token, links).run)
@@ -285,6 +286,7 @@ class _Service:
         """Serve until the first signal; then stop every link, then stop serving."""
         import trio
 
+        from linkstate.cli._supervise import stop_on_signals
         from linkstate.cli._systemd import status_line
 
         stopping, stop_serving, served = trio.Event(), trio.Event(), trio.Event()
