@@ -225,9 +225,11 @@ class Board:
     def _view(
         self, link_id: str, row: LinkRow | None, status: LinkStatus | None, shift: float
     ) -> LinkView:
-        # The fleet's status is the newer truth for a link supervised here;
-        # the row adds what the status does not carry (rule, reason, seq).
-        if status is not None:
+        # The fleet's status is the newer truth while a link runs here; the
+        # row adds what the status does not carry (rule, reason, seq). Once
+        # it no longer runs here the committed row is the truth: the same
+        # state for a link that ended here, the new owner's for one taken over.
+        if status is not None and (status.running or row is None):
             state, since, attempts = status.state, status.since + shift, status.attempts
             verdict, close, message = status.verdict, status.status, status.message
         else:

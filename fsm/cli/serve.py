@@ -372,11 +372,18 @@ class _Service:
 
     async def _restart_brought_back(self, board: Any) -> None:
         """Start again each supervised link that ended here and an operator reset to ``idle``."""
+        from linkstate.cli._supervise import outcome_status
+
         await board.refresh()  # also the snapshot the STATUS= line counts
         for endpoint, channel, transport in self.links:
             if board.fleet.status(endpoint.link).running:
                 continue
-            # The fleet still shows how the link ended here; the store shows the reset.
+            # Only a link that ended here waiting for a person: never one that
+            # another owner took over (taking it back is how two hosts fight
+            # over one session), nor one stopped or crashed for good.
+            outcome = await board.fleet.wait(endpoint.link)
+            if outcome is None or outcome_status(outcome) is not ExitStatus.needs_person:
+                continue
             row = await board.journal.load(endpoint.link)
             if row is not None and row.state == State.idle:
                 _log.info("link %s: brought back by an operator; starting it", endpoint.link)
