@@ -30,12 +30,21 @@ import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._verdicts import OperatorCommands
 from linkstate.cli.common import CommandError, ExitStatus
+
+if TYPE_CHECKING:
+    import trio
+    from hypercorn.config import Config
+    from hypercorn.typing import Framework
+    from starlette.applications import Starlette
+
+    from linkstate.cli._web import Board
+    from linkstate.runtime._supervisor import Transport
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -158,6 +167,10 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
+Planned = tuple[Endpoint, Channel, "Transport"]
+"""A link to supervise: where, with which channel, and its transport."""
+
+
 def _token(args: argparse.Namespace) -> str | None:
     """The token from ``--token-file`` or the environment; a bad one is a CommandError."""
     if args.token_file is not None:
@@ -183,7 +196,7 @@ def _token(args: argparse.Namespace) -> str | None:
     return token
 
 
-def _prepare(args: argparse.Namespace) -> tuple[str | None, list[tuple[Endpoint, Channel, Any]]]:
+def _prepare(args: argparse.Namespace) -> tuple[str | None, list[Planned]]:
     """Check everything typed before anything starts: the extra, the token, the links."""
     try:
         import hypercorn  # noqa: F401
@@ -227,10 +240,6 @@ def run(args: argparse.Namespace) -> int:
     return trio.run(_Service(args, token, links).run)
 
 
-Planned = tuple[Endpoint, Channel, Any]
-"""A link to supervise: where, with which channel, and its transport."""
-
-
 class _Service:
     """One run of ``serve``: the store, the fleet, the HTTP server and the signals, in one loop."""
 
@@ -243,7 +252,7 @@ class _Service:
         self.host, self.port = args.listen
         self.notifier = Notifier()
         self.cut_short = False
-        self.nursery: Any = None
+        self.nursery: trio.Nursery | None = None
 
     async def run(self) -> int:
         import trio
@@ -280,9 +289,10 @@ class _Service:
 
     def _cut_short(self) -> None:
         self.cut_short = True
-        self.nursery.cancel_scope.cancel()
+        if self.nursery is not None:
+            self.nursery.cancel_scope.cancel()
 
-    async def _serve(self, nursery: Any, board: Any) -> None:
+    async def _serve(self, nursery: trio.Nursery, board: Board) -> None:
         """Serve until the first signal; then stop every link, then stop serving."""
         import trio
 
@@ -297,7 +307,8 @@ class _Service:
 
             try:
                 await serve(
-                    self._app(board),
+                    # Both follow the ASGI spec; their type declarations differ.
+                    cast("Framework", self._app(board)),
                     config,
                     shutdown_trigger=stop_serving.wait,
                     task_status=task_status,
@@ -334,7 +345,7 @@ class _Service:
         self.notifier.status(final)
         print(f"linkstate serve: {final}", flush=True)
 
-    def _config(self) -> Any:
+    def _config(self) -> Config:
         from hypercorn.config import Config
 
         config = Config()
@@ -346,14 +357,14 @@ class _Service:
         config.graceful_timeout = 2.0
         return config
 
-    def _app(self, board: Any) -> Any:
+    def _app(self, board: Board) -> Starlette:
         from linkstate.cli._assets import STATIC
         from linkstate.cli._web import Access, build_app, diagram_renderer
 
         access = Access(self.token, loopback=is_loopback(self.host))
         return build_app(board, access, diagram_renderer(_channel_named), static=STATIC)
 
-    async def _look(self, board: Any, stopping: Any) -> None:
+    async def _look(self, board: Board, stopping: trio.Event) -> None:
         """Restart links an operator brought back; keep systemd's STATUS= line current."""
         import trio
 
@@ -370,7 +381,7 @@ class _Service:
                 self.notifier.status(line)
                 last = line
 
-    async def _restart_brought_back(self, board: Any) -> None:
+    async def _restart_brought_back(self, board: Board) -> None:
         """Start again each supervised link that ended here and an operator reset to ``idle``."""
         from linkstate.cli._supervise import outcome_status
 
