@@ -287,3 +287,13 @@ async def test_a_second_signal_cuts_the_clean_stop_short(tmp_path: Path) -> None
     assert served.process.returncode == 130
     errors = [line for line in rest if "error:" in line]
     assert len(errors) == 1 and "a second interrupt cut the clean stop short" in errors[0]
+
+
+def test_a_broken_store_is_one_line_and_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "x.db"
+    db.write_bytes(b"this is not a database" * 100)
+    assert main(["serve", "--db", str(db), "--listen", "127.0.0.1:0"]) == 3
+    err = capsys.readouterr().err
+    assert str(db) in err and len(err.strip().splitlines()) == 1
