@@ -32,6 +32,7 @@ SCRIPTS: Final = (
     "store_write.py",
     "diagram_cost.py",
     "cli_startup.py",
+    "metrics_cost.py",
 )
 
 

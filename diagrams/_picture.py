@@ -181,6 +181,7 @@ class Arrow:
         kind: What it stands for.
         lines: The label, line by line: triggers, guards, close codes, steps.
         edges: The definition edges whose drawn path ends with this arrow.
+        taken: True for an arrow of a live link's recent path (drawn like a step).
 
     """
 
@@ -189,6 +190,7 @@ class Arrow:
     kind: ArrowKind
     lines: tuple[Line, ...] = ()
     edges: tuple[Edge, ...] = ()
+    taken: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["--size", "1"],
         ["import transitions", "linkstate classify whatsapp 440", "target  classify"],
     ),
+    "metrics_cost.py": (
+        ["--size", "50"],
+        ["FleetMetrics.observe(record)", "scrape of 50 links", "target  observe / close"],
+    ),
     "run_all.py": (["--list"], ["registration.py", "storm.py"]),
 }
 

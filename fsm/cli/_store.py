@@ -39,6 +39,7 @@ __all__ = [
     "operate",
     "store_errors",
     "store_exit_status",
+    "stored_channel",
     "timestamp",
 ]
 
@@ -68,7 +69,12 @@ def store_exit_status(exc: StoreError) -> ExitStatus:
 
 @contextmanager
 def store_errors() -> Iterator[None]:
-    """Turn a :class:`StoreError` (alone, or the one error of trio's groups) into a CommandError."""
+    """Turn a :class:`StoreError` (alone, or the one error of trio's groups) into a CommandError.
+
+    A :class:`CommandError` that is the one error of a group (a usage problem
+    found inside the event loop, such as a busy port) is raised bare, so that
+    it is still one line.
+    """
     try:
         yield
     except StoreError as exc:
@@ -79,6 +85,8 @@ def store_errors() -> Iterator[None]:
             leaf = leaf.exceptions[0]
         if isinstance(leaf, StoreError):
             raise CommandError(str(leaf), store_exit_status(leaf)) from leaf
+        if isinstance(leaf, CommandError):
+            raise leaf from None
         raise
 
 
@@ -121,7 +129,7 @@ def operate(args: argparse.Namespace, *, only: frozenset[State] | None) -> Trans
     with store_errors(), open_store(args.db) as store:
         row = require_link(store, args.link)
         record = operator_reset(
-            store, args.link, _stored_channel(row.channel), note=args.note, only=only
+            store, args.link, stored_channel(row.channel), note=args.note, only=only
         )
     print(
         f"{shown(record.link)}: {record.src} -> {record.dst} ({record.reason}); the link "
@@ -130,7 +138,7 @@ def operate(args: argparse.Namespace, *, only: frozenset[State] | None) -> Trans
     return record
 
 
-def _stored_channel(name: str) -> Channel:
+def stored_channel(name: str) -> Channel:
     """The channel a stored link was run with; ``linkstate demo``'s own is not registered."""
     from linkstate.cli import demo  # here: the demo imports trio, the operator commands need not
 

@@ -54,6 +54,7 @@ __all__ = [
     "positive_seconds",
     "printer_from_args",
     "seconds",
+    "stop_on_signals",
     "supervise",
     "supervisor_from_args",
 ]
@@ -253,6 +254,27 @@ STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 """Ctrl-C, and what systemd, Docker and ``kill`` send: each stops the link cleanly."""
 
 
+async def stop_on_signals(
+    stop: Callable[[], None],
+    stopping: Callable[[], bool],
+    cut_short: Callable[[], None],
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Turn SIGINT and SIGTERM into a clean stop: ``stop()``, or ``cut_short()`` once stopping.
+
+    Every command that supervises links runs this one handler: ``supervise``
+    below for one link, ``linkstate serve`` for a fleet. Reports started once
+    the handlers are installed, so that no early signal is lost.
+    """
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        task_status.started()
+        async for _ in signals:
+            if stopping():
+                cut_short()
+            stop()
+
+
 async def supervise(
     args: argparse.Namespace,
     supervisor: Supervisor,
@@ -273,15 +295,10 @@ async def supervise(
     draw_trace = record_trace(args, supervisor)
     cut_short = False
 
-    async def stop_on_signals(*, task_status: TaskStatus[None]) -> None:
+    def cut() -> None:
         nonlocal cut_short
-        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
-            task_status.started()
-            async for _ in signals:
-                if supervisor.abort_requested:
-                    cut_short = True
-                    tasks.cancel_scope.cancel()
-                supervisor.abort()
+        cut_short = True
+        tasks.cancel_scope.cancel()
 
     with store_errors():
         async with journal_from_args(args) as journal:
@@ -291,7 +308,9 @@ async def supervise(
                 # Signals become an ordinary abort: the loop then never raises
                 # KeyboardInterrupt into the middle of the supervisor's cleanup.
                 if threading.current_thread() is threading.main_thread():
-                    await tasks.start(stop_on_signals)
+                    await tasks.start(
+                        stop_on_signals, supervisor.abort, lambda: supervisor.abort_requested, cut
+                    )
                 if args.max_time is not None:
 
                     async def time_limit() -> None:

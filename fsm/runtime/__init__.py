@@ -3,11 +3,19 @@
 :class:`Supervisor` runs one link against a :class:`Transport`;
 :class:`Fleet` runs many, restarting crashed supervisors but never a terminal
 link; :class:`ScriptedTransport` replays scripted closes for simulations and
-tests.
+tests; :class:`FleetMetrics` is a Prometheus collector of a fleet (extra
+``linkstate[prometheus]``).
 """
 
 from linkstate.runtime._fleet import Fleet, FleetError, LinkStatus, RestartPolicy, open_fleet
 from linkstate.runtime._heap import freeze_survivors, mass_start
+from linkstate.runtime._metrics import (
+    BACKOFF_BUCKETS,
+    METRICS,
+    FleetMetrics,
+    MetricsError,
+    MetricSpec,
+)
 from linkstate.runtime._scripted import Close, Hang, Reject, ScriptedTransport, Silent, Step
 from linkstate.runtime._supervisor import (
     ConnectFailed,
@@ -20,13 +28,18 @@ from linkstate.runtime._supervisor import (
 )
 
 __all__ = [
+    "BACKOFF_BUCKETS",
+    "METRICS",
     "Close",
     "ConnectFailed",
     "Connection",
     "Fleet",
     "FleetError",
+    "FleetMetrics",
     "Hang",
     "LinkStatus",
+    "MetricSpec",
+    "MetricsError",
     "Outcome",
     "Reject",
     "RestartPolicy",

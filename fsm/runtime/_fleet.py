@@ -45,8 +45,9 @@ from anyio.abc import TaskGroup
 from linkstate._channel import Channel
 from linkstate._errors import ArgumentError, LinkstateError
 from linkstate._lifecycle import State
-from linkstate._machine import Link, LinkMachine
+from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
 from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
+from linkstate._verdicts import CLI_COMMANDS, OperatorCommands
 from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
 from linkstate.store._journal import Journal
 
@@ -201,6 +202,7 @@ class Fleet:
             twice that between trims). Small on purpose: a fleet of a thousand
             flapping links must not hold a million records; the durable
             history is the store's (``linkstate history``).
+        commands: The operator commands the links' stop messages name.
 
     """
 
@@ -213,6 +215,7 @@ class Fleet:
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
         keep_records: int = DEFAULT_FLEET_KEEP_RECORDS,
+        commands: OperatorCommands = CLI_COMMANDS,
     ) -> None:
         self.keep_records = _checked_keep(keep_records)
         self.tasks = tasks
@@ -220,8 +223,47 @@ class Fleet:
         self.restarts = restarts or RestartPolicy()
         self.rng = rng or random.Random()
         self.clock = clock or anyio.current_time
+        self.commands = commands
         self._members: dict[str, _Member] = {}
         self._machines: dict[tuple[str, ReconnectPolicy], LinkMachine] = {}
+        self._observers: list[Observer] = []
+
+    # -- observing -------------------------------------------------------------
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer`` with every transition of every link; returns an unsubscribe function.
+
+        It sees the links already running as well as those started later, and
+        every supervisor a crash restart builds. Like
+        :meth:`linkstate.runtime.Supervisor.subscribe`, observers run
+        synchronously inside the supervisor, and one that raises is logged and
+        ignored: a metrics bug cannot change a link's fate.
+        """
+        self._observers.append(observer)
+
+        def unsubscribe() -> None:
+            if observer in self._observers:
+                self._observers.remove(observer)
+
+        return unsubscribe
+
+    def channel_of(self, link_id: str) -> Channel:
+        """The channel ``link_id`` was started with.
+
+        Raises:
+            FleetError: the link is unknown to the fleet.
+
+        """
+        return self._member(link_id).channel
+
+    def _notify(self, record: TransitionRecord) -> None:
+        # Subscribed once per supervisor; reads the list at call time, so an
+        # observer subscribed later sees the links that are already running.
+        for observer in tuple(self._observers):
+            try:
+                observer(record)
+            except Exception:
+                _log.exception("fleet transition observer %r failed", observer)
 
     # -- starting and stopping -------------------------------------------------
 
@@ -253,7 +295,7 @@ class Fleet:
         machine = self._machine(channel, policy or channel.policy)
 
         def build(link: Link | None) -> Supervisor:
-            return Supervisor(
+            supervisor = Supervisor(
                 channel,
                 transport,
                 link_id=link_id,
@@ -265,6 +307,8 @@ class Fleet:
                 journal=self.journal,
                 keep_records=self.keep_records,
             )
+            supervisor.subscribe(self._notify)
+            return supervisor
 
         member = _Member(channel, build, self.clock())
         if previous is not None and self.journal is None:
@@ -339,7 +383,9 @@ class Fleet:
         key = (channel.name, policy)
         machine = self._machines.get(key)
         if machine is None or machine.channel is not channel:
-            machine = self._machines[key] = LinkMachine(channel, policy, rng=self.rng)
+            machine = self._machines[key] = LinkMachine(
+                channel, policy, rng=self.rng, commands=self.commands
+            )
         return machine
 
     async def _keep(self, member: _Member) -> None:
@@ -419,6 +465,7 @@ async def open_fleet(
     rng: random.Random | None = None,
     clock: Callable[[], float] | None = None,
     keep_records: int = DEFAULT_FLEET_KEEP_RECORDS,
+    commands: OperatorCommands = CLI_COMMANDS,
 ) -> AsyncIterator[Fleet]:
     """Run a :class:`Fleet` for the body of the ``async with``; stop every link on the way out."""
     _checked_keep(keep_records)  # before the task group: one error, not a group of one
@@ -430,6 +477,7 @@ async def open_fleet(
             rng=rng,
             clock=clock,
             keep_records=keep_records,
+            commands=commands,
         )
         try:
             yield fleet
