@@ -1,11 +1,16 @@
 """Terminal verdicts that outlive the process: the state store and its journal.
 
 :class:`SQLiteStore` implements :class:`StateStore` on one SQLite file (WAL,
-``synchronous=FULL``); :class:`Journal` is the single writer task that group
-commits transitions and reports each only after its commit.
+``synchronous=FULL``); :class:`PostgresStore` on PostgreSQL, shared by several
+gateway hosts with fenced leases (``docs/multi-host.md``; the ``postgres``
+extra). :class:`Journal` is the single writer task that group commits
+transitions and reports each only after its commit.
 """
 
+from typing import TYPE_CHECKING
+
 from linkstate.store._journal import Journal, JournalStatistics, Receipt, open_journal
+from linkstate.store._lease import Lease, LeaseInfo, LeaseLostError, LeaseStore, default_owner
 from linkstate.store._sqlite import (
     Entry,
     LinkRow,
@@ -17,17 +22,35 @@ from linkstate.store._sqlite import (
     operator_reset,
 )
 
+if TYPE_CHECKING:
+    from linkstate.store._postgres import PostgresStore
+
 __all__ = [
     "Entry",
     "Journal",
     "JournalStatistics",
+    "Lease",
+    "LeaseInfo",
+    "LeaseLostError",
+    "LeaseStore",
     "LinkRow",
+    "PostgresStore",
     "Receipt",
     "SQLiteStore",
     "StateStore",
     "StoreConflictError",
     "StoreError",
     "StoredTransition",
+    "default_owner",
     "open_journal",
     "operator_reset",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # psycopg is an extra: imported when the PostgreSQL store is first named.
+    if name == "PostgresStore":
+        from linkstate.store._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
