@@ -57,7 +57,7 @@ from anyio.abc import TaskGroup
 from linkstate._channel import Channel, ChannelError
 from linkstate._errors import ArgumentError, LinkstateError
 from linkstate._events import CloseEvent, Initiator, Phase
-from linkstate._lifecycle import State, Trigger
+from linkstate._lifecycle import State, StopReason, Trigger
 from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
 from linkstate._policy import ReconnectPolicy
 from linkstate.store._journal import Journal, Receipt
@@ -309,6 +309,7 @@ class Supervisor:
         # (benchmarks/supervised.py), and the task group already has one.
         self._wait_scope: anyio.CancelScope | None = None
         self._abort_requested = False
+        self._abort_reason = StopReason.aborted
         self._connects = 0
         self._opens = 0
         self._sleeps = 0
@@ -348,12 +349,15 @@ class Supervisor:
 
     # -- running ---------------------------------------------------------------
 
-    def abort(self) -> None:
+    def abort(self, reason: StopReason = StopReason.aborted) -> None:
         """Stop the link: ``run()`` closes the connection and returns in ``stopped``.
 
         Safe to call from any task of the same event loop, from an observer, and
-        before ``run()`` starts.
+        before ``run()`` starts. ``reason`` is the stop reason recorded
+        (``lease_lost`` when the host's lease on the link lapsed).
         """
+        if not self._abort_requested:
+            self._abort_reason = reason
         self._abort_requested = True
         if self._wait_scope is not None:
             self._wait_scope.cancel()
@@ -382,7 +386,7 @@ class Supervisor:
             # Cancellation (abort() or from outside) or a bug: either way the
             # link must not stay "live" in the record of a supervisor that is gone.
             if not self.link.terminal:
-                self._fire(Trigger.abort)
+                self._stop()
             self._running = False
             with anyio.CancelScope(shield=True):
                 await self._persisted()
@@ -572,6 +576,15 @@ class Supervisor:
 
     def _close(self, trigger: Trigger, raw: object) -> None:
         record = self.machine.close(self.link, raw, self.clock(), trigger=trigger)
+        self._after(record)
+
+    def _stop(self) -> None:
+        """Fire ``abort`` with the reason given to :meth:`abort` (the edge says ``aborted``)."""
+        record = self.machine.fire(self.link, Trigger.abort, self.clock())
+        reason = self._abort_reason
+        if reason is not StopReason.aborted and record.dst == State.stopped:
+            self.link.stop_reason = reason
+            record = replace(record, stop_reason=reason.value)
         self._after(record)
 
     def _fire(self, trigger: Trigger) -> None:

@@ -9,6 +9,7 @@ transitions and reports each only after its commit.
 
 from typing import TYPE_CHECKING
 
+from linkstate._errors import LinkstateError
 from linkstate.store._journal import Journal, JournalStatistics, Receipt, open_journal
 from linkstate.store._lease import Lease, LeaseInfo, LeaseLostError, LeaseStore, default_owner
 from linkstate.store._sqlite import (
@@ -53,4 +54,8 @@ def __getattr__(name: str) -> object:
         from linkstate.store._postgres import PostgresStore
 
         return PostgresStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise _NoSuchNameError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _NoSuchNameError(LinkstateError, AttributeError):
+    """A name the package does not have (the import machinery expects an AttributeError)."""

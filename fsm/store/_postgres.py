@@ -458,11 +458,12 @@ class PostgresStore:
     ) -> list[Lease]:
         """Take up to ``limit`` of ``links`` (id -> channel) that are free, expired or ours.
 
-        Links this store already holds are left out. One transaction: rows are created for links never seen, then the
-        candidates are locked (skipping rows another transaction holds: a
-        host that is writing them is alive) and their tokens incremented. The
-        candidates are ordered by a hash of link and owner, so that hosts that
-        start together try different links first.
+        Links this store already holds are left out. One transaction: rows
+        are created for links never seen, then the candidates are locked
+        (skipping rows another transaction holds: a host that is writing them
+        is alive) and their tokens incremented. The candidates are ordered by
+        a hash of link and owner, so that hosts that start together try
+        different links first.
         """
         owner = self._require_owner("acquire")
         _check_ttl(ttl)
