@@ -230,7 +230,7 @@ def balanced(url: str, hosts: int) -> bool:
             ).fetchall()
     except psycopg.OperationalError:
         return False  # PostgreSQL is restarting
-    owners = dict(rows)
+    owners: dict[str, int] = dict(rows)
     share = math.ceil(ACCOUNTS / hosts)
     return (
         len(owners) == hosts and sum(owners.values()) == ACCOUNTS and max(owners.values()) <= share

@@ -24,7 +24,14 @@ from typing import Protocol, runtime_checkable
 
 from linkstate.store._sqlite import StateStore, StoreConflictError
 
-__all__ = ["Lease", "LeaseInfo", "LeaseLostError", "LeaseStore", "default_owner"]
+__all__ = [
+    "Lease",
+    "LeaseInfo",
+    "LeaseLostError",
+    "LeaseStore",
+    "default_owner",
+    "is_postgres_url",
+]
 
 
 class LeaseLostError(StoreConflictError):
@@ -134,3 +141,8 @@ class LeaseStore(StateStore, Protocol):
 def default_owner() -> str:
     """``host:pid 4121:9f2c1a``: this process, unique per start (the suffix is random)."""
     return f"{socket.gethostname()}:pid {os.getpid()}:{secrets.token_hex(3)}"
+
+
+def is_postgres_url(value: str) -> bool:
+    """True for ``postgresql://...`` and ``postgres://...``: a PostgreSQL store, not a path."""
+    return value.startswith(("postgresql://", "postgres://"))

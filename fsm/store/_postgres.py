@@ -58,7 +58,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from linkstate._errors import ArgumentError
 from linkstate._lifecycle import State
 from linkstate._machine import TransitionRecord
-from linkstate.store._lease import Lease, LeaseInfo, LeaseLostError
+from linkstate.store._lease import Lease, LeaseInfo, LeaseLostError, is_postgres_url
 from linkstate.store._sqlite import (
     DEFAULT_KEEP,
     Entry,
@@ -172,11 +172,6 @@ _ERROR_ADVICE: Final = (
 # writer (an operator's reset); PostgreSQL then aborts one. Retried this often.
 _RETRIES: Final = 3
 _RETRYABLE: Final = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
-
-
-def is_postgres_url(value: str) -> bool:
-    """True for ``postgresql://...`` and ``postgres://...``: a PostgreSQL store, not a path."""
-    return value.startswith(("postgresql://", "postgres://"))
 
 
 def _describe(url: str) -> str:
