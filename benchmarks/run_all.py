@@ -29,6 +29,7 @@ SCRIPTS: Final = (
     "storm.py",
     "extract_cost.py",
     "store_write.py",
+    "postgres_leases.py",
     "diagram_cost.py",
     "cli_startup.py",
 )

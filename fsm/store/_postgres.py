@@ -396,9 +396,11 @@ class PostgresStore:
             "INSERT INTO history (link_id, seq, wall, record) VALUES (%s, %s, %s, %s)",
             (row.link_id, seq, wall, json.dumps(record.to_json())),
         )
-        conn.execute(
-            "DELETE FROM history WHERE link_id = %s AND seq <= %s", (row.link_id, seq - self.keep)
-        )
+        if seq > self.keep:  # a round trip saved on every younger link
+            conn.execute(
+                "DELETE FROM history WHERE link_id = %s AND seq <= %s",
+                (row.link_id, seq - self.keep),
+            )
 
     def _lease_for(self, link_id: str) -> Lease:
         with self._held_lock:
