@@ -42,7 +42,7 @@ from anyio.abc import TaskGroup
 
 from linkstate import Channel, load_channel
 from linkstate._lifecycle import Trigger
-from linkstate._machine import Link, LinkMachine
+from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate._policy import ReconnectPolicy
 from linkstate.runtime import LeasedLink, LeasePolicy, open_leased_fleet
 from linkstate.store._journal import open_journal
@@ -92,7 +92,7 @@ def renewals(url: str, count: int, repeat: int) -> tuple[float, float, float | N
     with PostgresStore(url, owner="bench-host") as store:
         ids = {f"l{i:06}": "whatsapp" for i in range(count)}
         assert len(store.acquire(ids, ttl=600)) == count
-        ours = best(repeat, lambda: store.renew(ttl=600))
+        ours = best(repeat, lambda: store.renew_held(ttl=600))
         assert len(store.held()) == count
     with psycopg.connect(url, autocommit=True) as conn:
         every = list(ids)
@@ -139,16 +139,20 @@ async def journal(url: str, links: int, rounds: int) -> tuple[float, float]:
     url = fresh(url, "journal")
     with PostgresStore(url, owner="bench-host") as store:
         store.acquire({f"l{i:05}": "whatsapp" for i in range(links)}, ttl=600)
-        async with open_journal(store) as writer:
+        async with open_journal(store, owner="bench-host") as writer:
 
             async def drive(link: Link) -> None:
+                # As a supervisor does: claim the link, then write under the claim.
+                claim = await writer.claim(link.link_id, on_lost=lambda exc: None)
+
+                async def append(record: TransitionRecord) -> None:
+                    await writer.wait(writer.submit(record, link, channel="whatsapp", claim=claim))
+
                 for _ in range(rounds):
                     first = Trigger.start if link.state == "idle" else Trigger.backoff_elapsed
                     for trigger in (first, Trigger.opened):
-                        record = MACHINE.fire(link, trigger, trio.current_time())
-                        await writer.append(record, link, channel="whatsapp")
-                    record = MACHINE.close(link, 428, trio.current_time())
-                    await writer.append(record, link, channel="whatsapp")
+                        await append(MACHINE.fire(link, trigger, trio.current_time()))
+                    await append(MACHINE.close(link, 428, trio.current_time()))
 
             start = time.perf_counter()
             async with trio.open_nursery() as nursery:

@@ -22,7 +22,7 @@ from linkstate import load_channel
 from linkstate.channels.websocket import WebSocketTransport
 from linkstate.cli.demo import demo_channel
 from linkstate.runtime import LeasedLink, LeasePolicy, open_leased_fleet
-from linkstate.store import PostgresStore, default_owner
+from linkstate.store import PostgresStore, new_owner
 
 
 async def main(argv: list[str]) -> None:
@@ -37,7 +37,7 @@ async def main(argv: list[str]) -> None:
     policy = LeasePolicy(
         ttl=float(ttl), renew_every=float(renew), margin=float(margin), grace=float(grace)
     )
-    store = PostgresStore(db, owner=default_owner(), connect_timeout=2)
+    store = PostgresStore(db, owner=new_owner(), connect_timeout=2)
     try:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with open_leased_fleet(store, links, policy=policy) as keeper:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -19,7 +20,13 @@ from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 from linkstate.store._lease import LeaseLostError
 from linkstate.store._postgres import SCHEMA_VERSION, PostgresStore, is_postgres_url
-from linkstate.store._sqlite import LinkRow, StoreConflictError, StoreError
+from linkstate.store._sqlite import (
+    Claim,
+    LinkRow,
+    StoreConflictError,
+    StoreError,
+    StoreOwnedElsewhereError,
+)
 
 LINKS = {"acct1": "whatsapp", "acct2": "whatsapp", "acct3": "whatsapp"}
 
@@ -38,9 +45,18 @@ def stores(pg_url: str) -> Iterator[Callable[[str | None], PostgresStore]]:
         store.close()
 
 
-def start(link: Link, machine: LinkMachine) -> tuple[TransitionRecord, LinkRow]:
+def start(
+    link: Link, machine: LinkMachine, claim: Claim | None = None
+) -> tuple[TransitionRecord, LinkRow]:
     record = machine.fire(link, Trigger.start, 1.0)
-    return record, LinkRow.from_link(link, channel="whatsapp", now=1.0, wall=1000.0)
+    return record, under(claim, LinkRow.from_link(link, channel="whatsapp", now=1.0, wall=1000.0))
+
+
+def under(claim: Claim | None, row: LinkRow) -> LinkRow:
+    """The row as a writer holding ``claim`` hands it to ``write`` (as the journal does)."""
+    if claim is None:
+        return row
+    return replace(row, owner=claim.owner, token=claim.token)
 
 
 def expire(url: str, link_id: str) -> None:
@@ -116,16 +132,16 @@ def test_acquire_renew_release(stores: Callable[[str | None], PostgresStore], pg
     # A valid lease is never taken, whatever the taker's clock says: b gets the third only.
     rest = b.acquire(LINKS, ttl=30)
     assert [lease.link_id for lease in rest] == sorted(set(LINKS) - {x.link_id for x in taken})
-    assert a.renew(ttl=30) == dict.fromkeys(sorted(a.held()), "idle")
+    assert a.renew_held(ttl=30) == dict.fromkeys(sorted(a.held()), "idle")
     # Released leases go at once, without a grace period: the holder has closed its sockets.
-    a.release([taken[0].link_id])
+    a.release_held([taken[0].link_id])
     again = b.acquire(LINKS, ttl=30)
     assert [(x.link_id, x.token, x.taken_over) for x in again] == [(taken[0].link_id, 2, False)]
     # An expired lease is taken over, with the grace period.
     expire(pg_url, taken[1].link_id)
     over = b.acquire(LINKS, ttl=30)
     assert [(x.link_id, x.token, x.taken_over) for x in over] == [(taken[1].link_id, 2, True)]
-    assert a.renew(ttl=30) == {} and a.held() == {}
+    assert a.renew_held(ttl=30) == {} and a.held() == {}
     info = a.leases()
     assert {x.owner for x in info.values()} == {"host-b"} and all(x.live for x in info.values())
     assert info[taken[1].link_id].to_json()["lease_token"] == 2
@@ -136,23 +152,41 @@ def test_a_fenced_write_needs_the_current_token(
 ) -> None:
     a, b = stores("host-a"), stores("host-b")
     machine = LinkMachine(WHATSAPP)
-    with pytest.raises(LeaseLostError, match=r"holds no lease on it.*lease_lost"):
-        a.write([start(machine.new_link("acct1"), machine)])
+    with pytest.raises(LeaseLostError, match=r"holds no lease on it.*open_leased_fleet"):
+        a.claim("acct1", "host-a")
     a.acquire({"acct1": "whatsapp"}, ttl=30)
+    claim = a.claim("acct1", "host-a")
+    assert (claim.token, claim.row) == (1, None)
     link = machine.new_link("acct1")
-    a.write([start(link, machine)])
+    a.write([start(link, machine, claim)])
     expire(pg_url, "acct1")
     b.acquire({"acct1": "whatsapp"}, ttl=30)
     opened = machine.fire(link, Trigger.opened, 2.0)
+    row = LinkRow.from_link(link, channel="whatsapp", now=2.0, wall=1001.0)
     with pytest.raises(LeaseLostError, match=r"token 1 is no longer current \(now held by host-b"):
-        a.write([(opened, LinkRow.from_link(link, channel="whatsapp", now=2.0, wall=1001.0))])
+        a.write([(opened, under(claim, row))])
+    with pytest.raises(LeaseLostError, match="no longer current"):
+        a.claim("acct1", "host-a")
     assert "acct1" not in a.held()
-    # The operator's store is not fenced: a compare-and-set on the state only.
+    # A write without a claim (an operator's) is refused while a live link is leased.
     operator = stores(None)
-    row = operator.load("acct1")
-    assert row is not None and (row.state, row.seq) == ("connecting", 1)
+    stored = operator.load("acct1")
+    assert stored is not None
+    assert (stored.state, stored.seq, stored.owner) == (
+        "connecting",
+        1,
+        "host-b",
+    )
+    with pytest.raises(StoreOwnedElsewhereError, match=r"is run by host-b.*stop that host"):
+        operator.write([(opened, row)])
+    # And a claim on it is refused until the lease lapses.
+    with pytest.raises(LeaseLostError, match="leased to host-b"):
+        operator.claim("acct1", "cli")
+    expire(pg_url, "acct1")
+    taken = operator.claim("acct1", "cli")
+    assert (taken.token, taken.previous) == (3, "host-b")
     with pytest.raises(StoreConflictError, match="stored in state 'connecting'"):
-        operator.write([start(machine.new_link("acct1"), machine)])
+        operator.write([start(machine.new_link("acct1"), machine, taken)])
 
 
 def test_the_fence_holds_when_the_stale_write_waits_for_the_takeover(
@@ -170,10 +204,12 @@ def test_the_fence_holds_when_the_stale_write_waits_for_the_takeover(
     a = stores("host-a")
     machine = LinkMachine(WHATSAPP)
     a.acquire({"acct1": "whatsapp"}, ttl=30)
+    claim = a.claim("acct1", "host-a")
     link = machine.new_link("acct1")
-    a.write([start(link, machine)])
+    a.write([start(link, machine, claim)])
     opened = machine.fire(link, Trigger.opened, 2.0)
-    entry = (opened, LinkRow.from_link(link, channel="whatsapp", now=2.0, wall=1001.0))
+    row = LinkRow.from_link(link, channel="whatsapp", now=2.0, wall=1001.0)
+    entry = (opened, under(claim, row))
     outcome: list[BaseException | None] = []
     with psycopg.connect(pg_url) as taker:
         taker.execute(
@@ -194,8 +230,8 @@ def test_the_fence_holds_when_the_stale_write_waits_for_the_takeover(
         taker.commit()
         writer.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], LeaseLostError), outcome
-    row = stores(None).load("acct1")
-    assert row is not None and (row.state, row.seq) == ("connecting", 1)
+    stored = stores(None).load("acct1")
+    assert stored is not None and (stored.state, stored.seq) == ("connecting", 1)
 
 
 def test_the_first_designs_exists_fence_lets_the_stale_write_through(pg_url: str) -> None:
@@ -247,5 +283,5 @@ def test_hosts_heartbeat_and_leave(stores: Callable[[str | None], PostgresStore]
     assert [owner for owner, _ in a.hosts()] == ["host-a", "host-b"]
     b.leave()
     assert a.heartbeat(ttl=30) == 1
-    with pytest.raises(Exception, match=r"without owner=.*default_owner"):
+    with pytest.raises(Exception, match=r"without owner=.*new_owner"):
         stores(None).heartbeat(ttl=30)

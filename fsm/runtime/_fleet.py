@@ -49,7 +49,7 @@ from linkstate._machine import Link, LinkMachine
 from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
 from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
 from linkstate.store._journal import Journal
-from linkstate.store._lease import LeaseLostError
+from linkstate.store._sqlite import StoreOwnedElsewhereError
 
 __all__ = ["Fleet", "FleetError", "LinkStatus", "RestartPolicy", "open_fleet"]
 
@@ -336,8 +336,9 @@ class Fleet:
                 try:
                     member.outcome = await supervisor.run()
                     return
-                except LeaseLostError as exc:
-                    # Another host drives the link now: an ending, never restarted here.
+                except StoreOwnedElsewhereError as exc:
+                    # Another host drives the link now (its claim was refused): an
+                    # ending, never restarted here.
                     member.outcome = supervisor.outcome
                     member.error = f"{type(exc).__name__}: {exc}"
                     _log.warning("link %s: %s", supervisor.link.link_id, exc)

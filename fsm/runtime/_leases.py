@@ -151,7 +151,7 @@ class LeaseKeeper:
         if store.owner is None:
             raise ArgumentError(
                 "open_leased_fleet needs a store opened with owner= (this host's name); pass "
-                "owner=default_owner()"
+                "owner=new_owner()"
             )
         self.fleet = fleet
         self.store = store
@@ -216,7 +216,7 @@ class LeaseKeeper:
         self.rounds += 1
         ttl = self.policy.ttl
         sent = anyio.current_time()
-        states = await self._store_call(lambda: self.store.renew(ttl), "renewing leases")
+        states = await self._store_call(lambda: self.store.renew_held(ttl), "renewing leases")
         if states is not None:
             deadline = sent + ttl - self.policy.margin
             for link_id in list(self._deadlines):
@@ -320,7 +320,7 @@ class LeaseKeeper:
         try:
             if link_id in self.fleet:
                 await self.fleet.wait(link_id)
-            await self._store_call(lambda: self.store.release([link_id]), "releasing a lease")
+            await self._store_call(lambda: self.store.release_held([link_id]), "releasing a lease")
         finally:
             self._leaving.discard(link_id)
 
@@ -354,7 +354,7 @@ class LeaseKeeper:
                     await self.fleet.wait(link_id)
             if self.fleet.journal is not None:
                 await self.fleet.journal.flush()
-            await self._store_call(lambda: self.store.release(held), "releasing leases")
+            await self._store_call(lambda: self.store.release_held(held), "releasing leases")
             await self._store_call(self.store.leave, "leaving the hosts table")
 
 
@@ -374,7 +374,7 @@ async def open_leased_fleet(
     stopped, and its lease released once its connection is closed.
     """
     async with (
-        open_journal(store) as journal,
+        open_journal(store, owner=store.owner) as journal,
         open_fleet(journal=journal, restarts=restarts, rng=rng) as fleet,
         anyio.create_task_group() as tasks,
     ):

@@ -4,15 +4,18 @@
 ``synchronous=FULL``); :class:`PostgresStore` on PostgreSQL, shared by several
 gateway hosts with fenced leases (``docs/multi-host.md``; the ``postgres``
 extra). :class:`Journal` is the single writer task that group commits
-transitions and reports each only after its commit.
+transitions and reports each only after its commit. A :class:`Claim` makes
+one writer the owner of a link; a write from any other is refused with
+:class:`StoreOwnedElsewhereError`.
 """
 
 from typing import TYPE_CHECKING
 
 from linkstate._errors import LinkstateError
 from linkstate.store._journal import Journal, JournalStatistics, Receipt, open_journal
-from linkstate.store._lease import Lease, LeaseInfo, LeaseLostError, LeaseStore, default_owner
+from linkstate.store._lease import Lease, LeaseInfo, LeaseLostError, LeaseStore
 from linkstate.store._sqlite import (
+    Claim,
     Entry,
     LinkRow,
     SQLiteStore,
@@ -20,6 +23,9 @@ from linkstate.store._sqlite import (
     StoreConflictError,
     StoredTransition,
     StoreError,
+    StoreOwnedElsewhereError,
+    StoreRequestError,
+    new_owner,
     operator_reset,
 )
 
@@ -27,6 +33,7 @@ if TYPE_CHECKING:
     from linkstate.store._postgres import PostgresStore
 
 __all__ = [
+    "Claim",
     "Entry",
     "Journal",
     "JournalStatistics",
@@ -41,8 +48,10 @@ __all__ = [
     "StateStore",
     "StoreConflictError",
     "StoreError",
+    "StoreOwnedElsewhereError",
+    "StoreRequestError",
     "StoredTransition",
-    "default_owner",
+    "new_owner",
     "open_journal",
     "operator_reset",
 ]

@@ -15,30 +15,27 @@ implements :class:`LeaseStore`, and :mod:`linkstate.runtime` keeps the leases
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from linkstate.store._sqlite import StateStore, StoreConflictError
+from linkstate.store._sqlite import StateStore, StoreOwnedElsewhereError
 
 __all__ = [
     "Lease",
     "LeaseInfo",
     "LeaseLostError",
     "LeaseStore",
-    "default_owner",
     "is_postgres_url",
 ]
 
 
-class LeaseLostError(StoreConflictError):
-    """A write was refused because this process no longer holds the link's lease.
+class LeaseLostError(StoreOwnedElsewhereError):
+    """A write or claim was refused because this process no longer holds the link's lease.
 
-    Another host took the link over (or the lease expired first). The fleet
-    stops the link with stop reason ``lease_lost`` and never restarts it here.
+    Another host took the link over (or the lease expired first): the
+    multi-host form of :class:`StoreOwnedElsewhereError`, so the supervisor
+    stops quietly and the fleet never restarts the link here.
     """
 
 
@@ -109,7 +106,7 @@ class LeaseStore(StateStore, Protocol):
         """Take up to ``limit`` of ``links`` (id -> channel) that are free, expired or ours."""
         ...
 
-    def renew(self, ttl: float) -> dict[str, str]:
+    def renew_held(self, ttl: float) -> dict[str, str]:
         """Extend every lease held, in one statement; the renewed ones' link states by id.
 
         A lease missing from the answer is lost, and is forgotten: later
@@ -117,7 +114,7 @@ class LeaseStore(StateStore, Protocol):
         """
         ...
 
-    def release(self, link_ids: Sequence[str]) -> None:
+    def release_held(self, link_ids: Sequence[str]) -> None:
         """Give up these leases now, so that another host may take them at once."""
         ...
 
@@ -136,11 +133,6 @@ class LeaseStore(StateStore, Protocol):
     def leases(self) -> dict[str, LeaseInfo]:
         """Every link's lease, by id."""
         ...
-
-
-def default_owner() -> str:
-    """``host:pid 4121:9f2c1a``: this process, unique per start (the suffix is random)."""
-    return f"{socket.gethostname()}:pid {os.getpid()}:{secrets.token_hex(3)}"
 
 
 def is_postgres_url(value: str) -> bool:

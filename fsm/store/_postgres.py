@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -56,16 +55,19 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from linkstate._errors import ArgumentError
-from linkstate._lifecycle import State
+from linkstate._lifecycle import TERMINAL_STATES, State
 from linkstate._machine import TransitionRecord
 from linkstate.store._lease import Lease, LeaseInfo, LeaseLostError, is_postgres_url
 from linkstate.store._sqlite import (
     DEFAULT_KEEP,
+    Claim,
     Entry,
     LinkRow,
     StoreConflictError,
     StoredTransition,
     StoreError,
+    StoreOwnedElsewhereError,
+    wall_clock,
 )
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "is_postgres_url"]
@@ -210,9 +212,13 @@ class PostgresStore:
             database without them is a :class:`StoreError` (for commands that
             only read or act on existing links).
         keep: Transitions kept per link.
-        owner: Fence every write with this owner's leases (a gateway host;
-            see :func:`linkstate.store.default_owner`). None for an operator's
-            store, whose writes are compare-and-set on the state only.
+        owner: A gateway host's name (:func:`linkstate.store.new_owner`):
+            its leases are acquired and renewed by its keeper
+            (:func:`linkstate.runtime.open_leased_fleet`), and a
+            :meth:`claim` succeeds only on a lease it holds. None for a
+            single process (``linkstate watch``) or an operator: then
+            :meth:`claim` takes a lease of ``lease_ttl`` seconds itself.
+        lease_ttl: Seconds a claim's lease lasts after each :meth:`renew`.
         pool_size: Connections at most; the journal uses one, the lease
             renewal another.
         connect_timeout: Seconds to wait for a connection.
@@ -229,10 +235,12 @@ class PostgresStore:
         create: bool = True,
         keep: int = DEFAULT_KEEP,
         owner: str | None = None,
+        lease_ttl: float = 15.0,
         pool_size: int = 4,
         connect_timeout: float = 5.0,
-        wall: Callable[[], float] = time.time,
+        wall: Callable[[], float] = wall_clock,
     ) -> None:
+        _check_ttl(lease_ttl)
         if keep < 1:
             raise ArgumentError(f"keep={keep!r} must be at least 1 transition per link")
         if pool_size < 1:
@@ -241,10 +249,20 @@ class PostgresStore:
         self.path = _describe(url)  # named like SQLiteStore.path: the messages show it
         self.keep = keep
         self.owner = owner
+        self.lease_ttl = lease_ttl
         self.wall = wall
         self._held: dict[str, Lease] = {}
         self._held_lock = threading.Lock()
-        options: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout))}
+        options: dict[str, Any] = {
+            "connect_timeout": max(1, round(connect_timeout)),
+            # Over TCP, a partition must fail a call in seconds, not after the
+            # kernel's retransmissions (minutes); ignored on a Unix socket.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 2,
+            "tcp_user_timeout": max(1000, round(connect_timeout * 2000)),
+        }
         try:
             # One connection of our own first: a wrong URL or a stopped server is
             # one clear error now, not a pool that retries in the background.
@@ -324,9 +342,7 @@ class PostgresStore:
     def load(self, link_id: str) -> LinkRow | None:
         """The stored row of ``link_id``, or None (a leased link never written is ``idle``)."""
         with self._connection(f"loading link {link_id!r}") as conn:
-            row = conn.execute(_SELECT_ROWS + " WHERE link_id = %s", (link_id,)).fetchone()
-        # A row at seq 0 was only leased, never written: to the interface, not stored.
-        return None if row is None or row[_ROW_COLUMNS.index("seq")] == 0 else _row_from_sql(row)
+            return _load(conn, link_id)
 
     def links(self) -> list[LinkRow]:
         """Every stored link, by id (links only leased, never written, are left out)."""
@@ -369,28 +385,19 @@ class PostgresStore:
     def _write_one(
         self, conn: psycopg.Connection[Any], record: TransitionRecord, row: LinkRow
     ) -> None:
-        lease = self._lease_for(row.link_id) if self.owner is not None else None
         wall = self.wall()
         values = _row_to_sql(replace(row, updated=wall))[1:]
-        fence = (
-            sql.SQL("")
-            if lease is None
-            else sql.SQL(
-                " AND lease_owner = %(owner)s AND lease_token = %(token)s"
-                " AND lease_expires > clock_timestamp()"
-            )
-        )
         params: dict[str, object] = dict(zip(_SET_COLUMNS, values, strict=True))
-        params.update(link_id=row.link_id, src=record.src)
-        if lease is not None:
-            params.update(owner=lease.owner, token=lease.token)
+        params.update(
+            link_id=row.link_id, src=record.src, expect=row.seq, owner=row.owner, token=row.token
+        )
+        fence = _FENCED if row.token is not None else _UNFENCED
         found = conn.execute(_UPDATE_ROW + fence + sql.SQL(" RETURNING seq"), params).fetchone()
-        if found is None and lease is None and record.src == State.idle.value:
-            # Never stored: an unfenced writer creates the row (a fenced one's
-            # row exists since it acquired the lease).
+        if found is None and row.token is None and record.src == State.idle.value:
+            # Never stored: a writer without a claim creates the row.
             found = conn.execute(_INSERT_ROW, params).fetchone()
         if found is None:
-            raise self._refusal(conn, record, row, lease)
+            raise _refusal(conn, record, row)
         seq = found[0]
         conn.execute(
             "INSERT INTO history (link_id, seq, wall, record) VALUES (%s, %s, %s, %s)",
@@ -402,51 +409,124 @@ class PostgresStore:
                 (row.link_id, seq - self.keep),
             )
 
-    def _lease_for(self, link_id: str) -> Lease:
-        with self._held_lock:
-            lease = self._held.get(link_id)
-        if lease is None:
-            raise LeaseLostError(
-                f"link {link_id!r}: this host ({self.owner}) holds no lease on it, so it may not "
-                "write it; another host drives it. This host stops the link (stop reason "
-                "lease_lost); acquire the lease before starting a link"
-            )
-        return lease
-
-    def _refusal(
-        self,
-        conn: psycopg.Connection[Any],
-        record: TransitionRecord,
-        row: LinkRow,
-        lease: Lease | None,
-    ) -> StoreError:
-        """Why a write changed nothing: the state moved, or the lease did."""
-        stored = conn.execute(
-            "SELECT state, lease_owner, lease_token, lease_expires > clock_timestamp() "
-            "FROM links WHERE link_id = %s",
-            (row.link_id,),
-        ).fetchone()
-        state, owner, token, live = stored or (State.idle.value, None, 0, False)
-        if lease is not None and (owner != lease.owner or token != lease.token or not live):
-            with self._held_lock:
-                self._held.pop(row.link_id, None)
-            now_held = f"held by {owner}, token {token}" if owner and live else "expired"
-            return LeaseLostError(
-                f"link {row.link_id!r}: transition {record.trigger!r} refused, the lease of "
-                f"{lease.owner} with token {lease.token} is no longer current (now {now_held}). "
-                "This host stops the link (stop reason lease_lost) and does not restart it; if "
-                "it keeps happening, check this host's connection to PostgreSQL and its pauses"
-            )
-        return StoreConflictError(
-            f"link {row.link_id!r} is stored in state {state!r}, but this transition "
-            f"({record.trigger!r}) leaves {record.src!r}: another process or an operator "
-            "changed it. Stop the other process driving this link (one process per link; "
-            "see docs/multi-host.md) and start it again"
-        )
-
     def close(self) -> None:
         """Close the pool; idempotent."""
         self._pool.close()
+
+    # -- claims: the StateStore's owners, as leases --------------------------------
+
+    def claim(self, link_id: str, owner: str) -> Claim:
+        """Take ``link_id`` for ``owner``; refused while another owner's lease is valid.
+
+        On a gateway host's store (opened with ``owner=``) only a lease its
+        keeper holds can be claimed, with that lease's token: the keeper alone
+        decides what the host runs. Otherwise the claim takes a lease of
+        ``lease_ttl`` seconds itself, if it is free, expired or ``owner``'s.
+
+        Raises:
+            LeaseLostError: another owner holds a valid lease on the link, or
+                this host's keeper does not hold it.
+
+        """
+        if self.owner is not None:
+            return self._claim_held(link_id, owner)
+
+        def body(conn: psycopg.Connection[Any]) -> Claim:
+            conn.execute(_CREATE_MISSING, (self.wall(), self.wall(), [link_id], [""]))
+            found = conn.execute(
+                "SELECT lease_owner, lease_expires > clock_timestamp() FROM links "
+                "WHERE link_id = %s FOR UPDATE",
+                (link_id,),
+            ).fetchone()
+            holder, live = found if found is not None else (None, False)
+            if holder is not None and live and holder != owner:
+                raise LeaseLostError(
+                    f"link {link_id!r} is leased to {holder} until its lease expires; stop "
+                    "that process, or wait for the lease to lapse, and try again",
+                    link_id=link_id,
+                    owner=holder,
+                )
+            taken = conn.execute(
+                "UPDATE links SET lease_owner = %s, lease_token = lease_token + 1, "
+                "lease_expires = clock_timestamp() + %s * interval '1 second' "
+                "WHERE link_id = %s RETURNING lease_token",
+                (owner, self.lease_ttl, link_id),
+            ).fetchone()
+            assert taken is not None
+            previous = holder if holder is not None and holder != owner else None
+            return Claim(link_id, owner, taken[0], _load(conn, link_id), previous)
+
+        claim: Claim = self._transact(f"claiming link {link_id!r}", body)
+        return claim
+
+    def _claim_held(self, link_id: str, owner: str) -> Claim:
+        with self._held_lock:
+            lease = self._held.get(link_id)
+        if lease is None or owner != lease.owner:
+            raise LeaseLostError(
+                f"link {link_id!r}: this host ({self.owner}) holds no lease on it, so it may not "
+                "run it; another host drives it. Start links through open_leased_fleet, whose "
+                "keeper acquires their leases",
+                link_id=link_id,
+            )
+
+        def body(conn: psycopg.Connection[Any]) -> Claim:
+            found = conn.execute(
+                "SELECT lease_owner, lease_token, lease_expires > clock_timestamp() FROM links "
+                "WHERE link_id = %s",
+                (link_id,),
+            ).fetchone()
+            if found is None or tuple(found) != (lease.owner, lease.token, True):
+                with self._held_lock:
+                    if self._held.get(link_id) == lease:
+                        del self._held[link_id]
+                raise LeaseLostError(
+                    f"link {link_id!r}: the lease of {lease.owner} with token {lease.token} is "
+                    "no longer current; another host took it over. This host does not run it",
+                    link_id=link_id,
+                    owner=None if found is None else found[0],
+                )
+            return Claim(link_id, owner, lease.token, _load(conn, link_id))
+
+        claim: Claim = self._transact(f"claiming link {link_id!r}", body)
+        return claim
+
+    def renew(self, claims: Sequence[Claim]) -> list[Claim]:
+        """Extend the leases of ``claims`` by ``lease_ttl``, in one statement; the lost ones."""
+        if not claims:
+            return []
+        ordered = sorted(claims, key=lambda claim: claim.link_id)
+        rows = self._transact(
+            f"renewing {len(ordered)} claim(s)",
+            lambda conn: conn.execute(
+                _RENEW,
+                {
+                    "ids": [claim.link_id for claim in ordered],
+                    "tokens": [claim.token for claim in ordered],
+                    "owners": [claim.owner for claim in ordered],
+                    "ttl": self.lease_ttl,
+                },
+            ).fetchall(),
+        )
+        renewed = {link_id for link_id, _, _ in rows}
+        return [claim for claim in claims if claim.link_id not in renewed]
+
+    def release(self, claim: Claim) -> None:
+        """Give the link's lease up, if ``claim`` still holds it; idempotent.
+
+        On a gateway host's store this does nothing: the keeper releases a
+        lease once the link has stopped (a link in ``needs_relink`` keeps its
+        host, which notices an operator's reset).
+        """
+        if self.owner is not None:
+            return
+        self._transact(
+            f"releasing link {claim.link_id!r}",
+            lambda conn: conn.execute(
+                _RELEASE,
+                {"ids": [claim.link_id], "tokens": [claim.token], "owners": [claim.owner]},
+            ),
+        )
 
     # -- leases ----------------------------------------------------------------
 
@@ -485,7 +565,7 @@ class PostgresStore:
             self._held.update((lease.link_id, lease) for lease in leases)
         return leases
 
-    def renew(self, ttl: float) -> dict[str, str]:
+    def renew_held(self, ttl: float) -> dict[str, str]:
         """Extend every lease held, in one statement; the renewed ones' link states by id."""
         owner = self._require_owner("renew")
         _check_ttl(ttl)
@@ -501,7 +581,7 @@ class PostgresStore:
                 {
                     "ids": ids,
                     "tokens": [held[i].token for i in ids],
-                    "owner": owner,
+                    "owners": [owner] * len(ids),
                     "ttl": ttl,
                 },
             ).fetchall(),
@@ -518,7 +598,7 @@ class PostgresStore:
                     self._held[link_id] = replace(lease, expires_at=expiries[link_id])
         return states
 
-    def release(self, link_ids: Sequence[str]) -> None:
+    def release_held(self, link_ids: Sequence[str]) -> None:
         """Give up these leases now (keeping the token), so another host may take them at once."""
         owner = self._require_owner("release")
         with self._held_lock:
@@ -532,7 +612,7 @@ class PostgresStore:
                 {
                     "ids": [lease.link_id for lease in held],
                     "tokens": [lease.token for lease in held],
-                    "owner": owner,
+                    "owners": [owner] * len(held),
                 },
             ),
         )
@@ -607,7 +687,7 @@ class PostgresStore:
         if self.owner is None:
             raise ArgumentError(
                 f"cannot {doing} leases on a PostgresStore opened without owner=; pass "
-                "owner=default_owner() for a gateway host"
+                "owner=new_owner() for a gateway host"
             )
         return self.owner
 
@@ -655,16 +735,24 @@ def _row_to_sql(row: LinkRow) -> tuple[object, ...]:
     return tuple(value[name] for name in _ROW_COLUMNS)
 
 
-def _row_from_sql(values: Sequence[object]) -> LinkRow:
-    data = dict(zip(_ROW_COLUMNS, values, strict=True))
+def _row_from_sql(values: Sequence[Any]) -> LinkRow:
+    *columns, owner, token = values
+    data = dict(zip(_ROW_COLUMNS, columns, strict=True))
     closes = json.loads(str(data.pop("recent_closes")))
-    return LinkRow(recent_closes=tuple(float(t) for t in closes), **data)  # type: ignore[arg-type]
+    return LinkRow(
+        recent_closes=tuple(float(t) for t in closes),
+        owner=owner,
+        token=token if owner is not None else None,
+        **data,
+    )
 
 
-_SELECT_ROWS: Final = f"SELECT {', '.join(_ROW_COLUMNS)} FROM links"
+_SELECT_ROWS: Final = f"SELECT {', '.join(_ROW_COLUMNS)}, lease_owner, lease_token FROM links"
 
+# %(expect)s is the seq the writer expects this write to give (0: not checked).
 _UPDATE_ROW: Final = sql.SQL(
-    "UPDATE links SET {assignments}, seq = seq + 1 WHERE link_id = %(link_id)s AND state = %(src)s"
+    "UPDATE links SET {assignments}, seq = seq + 1 WHERE link_id = %(link_id)s "
+    "AND state = %(src)s AND (%(expect)s = 0 OR seq = %(expect)s - 1)"
 ).format(
     assignments=sql.SQL(", ").join(
         sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name))
@@ -717,23 +805,87 @@ _ACQUIRE: Final = """
 # journal batch, so the two never deadlock.
 _RENEW: Final = """
     WITH mine AS (
-        SELECT l.link_id FROM links AS l
-          JOIN unnest(%(ids)s::text[], %(tokens)s::bigint[]) AS r(link_id, token)
-            ON l.link_id = r.link_id AND l.lease_token = r.token
-         WHERE l.lease_owner = %(owner)s AND l.lease_expires > clock_timestamp()
+        SELECT l.link_id, r.token, r.owner FROM links AS l
+          JOIN unnest(%(ids)s::text[], %(tokens)s::bigint[], %(owners)s::text[])
+            AS r(link_id, token, owner)
+            ON l.link_id = r.link_id AND l.lease_token = r.token AND l.lease_owner = r.owner
+         WHERE l.lease_expires > clock_timestamp()
          ORDER BY l.link_id
            FOR UPDATE OF l
     )
     UPDATE links AS l
        SET lease_expires = clock_timestamp() + %(ttl)s * interval '1 second'
       FROM mine
-     WHERE l.link_id = mine.link_id AND l.lease_owner = %(owner)s
-       AND l.lease_expires > clock_timestamp()
+     WHERE l.link_id = mine.link_id AND l.lease_token = mine.token
+       AND l.lease_owner = mine.owner AND l.lease_expires > clock_timestamp()
     RETURNING l.link_id, l.state, extract(epoch FROM l.lease_expires)::float8
 """
 
 _RELEASE: Final = """
     UPDATE links AS l SET lease_owner = NULL, lease_expires = clock_timestamp()
-      FROM unnest(%(ids)s::text[], %(tokens)s::bigint[]) AS r(link_id, token)
-     WHERE l.link_id = r.link_id AND l.lease_token = r.token AND l.lease_owner = %(owner)s
+      FROM unnest(%(ids)s::text[], %(tokens)s::bigint[], %(owners)s::text[])
+        AS r(link_id, token, owner)
+     WHERE l.link_id = r.link_id AND l.lease_token = r.token AND l.lease_owner = r.owner
 """
+
+# The fence of a write under a claim (see the module header), and of one
+# without: an operator's, refused while a live link is leased to someone.
+_FENCED: Final = sql.SQL(
+    " AND lease_owner = %(owner)s AND lease_token = %(token)s AND lease_expires > clock_timestamp()"
+)
+_UNFENCED: Final = sql.SQL(
+    " AND (lease_owner IS NULL OR lease_expires <= clock_timestamp()"
+    " OR state IN ('needs_relink', 'failed', 'stopped'))"
+)
+
+
+def _load(conn: psycopg.Connection[Any], link_id: str) -> LinkRow | None:
+    row = conn.execute(_SELECT_ROWS + " WHERE link_id = %s", (link_id,)).fetchone()
+    # A row at seq 0 was only leased, never written: to the interface, not stored.
+    return None if row is None or row[_ROW_COLUMNS.index("seq")] == 0 else _row_from_sql(row)
+
+
+def _refusal(conn: psycopg.Connection[Any], record: TransitionRecord, row: LinkRow) -> StoreError:
+    """Why a write changed nothing: the lease moved, another writer wrote, or the state moved."""
+    stored = conn.execute(
+        "SELECT state, seq, lease_owner, lease_token, lease_expires > clock_timestamp() "
+        "FROM links WHERE link_id = %s",
+        (row.link_id,),
+    ).fetchone()
+    state, seq, owner, token, live = stored or (State.idle.value, 0, None, 0, False)
+    live = bool(live) and owner is not None
+    if row.token is not None and (owner != row.owner or token != row.token or not live):
+        now_held = f"held by {owner}, token {token}" if live else "expired"
+        return LeaseLostError(
+            f"link {row.link_id!r}: transition {record.trigger!r} refused, the lease of "
+            f"{row.owner} with token {row.token} is no longer current (now {now_held}). This "
+            "process stops the link without recording anything; if it keeps happening, check "
+            "this host's connection to PostgreSQL and its pauses",
+            link_id=row.link_id,
+            owner=owner if live else None,
+        )
+    if row.token is None and live and State(state) not in TERMINAL_STATES:
+        return StoreOwnedElsewhereError(
+            f"link {row.link_id!r} is run by {owner} (state {state!r}, lease token {token}); "
+            "stop that host first, then try again",
+            link_id=row.link_id,
+            owner=owner,
+        )
+    if state != record.src:
+        return StoreConflictError(
+            f"link {row.link_id!r} is stored in state {state!r}, but this transition "
+            f"({record.trigger!r}) leaves {record.src!r}: another process or an operator "
+            "changed it. Stop the other process driving this link (one process per link; "
+            "see docs/multi-host.md) and start it again"
+        )
+    if row.token is not None:
+        return StoreOwnedElsewhereError(
+            f"link {row.link_id!r} is owned elsewhere: another writer changed it (#{seq}, this "
+            f"writer expected #{row.seq - 1}). This process stops without recording anything",
+            link_id=row.link_id,
+            owner=owner,
+        )
+    return StoreConflictError(
+        f"link {row.link_id!r} is at #{seq}, but this write expected #{row.seq - 1}: another "
+        "process or an operator changed it meanwhile; look again and retry"
+    )
