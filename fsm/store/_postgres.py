@@ -59,14 +59,19 @@ from linkstate._lifecycle import TERMINAL_STATES, State
 from linkstate._machine import TransitionRecord
 from linkstate.store._lease import Lease, LeaseInfo, LeaseLostError, is_postgres_url
 from linkstate.store._sqlite import (
+    _LINK_COLUMNS,
     DEFAULT_KEEP,
     Claim,
     Entry,
     LinkRow,
-    StoreConflictError,
     StoredTransition,
     StoreError,
     StoreOwnedElsewhereError,
+    _row_to_sql,
+    row_problems,
+    seq_conflict,
+    state_conflict,
+    stored_transitions,
     wall_clock,
 )
 
@@ -129,11 +134,7 @@ _SCHEMA: Final = (
     """,
 )
 
-_ROW_COLUMNS: Final = (
-    "link_id", "channel", "state", "since", "attempt", "repeats", "recent_closes", "opened_at",
-    "delay", "status", "code", "reason", "rule", "verdict", "stop_reason", "message", "seq",
-    "updated",
-)  # fmt: skip
+_ROW_COLUMNS: Final = _LINK_COLUMNS  # the same columns, in the same order, as SQLite
 _SET_COLUMNS: Final = _ROW_COLUMNS[1:]  # every column a write sets (link_id is the key)
 
 # SQLSTATE classes and codes, mapped to what went wrong and what to do about it.
@@ -357,10 +358,7 @@ class PostgresStore:
                 "SELECT wall, record FROM history WHERE link_id = %s ORDER BY seq DESC LIMIT %s",
                 (link_id, limit),
             ).fetchall()
-        return [
-            StoredTransition(wall, TransitionRecord(**json.loads(text)))
-            for wall, text in reversed(rows)
-        ]
+        return stored_transitions(rows)
 
     def write(self, entries: Sequence[Entry]) -> None:
         """Store the transitions and rows in one transaction, each fenced by its lease."""
@@ -702,15 +700,7 @@ class PostgresStore:
                 "AND h.seq = (SELECT max(seq) FROM history WHERE link_id = l.link_id) "
                 "WHERE l.seq > 0"
             ).fetchall()
-        problems = []
-        for link_id, state, seq, last_seq, record in rows:
-            last_dst = None if record is None else json.loads(record)["dst"]
-            if last_seq != seq or last_dst != state:
-                problems.append(
-                    f"link {link_id!r}: row says {state!r} at #{seq}, newest history entry "
-                    f"says {last_dst!r} at #{last_seq}"
-                )
-        return problems
+        return row_problems(rows)
 
     def __enter__(self) -> PostgresStore:
         return self
@@ -727,12 +717,6 @@ def _exists(conn: psycopg.Connection[Any], table: str) -> bool:
 def _check_ttl(ttl: float) -> None:
     if not ttl > 0:
         raise ArgumentError(f"ttl={ttl!r} must be a positive number of seconds")
-
-
-def _row_to_sql(row: LinkRow) -> tuple[object, ...]:
-    value = row.to_json()
-    value["recent_closes"] = json.dumps(value["recent_closes"])
-    return tuple(value[name] for name in _ROW_COLUMNS)
 
 
 def _row_from_sql(values: Sequence[Any]) -> LinkRow:
@@ -872,12 +856,7 @@ def _refusal(conn: psycopg.Connection[Any], record: TransitionRecord, row: LinkR
             owner=owner,
         )
     if state != record.src:
-        return StoreConflictError(
-            f"link {row.link_id!r} is stored in state {state!r}, but this transition "
-            f"({record.trigger!r}) leaves {record.src!r}: another process or an operator "
-            "changed it. Stop the other process driving this link (one process per link; "
-            "see docs/multi-host.md) and start it again"
-        )
+        return state_conflict(row.link_id, state, record)
     if row.token is not None:
         return StoreOwnedElsewhereError(
             f"link {row.link_id!r} is owned elsewhere: another writer changed it (#{seq}, this "
@@ -885,7 +864,4 @@ def _refusal(conn: psycopg.Connection[Any], record: TransitionRecord, row: LinkR
             link_id=row.link_id,
             owner=owner,
         )
-    return StoreConflictError(
-        f"link {row.link_id!r} is at #{seq}, but this write expected #{row.seq - 1}: another "
-        "process or an operator changed it meanwhile; look again and retry"
-    )
+    return seq_conflict(row.link_id, seq, row.seq)
