@@ -47,7 +47,9 @@ class Lease:
         link_id: The link.
         owner: Who holds it (``host:pid NNN:suffix``).
         token: The fencing token of this acquisition.
-        expires_at: When it lapses, on the database server's clock (Unix seconds).
+        expires_at: When it lapsed as acquired, on the database server's clock
+            (Unix seconds); renewals extend it on the server, and the keeper
+            keeps its own deadline from their send times.
         taken_over: True when it was taken from another holder that let it
             expire rather than releasing it: that holder's socket may still be
             closing, so the taker waits ``grace`` before its first connect.

@@ -585,15 +585,12 @@ class PostgresStore:
             ).fetchall(),
         )
         states = {link_id: state for link_id, state, _ in rows}
-        expiries = {link_id: expires for link_id, _, expires in rows}
-        with self._held_lock:
-            for link_id, lease in held.items():
-                if link_id not in states:
+        if len(states) < len(held):
+            with self._held_lock:
+                for link_id, lease in held.items():
                     # Only drop the lease renewed: a new acquisition may have replaced it.
-                    if self._held.get(link_id) == lease:
+                    if link_id not in states and self._held.get(link_id) == lease:
                         del self._held[link_id]
-                elif self._held.get(link_id) == lease:
-                    self._held[link_id] = replace(lease, expires_at=expiries[link_id])
         return states
 
     def release_held(self, link_ids: Sequence[str]) -> None:
