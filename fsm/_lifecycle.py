@@ -113,6 +113,8 @@ class StopReason(StrEnum):
     budget_spent = "budget_spent"
     flapping = "flapping"
     aborted = "aborted"
+    lease_lost = "lease_lost"
+    """Another host may own the link now: this one stopped it (an abort, never restarted)."""
 
 
 TERMINAL_STATES: Final = frozenset({State.needs_relink, State.failed, State.stopped})

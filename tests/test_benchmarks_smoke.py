@@ -68,6 +68,15 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["--links", "3", "--rounds", "1", "--single", "3"],
         ["one link, one transaction per transition", "3 links, writer thread"],
     ),
+    "postgres_leases.py": (
+        ["--leases", "200", "--repeat", "1", "--links", "3", "--rounds", "1", "--dead", "3"],
+        [
+            "200 leases, one batched renewal",
+            "bare, one UPDATE per lease",
+            "3 links through the journal, fenced",
+            "3 links of a dead host served again",
+        ],
+    ),
     "diagram_cost.py": (["--repeat", "1"], ["lifecycle"]),
     "extract_cost.py": (["--size", "3"], ["discord", "slack", "telegram", "matrix"]),
     "adapter_frames.py": (
@@ -104,8 +113,13 @@ def test_every_script_is_covered() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
-def test_script_runs_and_prints_its_figures(name: str, tmp_path: Path) -> None:
+def test_script_runs_and_prints_its_figures(
+    name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     args, expected = SCRIPTS[name]
+    if name == "postgres_leases.py":
+        # The session's cluster (skipped locally without PostgreSQL, never in CI).
+        args = [*args, "--ttl", "1.2", "--db", request.getfixturevalue("pg_url")]
     if name == "storm.py":
         args = [*args, "--plot", str(tmp_path / "storm.png")]
     output = run_script(name, *args)

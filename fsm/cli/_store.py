@@ -1,4 +1,4 @@
-"""The ``--db PATH`` option and the store plumbing shared by the commands that use one.
+"""The ``--db PATH|URL`` option and the store plumbing shared by the commands that use one.
 
 ``simulate``, ``watch`` and ``demo`` get ``--db`` through
 :func:`linkstate.cli._supervise.add_run_options`; ``status``, ``history``,
@@ -6,6 +6,10 @@
 :class:`linkstate.store.StoreError` becomes a :class:`linkstate.cli.common.CommandError`:
 one line naming the file and the fix, never a traceback, with the exit status
 of its kind (:func:`store_exit_status`).
+
+:func:`open_store` is the one place that chooses the back end: a
+``postgresql://`` URL opens the PostgreSQL store, anything else is a SQLite
+file's path.
 """
 
 from __future__ import annotations
@@ -15,14 +19,17 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
+from typing import Protocol
 
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._machine import TransitionRecord
 from linkstate.cli.common import CommandError, ExitStatus, channel_or_exit, link_id, shown
 from linkstate.store._journal import Journal, open_journal
+from linkstate.store._lease import LeaseInfo, is_postgres_url
 from linkstate.store._sqlite import (
     SQLiteStore,
+    StateStore,
     StoreError,
     StoreOwnedElsewhereError,
     StoreRequestError,
@@ -44,17 +51,24 @@ __all__ = [
 ]
 
 
+class OpenedStore(StateStore, Protocol):
+    """A store the commands open and close with ``with``."""
+
+    def __enter__(self) -> OpenedStore: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
 def add_db_option(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    """Add ``--db PATH``."""
+    """Add ``--db PATH|URL``."""
     parser.add_argument(
         "--db",
-        metavar="PATH",
+        metavar="PATH|URL",
         default=None,
         required=required,
-        help="the SQLite state database: the link's state and history outlive the process "
-        "(with --link ID naming the link)"
+        help="the state database, a SQLite file or a postgresql:// URL: the link's state and "
+        "history outlive the process (with --link ID naming the link)"
         if not required
-        else "the SQLite state database",
+        else "the state database: a SQLite file, or a postgresql:// URL",
     )
 
 
@@ -90,13 +104,24 @@ def store_errors() -> Iterator[None]:
         raise
 
 
-def open_store(path: str, *, create: bool = False, read_only: bool = False) -> SQLiteStore:
-    """Open the state database at ``path``; by default it must exist.
+def open_store(path: str, *, create: bool = False, read_only: bool = False) -> OpenedStore:
+    """Open the state database at ``path`` (a file, or a ``postgresql://`` URL); it must exist.
 
-    ``read_only`` is for the commands that only read (``status``, ``history``):
-    they then work on a read-only mount or a file this user may only read.
+    ``create`` makes it (the file, or the tables) when missing. ``read_only`` is
+    for the commands that only read (``status``, ``history``): on SQLite they
+    then work on a read-only mount or a file this user may only read; a
+    PostgreSQL role's own grants decide that on the server.
     """
     with store_errors():
+        if is_postgres_url(path):
+            try:
+                from linkstate.store._postgres import PostgresStore
+            except ImportError as exc:
+                raise CommandError(
+                    f"--db postgresql://... needs psycopg, which is not installed ({exc}); "
+                    "install it with pip install 'linkstate[postgres]'"
+                ) from exc
+            return PostgresStore(path, create=create)
         return SQLiteStore(path, create=create, read_only=read_only)
 
 
@@ -159,3 +184,21 @@ def ago(wall: float, now: float | None = None) -> str:
         if seconds >= size:
             return f"{seconds / size:.0f} {unit} ago"
     return f"{seconds:.0f} s ago"
+
+
+def store_leases(store: object) -> dict[str, LeaseInfo] | None:
+    """Every link's lease, from a store shared by several hosts; None for one that has none."""
+    leases = getattr(store, "leases", None)
+    return leases() if callable(leases) else None
+
+
+def describe_lease(info: LeaseInfo | None, now: float) -> tuple[str, str, str]:
+    """``(owner, token, expiry)`` for the status table; ``-`` where there is nothing."""
+    if info is None or info.token == 0:
+        return "-", "-", "-"
+    if info.owner is None:
+        return "-", str(info.token), "released"
+    expires = info.expires_at if info.expires_at is not None else now
+    if info.live:
+        return info.owner, str(info.token), f"in {max(0.0, expires - now):.0f} s"
+    return info.owner, str(info.token), f"expired {ago(expires, now)}"

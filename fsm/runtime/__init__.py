@@ -4,11 +4,13 @@
 :class:`Fleet` runs many, restarting crashed supervisors but never a terminal
 link; :class:`ScriptedTransport` replays scripted closes for simulations and
 tests; :class:`FleetMetrics` is a Prometheus collector of a fleet (extra
-``linkstate[prometheus]``).
+``linkstate[prometheus]``). :func:`open_leased_fleet` runs one host's share
+of links that several hosts serve, under fenced leases (``docs/multi-host.md``).
 """
 
 from linkstate.runtime._fleet import Fleet, FleetError, LinkStatus, RestartPolicy, open_fleet
 from linkstate.runtime._heap import freeze_survivors, mass_start
+from linkstate.runtime._leases import LeasedLink, LeaseKeeper, LeasePolicy, open_leased_fleet
 from linkstate.runtime._metrics import (
     BACKOFF_BUCKETS,
     METRICS,
@@ -37,6 +39,9 @@ __all__ = [
     "FleetError",
     "FleetMetrics",
     "Hang",
+    "LeaseKeeper",
+    "LeasePolicy",
+    "LeasedLink",
     "LinkStatus",
     "MetricSpec",
     "MetricsError",
@@ -52,5 +57,6 @@ __all__ = [
     "freeze_survivors",
     "mass_start",
     "open_fleet",
+    "open_leased_fleet",
     "transport_factory",
 ]

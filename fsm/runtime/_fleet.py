@@ -44,12 +44,13 @@ from anyio.abc import TaskGroup
 
 from linkstate._channel import Channel
 from linkstate._errors import ArgumentError, LinkstateError
-from linkstate._lifecycle import State
+from linkstate._lifecycle import State, StopReason
 from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
 from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
 from linkstate._verdicts import CLI_COMMANDS, OperatorCommands
 from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
 from linkstate.store._journal import Journal
+from linkstate.store._sqlite import StoreOwnedElsewhereError
 
 __all__ = [
     "DEFAULT_FLEET_KEEP_RECORDS",
@@ -316,14 +317,17 @@ class Fleet:
         self._members[link_id] = member
         self.tasks.start_soon(self._keep, member, name=f"linkstate link {link_id}")
 
-    def stop(self, link_id: str) -> None:
-        """Stop ``link_id`` (it ends in ``stopped``); returns at once, see :meth:`wait`."""
+    def stop(self, link_id: str, reason: StopReason = StopReason.aborted) -> None:
+        """Stop ``link_id`` (it ends in ``stopped``, with ``reason``); returns at once.
+
+        See :meth:`wait`.
+        """
         member = self._member(link_id)
         member.stopping = True
         if member.wait_scope is not None:
             member.wait_scope.cancel()
         if member.supervisor is not None:
-            member.supervisor.abort()
+            member.supervisor.abort(reason)
 
     def stop_all(self) -> None:
         """Stop every link."""
@@ -395,6 +399,13 @@ class Fleet:
                 supervisor = member.supervisor = member.build(member.link)
                 try:
                     member.outcome = await supervisor.run()
+                    return
+                except StoreOwnedElsewhereError as exc:
+                    # Another host drives the link now (its claim was refused): an
+                    # ending, never restarted here.
+                    member.outcome = supervisor.outcome
+                    member.error = f"{type(exc).__name__}: {exc}"
+                    _log.warning("link %s: %s", supervisor.link.link_id, exc)
                     return
                 except Exception as exc:
                     delay = self._crashed(member, supervisor.link, exc)

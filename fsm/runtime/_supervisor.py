@@ -66,7 +66,7 @@ from anyio.abc import TaskGroup
 from linkstate._channel import Channel, ChannelError
 from linkstate._errors import ArgumentError, LinkstateError
 from linkstate._events import CloseEvent, Initiator, Phase
-from linkstate._lifecycle import State, Trigger
+from linkstate._lifecycle import State, StopReason, Trigger
 from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
 from linkstate._policy import ReconnectPolicy
 from linkstate.store._journal import Journal, Receipt
@@ -351,6 +351,7 @@ class Supervisor:
         # (benchmarks/supervised.py), and the task group already has one.
         self._wait_scope: anyio.CancelScope | None = None
         self._abort_requested = False
+        self._abort_reason = StopReason.aborted
         self._connects = 0
         self._opens = 0
         self._sleeps = 0
@@ -374,12 +375,17 @@ class Supervisor:
         link = self.link
         event = link.last_event
         stop_reason = None if link.stop_reason is None else link.stop_reason.value
+        if self._lost is not None:
+            # Nothing more was written; a stop asked for a reason of its own
+            # (a lapsed lease) keeps it, else the loss is the reason.
+            reason = self._abort_reason
+            stop_reason = reason.value if reason is not StopReason.aborted else OWNED_ELSEWHERE
         return Outcome(
             link_id=link.link_id,
             state=link.state,
             verdict=None if link.verdict is None else link.verdict.value,
             status=None if event is None else event.status,
-            stop_reason=OWNED_ELSEWHERE if self._lost is not None else stop_reason,
+            stop_reason=stop_reason,
             message=link.message if link.terminal else None,
             connects=self._connects,
             opens=self._opens,
@@ -391,15 +397,19 @@ class Supervisor:
 
     # -- running ---------------------------------------------------------------
 
-    def abort(self) -> None:
+    def abort(self, reason: StopReason = StopReason.aborted) -> None:
         """Stop the link: ``run()`` closes the connection and returns in ``stopped``.
 
         Safe to call from any task of the same event loop, from an observer, and
-        before ``run()`` starts. Closing the connection then waits for the
-        peer's answer at most ``stop_timeout`` seconds; a second call cuts a
-        close under way short at once (the connection is dropped).
+        before ``run()`` starts. ``reason`` is the stop reason recorded
+        (``lease_lost`` when the host's lease on the link lapsed). Closing the
+        connection then waits for the peer's answer at most ``stop_timeout``
+        seconds; a second call cuts a close under way short at once (the
+        connection is dropped).
         """
         again = self._abort_requested
+        if not again:
+            self._abort_reason = reason
         self._abort_requested = True
         self._cut_short = again
         if self._wait_scope is not None:
@@ -444,7 +454,7 @@ class Supervisor:
             # link must not stay "live" in the record of a supervisor that is
             # gone; unless it is not ours any more, when nothing may be written.
             if restored and self._lost is None and not self.link.terminal:
-                self._fire(Trigger.abort)
+                self._stop()
             self._running = False
             with anyio.CancelScope(shield=True):
                 try:
@@ -692,6 +702,15 @@ class Supervisor:
 
     def _close(self, trigger: Trigger, raw: object) -> None:
         record = self.machine.close(self.link, raw, self.clock(), trigger=trigger)
+        self._after(record)
+
+    def _stop(self) -> None:
+        """Fire ``abort`` with the reason given to :meth:`abort` (the edge says ``aborted``)."""
+        record = self.machine.fire(self.link, Trigger.abort, self.clock())
+        reason = self._abort_reason
+        if reason is not StopReason.aborted and record.dst == State.stopped:
+            self.link.stop_reason = reason
+            record = replace(record, stop_reason=reason.value)
         self._after(record)
 
     def _fire(self, trigger: Trigger) -> None:

@@ -118,6 +118,10 @@ __all__ = [
     "new_owner",
     "operator_reset",
     "require_link",
+    "row_problems",
+    "seq_conflict",
+    "state_conflict",
+    "stored_transitions",
     "wall_clock",
 ]
 
@@ -813,7 +817,7 @@ class SQLiteStore:
             ).fetchall()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, f"reading the history of {link_id!r}") from exc
-        return [_entry_from_sql(link_id, wall, text, self.path) for wall, text in reversed(rows)]
+        return stored_transitions(rows, link_id, self.path)
 
     def write(self, entries: Sequence[Entry]) -> None:
         """Store the transitions and rows in one transaction (see the module header)."""
@@ -862,17 +866,9 @@ class SQLiteStore:
                 owner=owner,
             )
         if state != record.src:
-            raise StoreConflictError(
-                f"link {row.link_id!r} is stored in state {state!r}, but this transition "
-                f"({record.trigger!r}) leaves {record.src!r}: another process or an operator "
-                "changed it. Stop the other process driving this link (one process per link; "
-                "see docs/multi-host.md) and start it again"
-            )
+            raise state_conflict(row.link_id, state, record)
         if row.token is None and row.seq and row.seq != seq + 1:
-            raise StoreConflictError(
-                f"link {row.link_id!r} is at #{seq}, but this write expected #{row.seq - 1}: "
-                "another process or an operator changed it meanwhile; look again and retry"
-            )
+            raise seq_conflict(row.link_id, seq, row.seq)
         if row.token is not None and State(record.dst) in TERMINAL_STATES:
             # Released with the terminal write, in its transaction: a process
             # killed right after it leaves no claim behind to block the operator.
@@ -1038,14 +1034,7 @@ class SQLiteStore:
             ).fetchall()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, "checking it") from exc
-        for link_id, state, seq, last_seq, record in rows:
-            last_dst = None if record is None else json.loads(record)["dst"]
-            if last_seq != seq or last_dst != state:
-                problems.append(
-                    f"link {link_id!r}: row says {state!r} at #{seq}, newest history entry "
-                    f"says {last_dst!r} at #{last_seq}"
-                )
-        return problems
+        return problems + row_problems(rows)
 
     def __enter__(self) -> SQLiteStore:
         return self
@@ -1179,6 +1168,51 @@ def _connect(path: str, timeout: float, *, read_only: bool) -> sqlite3.Connectio
     # read-only mount, a directory this user may not write): SQLite reads it
     # only as immutable, which nothing on this side can break: we never write.
     return connect(f"{uri}?mode=ro&immutable=1", uri=True)
+
+
+def stored_transitions(
+    rows: Sequence[Sequence[Any]], link_id: str, where: str
+) -> list[StoredTransition]:
+    """History rows ``(wall, record JSON)``, newest first, as transitions oldest first.
+
+    A damaged entry is a :class:`StoreRowError` naming the link and ``where``
+    (the file or server), on any back end.
+    """
+    return [_entry_from_sql(link_id, wall, text, where) for wall, text in reversed(rows)]
+
+
+def row_problems(rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Links whose row disagrees with its newest history entry (``check``, on any back end).
+
+    Each of ``rows`` is ``(link_id, state, seq, newest history seq, its record JSON)``.
+    """
+    problems = []
+    for link_id, state, seq, last_seq, record in rows:
+        last_dst = None if record is None else json.loads(record)["dst"]
+        if last_seq != seq or last_dst != state:
+            problems.append(
+                f"link {link_id!r}: row says {state!r} at #{seq}, newest history entry "
+                f"says {last_dst!r} at #{last_seq}"
+            )
+    return problems
+
+
+def state_conflict(link_id: str, state: str, record: TransitionRecord) -> StoreConflictError:
+    """The compare-and-set's refusal: the link is in ``state``, not where ``record`` leaves."""
+    return StoreConflictError(
+        f"link {link_id!r} is stored in state {state!r}, but this transition "
+        f"({record.trigger!r}) leaves {record.src!r}: another process or an operator "
+        "changed it. Stop the other process driving this link (one process per link; "
+        "see docs/multi-host.md) and start it again"
+    )
+
+
+def seq_conflict(link_id: str, seq: int, expected: int) -> StoreConflictError:
+    """The refusal of a write without a claim that expected another ``seq``."""
+    return StoreConflictError(
+        f"link {link_id!r} is at #{seq}, but this write expected #{expected - 1}: "
+        "another process or an operator changed it meanwhile; look again and retry"
+    )
 
 
 def _row_from_json(data: dict[str, Any]) -> LinkRow:
