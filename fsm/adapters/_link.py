@@ -1,0 +1,131 @@
+"""What every adapter shares: a connection whose close the adapter reports, and guarded handlers.
+
+A library adapter has no socket of its own to watch: its "connection" is a
+poll loop (getUpdates, /sync) or a stream of events (whatsmeow's). Either
+way it ends exactly once, with the raw close info in the library's native
+form (the exception, the error response, the event), and the watchdog reads
+``last_activity``, which the adapter moves on what the library really sees
+(an answered poll, a sync response, a connection event).
+
+User handlers run apart from that loop, in tasks the adapter owns
+(:class:`Handlers`): they outlive a reconnect, a raise is logged and
+forgotten, and a slow one delays nothing but itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import anyio
+
+__all__ = ["DEFAULT_DRAIN_TIMEOUT", "Handlers", "PolledConnection"]
+
+_log: Final = logging.getLogger("linkstate.adapters")
+
+DEFAULT_DRAIN_TIMEOUT: Final = 10.0
+"""Seconds ``aclose()`` of an adapter waits for running handlers before it cancels them."""
+
+
+class PolledConnection:
+    """One supervised connection of a library adapter: it ends once, with its raw close info."""
+
+    def __init__(self) -> None:
+        self.last_activity = anyio.current_time()
+        self._ended = anyio.Event()
+        self._raw: object = None
+
+    @property
+    def ended(self) -> bool:
+        """True once the connection reported its end (or was closed by us)."""
+        return self._ended.is_set()
+
+    def touch(self) -> None:
+        """Record a sign of life (an answered poll, a sync response, an event)."""
+        self.last_activity = anyio.current_time()
+
+    def end(self, raw: object) -> None:
+        """Report how the connection ended; only the first report counts."""
+        if not self._ended.is_set():
+            self._raw = raw
+            self._ended.set()
+
+    async def wait_closed(self) -> object:
+        """Wait for the end; return its raw close info (safe to cancel and call again)."""
+        await self._ended.wait()
+        return self._raw
+
+    async def aclose(self) -> None:
+        """End it from our side; the supervisor then cancels the poll with the task group."""
+        self.end(None)
+
+
+class Handlers:
+    """Runs user handlers in tasks of their own, so none of them can stall or end a link.
+
+    Args:
+        library: Named in the log line of a handler that raised.
+        sequential: Run them one at a time, in the order they came (a
+            library's own callbacks ran in order); else each at once.
+
+    """
+
+    def __init__(self, library: str, *, sequential: bool = False) -> None:
+        self.library = library
+        self.sequential = sequential
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._queue: asyncio.Queue[tuple[str, Callable[[], Awaitable[object] | object]]] = (
+            asyncio.Queue()
+        )
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> int:
+        """Handlers started or queued and not finished yet."""
+        return len(self._tasks) + self._queue.qsize()
+
+    def submit(self, what: str, call: Callable[[], Awaitable[object] | object]) -> None:
+        """Run ``call()`` (awaiting it if it returns an awaitable) apart from the caller."""
+        if not self.sequential:
+            self._spawn(self._guarded(what, call))
+            return
+        self._queue.put_nowait((what, call))
+        if self._worker is None or self._worker.done():
+            self._worker = self._spawn(self._drain())
+
+    def _spawn(self, coroutine: Awaitable[None]) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        # The loop keeps only a weak reference to a task: keep it until it ends.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _drain(self) -> None:
+        while not self._queue.empty():
+            what, call = self._queue.get_nowait()
+            await self._guarded(what, call)
+
+    async def _guarded(self, what: str, call: Callable[[], Awaitable[object] | object]) -> None:
+        try:
+            result = call()
+            if isinstance(result, Awaitable):
+                await result
+        except Exception:
+            # The library would have logged it too; it is the user's bug, never a disconnect.
+            _log.exception(
+                "a %s handler raised while handling %s; the link is unaffected", self.library, what
+            )
+
+    async def aclose(self, timeout: float = DEFAULT_DRAIN_TIMEOUT) -> None:
+        """Wait up to ``timeout`` seconds for running handlers, then cancel the rest."""
+        with anyio.move_on_after(timeout):
+            while self._tasks:
+                await asyncio.wait(set(self._tasks))
+        for task in tuple(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        while not self._queue.empty():
+            self._queue.get_nowait()

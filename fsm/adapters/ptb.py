@@ -1,0 +1,136 @@
+"""python-telegram-bot, supervised: our own ``getUpdates`` long poll feeds the user's Application.
+
+:class:`PTBTransport` takes the user's own ``telegram.ext.Application`` (build
+it with ``.updater(None)``: its Updater is never started). PTB's network
+retry loop lives in the Updater (``start_polling``), which retries every
+error, a revoked token's 401 included, forever; this adapter polls with
+``Bot.get_updates`` itself and lets the first error end the connection, as
+the exception PTB raised (``InvalidToken``, ``Conflict``, ``RetryAfter``,
+``NetworkError``...). The ``telegram`` channel's table decides what follows.
+
+* **Connect** is the handshake that proves the token: ``Application.initialize()``
+  the first time (it calls ``getMe``), ``getMe`` on every reconnect; then
+  ``Application.start()`` once, which starts PTB's own update processing.
+* **Updates** go onto ``Application.update_queue``; PTB's update fetcher
+  runs the user's handlers from there, apart from the poll, so a handler that
+  raises reaches PTB's error handlers and a slow one only lengthens the
+  queue. The offset survives reconnects: no update is lost or seen twice.
+* **Activity** for the watchdog is each answered poll (an empty one
+  included): set ``watchdog`` above ``poll_timeout`` plus PTB's read timeout.
+* ``aclose()`` (or leaving ``async with``) stops and shuts the Application down.
+
+The token never reaches a log or an operator message: PTB writes it into
+the ``InvalidToken`` that ``initialize()`` raises, so the adapter reports
+the server's own answer underneath instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Final, Self
+
+from anyio.abc import TaskGroup
+from telegram.error import InvalidToken
+from telegram.ext import Application
+
+from linkstate._errors import ArgumentError
+from linkstate.adapters._link import PolledConnection
+
+__all__ = ["DEFAULT_POLL_TIMEOUT", "PTBTransport"]
+
+DEFAULT_POLL_TIMEOUT: Final = 10
+"""Seconds one ``getUpdates`` long poll may be held by the server (PTB's own default)."""
+
+AnyApplication = Application[Any, Any, Any, Any, Any, Any]
+
+
+class PTBTransport:
+    """A transport for one python-telegram-bot ``Application``, polled by the supervisor.
+
+    Args:
+        application: The user's Application, its handlers registered
+            (``ApplicationBuilder().token(...).updater(None).build()``).
+        poll_timeout: Seconds each long poll may be held open (``getUpdates`` ``timeout``).
+        allowed_updates: The update types to receive; None keeps the bot's setting.
+
+    Use it as ``async with PTBTransport(app) as transport:`` around the supervisor.
+
+    """
+
+    def __init__(
+        self,
+        application: AnyApplication,
+        *,
+        poll_timeout: int = DEFAULT_POLL_TIMEOUT,
+        allowed_updates: Sequence[str] | None = None,
+    ) -> None:
+        if not isinstance(application, Application):
+            raise ArgumentError(
+                f"PTBTransport takes a telegram.ext.Application, not {type(application).__name__}; "
+                "build one with ApplicationBuilder().token(TOKEN).updater(None).build()"
+            )
+        if isinstance(poll_timeout, bool) or not isinstance(poll_timeout, int) or poll_timeout < 0:
+            raise ArgumentError(
+                f"poll_timeout={poll_timeout!r} must be a whole number of seconds, 0 or more"
+            )
+        self.application = application
+        self.poll_timeout = poll_timeout
+        self.allowed_updates = allowed_updates
+        self._offset: int | None = None
+        self._initialized = False
+
+    async def connect(self, tasks: TaskGroup) -> PolledConnection:
+        """Prove the token (``getMe``), start the Application once, and start polling."""
+        app = self.application
+        if self._initialized:
+            await app.bot.get_me()
+        else:
+            try:
+                await app.initialize()
+            except InvalidToken as exc:
+                # PTB's own message repeats the token; the server's answer is underneath.
+                cause = exc.__cause__
+                raise (cause if isinstance(cause, InvalidToken) else InvalidToken()) from None
+            self._initialized = True
+        if not app.running:
+            await app.start()
+        connection = PolledConnection()
+        tasks.start_soon(self._poll, connection)
+        return connection
+
+    async def _poll(self, connection: PolledConnection) -> None:
+        app = self.application
+        while True:
+            try:
+                updates = await app.bot.get_updates(
+                    offset=self._offset,
+                    timeout=self.poll_timeout,
+                    allowed_updates=self.allowed_updates,
+                )
+            except Exception as exc:
+                connection.end(exc)  # PTB's own exception: the channel's table reads it
+                return
+            connection.touch()
+            for update in updates:
+                self._offset = update.update_id + 1
+                await app.update_queue.put(update)
+
+    async def aclose(self) -> None:
+        """Stop the Application (it finishes the queued updates) and shut it down."""
+        app = self.application
+        if app.running:
+            await app.stop()
+        await app.shutdown()
+        self._initialized = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
