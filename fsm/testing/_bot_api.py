@@ -14,7 +14,6 @@ loses none and sees none twice.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Final
@@ -22,7 +21,7 @@ from typing import Final
 import anyio
 
 from linkstate._errors import ArgumentError
-from linkstate.testing._http import HTTPRequest, HTTPResponse, LoopbackHTTP
+from linkstate.testing._http import HTTPRequest, HTTPResponse, LoopbackHTTP, number
 
 __all__ = ["BotAPIServer"]
 
@@ -153,11 +152,9 @@ class BotAPIServer(LoopbackHTTP):
         return _error(queue.popleft()) if queue else None
 
     async def _get_updates(self, request: HTTPRequest) -> HTTPResponse:
-        offset = _number(request.params.get("offset"), 0)
-        limit = max(1, min(100, int(_number(request.params.get("limit"), 100))))
-        deadline = anyio.current_time() + min(
-            _MAX_POLL, _number(request.params.get("timeout"), 0.0)
-        )
+        offset = number(request.params.get("offset"), 0)
+        limit = max(1, min(100, int(number(request.params.get("limit"), 100))))
+        deadline = anyio.current_time() + min(_MAX_POLL, number(request.params.get("timeout"), 0.0))
         while True:
             failure = self._failure("getUpdates")
             if failure is not None or self._revoked:
@@ -178,11 +175,3 @@ def _error(failure: _Failure) -> HTTPResponse:
     if failure.retry_after is not None:
         body["parameters"] = {"retry_after": failure.retry_after}
     return HTTPResponse(failure.status, body)
-
-
-def _number(value: object, default: float) -> float:
-    try:
-        number = float(str(value))
-    except ValueError:
-        return default
-    return number if math.isfinite(number) else default

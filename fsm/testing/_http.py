@@ -11,6 +11,7 @@ every held request, as a real server going away would.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -23,7 +24,7 @@ from anyio.abc import SocketStream, TaskGroup
 
 from linkstate._errors import LinkstateError
 
-__all__ = ["HTTPRequest", "HTTPResponse", "LoopbackHTTP", "LoopbackServerError"]
+__all__ = ["HTTPRequest", "HTTPResponse", "LoopbackHTTP", "LoopbackServerError", "number"]
 
 # Enough for any request a bot library sends to these endpoints.
 _MAX_BODY: Final = 1 << 20
@@ -162,3 +163,12 @@ def _request(head: h11.Request, body: bytes) -> HTTPRequest:
     elif body:
         params.update(parse_qsl(body.decode("utf-8", "replace")))
     return HTTPRequest(head.method.decode(), target.path, params, headers)
+
+
+def number(value: object, default: float) -> float:
+    """A request parameter as a finite number; ``default`` when it is missing or no number."""
+    try:
+        parsed = float(str(value))
+    except ValueError:
+        return default
+    return parsed if math.isfinite(parsed) else default
