@@ -13,6 +13,8 @@ synchronous core at its top level, with ``runtime``, ``store``, ``check``,
    plugin would: the framework never needs to know a channel by name.
 3. Nothing but the command line (``fsm/cli/``) imports the diagrams, so that
    drawing stays an optional extra of the tool, not of the library.
+4. Nothing in linkstate imports the adapters (``fsm/adapters/``): each one
+   imports its client library, which only a user who asks for it installs.
 
 An import under ``if TYPE_CHECKING:`` never runs; it only names a type for
 an annotation, so these rules do not apply to it.
@@ -31,7 +33,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The sub-packages of linkstate, by the layer each one is; anything else under
 # linkstate (its top level, its private modules) is the core.
-SUB_PACKAGES: Final = ("runtime", "store", "check", "testing", "cli", "channels", "diagrams")
+SUB_PACKAGES: Final = (
+    "runtime",
+    "store",
+    "check",
+    "testing",
+    "cli",
+    "channels",
+    "diagrams",
+    "adapters",
+)
 CORE_THIRD_PARTY: Final = frozenset({"transitions"})
 
 
@@ -145,11 +156,30 @@ def test_only_the_command_line_imports_the_diagrams(path: Path) -> None:
     assert not drawing, f"{relative(path)} imports {drawing}; only fsm/cli/ may"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        p
+        for p in (*modules("fsm"), *modules("channels"))
+        if not p.is_relative_to(ROOT / "fsm" / "adapters")
+    ],
+    ids=relative,
+)
+def test_nothing_but_an_adapter_imports_the_adapters(path: Path) -> None:
+    adapters = sorted(m for m in imports_of(path) if layer_of(m) == "adapters")
+    assert not adapters, f"{relative(path)} imports {adapters}; only a user's program may"
+
+
 # The runtime, the store and the channels are written against anyio, so that
 # an asyncio program can use them: none of them imports trio (or a trio-only
 # library) when it loads. The journal asks trio for its clock only when it
 # already runs under trio, inside a function.
-BACKEND_NEUTRAL: Final = [*modules("fsm/runtime"), *modules("fsm/store"), *modules("channels")]
+BACKEND_NEUTRAL: Final = [
+    *modules("fsm/runtime"),
+    *modules("fsm/store"),
+    *modules("channels"),
+    *modules("fsm/adapters"),
+]
 TRIO_ONLY: Final = frozenset({"trio", "trio_websocket", "pytest_trio"})
 
 

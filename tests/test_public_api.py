@@ -120,6 +120,7 @@ PUBLIC: dict[str, list[str]] = {
     ],
     "linkstate.testing": [
         "AsyncioLoop",
+        "BotAPIServer",
         "CloseError",
         "ConformanceMachine",
         "ControlledConnection",
@@ -127,6 +128,7 @@ PUBLIC: dict[str, list[str]] = {
         "Expectation",
         "KitSetupError",
         "MachineFactory",
+        "MatrixHomeserver",
         "ReferenceLink",
         "RuntimeMachine",
         "TrioLoop",
@@ -148,6 +150,11 @@ PUBLIC: dict[str, list[str]] = {
         "row_event",
         "row_forms",
     ],
+    "linkstate.adapters": [],
+    "linkstate.adapters.ptb": ["DEFAULT_POLL_TIMEOUT", "PTBTransport"],
+    "linkstate.adapters.aiogram": ["AiogramTransport"],
+    "linkstate.adapters.nio": ["DEFAULT_SYNC_TIMEOUT", "NioTransport"],
+    "linkstate.adapters.neonize": ["CLOSE_EVENTS", "DEFAULT_STOP_TIMEOUT", "NeonizeTransport"],
     "linkstate.diagrams": [
         "EXTENSIONS",
         "GENERIC_NAME",

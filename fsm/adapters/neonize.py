@@ -69,7 +69,7 @@ CLOSE_EVENTS: Final[tuple[type[Any], ...]] = (
     StreamErrorEv,
     DisconnectedEv,
 )
-"""The whatsmeow events that end a supervised connection (the ``whatsapp`` table classifies them)."""
+"""The whatsmeow events that end a supervised connection; the ``whatsapp`` table reads them."""
 
 DEFAULT_STOP_TIMEOUT: Final = 10.0
 """Seconds closing a connection waits for the Go session to end after ``stop()``."""

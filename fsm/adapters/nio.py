@@ -1,4 +1,4 @@
-"""matrix-nio, supervised: the ``AsyncClient.sync`` loop, with ``SyncError`` and exceptions as closes.
+"""matrix-nio, supervised: the ``AsyncClient.sync`` loop; ``SyncError`` and exceptions are closes.
 
 :class:`NioTransport` takes the user's own ``nio.AsyncClient``, logged in
 (``restore_login``, or ``login`` before). nio retries inside every request

@@ -61,6 +61,7 @@ their own.
 """
 
 from linkstate.check._paths import row_event
+from linkstate.testing._bot_api import BotAPIServer
 from linkstate.testing._channel_machine import KitSetupError, MachineFactory, real_machine
 from linkstate.testing._checks import (
     assert_check_clean,
@@ -72,6 +73,7 @@ from linkstate.testing._checks import (
     kit_settings,
 )
 from linkstate.testing._core_machine import ConformanceMachine
+from linkstate.testing._homeserver import MatrixHomeserver
 from linkstate.testing._loop import (
     AsyncioLoop,
     ControlledConnection,
@@ -93,6 +95,7 @@ from linkstate.testing._strategies import (
 
 __all__ = [
     "AsyncioLoop",
+    "BotAPIServer",
     "CloseError",
     "ConformanceMachine",
     "ControlledConnection",
@@ -100,6 +103,7 @@ __all__ = [
     "Expectation",
     "KitSetupError",
     "MachineFactory",
+    "MatrixHomeserver",
     "ReferenceLink",
     "RuntimeMachine",
     "TrioLoop",
