@@ -26,6 +26,7 @@ The ``telegram`` channel's table decides what follows.
 
 from __future__ import annotations
 
+from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
@@ -123,7 +124,7 @@ class AiogramTransport:
             connection.touch()
             for update in updates:
                 self._offset = update.update_id + 1
-                self.handlers.submit(f"update {update.update_id}", lambda u=update: self._feed(u))
+                self.handlers.submit(f"update {update.update_id}", partial(self._feed, update))
 
     async def _feed(self, update: Update) -> None:
         data = {key: value for key, value in self.workflow_data.items() if key != "dispatcher"}
