@@ -47,9 +47,10 @@ TELEGRAM = load_channel("telegram")
 MATRIX = load_channel("matrix")
 WHATSAPP = load_channel("whatsapp")
 # No jitter: the first retry's delay is exactly `initial`, so a test can hold the sleep to it.
-POLICY = ReconnectPolicy(initial=0.2, factor=2.0, cap=1.0, jitter=Jitter.none)
-# Longer than the long polls below, as the docs tell users to set it.
+POLICY = ReconnectPolicy(initial=0.1, factor=2.0, cap=0.4, jitter=Jitter.none)  # 0.1 s: the floor
+# Longer than the long polls below (Telegram's are whole seconds), as the docs tell users to set it.
 WATCHDOG = 2.0
+MATRIX_WATCHDOG = 0.6  # a /sync long poll is held 200 ms here
 
 
 def run(main: Callable[[], Awaitable[T]], limit: float = 20.0) -> T:
@@ -277,7 +278,7 @@ def test_nio_unknown_token_without_soft_logout_stops_in_needs_relink_without_a_r
     async def main() -> tuple[Outcome, int]:
         async with MatrixHomeserver() as server:
             server.logout(soft=False)
-            async with NioTransport(nio_client(server), sync_timeout=1000) as transport:
+            async with NioTransport(nio_client(server), sync_timeout=200) as transport:
                 outcome = await supervise("matrix", transport).run()
             return outcome, server.syncs
 
@@ -296,7 +297,7 @@ def test_nio_soft_logout_stops_with_the_keep_your_device_message() -> None:
     async def main() -> Outcome:
         async with MatrixHomeserver() as server:
             client = nio_client(server)
-            async with NioTransport(client, sync_timeout=1000) as transport:
+            async with NioTransport(client, sync_timeout=200) as transport:
                 supervisor = supervise("matrix", transport)
                 running = asyncio.ensure_future(supervisor.run())
                 await until(lambda: supervisor.link.state == "open")
@@ -319,7 +320,7 @@ def test_nio_limit_exceeded_waits_retry_after_ms_and_callbacks_survive(
         if event.body == "boom":
             raise RuntimeError("a bug in the user's callback")
         if event.body == "slow":
-            await asyncio.sleep(WATCHDOG * 1.5)
+            await asyncio.sleep(MATRIX_WATCHDOG * 1.5)
             received.append("slow done")
 
     async def on_sync(response: nio.SyncResponse) -> None:
@@ -331,13 +332,13 @@ def test_nio_limit_exceeded_waits_retry_after_ms_and_callbacks_survive(
             client.add_event_callback(on_text, nio.RoomMessageText)
             for body in ("boom", "slow"):
                 server.send_message(body)
-            async with NioTransport(client, sync_timeout=1000) as transport:
-                supervisor = supervise("matrix", transport, watchdog=WATCHDOG)
+            async with NioTransport(client, sync_timeout=200) as transport:
+                supervisor = supervise("matrix", transport, watchdog=MATRIX_WATCHDOG)
                 running = asyncio.ensure_future(supervisor.run())
                 # Added while the link runs: deferred like the others.
                 client.add_response_callback(on_sync, nio.SyncResponse)
                 await until(lambda: "slow done" in received)
-                server.fail("M_LIMIT_EXCEEDED", retry_after_ms=700)
+                server.fail("M_LIMIT_EXCEEDED", retry_after_ms=300)
                 server.send_message("after")
                 await until(lambda: "after" in received)
                 server.logout(soft=False)
@@ -349,7 +350,7 @@ def test_nio_limit_exceeded_waits_retry_after_ms_and_callbacks_survive(
     # A close for the 429 at all means nio did not sleep on it and retry by itself.
     limited, logged_out = closes(outcome)
     assert (limited.status, limited.dst) == (429, "reconnecting")
-    assert limited.delay is not None and limited.delay >= 0.7  # retry_after_ms is the floor
+    assert limited.delay is not None and limited.delay >= 0.3  # retry_after_ms is the floor
     assert (logged_out.dst, outcome.state, outcome.connects, outcome.sleeps) == (
         "needs_relink",
         "needs_relink",
