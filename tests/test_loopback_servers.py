@@ -22,7 +22,7 @@ from linkstate.testing import BotAPIServer, MatrixHomeserver
 
 
 async def call(
-    url: str, method: str, path: str, body: bytes = b"", **headers: str
+    url: str, method: str, path: str, body: bytes = b"", *, authorization: str = "", **headers: str
 ) -> tuple[int, object]:
     """One request over a fresh connection; the status and the decoded JSON body."""
     port = urlsplit(url).port
@@ -30,13 +30,16 @@ async def call(
     client = h11.Connection(h11.CLIENT)
     sent = [("host", "127.0.0.1"), ("content-length", str(len(body)))]
     sent += [(name.replace("_", "-"), value) for name, value in headers.items()]
+    if authorization:
+        sent.append(("authorization", authorization))
     async with await anyio.connect_tcp("127.0.0.1", port) as stream:
-        for event in (
+        request: tuple[h11.Request, h11.Data, h11.EndOfMessage] = (
             h11.Request(method=method, target=path, headers=sent),
             h11.Data(data=body),
             h11.EndOfMessage(),
-        ):
-            await stream.send(client.send(event) or b"")
+        )
+        for part in request:
+            await stream.send(client.send(part) or b"")
         status, payload = 0, bytearray()
         while True:
             event = client.next_event()
@@ -156,7 +159,7 @@ async def test_junk_bytes_close_that_connection_only() -> None:
 async def test_homeserver_checks_the_token_and_scripts_its_errors() -> None:
     async with MatrixHomeserver() as server:
         sync = "/_matrix/client/v3/sync?timeout=0"
-        bearer = {"authorization": f"Bearer {server.access_token}"}
+        bearer = f"Bearer {server.access_token}"
         status, body = await call(server.url, "GET", sync)
         assert (status, body) == (
             401,
@@ -164,21 +167,23 @@ async def test_homeserver_checks_the_token_and_scripts_its_errors() -> None:
         )
         status, body = await call(server.url, "GET", sync, authorization="Bearer nope")
         assert status == 401 and isinstance(body, dict) and body["soft_logout"] is False
-        status, body = await call(server.url, "GET", sync, **bearer)
+        status, body = await call(server.url, "GET", sync, authorization=bearer)
         assert (status, body) == (200, {"next_batch": "s0"})
         server.send_message("m1")
-        status, body = await call(server.url, "GET", sync + "&since=s0", **bearer)
+        status, body = await call(server.url, "GET", sync + "&since=s0", authorization=bearer)
         assert isinstance(body, dict) and body["next_batch"] == "s1"
         server.fail("M_LIMIT_EXCEEDED", retry_after_ms=1500)
-        status, body = await call(server.url, "GET", sync + "&since=s1", **bearer)
+        status, body = await call(server.url, "GET", sync + "&since=s1", authorization=bearer)
         assert (status, body) == (
             429,
             {"errcode": "M_LIMIT_EXCEEDED", "error": "M_LIMIT_EXCEEDED", "retry_after_ms": 1500},
         )
-        status, body = await call(server.url, "GET", "/_matrix/client/v3/account/whoami", **bearer)
+        status, body = await call(
+            server.url, "GET", "/_matrix/client/v3/account/whoami", authorization=bearer
+        )
         assert (status, body) == (200, {"user_id": server.user_id})
         server.logout(soft=True)
-        status, body = await call(server.url, "GET", sync, **bearer)
+        status, body = await call(server.url, "GET", sync, authorization=bearer)
         assert status == 401 and isinstance(body, dict) and body["soft_logout"] is True
         assert server.syncs == 6
 
