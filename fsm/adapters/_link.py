@@ -16,17 +16,54 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Final, Self, TypeVar
 
 import anyio
 
-__all__ = ["DEFAULT_DRAIN_TIMEOUT", "Handlers", "PolledConnection"]
+from linkstate._errors import ArgumentError
+
+__all__ = [
+    "DEFAULT_DRAIN_TIMEOUT",
+    "ClosingTransport",
+    "Handlers",
+    "PolledConnection",
+    "poll_updates",
+    "whole_number",
+]
+
+U = TypeVar("U")
 
 _log: Final = logging.getLogger("linkstate.adapters")
 
 DEFAULT_DRAIN_TIMEOUT: Final = 10.0
 """Seconds ``aclose()`` of an adapter waits for running handlers before it cancels them."""
+
+
+def whole_number(name: str, value: object, unit: str) -> int:
+    """``value`` when it is a whole number, 0 or more; else the one clear error naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ArgumentError(f"{name}={value!r} must be a whole number of {unit}, 0 or more")
+    return value
+
+
+class ClosingTransport:
+    """An adapter is an async context manager: leaving the block calls its ``aclose()``."""
+
+    async def aclose(self) -> None:
+        """Shut the library down (a subclass's own steps)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
 class PolledConnection:
@@ -60,6 +97,27 @@ class PolledConnection:
     async def aclose(self) -> None:
         """End it from our side; the supervisor then cancels the poll with the task group."""
         self.end(None)
+
+
+async def poll_updates(
+    connection: PolledConnection,
+    fetch: Callable[[], Awaitable[Sequence[U]]],
+    deliver: Callable[[U], Awaitable[None]],
+) -> None:
+    """Long-poll until the first error, which ends ``connection`` as the library raised it.
+
+    Each answered poll is activity, an empty one included; ``deliver`` gets
+    each update in order (and moves the caller's offset past it).
+    """
+    while True:
+        try:
+            updates = await fetch()
+        except Exception as exc:
+            connection.end(exc)  # the library's own exception: the channel's table reads it
+            return
+        connection.touch()
+        for update in updates:
+            await deliver(update)
 
 
 class Handlers:

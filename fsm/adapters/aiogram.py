@@ -27,8 +27,7 @@ The ``telegram`` channel's table decides what follows.
 from __future__ import annotations
 
 from functools import partial
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.methods import TelegramMethod
@@ -36,13 +35,20 @@ from aiogram.types import Update
 from anyio.abc import TaskGroup
 
 from linkstate._errors import ArgumentError
-from linkstate.adapters._link import DEFAULT_DRAIN_TIMEOUT, Handlers, PolledConnection
+from linkstate.adapters._link import (
+    DEFAULT_DRAIN_TIMEOUT,
+    ClosingTransport,
+    Handlers,
+    PolledConnection,
+    poll_updates,
+    whole_number,
+)
 from linkstate.adapters.ptb import DEFAULT_POLL_TIMEOUT
 
 __all__ = ["AiogramTransport"]
 
 
-class AiogramTransport:
+class AiogramTransport(ClosingTransport):
     """A transport for one aiogram ``Bot`` and the ``Dispatcher`` that handles its updates.
 
     Args:
@@ -76,13 +82,9 @@ class AiogramTransport:
                 f"{type(dispatcher).__name__} and {type(bot).__name__}: "
                 "AiogramTransport(Dispatcher(), Bot(TOKEN))"
             )
-        if isinstance(poll_timeout, bool) or not isinstance(poll_timeout, int) or poll_timeout < 0:
-            raise ArgumentError(
-                f"poll_timeout={poll_timeout!r} must be a whole number of seconds, 0 or more"
-            )
         self.dispatcher = dispatcher
         self.bot = bot
-        self.poll_timeout = poll_timeout
+        self.poll_timeout = whole_number("poll_timeout", poll_timeout, "seconds")
         self.allowed_updates = (
             dispatcher.resolve_used_update_types() if allowed_updates is None else allowed_updates
         )
@@ -108,23 +110,22 @@ class AiogramTransport:
         return connection
 
     async def _poll(self, connection: PolledConnection) -> None:
-        session_timeout = self.bot.session.timeout
-        while True:
-            try:
-                updates = await self.bot.get_updates(
-                    offset=self._offset,
-                    timeout=self.poll_timeout,
-                    allowed_updates=self.allowed_updates,
-                    # A long poll outlives the session's own request timeout.
-                    request_timeout=int(session_timeout + self.poll_timeout),
-                )
-            except Exception as exc:
-                connection.end(exc)  # aiogram's own exception: the channel's table reads it
-                return
-            connection.touch()
-            for update in updates:
-                self._offset = update.update_id + 1
-                self.handlers.submit(f"update {update.update_id}", partial(self._feed, update))
+        # A long poll outlives the session's own request timeout.
+        request_timeout = int(self.bot.session.timeout + self.poll_timeout)
+        await poll_updates(
+            connection,
+            lambda: self.bot.get_updates(
+                offset=self._offset,
+                timeout=self.poll_timeout,
+                allowed_updates=self.allowed_updates,
+                request_timeout=request_timeout,
+            ),
+            self._deliver,
+        )
+
+    async def _deliver(self, update: Update) -> None:
+        self._offset = update.update_id + 1
+        self.handlers.submit(f"update {update.update_id}", partial(self._feed, update))
 
     async def _feed(self, update: Update) -> None:
         data = {key: value for key, value in self.workflow_data.items() if key != "dispatcher"}
@@ -141,14 +142,3 @@ class AiogramTransport:
                 await self.dispatcher.emit_shutdown(bot=self.bot, **self.workflow_data)
         finally:
             await self.bot.session.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -53,7 +53,7 @@ from neonize.aioze.events import (
 )
 
 from linkstate._errors import ArgumentError
-from linkstate.adapters._link import PolledConnection
+from linkstate.adapters._link import ClosingTransport, PolledConnection
 from linkstate.runtime import ConnectFailed
 
 __all__ = ["CLOSE_EVENTS", "DEFAULT_STOP_TIMEOUT", "NeonizeTransport"]
@@ -115,7 +115,7 @@ class _SessionConnection(PolledConnection):
         await self.transport._stop()
 
 
-class NeonizeTransport:
+class NeonizeTransport(ClosingTransport):
     """A transport for one paired neonize ``NewAClient``: one Go session per connection.
 
     Args:
@@ -181,6 +181,10 @@ class NeonizeTransport:
         while not session.done():
             await self._changed.wait()
         connection.end(_session_end(session, "by itself"))
+
+    async def aclose(self) -> None:
+        """Stop the Go session if one still runs (every connection's close already does)."""
+        await self._stop()
 
     async def _stop(self) -> None:
         """End the Go session (whatsmeow's reconnects die with it) and wait for it."""

@@ -34,14 +34,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import nio
 from anyio.abc import TaskGroup
 
 from linkstate._errors import ArgumentError
-from linkstate.adapters._link import DEFAULT_DRAIN_TIMEOUT, Handlers, PolledConnection
+from linkstate.adapters._link import (
+    DEFAULT_DRAIN_TIMEOUT,
+    ClosingTransport,
+    Handlers,
+    PolledConnection,
+    whole_number,
+)
 from linkstate.runtime import ConnectFailed
 
 __all__ = ["DEFAULT_SYNC_TIMEOUT", "NioTransport"]
@@ -74,7 +79,7 @@ class _Deferred:
         self._handlers.submit(what, lambda: self.original(*args))
 
 
-class NioTransport:
+class NioTransport(ClosingTransport):
     """A transport for one matrix-nio ``AsyncClient``, synced by the supervisor.
 
     Args:
@@ -102,12 +107,8 @@ class NioTransport:
                 f"NioTransport takes a nio.AsyncClient, not {type(client).__name__}: "
                 "NioTransport(AsyncClient(HOMESERVER, USER_ID))"
             )
-        if isinstance(sync_timeout, bool) or not isinstance(sync_timeout, int) or sync_timeout < 0:
-            raise ArgumentError(
-                f"sync_timeout={sync_timeout!r} must be a whole number of milliseconds, 0 or more"
-            )
         self.client = client
-        self.sync_timeout = sync_timeout
+        self.sync_timeout = whole_number("sync_timeout", sync_timeout, "milliseconds")
         self.sync_filter = sync_filter
         self.set_presence = set_presence
         self.drain_timeout = drain_timeout
@@ -175,14 +176,3 @@ class NioTransport:
         """Wait for running callbacks, then close the client's HTTP session."""
         await self.handlers.aclose(self.drain_timeout)
         await self.client.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()

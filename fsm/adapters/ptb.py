@@ -27,15 +27,15 @@ the server's own answer underneath instead.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from anyio.abc import TaskGroup
+from telegram import Update
 from telegram.error import InvalidToken
 from telegram.ext import Application
 
 from linkstate._errors import ArgumentError
-from linkstate.adapters._link import PolledConnection
+from linkstate.adapters._link import ClosingTransport, PolledConnection, poll_updates, whole_number
 
 __all__ = ["DEFAULT_POLL_TIMEOUT", "PTBTransport"]
 
@@ -45,7 +45,7 @@ DEFAULT_POLL_TIMEOUT: Final = 10
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 
 
-class PTBTransport:
+class PTBTransport(ClosingTransport):
     """A transport for one python-telegram-bot ``Application``, polled by the supervisor.
 
     Args:
@@ -70,12 +70,8 @@ class PTBTransport:
                 f"PTBTransport takes a telegram.ext.Application, not {type(application).__name__}; "
                 "build one with ApplicationBuilder().token(TOKEN).updater(None).build()"
             )
-        if isinstance(poll_timeout, bool) or not isinstance(poll_timeout, int) or poll_timeout < 0:
-            raise ArgumentError(
-                f"poll_timeout={poll_timeout!r} must be a whole number of seconds, 0 or more"
-            )
         self.application = application
-        self.poll_timeout = poll_timeout
+        self.poll_timeout = whole_number("poll_timeout", poll_timeout, "seconds")
         self.allowed_updates = allowed_updates
         self._offset: int | None = None
         self._initialized = False
@@ -100,21 +96,18 @@ class PTBTransport:
         return connection
 
     async def _poll(self, connection: PolledConnection) -> None:
-        app = self.application
-        while True:
-            try:
-                updates = await app.bot.get_updates(
-                    offset=self._offset,
-                    timeout=self.poll_timeout,
-                    allowed_updates=self.allowed_updates,
-                )
-            except Exception as exc:
-                connection.end(exc)  # PTB's own exception: the channel's table reads it
-                return
-            connection.touch()
-            for update in updates:
-                self._offset = update.update_id + 1
-                await app.update_queue.put(update)
+        bot = self.application.bot
+        await poll_updates(
+            connection,
+            lambda: bot.get_updates(
+                offset=self._offset, timeout=self.poll_timeout, allowed_updates=self.allowed_updates
+            ),
+            self._deliver,
+        )
+
+    async def _deliver(self, update: Update) -> None:
+        self._offset = update.update_id + 1
+        await self.application.update_queue.put(update)
 
     async def aclose(self) -> None:
         """Stop the Application (it finishes the queued updates) and shut it down."""
@@ -123,14 +116,3 @@ class PTBTransport:
             await app.stop()
         await app.shutdown()
         self._initialized = False
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
