@@ -89,6 +89,7 @@ PUBLIC: dict[str, list[str]] = {
         "transport_factory",
     ],
     "linkstate.store": [
+        "Claim",
         "Entry",
         "Journal",
         "JournalStatistics",
@@ -98,7 +99,10 @@ PUBLIC: dict[str, list[str]] = {
         "StateStore",
         "StoreConflictError",
         "StoreError",
+        "StoreOwnedElsewhereError",
+        "StoreRequestError",
         "StoredTransition",
+        "new_owner",
         "open_journal",
         "operator_reset",
     ],
