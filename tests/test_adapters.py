@@ -35,6 +35,7 @@ from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
 from linkstate import ArgumentError, Jitter, ReconnectPolicy, TransitionRecord, load_channel
+from linkstate.adapters._link import readable_updates
 from linkstate.adapters.aiogram import AiogramTransport
 from linkstate.adapters.nio import NioTransport
 from linkstate.adapters.ptb import PTBTransport
@@ -263,6 +264,78 @@ def test_aiogram_raising_and_slow_handlers_are_no_disconnect_and_updates_survive
     assert (outcome.connects, outcome.sleeps) == (2, 1) and outcome.slept >= 0.9
     assert not [r for r in outcome.records if r.trigger == "watchdog_expired"]
     assert "a bug in the user's handler" in handler_log.text
+
+
+# -- both Telegram libraries: an update the library cannot read -----------------------------
+
+JUNK_UPDATES: list[dict[str, object]] = [
+    {"message": {"chat": "not an object"}},
+    {"message": {"message_id": "x", "date": None, "chat": {"id": []}, "text": 5}},
+]
+
+
+async def telegram_junk_run(library: str, received: list[str]) -> Outcome:
+    async with BotAPIServer() as api:
+        api.send_message("before")
+        for junk in JUNK_UPDATES:
+            api.send_raw(junk)
+        api.send_message("after")
+        transport: PTBTransport | AiogramTransport
+        if library == "ptb":
+            app = ptb_application(api)
+
+            async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+                assert update.message is not None and update.message.text is not None
+                received.append(update.message.text)
+
+            app.add_handler(MessageHandler(filters.TEXT, on_text))
+            transport = PTBTransport(app, poll_timeout=1)
+        else:
+            dispatcher = Dispatcher()
+
+            @dispatcher.message()
+            async def on_message(message: Message) -> None:
+                assert message.text is not None
+                received.append(message.text)
+
+            transport = AiogramTransport(dispatcher, aiogram_bot(api), poll_timeout=1)
+        async with transport:
+            supervisor = supervise("telegram", transport)
+            running = asyncio.ensure_future(supervisor.run())
+            await until(lambda: "after" in received)
+            api.revoke()
+            return await running
+
+
+@pytest.mark.parametrize("library", ["ptb", "aiogram"])
+def test_an_update_the_library_cannot_read_is_skipped_not_a_disconnect(
+    library: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    received: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="linkstate.adapters"):
+        outcome = run(lambda: telegram_junk_run(library, received))
+    assert received == ["before", "after"]
+    # One connection: the junk neither closed it nor came back on the next poll.
+    assert (outcome.state, outcome.connects, outcome.sleeps) == ("needs_relink", 1, 0)
+    assert [r.status for r in closes(outcome)] == [401]
+    name = "python-telegram-bot" if library == "ptb" else "aiogram"
+    skipped = [r.getMessage() for r in caplog.records if "skipped update" in r.getMessage()]
+    assert [m.partition(" (")[0] for m in skipped] == [
+        f"skipped update 2: {name} cannot read it",
+        f"skipped update 3: {name} cannot read it",
+    ]
+
+
+def test_readable_updates_takes_any_json_and_only_skips_past_real_update_ids() -> None:
+    def decode(item: dict[str, object]) -> str:
+        if "text" not in item:
+            raise ValueError("no text")
+        return str(item["text"])
+
+    assert readable_updates("not a list", decode, "lib") == ([], None)
+    assert readable_updates([1, None, {"update_id": True}], decode, "lib") == ([], None)
+    raw = [{"update_id": 7}, {"update_id": 5, "text": "a"}, {"update_id": 2**70, "text": "b"}]
+    assert readable_updates(raw, decode, "lib") == (["a", "b"], 2**70 + 1)
 
 
 # -- matrix-nio -----------------------------------------------------------------------------

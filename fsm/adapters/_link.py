@@ -30,6 +30,7 @@ __all__ = [
     "Handlers",
     "PolledConnection",
     "poll_updates",
+    "readable_updates",
     "whole_number",
 ]
 
@@ -118,6 +119,36 @@ async def poll_updates(
         connection.touch()
         for update in updates:
             await deliver(update)
+
+
+def readable_updates(
+    raw: object, decode: Callable[[dict[str, object]], U], library: str
+) -> tuple[list[U], int | None]:
+    """Decode a raw ``getUpdates`` result one update at a time, skipping what cannot be read.
+
+    One update the library cannot decode makes it refuse the whole answer,
+    and the next poll brings the same answer back: without this, one bad
+    update would stop the bot for good. Returns the updates decoded and the
+    offset past the last ``update_id`` read (None when there was none).
+    """
+    updates: list[U] = []
+    offset: int | None = None
+    for item in raw if isinstance(raw, list) else ():
+        update_id = item.get("update_id") if isinstance(item, dict) else None
+        if isinstance(update_id, int) and not isinstance(update_id, bool):
+            offset = max(offset or 0, update_id + 1)
+        try:
+            if not isinstance(item, dict):
+                raise TypeError(f"an update is a JSON object, not {type(item).__name__}")
+            updates.append(decode(item))
+        except Exception as exc:
+            _log.warning(
+                "skipped update %r: %s cannot read it (%s)",
+                update_id if isinstance(update_id, int) else "?",
+                library,
+                type(exc).__name__,
+            )
+    return updates, offset
 
 
 class Handlers:

@@ -26,10 +26,13 @@ The ``telegram`` channel's table decides what follows.
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from typing import Any
 
 from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.exceptions import ClientDecodeError
 from aiogram.methods import TelegramMethod
 from aiogram.types import Update
 from anyio.abc import TaskGroup
@@ -41,6 +44,7 @@ from linkstate.adapters._link import (
     Handlers,
     PolledConnection,
     poll_updates,
+    readable_updates,
     whole_number,
 )
 from linkstate.adapters.ptb import DEFAULT_POLL_TIMEOUT
@@ -110,21 +114,45 @@ class AiogramTransport(ClosingTransport):
         return connection
 
     async def _poll(self, connection: PolledConnection) -> None:
-        # A long poll outlives the session's own request timeout.
-        request_timeout = int(self.bot.session.timeout + self.poll_timeout)
-        await poll_updates(
-            connection,
-            lambda: self.bot.get_updates(
+        await poll_updates(connection, self._fetch, self._deliver)
+
+    async def _fetch(self) -> list[Update]:
+        bot = self.bot
+        try:
+            return await bot.get_updates(
                 offset=self._offset,
                 timeout=self.poll_timeout,
                 allowed_updates=self.allowed_updates,
-                request_timeout=request_timeout,
-            ),
-            self._deliver,
-        )
+                # A long poll outlives the session's own request timeout.
+                request_timeout=int(bot.session.timeout + self.poll_timeout),
+            )
+        except ClientDecodeError:
+            # aiogram could not read the answer: read it raw, and skip the update it chokes on.
+            raw = await self._raw_updates()
+            updates, offset = readable_updates(
+                raw, lambda item: Update.model_validate(item, context={"bot": bot}), "aiogram"
+            )
+            if offset is None:
+                raise
+            self._offset = max(self._offset or 0, offset)
+            return updates
+
+    async def _raw_updates(self) -> object:
+        """The pending updates as JSON, through the bot's aiohttp session (aiogram's default)."""
+        session = self.bot.session
+        if not isinstance(session, AiohttpSession):
+            return None  # another session kind: nothing to skip with, the error stands
+        form = {"timeout": "0", "allowed_updates": json.dumps(self.allowed_updates)}
+        if self._offset is not None:
+            form["offset"] = str(self._offset)
+        url = session.api.api_url(token=self.bot.token, method="getUpdates")
+        client = await session.create_session()
+        async with client.post(url, data=form) as response:
+            body = await response.json(content_type=None)
+        return body.get("result") if isinstance(body, dict) else None
 
     async def _deliver(self, update: Update) -> None:
-        self._offset = update.update_id + 1
+        self._offset = max(self._offset or 0, update.update_id + 1)
         self.handlers.submit(f"update {update.update_id}", partial(self._feed, update))
 
     async def _feed(self, update: Update) -> None:

@@ -26,16 +26,24 @@ the server's own answer underneath instead.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Final
 
 from anyio.abc import TaskGroup
 from telegram import Update
-from telegram.error import InvalidToken
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import Application
+from telegram.warnings import PTBUserWarning
 
 from linkstate._errors import ArgumentError
-from linkstate.adapters._link import ClosingTransport, PolledConnection, poll_updates, whole_number
+from linkstate.adapters._link import (
+    ClosingTransport,
+    PolledConnection,
+    poll_updates,
+    readable_updates,
+    whole_number,
+)
 
 __all__ = ["DEFAULT_POLL_TIMEOUT", "PTBTransport"]
 
@@ -96,17 +104,35 @@ class PTBTransport(ClosingTransport):
         return connection
 
     async def _poll(self, connection: PolledConnection) -> None:
+        await poll_updates(connection, self._fetch, self._deliver)
+
+    async def _fetch(self) -> Sequence[Update]:
         bot = self.application.bot
-        await poll_updates(
-            connection,
-            lambda: bot.get_updates(
+        try:
+            updates: tuple[Update, ...] = await bot.get_updates(
                 offset=self._offset, timeout=self.poll_timeout, allowed_updates=self.allowed_updates
-            ),
-            self._deliver,
-        )
+            )
+        except TelegramError:
+            raise
+        except Exception:
+            # PTB could not read the answer: read it raw, and skip the update it chokes on.
+            kwargs = {"offset": self._offset, "timeout": 0, "allowed_updates": self.allowed_updates}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PTBUserWarning)  # "use Bot.get_updates"
+                raw = await bot.do_api_request(
+                    "getUpdates", api_kwargs={k: v for k, v in kwargs.items() if v is not None}
+                )
+            readable, offset = readable_updates(
+                raw, lambda item: Update.de_json(item, bot), "python-telegram-bot"
+            )
+            if offset is None:
+                raise
+            self._offset = max(self._offset or 0, offset)
+            return readable
+        return updates
 
     async def _deliver(self, update: Update) -> None:
-        self._offset = update.update_id + 1
+        self._offset = max(self._offset or 0, update.update_id + 1)
         await self.application.update_queue.put(update)
 
     async def aclose(self) -> None:

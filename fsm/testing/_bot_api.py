@@ -77,9 +77,8 @@ class BotAPIServer(LoopbackHTTP):
     def send_message(self, text: str, *, chat_id: int = 1, user_id: int = 1) -> int:
         """Queue a private text message to the bot as an update; returns its ``update_id``."""
         update_id = len(self._updates) + 1
-        self._updates.append(
+        return self.send_raw(
             {
-                "update_id": update_id,
                 "message": {
                     "message_id": update_id,
                     "date": 0,
@@ -89,6 +88,11 @@ class BotAPIServer(LoopbackHTTP):
                 },
             }
         )
+
+    def send_raw(self, payload: dict[str, object]) -> int:
+        """Queue an update exactly as given (junk included), under the next ``update_id``."""
+        update_id = len(self._updates) + 1
+        self._updates.append({"update_id": update_id, **payload})
         self._notify()
         return update_id
 
