@@ -31,6 +31,7 @@ SCRIPTS: Final = (
     "store_write.py",
     "diagram_cost.py",
     "cli_startup.py",
+    "adapters.py",
 )
 
 

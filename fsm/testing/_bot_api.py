@@ -1,4 +1,4 @@
-"""A loopback Telegram Bot API: ``getMe`` and the ``getUpdates`` long poll, with scripted errors.
+"""A loopback Telegram Bot API: ``getMe``, the ``getUpdates`` long poll, scripted errors.
 
 Enough of the Bot API for python-telegram-bot and aiogram to run against it
 unchanged, pointed at it through their own base-URL settings (PTB's
@@ -129,7 +129,7 @@ class BotAPIServer(LoopbackHTTP):
         self._changed = anyio.Event()
 
     async def answer(self, request: HTTPRequest) -> HTTPResponse:
-        """Answer ``POST /bot<token>/<method>``."""
+        """Answer ``POST /bot<token>/<method>``: ``getMe``, ``getUpdates``, ``deleteWebhook``."""
         prefix, _, method = request.path.rpartition("/")
         self.calls.append(method)
         if prefix != f"/bot{self.token}" or self._revoked:
@@ -149,6 +149,8 @@ class BotAPIServer(LoopbackHTTP):
             )
         if method == "getUpdates":
             return await self._get_updates(request)
+        if method == "deleteWebhook":  # PTB's Updater sends it before it polls
+            return self._failure(method) or HTTPResponse(200, {"ok": True, "result": True})
         return _error(_Failure(404, _DESCRIPTIONS[404], None))
 
     def _failure(self, method: str) -> HTTPResponse | None:
