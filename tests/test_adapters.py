@@ -266,6 +266,36 @@ def test_aiogram_raising_and_slow_handlers_are_no_disconnect_and_updates_survive
     assert "a bug in the user's handler" in handler_log.text
 
 
+def test_aiogram_a_raising_startup_hook_is_logged_and_polling_starts(
+    handler_log: pytest.LogCaptureFixture,
+) -> None:
+    received: list[str] = []
+    dispatcher = Dispatcher()
+
+    @dispatcher.startup()
+    async def on_startup(bot: Bot) -> None:
+        raise RuntimeError("a bug in the user's startup hook")
+
+    @dispatcher.message()
+    async def on_message(message: Message) -> None:
+        received.append(str(message.text))
+
+    async def main() -> Outcome:
+        async with BotAPIServer() as api:
+            api.send_message("hello")
+            async with AiogramTransport(dispatcher, aiogram_bot(api), poll_timeout=1) as transport:
+                supervisor = supervise("telegram", transport)
+                running = asyncio.ensure_future(supervisor.run())
+                await until(lambda: bool(received))
+                api.revoke()
+                return await running
+
+    outcome = run(main)
+    assert received == ["hello"]
+    assert (outcome.state, outcome.connects, outcome.opens) == ("needs_relink", 1, 1)
+    assert "a bug in the user's startup hook" in handler_log.text
+
+
 # -- both Telegram libraries: an update the library cannot read -----------------------------
 
 JUNK_UPDATES: list[dict[str, object]] = [
@@ -618,6 +648,23 @@ def test_neonize_a_transient_close_reconnects_a_new_session_and_user_handlers_ke
     assert (outcome.connects, outcome.opens, outcome.sleeps, session.stops) == (2, 2, 1, 2)
     assert seen == ["connected", "restored", "connected", "restored"]
     assert "a bug in the user's handler" in handler_log.text
+
+
+def test_neonize_a_connect_timeout_stops_the_go_session_it_started(
+    whatsapp_client: NewAClient,
+) -> None:
+    session = PlayedSession(whatsapp_client, [], [])  # WhatsApp never says Connected
+    supervisor = supervise("whatsapp", NeonizeTransport(whatsapp_client), connect_timeout=0.2)
+
+    def observe(record: TransitionRecord) -> None:
+        if record.trigger == "connect_failed" and record.attempt >= 2:
+            supervisor.abort()
+
+    supervisor.subscribe(observe)
+    outcome = run(supervisor.run)
+    assert [r.trigger for r in closes(outcome)] == ["connect_failed", "connect_failed"]
+    assert (outcome.state, outcome.connects, outcome.opens) == ("stopped", 2, 0)
+    assert session.stops == 2  # no Go session outlived its attempt
 
 
 def test_neonize_a_session_that_ends_by_itself_is_a_close(whatsapp_client: NewAClient) -> None:

@@ -27,8 +27,9 @@ The ``telegram`` channel's table decides what follows.
 from __future__ import annotations
 
 import json
+import logging
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -50,6 +51,8 @@ from linkstate.adapters._link import (
 from linkstate.adapters.ptb import DEFAULT_POLL_TIMEOUT
 
 __all__ = ["AiogramTransport"]
+
+_log: Final = logging.getLogger("linkstate.adapters")
 
 
 class AiogramTransport(ClosingTransport):
@@ -108,7 +111,11 @@ class AiogramTransport(ClosingTransport):
         await self.bot.get_me()
         if not self._started:
             self._started = True
-            await self.dispatcher.emit_startup(bot=self.bot, **self.workflow_data)
+            try:
+                await self.dispatcher.emit_startup(bot=self.bot, **self.workflow_data)
+            except Exception:
+                # A startup hook is the user's code: its bug is logged, never a disconnect.
+                _log.exception("an aiogram startup hook raised; polling starts all the same")
         connection = PolledConnection()
         tasks.start_soon(self._poll, connection)
         return connection

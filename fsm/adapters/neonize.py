@@ -166,13 +166,20 @@ class NeonizeTransport(ClosingTransport):
         self._connection = connection
         session: asyncio.Task[Any] = await self.client.connect()
         session.add_done_callback(lambda _: self._wake())
-        while not connection.opened:
-            if connection.ended:
+        try:
+            while not connection.opened:
+                if connection.ended:
+                    raise ConnectFailed(await connection.wait_closed())
+                if session.done():
+                    raise ConnectFailed(_session_end(session, "before WhatsApp connected"))
+                await self._changed.wait()
+        except BaseException:
+            # A failed handshake, or the connect timeout: no Go session may outlive it,
+            # or the next attempt would run a second one for the same device.
+            connection.end(None)
+            with anyio.CancelScope(shield=True):
                 await self._stop()
-                raise ConnectFailed(await connection.wait_closed())
-            if session.done():
-                raise ConnectFailed(_session_end(session, "before WhatsApp connected"))
-            await self._changed.wait()
+            raise
         tasks.start_soon(self._watch, connection, session)
         return connection
 
