@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -500,6 +502,31 @@ def test_a_bad_poll_timeout_is_one_clear_error(tmp_path: Path) -> None:
         PTBTransport(app, poll_timeout=-1)
     with pytest.raises(ArgumentError, match=r"sync_timeout=1\.5"):
         NioTransport(nio.AsyncClient("http://127.0.0.1:1", "@a:b"), sync_timeout=1.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("module", "hidden", "extra"),
+    [
+        ("ptb", "telegram", "telegram"),
+        ("aiogram", "aiogram", "telegram"),
+        ("nio", "nio", "matrix"),
+        ("neonize", "neonize", "whatsapp"),
+    ],
+)
+def test_an_adapter_without_its_library_names_the_extra(
+    module: str, hidden: str, extra: str
+) -> None:
+    # None in sys.modules makes `import hidden` fail, as if it were not installed.
+    probe = (
+        f"import sys; sys.modules[{hidden!r}] = None\n"
+        "from linkstate.adapters import LibraryMissingError\n"
+        f"try:\n    import linkstate.adapters.{module}\n"
+        "except LibraryMissingError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert f"pip install 'linkstate[{extra}]'" in done.stdout, done.stdout + done.stderr
 
 
 # -- neonize: the real event dispatcher, a played Go session -----------------------------------

@@ -154,7 +154,7 @@ PUBLIC: dict[str, list[str]] = {
         "row_event",
         "row_forms",
     ],
-    "linkstate.adapters": [],
+    "linkstate.adapters": ["LibraryMissingError"],
     "linkstate.adapters.ptb": ["DEFAULT_POLL_TIMEOUT", "PTBTransport"],
     "linkstate.adapters.aiogram": ["AiogramTransport"],
     "linkstate.adapters.nio": ["DEFAULT_SYNC_TIMEOUT", "NioTransport"],

@@ -8,7 +8,9 @@ handler that raises or takes long is never mistaken for a disconnect.
 
 The modules import their client library when they load, so each needs its
 extra (``linkstate[telegram]``, ``linkstate[matrix]``, ``linkstate[whatsapp]``);
-this package itself imports none, and the core never imports an adapter.
+without it, importing the module raises :class:`LibraryMissingError`, which
+names the extra. This package itself imports no client library, and the core
+never imports an adapter.
 The libraries are asyncio-only: run the supervisor from ``asyncio.run`` (or
 anyio's asyncio back end).
 
@@ -19,4 +21,6 @@ anyio's asyncio back end).
   :class:`~linkstate.adapters.neonize.NeonizeTransport`.
 """
 
-__all__: list[str] = []
+from linkstate.adapters._link import LibraryMissingError
+
+__all__ = ["LibraryMissingError"]

@@ -22,12 +22,14 @@ from typing import Final, Self, TypeVar
 
 import anyio
 
-from linkstate._errors import ArgumentError
+from linkstate._errors import ArgumentError, LinkstateError
 
 __all__ = [
     "DEFAULT_DRAIN_TIMEOUT",
+    "DEFAULT_POLL_TIMEOUT",
     "ClosingTransport",
     "Handlers",
+    "LibraryMissingError",
     "PolledConnection",
     "poll_updates",
     "readable_updates",
@@ -38,8 +40,21 @@ U = TypeVar("U")
 
 _log: Final = logging.getLogger("linkstate.adapters")
 
+DEFAULT_POLL_TIMEOUT: Final = 10
+"""Seconds one ``getUpdates`` long poll may be held by the server (PTB's own default)."""
+
 DEFAULT_DRAIN_TIMEOUT: Final = 10.0
 """Seconds ``aclose()`` of an adapter waits for running handlers before it cancels them."""
+
+
+class LibraryMissingError(LinkstateError, ImportError):
+    """An adapter module was imported without its client library; the message names the extra."""
+
+    def __init__(self, module: str, library: str, extra: str) -> None:
+        super().__init__(
+            f"{module} needs {library}, which is not installed (or fails to import); "
+            f"install it with: pip install 'linkstate[{extra}]'"
+        )
 
 
 def whole_number(name: str, value: object, unit: str) -> int:

@@ -31,24 +31,29 @@ import logging
 from functools import partial
 from typing import Any, Final
 
-from aiogram import Bot, Dispatcher
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.exceptions import ClientDecodeError
-from aiogram.methods import TelegramMethod
-from aiogram.types import Update
 from anyio.abc import TaskGroup
 
 from linkstate._errors import ArgumentError
 from linkstate.adapters._link import (
     DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_POLL_TIMEOUT,
     ClosingTransport,
     Handlers,
+    LibraryMissingError,
     PolledConnection,
     poll_updates,
     readable_updates,
     whole_number,
 )
-from linkstate.adapters.ptb import DEFAULT_POLL_TIMEOUT
+
+try:
+    from aiogram import Bot, Dispatcher
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.exceptions import ClientDecodeError
+    from aiogram.methods import TelegramMethod
+    from aiogram.types import Update
+except ImportError as exc:
+    raise LibraryMissingError(__name__, "aiogram", "telegram") from exc
 
 __all__ = ["AiogramTransport"]
 

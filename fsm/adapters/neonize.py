@@ -39,22 +39,26 @@ from typing import Any, Final
 
 import anyio
 from anyio.abc import TaskGroup
-from neonize.aioze.client import NewAClient
-from neonize.aioze.events import (
-    EVENT_TO_INT,
-    ClientOutdatedEv,
-    ConnectedEv,
-    ConnectFailureEv,
-    DisconnectedEv,
-    LoggedOutEv,
-    StreamErrorEv,
-    StreamReplacedEv,
-    TemporaryBanEv,
-)
 
 from linkstate._errors import ArgumentError
-from linkstate.adapters._link import ClosingTransport, PolledConnection
+from linkstate.adapters._link import ClosingTransport, LibraryMissingError, PolledConnection
 from linkstate.runtime import ConnectFailed
+
+try:
+    from neonize.aioze.client import NewAClient
+    from neonize.aioze.events import (
+        EVENT_TO_INT,
+        ClientOutdatedEv,
+        ConnectedEv,
+        ConnectFailureEv,
+        DisconnectedEv,
+        LoggedOutEv,
+        StreamErrorEv,
+        StreamReplacedEv,
+        TemporaryBanEv,
+    )
+except ImportError as exc:
+    raise LibraryMissingError(__name__, "neonize", "whatsapp") from exc
 
 __all__ = ["CLOSE_EVENTS", "DEFAULT_STOP_TIMEOUT", "NeonizeTransport"]
 

@@ -36,7 +36,6 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, Final
 
-import nio
 from anyio.abc import TaskGroup
 
 from linkstate._errors import ArgumentError
@@ -44,10 +43,16 @@ from linkstate.adapters._link import (
     DEFAULT_DRAIN_TIMEOUT,
     ClosingTransport,
     Handlers,
+    LibraryMissingError,
     PolledConnection,
     whole_number,
 )
 from linkstate.runtime import ConnectFailed
+
+try:
+    import nio
+except ImportError as exc:
+    raise LibraryMissingError(__name__, "matrix-nio", "matrix") from exc
 
 __all__ = ["DEFAULT_SYNC_TIMEOUT", "NioTransport"]
 

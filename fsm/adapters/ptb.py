@@ -28,27 +28,30 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
 from anyio.abc import TaskGroup
-from telegram import Update
-from telegram.error import InvalidToken, TelegramError
-from telegram.ext import Application
-from telegram.warnings import PTBUserWarning
 
 from linkstate._errors import ArgumentError
 from linkstate.adapters._link import (
+    DEFAULT_POLL_TIMEOUT,
     ClosingTransport,
+    LibraryMissingError,
     PolledConnection,
     poll_updates,
     readable_updates,
     whole_number,
 )
 
-__all__ = ["DEFAULT_POLL_TIMEOUT", "PTBTransport"]
+try:
+    from telegram import Update
+    from telegram.error import InvalidToken, TelegramError
+    from telegram.ext import Application
+    from telegram.warnings import PTBUserWarning
+except ImportError as exc:
+    raise LibraryMissingError(__name__, "python-telegram-bot", "telegram") from exc
 
-DEFAULT_POLL_TIMEOUT: Final = 10
-"""Seconds one ``getUpdates`` long poll may be held by the server (PTB's own default)."""
+__all__ = ["DEFAULT_POLL_TIMEOUT", "PTBTransport"]
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 
