@@ -152,17 +152,19 @@ def readable_updates(
         update_id = item.get("update_id") if isinstance(item, dict) else None
         if isinstance(update_id, int) and not isinstance(update_id, bool):
             offset = max(offset or 0, update_id + 1)
-        try:
-            if not isinstance(item, dict):
-                raise TypeError(f"an update is a JSON object, not {type(item).__name__}")
-            updates.append(decode(item))
-        except Exception as exc:
-            _log.warning(
-                "skipped update %r: %s cannot read it (%s)",
-                update_id if isinstance(update_id, int) else "?",
-                library,
-                type(exc).__name__,
-            )
+        problem = "not a JSON object"
+        if isinstance(item, dict):
+            try:
+                updates.append(decode(item))
+                continue
+            except Exception as exc:
+                problem = type(exc).__name__
+        _log.warning(
+            "skipped update %r: %s cannot read it (%s)",
+            update_id if isinstance(update_id, int) else "?",
+            library,
+            problem,
+        )
     return updates, offset
 
 
