@@ -54,6 +54,7 @@ POLICY = ReconnectPolicy(initial=0.1, factor=2.0, cap=0.4, jitter=Jitter.none)  
 # Longer than the long polls below (Telegram's are whole seconds), as the docs tell users to set it.
 WATCHDOG = 2.0
 MATRIX_WATCHDOG = 0.6  # a /sync long poll is held 200 ms here
+SHORT_WATCHDOG = 0.5  # for short polling (getUpdates timeout 0), answered at once
 
 
 def run(main: Callable[[], Awaitable[T]], limit: float = 20.0) -> T:
@@ -163,6 +164,37 @@ def test_ptb_a_transient_failure_reconnects_after_the_policy_delay_and_updates_k
     )
 
 
+def test_ptb_a_slow_handler_is_no_disconnect() -> None:
+    received: list[str] = []
+
+    async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.message is not None and update.message.text is not None
+        received.append(update.message.text)
+        if update.message.text == "slow":
+            await asyncio.sleep(SHORT_WATCHDOG * 2)  # twice the watchdog window
+            received.append("slow done")
+
+    async def main() -> Outcome:
+        async with BotAPIServer() as api:
+            app = ptb_application(api)
+            app.add_handler(MessageHandler(filters.TEXT, on_text))
+            api.send_message("slow")
+            # Short polling (timeout 0): answered at once, so a 0.5 s watchdog fits.
+            async with PTBTransport(app, poll_timeout=0) as transport:
+                supervisor = supervise("telegram", transport, watchdog=SHORT_WATCHDOG)
+                running = asyncio.ensure_future(supervisor.run())
+                await until(lambda: "slow done" in received)
+                api.send_message("after")
+                await until(lambda: "after" in received)
+                api.revoke()
+                return await running
+
+    outcome = run(main)
+    assert received == ["slow", "slow done", "after"]
+    assert (outcome.state, outcome.connects, outcome.sleeps) == ("needs_relink", 1, 0)
+    assert not [r for r in outcome.records if r.trigger == "watchdog_expired"]
+
+
 def test_ptb_429_sleeps_for_retry_after_and_409_for_the_conflict_floor() -> None:
     delays: list[float | None] = []
 
@@ -239,15 +271,16 @@ def test_aiogram_raising_and_slow_handlers_are_no_disconnect_and_updates_survive
         if message.text == "boom":
             raise RuntimeError("a bug in the user's handler")
         if message.text == "slow":
-            await asyncio.sleep(WATCHDOG * 1.5)  # longer than the watchdog window
+            await asyncio.sleep(SHORT_WATCHDOG * 2)  # longer than the watchdog window
             received.append("slow done")
 
     async def main() -> Outcome:
         async with BotAPIServer() as api:
             for text in ("boom", "slow"):
                 api.send_message(text)
-            async with AiogramTransport(dispatcher, aiogram_bot(api), poll_timeout=1) as transport:
-                supervisor = supervise("telegram", transport, watchdog=WATCHDOG)
+            bot = aiogram_bot(api)
+            async with AiogramTransport(dispatcher, bot, poll_timeout=0) as transport:
+                supervisor = supervise("telegram", transport, watchdog=SHORT_WATCHDOG)
                 running = asyncio.ensure_future(supervisor.run())
                 await until(lambda: "slow done" in received)
                 api.fail(429, retry_after=1)
