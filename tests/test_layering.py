@@ -13,8 +13,9 @@ synchronous core at its top level, with ``runtime``, ``store``, ``check``,
    plugin would: the framework never needs to know a channel by name.
 3. Nothing but the command line (``fsm/cli/``) imports the diagrams, so that
    drawing stays an optional extra of the tool, not of the library.
-4. Nothing in linkstate imports the adapters (``fsm/adapters/``): each one
-   imports its client library, which only a user who asks for it installs.
+4. Only the adapters (``fsm/adapters/``, one module per client library, each
+   behind its extra) import a client library; they build on the core, the
+   runtime and each other, and nothing else in linkstate imports them.
 
 An import under ``if TYPE_CHECKING:`` never runs; it only names a type for
 an annotation, so these rules do not apply to it.
@@ -156,20 +157,6 @@ def test_only_the_command_line_imports_the_diagrams(path: Path) -> None:
     assert not drawing, f"{relative(path)} imports {drawing}; only fsm/cli/ may"
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        p
-        for p in (*modules("fsm"), *modules("channels"))
-        if not p.is_relative_to(ROOT / "fsm" / "adapters")
-    ],
-    ids=relative,
-)
-def test_nothing_but_an_adapter_imports_the_adapters(path: Path) -> None:
-    adapters = sorted(m for m in imports_of(path) if layer_of(m) == "adapters")
-    assert not adapters, f"{relative(path)} imports {adapters}; only a user's program may"
-
-
 # The runtime, the store and the channels are written against anyio, so that
 # an asyncio program can use them: none of them imports trio (or a trio-only
 # library) when it loads. The journal asks trio for its clock only when it
@@ -219,3 +206,33 @@ def test_the_core_loads_without_anyio_and_an_asyncio_program_without_trio() -> N
         [sys.executable, "-c", probe], check=False, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+# The client libraries the adapters supervise (their import names), and
+# aiohttp, which two of them bring.
+CLIENT_LIBRARIES: Final = frozenset(
+    {"discord", "slack_sdk", "telegram", "aiogram", "nio", "neonize", "aiohttp"}
+)
+ADAPTERS: Final = modules("fsm/adapters")
+NOT_ADAPTERS: Final = [
+    path
+    for path in (*modules("fsm"), *modules("channels"), *modules("diagrams"))
+    if not path.is_relative_to(ROOT / "fsm" / "adapters")
+]
+
+
+@pytest.mark.parametrize("path", NOT_ADAPTERS, ids=relative)
+def test_only_the_adapters_import_a_client_library_or_an_adapter(path: Path) -> None:
+    imported = imports_of(path)
+    libraries = sorted(m for m in imported if m.split(".")[0] in CLIENT_LIBRARIES)
+    adapters = sorted(m for m in imported if layer_of(m) == "adapters")
+    assert not libraries and not adapters, (
+        f"{relative(path)} imports {libraries + adapters}; only fsm/adapters/ may, behind its extra"
+    )
+
+
+@pytest.mark.parametrize("path", ADAPTERS, ids=relative)
+def test_adapters_build_on_the_core_and_the_runtime_only(path: Path) -> None:
+    allowed = (None, "core", "runtime", "adapters")
+    others = sorted(m for m in imports_of(path) if layer_of(m) not in allowed)
+    assert not others, f"{relative(path)} is an adapter but imports {others}"

@@ -159,6 +159,8 @@ PUBLIC: dict[str, list[str]] = {
     "linkstate.adapters.aiogram": ["AiogramTransport"],
     "linkstate.adapters.nio": ["DEFAULT_SYNC_TIMEOUT", "NioTransport"],
     "linkstate.adapters.neonize": ["CLOSE_EVENTS", "DEFAULT_STOP_TIMEOUT", "NeonizeTransport"],
+    "linkstate.adapters.discord": ["DiscordTransport", "GatewaySession", "LoopbackDiscord"],
+    "linkstate.adapters.slack": ["LoopbackSlack", "SlackSocketModeTransport", "SocketSession"],
     "linkstate.diagrams": [
         "EXTENSIONS",
         "GENERIC_NAME",
