@@ -1,11 +1,12 @@
-"""What every adapter shares: a connection whose close the adapter reports, and guarded handlers.
+"""What the polling and event adapters share (PTB, aiogram, nio, neonize): polls, guarded handlers.
 
-A library adapter has no socket of its own to watch: its "connection" is a
-poll loop (getUpdates, /sync) or a stream of events (whatsmeow's). Either
-way it ends exactly once, with the raw close info in the library's native
-form (the exception, the error response, the event), and the watchdog reads
-``last_activity``, which the adapter moves on what the library really sees
-(an answered poll, a sync response, a connection event).
+These adapters have no socket of their own to watch: their "connection" (an
+:class:`~linkstate.adapters._connection.AdapterConnection`, as for Discord
+and Slack) is a poll loop (getUpdates, /sync) or a stream of events
+(whatsmeow's). Either way it ends exactly once, with the raw close info in
+the library's native form (the exception, the error response, the event),
+and the watchdog reads ``last_activity``, which the adapter moves on what
+the library really sees (an answered poll, a sync response, an event).
 
 User handlers run apart from that loop, in tasks the adapter owns
 (:class:`Handlers`): they outlive a reconnect, a raise is logged and
@@ -23,6 +24,7 @@ from typing import Final, Self, TypeVar
 import anyio
 
 from linkstate._errors import ArgumentError, LinkstateError
+from linkstate.adapters._connection import AdapterConnection
 
 __all__ = [
     "DEFAULT_DRAIN_TIMEOUT",
@@ -30,8 +32,8 @@ __all__ = [
     "ClosingTransport",
     "Handlers",
     "LibraryMissingError",
-    "PolledConnection",
     "poll_updates",
+    "polled_connection",
     "readable_updates",
     "whole_number",
 ]
@@ -82,41 +84,21 @@ class ClosingTransport:
         await self.aclose()
 
 
-class PolledConnection:
-    """One supervised connection of a library adapter: it ends once, with its raw close info."""
+def polled_connection() -> AdapterConnection:
+    """A connection whose only reader is a poll task.
 
-    def __init__(self) -> None:
-        self.last_activity = anyio.current_time()
-        self._ended = anyio.Event()
-        self._raw: object = None
+    Closing our side needs nothing more: the supervisor cancels that task
+    with the connection's task group.
+    """
+    return AdapterConnection(_nothing_to_close)
 
-    @property
-    def ended(self) -> bool:
-        """True once the connection reported its end (or was closed by us)."""
-        return self._ended.is_set()
 
-    def touch(self) -> None:
-        """Record a sign of life (an answered poll, a sync response, an event)."""
-        self.last_activity = anyio.current_time()
-
-    def end(self, raw: object) -> None:
-        """Report how the connection ended; only the first report counts."""
-        if not self._ended.is_set():
-            self._raw = raw
-            self._ended.set()
-
-    async def wait_closed(self) -> object:
-        """Wait for the end; return its raw close info (safe to cancel and call again)."""
-        await self._ended.wait()
-        return self._raw
-
-    async def aclose(self) -> None:
-        """End it from our side; the supervisor then cancels the poll with the task group."""
-        self.end(None)
+async def _nothing_to_close() -> None:
+    return None
 
 
 async def poll_updates(
-    connection: PolledConnection,
+    connection: AdapterConnection,
     fetch: Callable[[], Awaitable[Sequence[U]]],
     deliver: Callable[[U], Awaitable[None]],
 ) -> None:

@@ -34,14 +34,15 @@ from typing import Any, Final
 from anyio.abc import TaskGroup
 
 from linkstate._errors import ArgumentError
+from linkstate.adapters._connection import AdapterConnection
 from linkstate.adapters._link import (
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_POLL_TIMEOUT,
     ClosingTransport,
     Handlers,
     LibraryMissingError,
-    PolledConnection,
     poll_updates,
+    polled_connection,
     readable_updates,
     whole_number,
 )
@@ -111,7 +112,7 @@ class AiogramTransport(ClosingTransport):
         self._offset: int | None = None
         self._started = False
 
-    async def connect(self, tasks: TaskGroup) -> PolledConnection:
+    async def connect(self, tasks: TaskGroup) -> AdapterConnection:
         """Prove the token (``getMe``), run the startup hooks once, and start polling."""
         await self.bot.get_me()
         if not self._started:
@@ -121,11 +122,11 @@ class AiogramTransport(ClosingTransport):
             except Exception:
                 # A startup hook is the user's code: its bug is logged, never a disconnect.
                 _log.exception("an aiogram startup hook raised; polling starts all the same")
-        connection = PolledConnection()
+        connection = polled_connection()
         tasks.start_soon(self._poll, connection)
         return connection
 
-    async def _poll(self, connection: PolledConnection) -> None:
+    async def _poll(self, connection: AdapterConnection) -> None:
         await poll_updates(connection, self._fetch, self._deliver)
 
     async def _fetch(self) -> list[Update]:

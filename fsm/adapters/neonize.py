@@ -41,7 +41,8 @@ import anyio
 from anyio.abc import TaskGroup
 
 from linkstate._errors import ArgumentError
-from linkstate.adapters._link import ClosingTransport, LibraryMissingError, PolledConnection
+from linkstate.adapters._connection import AdapterConnection
+from linkstate.adapters._link import ClosingTransport, LibraryMissingError
 from linkstate.runtime import ConnectFailed
 
 try:
@@ -106,19 +107,6 @@ class _Chained:
             )
 
 
-class _SessionConnection(PolledConnection):
-    """One Go session: closing our side stops it."""
-
-    def __init__(self, transport: NeonizeTransport) -> None:
-        super().__init__()
-        self.transport = transport
-        self.opened = False
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        await self.transport._stop()
-
-
 class NeonizeTransport(ClosingTransport):
     """A transport for one paired neonize ``NewAClient``: one Go session per connection.
 
@@ -136,7 +124,8 @@ class NeonizeTransport(ClosingTransport):
             )
         self.client = client
         self.stop_timeout = stop_timeout
-        self._connection: _SessionConnection | None = None
+        self._connection: AdapterConnection | None = None
+        self._opened = False  # whether WhatsApp said Connected to the current session
         self._changed = anyio.Event()
 
     def _chain(self) -> None:
@@ -154,7 +143,7 @@ class NeonizeTransport(ClosingTransport):
             return  # a late event of a session we already ended
         connection.touch()
         if code == _CONNECTED:
-            connection.opened = True
+            self._opened = True
         elif code in _CLOSE_CODES:
             connection.end(event)
         self._wake()
@@ -163,15 +152,17 @@ class NeonizeTransport(ClosingTransport):
         self._changed.set()
         self._changed = anyio.Event()
 
-    async def connect(self, tasks: TaskGroup) -> PolledConnection:
+    async def connect(self, tasks: TaskGroup) -> AdapterConnection:
         """Start a Go session and wait for ``ConnectedEv``; a close event first is a failure."""
         self._chain()  # before connect(): neonize subscribes to the handled events only
-        connection = _SessionConnection(self)
+        # Closing our side stops the Go session (and whatsmeow's reconnects with it).
+        connection = AdapterConnection(self._stop)
+        self._opened = False
         self._connection = connection
         session: asyncio.Task[Any] = await self.client.connect()
         session.add_done_callback(lambda _: self._wake())
         try:
-            while not connection.opened:
+            while not self._opened:
                 if connection.ended:
                     raise ConnectFailed(await connection.wait_closed())
                 if session.done():
@@ -187,7 +178,7 @@ class NeonizeTransport(ClosingTransport):
         tasks.start_soon(self._watch, connection, session)
         return connection
 
-    async def _watch(self, connection: PolledConnection, session: asyncio.Task[Any]) -> None:
+    async def _watch(self, connection: AdapterConnection, session: asyncio.Task[Any]) -> None:
         """The Go session ending by itself (an error from neonize) ends the connection too."""
         while not session.done():
             await self._changed.wait()

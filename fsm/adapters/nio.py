@@ -39,12 +39,13 @@ from typing import Any, Final
 from anyio.abc import TaskGroup
 
 from linkstate._errors import ArgumentError
+from linkstate.adapters._connection import AdapterConnection
 from linkstate.adapters._link import (
     DEFAULT_DRAIN_TIMEOUT,
     ClosingTransport,
     Handlers,
     LibraryMissingError,
-    PolledConnection,
+    polled_connection,
     whole_number,
 )
 from linkstate.runtime import ConnectFailed
@@ -119,7 +120,7 @@ class NioTransport(ClosingTransport):
         self.drain_timeout = drain_timeout
         self.handlers = Handlers("matrix-nio", sequential=True)
 
-    async def connect(self, tasks: TaskGroup) -> PolledConnection:
+    async def connect(self, tasks: TaskGroup) -> AdapterConnection:
         """Switch nio's retries off, defer the callbacks, and sync once to prove the token."""
         client = self.client
         # AsyncClientConfig is a frozen dataclass: replace it, keeping the user's other settings.
@@ -132,7 +133,7 @@ class NioTransport(ClosingTransport):
                     "restore_login() before supervising it",
                 }
             )
-        connection = PolledConnection()
+        connection = polled_connection()
         first = await self._sync(0)
         if isinstance(first, nio.ErrorResponse):
             raise ConnectFailed(first)
@@ -140,7 +141,7 @@ class NioTransport(ClosingTransport):
         tasks.start_soon(self._loop, connection)
         return connection
 
-    async def _loop(self, connection: PolledConnection) -> None:
+    async def _loop(self, connection: AdapterConnection) -> None:
         while True:
             try:
                 response = await self._sync(self.sync_timeout)

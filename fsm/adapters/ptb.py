@@ -33,12 +33,13 @@ from typing import Any
 from anyio.abc import TaskGroup
 
 from linkstate._errors import ArgumentError
+from linkstate.adapters._connection import AdapterConnection
 from linkstate.adapters._link import (
     DEFAULT_POLL_TIMEOUT,
     ClosingTransport,
     LibraryMissingError,
-    PolledConnection,
     poll_updates,
+    polled_connection,
     readable_updates,
     whole_number,
 )
@@ -87,7 +88,7 @@ class PTBTransport(ClosingTransport):
         self._offset: int | None = None
         self._initialized = False
 
-    async def connect(self, tasks: TaskGroup) -> PolledConnection:
+    async def connect(self, tasks: TaskGroup) -> AdapterConnection:
         """Prove the token (``getMe``), start the Application once, and start polling."""
         app = self.application
         if self._initialized:
@@ -102,11 +103,11 @@ class PTBTransport(ClosingTransport):
             self._initialized = True
         if not app.running:
             await app.start()
-        connection = PolledConnection()
+        connection = polled_connection()
         tasks.start_soon(self._poll, connection)
         return connection
 
-    async def _poll(self, connection: PolledConnection) -> None:
+    async def _poll(self, connection: AdapterConnection) -> None:
         await poll_updates(connection, self._fetch, self._deliver)
 
     async def _fetch(self) -> Sequence[Update]:
