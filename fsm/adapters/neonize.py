@@ -41,7 +41,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from linkstate._errors import ArgumentError
-from linkstate.adapters._connection import AdapterConnection
+from linkstate.adapters._connection import AdapterConnection, close_quietly
 from linkstate.adapters._link import ClosingTransport, LibraryMissingError
 from linkstate.runtime import ConnectFailed
 
@@ -172,8 +172,7 @@ class NeonizeTransport(ClosingTransport):
             # A failed handshake, or the connect timeout: no Go session may outlive it,
             # or the next attempt would run a second one for the same device.
             connection.end(None)
-            with anyio.CancelScope(shield=True):
-                await self._stop()
+            await close_quietly(self._stop)
             raise
         tasks.start_soon(self._watch, connection, session)
         return connection
