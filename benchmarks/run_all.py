@@ -34,6 +34,7 @@ SCRIPTS: Final = (
     "diagram_cost.py",
     "cli_startup.py",
     "metrics_cost.py",
+    "adapters.py",
 )
 
 

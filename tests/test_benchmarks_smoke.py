@@ -91,6 +91,15 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["--size", "50"],
         ["FleetMetrics.observe(record)", "scrape of 50 links", "target  observe / close"],
     ),
+    "adapters.py": (
+        ["--size", "5"],
+        [
+            "python-telegram-bot (Updater.start_polling)",
+            "aiogram (Dispatcher.start_polling)",
+            "matrix-nio (sync_forever)",
+            "target  worst adapter time / library's own loop",
+        ],
+    ),
     "run_all.py": (["--list"], ["registration.py", "storm.py"]),
 }
 

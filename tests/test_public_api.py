@@ -139,6 +139,7 @@ PUBLIC: dict[str, list[str]] = {
     ],
     "linkstate.testing": [
         "AsyncioLoop",
+        "BotAPIServer",
         "CloseError",
         "ConformanceMachine",
         "ControlledConnection",
@@ -147,6 +148,7 @@ PUBLIC: dict[str, list[str]] = {
         "KitSetupError",
         "KitTimeoutError",
         "MachineFactory",
+        "MatrixHomeserver",
         "ReferenceLink",
         "RuntimeMachine",
         "TrioLoop",
@@ -169,6 +171,11 @@ PUBLIC: dict[str, list[str]] = {
         "row_event",
         "row_forms",
     ],
+    "linkstate.adapters": ["LibraryMissingError"],
+    "linkstate.adapters.ptb": ["DEFAULT_POLL_TIMEOUT", "PTBTransport"],
+    "linkstate.adapters.aiogram": ["AiogramTransport"],
+    "linkstate.adapters.nio": ["DEFAULT_SYNC_TIMEOUT", "NioTransport"],
+    "linkstate.adapters.neonize": ["CLOSE_EVENTS", "DEFAULT_STOP_TIMEOUT", "NeonizeTransport"],
     "linkstate.adapters.discord": ["DiscordTransport", "GatewaySession", "LoopbackDiscord"],
     "linkstate.adapters.slack": ["LoopbackSlack", "SlackSocketModeTransport", "SocketSession"],
     "linkstate.diagrams": [

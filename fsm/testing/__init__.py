@@ -67,6 +67,7 @@ their own.
 """
 
 from linkstate.check._paths import row_event
+from linkstate.testing._bot_api import BotAPIServer
 from linkstate.testing._channel_machine import (
     KitSetupError,
     MachineFactory,
@@ -83,6 +84,7 @@ from linkstate.testing._checks import (
     kit_settings,
 )
 from linkstate.testing._core_machine import ConformanceMachine
+from linkstate.testing._homeserver import MatrixHomeserver
 from linkstate.testing._loop import (
     AsyncioLoop,
     ControlledConnection,
@@ -105,6 +107,7 @@ from linkstate.testing._strategies import (
 
 __all__ = [
     "AsyncioLoop",
+    "BotAPIServer",
     "CloseError",
     "ConformanceMachine",
     "ControlledConnection",
@@ -113,6 +116,7 @@ __all__ = [
     "KitSetupError",
     "KitTimeoutError",
     "MachineFactory",
+    "MatrixHomeserver",
     "ReferenceLink",
     "RuntimeMachine",
     "TrioLoop",
