@@ -587,7 +587,11 @@ def cat_refresh_error(error: str) -> object:
     neonize 0.5 has no such message yet (its Go side does not forward the event), so the
     message class is built with protobuf's own descriptor pool, under neonize's package.
     """
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from google.protobuf import (  # type: ignore[import-untyped]  # no stubs in the libs extra
+        descriptor_pb2,
+        descriptor_pool,
+        message_factory,
+    )
 
     file = descriptor_pb2.FileDescriptorProto(name="cat_refresh.proto", package="neonize")
     message = file.message_type.add(name="CATRefreshError")
