@@ -58,7 +58,7 @@ from linkstate._events import CloseEvent, Initiator, Phase, normalise, read_safe
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule, Verdict
 from linkstate.channels._native import websockets_error
-from linkstate.plugin import get, is_a, retry_after_header, text
+from linkstate.plugin import get, is_a, json_text, retry_after_header, text
 
 __all__ = [
     "CHANNEL",
@@ -455,7 +455,8 @@ def _extract(raw: object) -> CloseEvent:
         return found_trio
     # The `websockets` library's ConnectionClosed / InvalidStatus, read without importing it.
     found = websockets_error(raw)
-    return normalise(raw if found is None else found)
+    # Raw frame text holding a JSON object reads like its dict, as on every channel.
+    return normalise(json_text(raw) if found is None else found)
 
 
 MessageHandler = Callable[[str | bytes], None]

@@ -51,7 +51,7 @@ from typing import Final
 from linkstate._channel import Channel
 from linkstate._events import CloseEvent, Shapes, TrustedFlag, normalise, read_safely
 from linkstate._verdicts import CloseTable, Rule, Verdict
-from linkstate.plugin import Facts, facts, get
+from linkstate.plugin import Facts, facts, get, json_text
 
 __all__ = [
     "CAT_REFRESH_ERROR",
@@ -443,6 +443,7 @@ def _extract(raw: object) -> CloseEvent:
     native = None if type(raw) in _PLAIN_TYPES else _whatsmeow(raw)
     if native is not None:
         return normalise(native)
+    raw = json_text(raw)  # a raw JSON close reads like its dict, as on every channel
     event = normalise(raw)
     if event.status is not None:
         return event
