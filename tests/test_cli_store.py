@@ -105,7 +105,7 @@ def test_unusable_files_are_one_line_errors(
     broken.write_bytes(b"\x00garbage" * 1000)
     for argv in (["status"], ["simulate", "whatsapp", "--close", "440", "--link", "a"]):
         code, out, err = command(capsys, *argv, "--db", str(broken))
-        assert (code, out) == (2, ""), err
+        assert (code, out) == (3, ""), err  # ExitStatus.store: the store failed
         assert err.count("\n") == 1 and "corrupted" in err and f"mv {broken}" in err
 
 

@@ -93,6 +93,7 @@ PUBLIC: dict[str, list[str]] = {
         "transport_factory",
     ],
     "linkstate.store": [
+        "Claim",
         "Entry",
         "Journal",
         "JournalStatistics",
@@ -102,7 +103,10 @@ PUBLIC: dict[str, list[str]] = {
         "StateStore",
         "StoreConflictError",
         "StoreError",
+        "StoreOwnedElsewhereError",
+        "StoreRequestError",
         "StoredTransition",
+        "new_owner",
         "open_journal",
         "operator_reset",
     ],

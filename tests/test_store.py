@@ -458,16 +458,17 @@ async def test_a_link_killed_while_reconnecting_sleeps_only_the_rest(
     path = tmp_path / "x.db"
     machine = LinkMachine(WHATSAPP)
     link = machine.new_link("acct1")
-    clock = {"wall": WALL}
-    with SQLiteStore(path, wall=lambda: clock["wall"]) as store:
+    clock = {"wall": WALL, "boot": 100.0}
+    with SQLiteStore(path, wall=lambda: clock["wall"], boot=lambda: clock["boot"]) as store:
         start = machine.fire(link, Trigger.start, 0.0)
         store.write([(start, LinkRow.from_link(link, channel="whatsapp", now=0.0, wall=WALL))])
         close = machine.close(link, 428, 0.0, trigger=Trigger.connect_failed)
         link.delay = 30.0
         store.write([(close, LinkRow.from_link(link, channel="whatsapp", now=0.0, wall=WALL))])
-    clock["wall"] = WALL + 10.0  # the new process starts 10 s later
+    clock["wall"] = WALL + 10.0  # the new process starts 10 s later, by both clocks
+    clock["boot"] += 10.0
     transport = ScriptedTransport([Close(440)])
-    with SQLiteStore(path, wall=lambda: clock["wall"]) as store:
+    with SQLiteStore(path, wall=lambda: clock["wall"], boot=lambda: clock["boot"]) as store:
         async with open_journal(store) as journal:
             journal.wall = lambda: clock["wall"]
             outcome = await Supervisor(WHATSAPP, transport, link_id="acct1", journal=journal).run()

@@ -4,7 +4,8 @@
 :func:`linkstate.cli._supervise.add_run_options`; ``status``, ``history``,
 ``relink`` and ``reset`` open an existing file with :func:`open_store`. Every
 :class:`linkstate.store.StoreError` becomes a :class:`linkstate.cli.common.CommandError`:
-one line naming the file and the fix, exit status 2, never a traceback.
+one line naming the file and the fix, never a traceback, with the exit status
+of its kind (:func:`store_exit_status`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,16 @@ from datetime import UTC, datetime
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._machine import TransitionRecord
-from linkstate.cli.common import CommandError, channel_or_exit
+from linkstate.cli.common import CommandError, ExitStatus, channel_or_exit
 from linkstate.store._journal import Journal, open_journal
-from linkstate.store._sqlite import SQLiteStore, StoreError, operator_reset, require_link
+from linkstate.store._sqlite import (
+    SQLiteStore,
+    StoreError,
+    StoreOwnedElsewhereError,
+    StoreRequestError,
+    operator_reset,
+    require_link,
+)
 
 __all__ = [
     "add_db_option",
@@ -30,6 +38,7 @@ __all__ = [
     "open_store",
     "operate",
     "store_errors",
+    "store_exit_status",
     "timestamp",
 ]
 
@@ -48,19 +57,28 @@ def add_db_option(parser: argparse.ArgumentParser, *, required: bool = False) ->
     )
 
 
+def store_exit_status(exc: StoreError) -> ExitStatus:
+    """2 for a request that does not fit the store, 4 for a link owned elsewhere, else 3."""
+    if isinstance(exc, StoreRequestError):
+        return ExitStatus.usage
+    if isinstance(exc, StoreOwnedElsewhereError):
+        return ExitStatus.owned_elsewhere
+    return ExitStatus.store
+
+
 @contextmanager
 def store_errors() -> Iterator[None]:
     """Turn a :class:`StoreError` (alone, or the one error of trio's groups) into a CommandError."""
     try:
         yield
     except StoreError as exc:
-        raise CommandError(str(exc)) from exc
+        raise CommandError(str(exc), store_exit_status(exc)) from exc
     except BaseExceptionGroup as group:
         leaf: BaseException = group
         while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
             leaf = leaf.exceptions[0]
         if isinstance(leaf, StoreError):
-            raise CommandError(str(leaf)) from leaf
+            raise CommandError(str(leaf), store_exit_status(leaf)) from leaf
         raise
 
 

@@ -18,10 +18,14 @@ import logging
 import math
 import random
 import shlex
+import signal
+import sys
+import threading
 from collections.abc import Callable
 from typing import Final
 
 import anyio
+from anyio.abc import TaskStatus
 
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
@@ -29,13 +33,20 @@ from linkstate._machine import LinkMachine
 from linkstate._policy import PRESETS, Budget, Jitter, PolicyError, ReconnectPolicy
 from linkstate._verdicts import OperatorCommands
 from linkstate.cli._render import FORMATS, Format, Printer, default_format
-from linkstate.cli._store import add_db_option, journal_from_args
+from linkstate.cli._store import add_db_option, journal_from_args, store_errors
 from linkstate.cli.common import CommandError, ExitStatus
 from linkstate.cli.diagram import add_trace_option, record_trace
-from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
+from linkstate.runtime._supervisor import (
+    DEFAULT_CONNECT_TIMEOUT,
+    OWNED_ELSEWHERE,
+    Outcome,
+    Supervisor,
+    Transport,
+)
 
 __all__ = [
     "POLICY_OPTIONS",
+    "STOP_SIGNALS",
     "add_run_options",
     "configure_logging",
     "operator_commands",
@@ -225,7 +236,13 @@ def supervisor_from_args(
 
 
 def outcome_status(outcome: Outcome) -> ExitStatus:
-    """The exit status of a supervised run: 1 when the link needs a person, else 0."""
+    """The exit status of a supervised run (``ExitStatus``).
+
+    1 when the link needs a person, 4 when it is owned elsewhere, else 0
+    (``stopped`` by ``--max-time``, Ctrl-C or SIGTERM).
+    """
+    if outcome.stop_reason == OWNED_ELSEWHERE:
+        return ExitStatus.owned_elsewhere
     if outcome.state in (State.needs_relink, State.failed):
         return ExitStatus.needs_person
     return ExitStatus.ok
@@ -250,29 +267,66 @@ def operator_commands(args: argparse.Namespace) -> OperatorCommands:
     return OperatorCommands(reset=again, relink=again)
 
 
+STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+"""Ctrl-C, and what systemd, Docker and ``kill`` send: each stops the link cleanly."""
+
+
 async def supervise(
     args: argparse.Namespace,
     supervisor: Supervisor,
     printer: Printer,
 ) -> Outcome:
-    """Run ``supervisor`` while printing each transition; stop at ``--max-time``; print the end."""
+    """Run ``supervisor`` while printing each transition; stop at ``--max-time``; print the end.
+
+    The first SIGINT or SIGTERM stops the link as ``--max-time`` does: the
+    connection closed with a close frame, ``stopped`` committed, the final
+    line printed, exit status 0. A second one cuts that stop short (one line,
+    exit status 130). A store error is one line with
+    its exit status (:func:`linkstate.cli._store.store_exit_status`); a link
+    owned elsewhere (another process claimed it) is one line and exit status 4.
+    """
     configure_logging(verbose=args.verbose)
     printer.origin = supervisor.clock()
     supervisor.subscribe(printer.transition)
     draw_trace = record_trace(args, supervisor)
-    async with journal_from_args(args) as journal:
-        if journal is not None:
-            supervisor.journal = journal
-        async with anyio.create_task_group() as tasks:
-            if args.max_time is not None:
+    cut_short = False
 
-                async def time_limit() -> None:
-                    await anyio.sleep(args.max_time)
-                    supervisor.abort()
+    async def stop_on_signals(*, task_status: TaskStatus[None]) -> None:
+        nonlocal cut_short
+        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            task_status.started()
+            async for _ in signals:
+                if supervisor.abort_requested:
+                    cut_short = True
+                    tasks.cancel_scope.cancel()
+                supervisor.abort()
 
-                tasks.start_soon(time_limit)
-            outcome = await supervisor.run()
-            tasks.cancel_scope.cancel()
+    with store_errors():
+        async with journal_from_args(args) as journal:
+            if journal is not None:
+                supervisor.journal = journal
+            async with anyio.create_task_group() as tasks:
+                # Signals become an ordinary abort: the loop then never raises
+                # KeyboardInterrupt into the middle of the supervisor's cleanup.
+                if threading.current_thread() is threading.main_thread():
+                    await tasks.start(stop_on_signals)
+                if args.max_time is not None:
+
+                    async def time_limit() -> None:
+                        await anyio.sleep(args.max_time)
+                        supervisor.abort()
+
+                    tasks.start_soon(time_limit)
+                outcome = await supervisor.run()
+                tasks.cancel_scope.cancel()
+    if cut_short:
+        raise CommandError(
+            f"a second interrupt cut the clean stop of link {args.link!r} short; its last "
+            "state may not be recorded as stopped",
+            ExitStatus.interrupted,
+        )
     printer.outcome(outcome)
+    if outcome.stop_reason == OWNED_ELSEWHERE:
+        print(f"linkstate {args.command}: {outcome.message}", file=sys.stderr)
     draw_trace()
     return outcome

@@ -1,10 +1,12 @@
 """``linkstate watch CHANNEL URL``: supervise a live endpoint and print its lifecycle.
 
-Prints the same lines as ``simulate``. Ends on a terminal state; ``--max-time``
-and Ctrl-C stop the link cleanly (state ``stopped``, the connection closed
-with a normal close frame). Exit status: 0 when stopped by ``--max-time``,
-130 when stopped by Ctrl-C, 1 when the link ended in ``needs_relink`` or
-``failed`` (so a script or a service manager can alert on it).
+Prints the same lines as ``simulate``. Ends on a terminal state; ``--max-time``,
+Ctrl-C and SIGTERM stop the link cleanly (state ``stopped``, the connection
+closed with a normal close frame). Exit status (``ExitStatus``): 0 when
+stopped by ``--max-time``, Ctrl-C or SIGTERM; 1 when the link ended in
+``needs_relink`` or ``failed`` (so a script or a service manager can alert on
+it); 3 when the state database failed; 4 when another process took the link
+over; 130 when a second Ctrl-C cut the clean stop short.
 
 ``--backend`` picks the event loop the supervisor runs on: trio (the default)
 or asyncio; the runtime is the same code on both (anyio), so the lines printed
@@ -14,8 +16,6 @@ and the exit status are the same.
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from typing import Any, Final
 
 import anyio
@@ -39,8 +39,6 @@ ORDER: Final = 30
 # Three missed pings of the WebSocket transport's default 20 s interval.
 DEFAULT_WATCHDOG: Final = 60.0
 
-EXIT_INTERRUPTED: Final = 130
-
 # trio first: it is the default, and the back end the test suite drives on a
 # virtual clock. Both run the same supervisor through anyio.
 BACKENDS: Final = ("trio", "asyncio")
@@ -54,9 +52,10 @@ def register(subparsers: Any) -> None:
         description=(
             "Connect to URL with the channel's transport and supervise the link: reconnect "
             "or stop exactly as the channel's table and the policy decide, printing each "
-            "transition. Ends on a terminal state, at --max-time, or on Ctrl-C (state stopped). "
-            "Exit status: 0 stopped by --max-time, 130 stopped by Ctrl-C, 1 needs_relink or "
-            "failed."
+            "transition. Ends on a terminal state, at --max-time, or on Ctrl-C or SIGTERM (state "
+            "stopped). Exit status: 0 stopped (--max-time, Ctrl-C, SIGTERM), 1 needs_relink or "
+            "failed, 3 the state database failed, 4 the link is owned by another process, 130 "
+            "a second Ctrl-C cut the stop short."
         ),
     )
     parser.add_argument("channel", metavar="CHANNEL", help="a channel with a transport: websocket")
@@ -80,31 +79,10 @@ def transport_from_args(channel: Channel, url: str) -> Transport:
         raise CommandError(str(exc)) from exc
 
 
-async def watch(
-    args: argparse.Namespace, channel: Channel, transport: Transport
-) -> tuple[Outcome, bool]:
-    """Supervise until terminal, ``--max-time`` or SIGINT.
-
-    Returns the outcome, and whether SIGINT stopped the link.
-    """
+async def watch(args: argparse.Namespace, channel: Channel, transport: Transport) -> Outcome:
+    """Supervise until terminal, ``--max-time``, SIGINT or SIGTERM."""
     supervisor = supervisor_from_args(args, channel, transport)
-    interrupted = False
-    async with anyio.create_task_group() as tasks:
-        # Ctrl-C becomes an ordinary abort: the loop then never raises
-        # KeyboardInterrupt into the middle of the supervisor's cleanup.
-        if threading.current_thread() is threading.main_thread():
-
-            async def on_sigint() -> None:
-                nonlocal interrupted
-                with anyio.open_signal_receiver(signal.SIGINT) as signals:
-                    async for _ in signals:
-                        interrupted = True
-                        supervisor.abort()
-
-            tasks.start_soon(on_sigint)
-        outcome = await supervise(args, supervisor, printer_from_args(args))
-        tasks.cancel_scope.cancel()
-    return outcome, interrupted
+    return await supervise(args, supervisor, printer_from_args(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,7 +90,5 @@ def run(args: argparse.Namespace) -> int:
     channel = channel_or_exit(args.channel)
     transport = transport_from_args(channel, args.url)
     policy_from_args(args, channel.policy)  # report a bad policy before connecting
-    outcome, interrupted = anyio.run(watch, args, channel, transport, backend=args.backend)
-    if interrupted:
-        return EXIT_INTERRUPTED
+    outcome = anyio.run(watch, args, channel, transport, backend=args.backend)
     return outcome_status(outcome)

@@ -37,6 +37,15 @@ under way (the connection's task group, or the backoff sleep's scope), and
 the same bookkeeping and then propagates, as trio and asyncio require. In
 both cases the open connection is closed under a shield first.
 
+Reported means committed. With a journal, a transition is logged and shown
+to observers only once its commit returned, and the supervisor carries out
+nothing (no connect, no sleep, no watching an opened connection) before
+that. A transition the store refuses is never reported: a refusal that says
+the link is owned elsewhere (a newer process claimed it) ends the run
+quietly, in ``stopped`` with the stop reason ``owned_elsewhere`` and
+nothing more written, never retried or restarted; any other refusal (a full
+disk, a lock) is raised from ``run()``.
+
 The code is written once, against anyio, and runs on either back end: trio
 (the default, and the one the tests drive on a virtual clock) or asyncio.
 """
@@ -61,12 +70,18 @@ from linkstate._lifecycle import State, Trigger
 from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
 from linkstate._policy import ReconnectPolicy
 from linkstate.store._journal import Journal, Receipt
-from linkstate.store._sqlite import StoreError
+from linkstate.store._sqlite import (
+    Claim,
+    StoreError,
+    StoreOwnedElsewhereError,
+    StoreRequestError,
+)
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_KEEP_RECORDS",
+    "OWNED_ELSEWHERE",
     "ConnectFailed",
     "Connection",
     "Outcome",
@@ -92,6 +107,13 @@ DEFAULT_CLOSE_TIMEOUT: Final = 5.0
 
 RESUMED: Final = "resumed on start after a local stop; retry budget and flap history kept"
 """The reason recorded on the ``resume`` transition that starts a run of a ``stopped`` link."""
+
+OWNED_ELSEWHERE: Final = "owned_elsewhere"
+"""The stop reason of a run that ended because another owner claimed its link.
+
+Not a lifecycle :class:`linkstate.StopReason`: nothing is recorded for the
+link, which carries on under its new owner; only this run's outcome says it.
+"""
 
 
 class SupervisorError(LinkstateError, RuntimeError):
@@ -172,7 +194,8 @@ class Outcome:
         verdict: The verdict the guards decided on for the latest close
             (``fatal`` once a row escalated), or None if none was seen.
         status: The status of the latest close, or None.
-        stop_reason: Why the link stopped (``relink``, ``fatal``, ``aborted``...).
+        stop_reason: Why the link stopped (``relink``, ``fatal``, ``aborted``...,
+            or :data:`OWNED_ELSEWHERE`).
         message: The operator message of the terminal state, or None.
         connects: Connect attempts made, failed ones included.
         opens: Connect attempts that completed the handshake.
@@ -245,11 +268,12 @@ class Supervisor:
         clock: Where ``now`` comes from; defaults to ``anyio.current_time``.
         keep_records: How many of the newest transitions ``outcome.records``
             keeps; bounds the memory of a link that runs (and flaps) for months.
-        journal: Persist the link: ``run()`` first loads it from the journal's
-            store (the stored link wins over ``link``; a stored ``stopped`` link
-            resumes, a ``needs_relink`` or ``failed`` one does not connect),
-            commits each transition before acting on it, and returns only once
-            every transition it made is committed.
+        journal: Persist the link: ``run()`` first claims it and loads it from
+            the journal's store (the stored link wins over ``link``; a stored
+            ``stopped`` link resumes, a ``needs_relink`` or ``failed`` one does
+            not connect), commits each transition before reporting it or
+            acting on it, and returns only once every transition it made is
+            committed. Losing the claim ends the run (see the module header).
 
     """
 
@@ -296,8 +320,10 @@ class Supervisor:
         self.journal = journal
         # A list, not a deque: it holds a receipt or two at a time, and an empty
         # deque costs ~760 bytes per supervisor (benchmarks/supervised.py).
-        self._receipts: list[Receipt] = []
+        self._receipts: list[tuple[Receipt, TransitionRecord]] = []
         self._store_error: StoreError | None = None
+        self._claim: Claim | None = None
+        self._lost: StoreOwnedElsewhereError | None = None
         self._observers: list[Observer] = []
         if keep_records < 1:
             raise ArgumentError(f"keep_records={keep_records!r} must be 1 or more")
@@ -331,12 +357,13 @@ class Supervisor:
         """A snapshot of the run so far; after ``run()`` ends, its final outcome."""
         link = self.link
         event = link.last_event
+        stop_reason = None if link.stop_reason is None else link.stop_reason.value
         return Outcome(
             link_id=link.link_id,
             state=link.state,
             verdict=None if link.verdict is None else link.verdict.value,
             status=None if event is None else event.status,
-            stop_reason=None if link.stop_reason is None else link.stop_reason.value,
+            stop_reason=OWNED_ELSEWHERE if self._lost is not None else stop_reason,
             message=link.message if link.terminal else None,
             connects=self._connects,
             opens=self._opens,
@@ -358,6 +385,11 @@ class Supervisor:
         if self._wait_scope is not None:
             self._wait_scope.cancel()
 
+    @property
+    def abort_requested(self) -> bool:
+        """True once :meth:`abort` was called (or the link was lost to another owner)."""
+        return self._abort_requested
+
     async def run(self) -> Outcome:
         """Supervise the link until it reaches a terminal state; return the outcome.
 
@@ -369,50 +401,94 @@ class Supervisor:
                 f"Supervisor for link {self.link.link_id!r} is already running; "
                 "make one Supervisor per run"
             )
-        if self.journal is not None:
-            await self._restore(self.journal)
-        if self.link.state == State.stopped:
-            # A local stop ends one run, not the link: resume it, on the record.
-            record = self.machine.fire(self.link, Trigger.resume, self.clock())
-            self._after(replace(record, reason=RESUMED))
         self._running = True
+        restored = False
         try:
+            if self.journal is not None:
+                self._claim = await self.journal.claim(self.link.link_id, on_lost=self._lose)
+                self._restore(self.journal, self._claim)
+            restored = True
+            if self.link.state == State.stopped:
+                # A local stop ends one run, not the link: resume it, on the record.
+                record = self.machine.fire(self.link, Trigger.resume, self.clock())
+                self._after(replace(record, reason=RESUMED))
             await self._drive()
         finally:
             # Cancellation (abort() or from outside) or a bug: either way the
-            # link must not stay "live" in the record of a supervisor that is gone.
-            if not self.link.terminal:
+            # link must not stay "live" in the record of a supervisor that is
+            # gone; unless it is not ours any more, when nothing may be written.
+            if restored and self._lost is None and not self.link.terminal:
                 self._fire(Trigger.abort)
             self._running = False
             with anyio.CancelScope(shield=True):
-                await self._persisted()
+                try:
+                    await self._persisted()
+                finally:
+                    await self._let_go()
         return self.outcome
 
-    async def _restore(self, journal: Journal) -> None:
-        row = await journal.load(self.link.link_id)
-        if row is not None:
-            if row.channel != self.channel.name:
-                raise StoreError(
-                    f"link {row.link_id!r} is stored for channel {row.channel!r}, not "
-                    f"{self.channel.name!r}; give this link another id"
-                )
-            self.link = row.to_link(now=self.clock(), wall=journal.wall(), channel=self.channel)
+    def _restore(self, journal: Journal, claim: Claim) -> None:
+        row = claim.row
+        if row is None:
+            return
+        if row.channel != self.channel.name:
+            raise StoreRequestError(
+                f"link {row.link_id!r} is stored for channel {row.channel!r}, not "
+                f"{self.channel.name!r}; give this link another id"
+            )
+        if claim.previous is not None and not row.terminal:
+            _log.warning(
+                "link %s: took it over from %s, which still had it (state %s); that process "
+                "stops at its next write",
+                row.link_id,
+                claim.previous,
+                row.state,
+                extra={"link": row.link_id, "state": row.state},
+            )
+        self.link = row.to_link(now=self.clock(), wall=journal.wall(), channel=self.channel)
+
+    async def _let_go(self) -> None:
+        """Release the claim (unless lost); a lost link ends ``stopped`` in this run alone."""
+        if self._lost is not None:
+            link = Link(self.link.link_id, State.stopped, self.clock())
+            link.message = str(self._lost)
+            self.link = link
+        elif self.journal is not None and self._claim is not None:
+            await self.journal.release(self._claim)
+
+    def _lose(self, exc: StoreOwnedElsewhereError) -> None:
+        """Another owner has the link: stop at once, without writing anything more."""
+        if self._lost is None:
+            self._lost = exc
+            _log.warning("%s", exc, extra={"link": self.link.link_id})
+        self.abort()
 
     async def _persisted(self) -> None:
-        """Wait until every transition so far is committed; raise the first the store refused.
+        """Wait until every transition so far is committed, reporting each; raise a refusal.
 
-        The first refusal is the one that explains the others (a refused write
-        makes the next one from this link a conflict), so it is raised again on
-        every later call, including the final one in ``run()``.
+        A refusal that says the link is owned elsewhere ends the run quietly
+        (:meth:`_lose`). Any other one is raised, and is the one that explains
+        the others (a refused write makes the next one from this link a
+        conflict), so it is raised again on every later call, including the
+        final one in ``run()``. A refused transition, and every one after it,
+        is never reported.
         """
         if self.journal is None:
             return
-        while self._receipts:
+        while self._receipts and self._lost is None and self._store_error is None:
+            receipt, record = self._receipts[0]
             try:
-                await self.journal.wait(self._receipts.pop(0))
+                # Popped only after the wait: a cancelled wait must leave the
+                # receipt for the final, shielded call in run().
+                await self.journal.wait(receipt)
+            except StoreOwnedElsewhereError as exc:
+                self._lose(exc)
             except StoreError as exc:
-                self._store_error = self._store_error or exc
-        if self._store_error is not None:
+                self._store_error = exc
+            else:
+                self._report(record)
+            self._receipts.pop(0)
+        if self._lost is None and self._store_error is not None:
             raise self._store_error
 
     async def _drive(self) -> None:
@@ -496,7 +572,10 @@ class Supervisor:
             if ending is None:
                 ending = self._ending_for(_single(exc))
         if ending is None:
-            assert self._abort_requested  # the task group caught abort()'s cancellation
+            if self._store_error is not None:
+                raise self._store_error  # the open was not committed: nothing to carry on
+            # The task group caught abort()'s cancellation, or the open was refused.
+            assert self._abort_requested or self._lost is not None
             return
         self._close(ending.trigger, ending.raw)
 
@@ -510,7 +589,7 @@ class Supervisor:
             return await self.transport.connect(tasks), False
         return None, True
 
-    async def _session(self, tasks: TaskGroup) -> _Ending:
+    async def _session(self, tasks: TaskGroup) -> _Ending | None:
         try:
             connection, timed_out = await self._connect(tasks)
         except ConnectFailed as exc:
@@ -530,6 +609,13 @@ class Supervisor:
         try:
             self._opens += 1
             self._fire(Trigger.opened)
+            try:
+                # An open the store refuses is not ours to watch (module header).
+                await self._persisted()
+            except StoreError:
+                return None
+            if self._lost is not None:
+                return None
             if self.watchdog is None:
                 # No deadline to watch: skip the cancel scope (~0.7 KB per open link),
                 # and wait right here: a coroutine frame less (~0.2 KB) than _wait_closed.
@@ -582,8 +668,16 @@ class Supervisor:
         if len(self._records) >= 2 * self._keep_records:
             # Trim in batches: amortised O(1) per transition, at most 2x the bound.
             del self._records[: -self._keep_records]
-        if self.journal is not None:
-            self._receipts.append(self.journal.submit(record, self.link, channel=self.channel.name))
+        if self.journal is None:
+            self._report(record)
+            return
+        receipt = self.journal.submit(
+            record, self.link, channel=self.channel.name, claim=self._claim
+        )
+        self._receipts.append((receipt, record))
+
+    def _report(self, record: TransitionRecord) -> None:
+        """Log ``record`` and show it to the observers: once it is committed, with a journal."""
         _log.info(
             "link %s: %s --%s--> %s%s",
             record.link,

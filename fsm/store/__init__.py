@@ -2,11 +2,14 @@
 
 :class:`SQLiteStore` implements :class:`StateStore` on one SQLite file (WAL,
 ``synchronous=FULL``); :class:`Journal` is the single writer task that group
-commits transitions and reports each only after its commit.
+commits transitions and reports each only after its commit. A :class:`Claim`
+makes one writer the owner of a link; a write from any other is refused with
+:class:`StoreOwnedElsewhereError`.
 """
 
 from linkstate.store._journal import Journal, JournalStatistics, Receipt, open_journal
 from linkstate.store._sqlite import (
+    Claim,
     Entry,
     LinkRow,
     SQLiteStore,
@@ -14,10 +17,14 @@ from linkstate.store._sqlite import (
     StoreConflictError,
     StoredTransition,
     StoreError,
+    StoreOwnedElsewhereError,
+    StoreRequestError,
+    new_owner,
     operator_reset,
 )
 
 __all__ = [
+    "Claim",
     "Entry",
     "Journal",
     "JournalStatistics",
@@ -27,7 +34,10 @@ __all__ = [
     "StateStore",
     "StoreConflictError",
     "StoreError",
+    "StoreOwnedElsewhereError",
+    "StoreRequestError",
     "StoredTransition",
+    "new_owner",
     "open_journal",
     "operator_reset",
 ]

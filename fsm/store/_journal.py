@@ -35,15 +35,27 @@ stay deterministic.
 When a batch fails as a whole, its entries are written again one by one, so
 a conflict on one link does not fail the transitions of every other link
 that happened to share its commit.
+
+Owners. A supervisor takes its link with :meth:`Journal.claim` before it
+reads or writes it, and gives it back with :meth:`Journal.release`. Each
+transition submitted under a claim carries the claim's token and the
+``seq`` this writer expects (the journal counts them per claim, in
+submission order), which the store checks (rule 3 of
+:mod:`linkstate.store`). A newer claim is also found without a write: every
+``renew_every`` seconds one :meth:`StateStore.renew` call checks every claim
+the journal holds, and calls the ``on_lost`` of each one taken over, so that
+an old process with a quiet, healthy connection lets go within seconds
+instead of at its next close. Under a virtual clock nothing renews: no other
+process shares a virtual clock, and the writes are still fenced.
 """
 
 from __future__ import annotations
 
-import time
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Final, TypeVar
 
@@ -53,14 +65,47 @@ from anyio.abc import TaskStatus
 
 from linkstate._errors import ArgumentError
 from linkstate._machine import Link, TransitionRecord
-from linkstate.store._sqlite import Entry, LinkRow, StateStore, StoredTransition, StoreError
+from linkstate.store._sqlite import (
+    Claim,
+    Entry,
+    LinkRow,
+    StateStore,
+    StoredTransition,
+    StoreError,
+    StoreOwnedElsewhereError,
+    new_owner,
+    wall_clock,
+)
 
-__all__ = ["DEFAULT_MAX_BATCH", "Journal", "JournalStatistics", "Receipt", "open_journal"]
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "DEFAULT_RENEW_EVERY",
+    "Journal",
+    "JournalStatistics",
+    "Receipt",
+    "open_journal",
+]
 
 R = TypeVar("R")
 
+_log: Final = logging.getLogger("linkstate.store")
+
 DEFAULT_MAX_BATCH: Final = 512
 """Transitions per commit at most: bounds one transaction's time and memory."""
+
+DEFAULT_RENEW_EVERY: Final = 2.0
+"""Seconds between two checks of the journal's claims: how long two processes may overlap."""
+
+
+class _Held:
+    """A claim the journal holds: the seq its next write expects, and whom to tell of a loss."""
+
+    __slots__ = ("claim", "on_lost", "seq")
+
+    def __init__(self, claim: Claim, on_lost: Callable[[StoreOwnedElsewhereError], None]) -> None:
+        self.claim = claim
+        self.seq = 0 if claim.row is None else claim.row.seq
+        self.on_lost = on_lost
 
 
 class _Batch:
@@ -117,6 +162,10 @@ class Journal:
         inline: Call the store on the event loop thread instead of a worker thread;
             None decides when the writer starts: inline under trio's virtual
             ``MockClock``, threaded otherwise (see the module header).
+        owner: This writer's identity in claims; by default host, pid and a
+            random part (:func:`linkstate.store.new_owner`).
+        renew_every: Seconds between checks of the claims held (module
+            header); None never checks (writes are still fenced).
 
     """
 
@@ -125,15 +174,22 @@ class Journal:
         store: StateStore,
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
-        wall: Callable[[], float] = time.time,
+        wall: Callable[[], float] = wall_clock,
         inline: bool | None = None,
+        owner: str | None = None,
+        renew_every: float | None = DEFAULT_RENEW_EVERY,
     ) -> None:
         if max_batch < 1:
             raise ArgumentError(f"max_batch={max_batch!r} must be at least 1")
+        if renew_every is not None and not renew_every > 0:
+            raise ArgumentError(f"renew_every={renew_every!r} must be a positive number or None")
         self.store = store
         self.max_batch = max_batch
         self.wall = wall
         self.inline = inline
+        self.owner = owner or new_owner()
+        self.renew_every = renew_every
+        self._held: dict[tuple[str, int], _Held] = {}
         self._queue: deque[_Batch] = deque()
         self._tail: _Batch | None = None
         self._writing: _Batch | None = None
@@ -148,17 +204,30 @@ class Journal:
 
     # -- writing ---------------------------------------------------------------
 
-    def submit(self, record: TransitionRecord, link: Link, *, channel: str) -> Receipt:
+    def submit(
+        self, record: TransitionRecord, link: Link, *, channel: str, claim: Claim | None = None
+    ) -> Receipt:
         """Queue ``record`` with a snapshot of ``link`` as it is now; never blocks.
 
         Call it right after the transition fired: the snapshot reads ``link``
-        at ``record.t``.
+        at ``record.t``. With ``claim`` (from :meth:`claim`) the write is
+        fenced by it: refused with :class:`linkstate.store.StoreOwnedElsewhereError`
+        once another owner has the link.
         """
         if not self._running:
             raise StoreError(
                 "the journal's writer is not running; use `async with open_journal(store)`"
             )
         row = LinkRow.from_link(link, channel=channel, now=record.t, wall=self.wall())
+        if claim is not None:
+            held = self._held.get((claim.link_id, claim.token))
+            if held is None:
+                raise StoreError(
+                    f"link {claim.link_id!r}: its claim (token {claim.token}) was released or "
+                    "lost; claim the link again (journal.claim) before writing it"
+                )
+            held.seq += 1
+            row = replace(row, owner=claim.owner, token=claim.token, seq=held.seq)
         batch = self._tail
         if (
             batch is None
@@ -196,25 +265,87 @@ class Journal:
             await self._tail.done.wait()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """The writer task: commit queued batches until cancelled."""
+        """The writer task: commit queued batches until cancelled (and renew the claims)."""
         if self.inline is None:
             self.inline = _on_virtual_clock()
         self._running = True
-        task_status.started()
         try:
-            while True:
-                if not self._queue:
-                    await self._wakeup.wait()
-                    self._wakeup = anyio.Event()
-                    continue
-                batch = self._writing = self._queue[0]
-                await self._commit(batch)
-                self._queue.popleft()
-                self._writing = None
-                batch.done.set()
+            async with anyio.create_task_group() as tasks:
+                if self.renew_every is not None and not self.inline:
+                    tasks.start_soon(self._renew, self.renew_every)
+                task_status.started()
+                await self._write()
         finally:
             self._running = False
             self._abandon()
+
+    async def _write(self) -> None:
+        while True:
+            if not self._queue:
+                await self._wakeup.wait()
+                self._wakeup = anyio.Event()
+                continue
+            batch = self._writing = self._queue[0]
+            await self._commit(batch)
+            self._queue.popleft()
+            self._writing = None
+            batch.done.set()
+
+    # -- owners ----------------------------------------------------------------
+
+    async def claim(
+        self, link_id: str, *, on_lost: Callable[[StoreOwnedElsewhereError], None]
+    ) -> Claim:
+        """Take ``link_id`` for this journal's owner, after every submitted write is done.
+
+        ``on_lost`` is called (on the event loop, once) when a renewal finds
+        that another owner took the link over.
+
+        Raises:
+            StoreOwnedElsewhereError: the store does not let the link be taken over.
+            StoreError: the store cannot be written.
+
+        """
+        await self.flush()
+        claim = await self._call(lambda: self.store.claim(link_id, self.owner))
+        self._held[link_id, claim.token] = _Held(claim, on_lost)
+        return claim
+
+    async def release(self, claim: Claim) -> None:
+        """Give ``claim``'s link back once its writes are done; idempotent, never raises.
+
+        A release that cannot be written is logged: the claim then stays on
+        record, and the next process's claim takes it over all the same.
+        """
+        if self._held.pop((claim.link_id, claim.token), None) is None:
+            return
+        await self.flush()
+        try:
+            await self._call(lambda: self.store.release(claim))
+        except StoreError as exc:
+            _log.warning("link %s: could not release its claim: %s", claim.link_id, exc)
+
+    async def _renew(self, every: float) -> None:
+        while True:
+            await anyio.sleep(every)
+            held = [h.claim for h in self._held.values()]
+            try:
+                lost = await self._call(partial(self.store.renew, held))
+            except StoreError as exc:
+                # The next write reports a store that stays broken; a renewal only looks.
+                _log.debug("checking the claims failed: %s", exc)
+                continue
+            for claim in lost:
+                entry = self._held.pop((claim.link_id, claim.token), None)
+                if entry is not None:
+                    entry.on_lost(
+                        StoreOwnedElsewhereError(
+                            f"link {claim.link_id!r} is owned elsewhere: a newer process "
+                            "claimed it. This process stops without recording anything; run "
+                            "one process per link",
+                            link_id=claim.link_id,
+                        )
+                    )
 
     async def _commit(self, batch: _Batch) -> None:
         entries = batch.entries
@@ -291,10 +422,14 @@ class Journal:
 
 @asynccontextmanager
 async def open_journal(
-    store: StateStore, *, max_batch: int = DEFAULT_MAX_BATCH, inline: bool | None = None
+    store: StateStore,
+    *,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    inline: bool | None = None,
+    renew_every: float | None = DEFAULT_RENEW_EVERY,
 ) -> AsyncIterator[Journal]:
     """Run a :class:`Journal` for the body of the ``async with``; flush it on the way out."""
-    journal = Journal(store, max_batch=max_batch, inline=inline)
+    journal = Journal(store, max_batch=max_batch, inline=inline, renew_every=renew_every)
     async with anyio.create_task_group() as tasks:
         await tasks.start(journal.run)
         try:

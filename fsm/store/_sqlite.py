@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 A :class:`StateStore` holds one :class:`LinkRow` per link (where it is, its
 last close, its counters) and a bounded history of its transitions. The
-interface is five methods, small enough for a PostgreSQL or Redis backend
+interface is eight methods, small enough for a PostgreSQL or Redis backend
 (``docs/multi-host.md``); :class:`SQLiteStore` is the embedded default.
 
 Rules every backend keeps:
@@ -17,8 +17,31 @@ Rules every backend keeps:
    stored is ``idle``). Otherwise :class:`StoreConflictError`: something else is
    driving the link, and overwriting its verdict is exactly the bug we exist
    to prevent.
-3. History is bounded: a link keeps its newest ``keep`` transitions.
-4. Every failure is a :class:`StoreError` naming the file and the fix.
+3. One owner per link, checked on every write. A process that runs a link
+   first takes a :class:`Claim` (:meth:`StateStore.claim`), which grows the
+   link's fencing token by one. Each of its rows carries that token and the
+   ``seq`` it expects the write to give; the store compares both in the same
+   transaction as the state compare-and-set. A write whose token is not the
+   newest, or whose ``seq`` shows a write it did not know of, raises
+   :class:`StoreOwnedElsewhereError` and changes nothing. **The newest claim
+   wins**: in an overlapping restart the new process takes the link over, and
+   the old one learns it on its next write (or at :meth:`StateStore.renew`)
+   and stops without recording anything, so it can never store a close the
+   new process caused. A backend with leases (``docs/multi-host.md``) instead
+   refuses :meth:`StateStore.claim` itself while another owner's lease is
+   valid, with the same error. A write into a terminal state releases the
+   claim in the same transaction; a write without a token (an operator's
+   ``reset``) is refused while a live link has a claim.
+4. History is bounded: a link keeps its newest ``keep`` transitions.
+5. Every failure is a :class:`StoreError` naming the file and the fix.
+6. A terminal verdict is never shown as stored when it is not. When the
+   commit of a transition into ``needs_relink`` or ``failed`` fails (a full
+   disk, a lock held too long), :class:`SQLiteStore` parks it in a side
+   file, ``PATH-verdicts``, whose space was allocated when the store opened
+   (overwriting allocated bytes needs no free space), and says so in the
+   :class:`StoreError`. The next :meth:`claim` of that link commits the
+   parked verdict first (if the link is still where the verdict left it), so
+   the next start stops at the verdict instead of connecting again.
 
 Clocks. The runtime's clock (``trio.current_time``, or a virtual clock) means
 nothing in another process. So the store keeps wall-clock times (Unix
@@ -27,6 +50,20 @@ seconds) and converts at its boundary: :meth:`LinkRow.from_link` and
 clock's reading at that instant, and shift every time field by the
 difference. A resumed link therefore sees its ``since``, ``opened_at`` and
 ``recent_closes`` at the right distance in the past, whatever clock it runs on.
+
+The wall clock can step (an NTP correction, a VM restore, an operator), so
+it is trusted only within one row: every row's times are written with one
+reading, relative to its ``updated``. How long ago ``updated`` was comes
+from the boot-time clock (``CLOCK_BOOTTIME``, which never steps and counts
+suspend) when the row was written during this boot; only across a reboot,
+or when that clock went backwards (a restored VM), from the wall clock, and
+then never less than zero. :meth:`SQLiteStore.load` returns rows rebased
+onto the wall clock of now, so a step in either direction between two runs
+neither invents recent closes (a step back: "flapping" after one close) nor
+ages them away (a step forward: an unhealthy connection counted healthy).
+The seam for tests is the environment variable ``LINKSTATE_WALL_OFFSET``
+(seconds added to the wall clock every store and journal reads); nothing
+but the fault tests sets it.
 
 Why WAL and ``synchronous=FULL``. In WAL mode a commit appends to the log and
 readers never block the writer, so ``linkstate status`` can read while a
@@ -41,14 +78,19 @@ cut. The price is one fsync per commit, which the single writer of
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import secrets
+import socket
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
+from functools import cache
 from pathlib import Path
-from typing import Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from linkstate._channel import Channel
 from linkstate._errors import ArgumentError, LinkstateError
@@ -59,15 +101,22 @@ from linkstate._verdicts import Verdict
 
 __all__ = [
     "DEFAULT_KEEP",
+    "WALL_OFFSET_ENV",
+    "Claim",
     "Entry",
     "LinkRow",
     "SQLiteStore",
     "StateStore",
     "StoreConflictError",
     "StoreError",
+    "StoreOwnedElsewhereError",
+    "StoreRequestError",
     "StoredTransition",
+    "boot_clock",
+    "new_owner",
     "operator_reset",
     "require_link",
+    "wall_clock",
 ]
 
 DEFAULT_KEEP: Final = 200
@@ -75,7 +124,31 @@ DEFAULT_KEEP: Final = 200
 
 # "LNKS": marks a SQLite file as ours, so we never write into someone else's database.
 _APPLICATION_ID: Final = 0x4C4E4B53
-_SCHEMA_VERSION: Final = 1
+_SCHEMA_VERSION: Final = 2
+
+# The wall and boot clocks are read a few microseconds apart, and NTP slews
+# the wall clock by up to 0.5 ms/s: a difference this small is no step, and
+# moving a row's times by it would only make every load differ from the last.
+_STEP_IGNORED: Final = 1.0
+
+WALL_OFFSET_ENV: Final = "LINKSTATE_WALL_OFFSET"
+"""Seconds added to the wall clock the store and the journal read: a seam for the fault tests."""
+
+# A parked verdict's slot in PATH-verdicts: one JSON object padded with
+# spaces to this size (an operator message is a few hundred bytes). 32
+# slots, one per link: more links reaching a verdict while the disk stays
+# full is a long outage, and the StoreError then says the verdict was not kept.
+_SLOT: Final = 4096
+_SLOTS: Final = 32
+
+_CLAIMS_TABLE: Final = """
+    CREATE TABLE claims (
+        link_id TEXT PRIMARY KEY,
+        owner   TEXT,                   -- NULL once released
+        token   INTEGER NOT NULL,       -- fencing token: grows on every claim
+        wall    REAL NOT NULL           -- when claimed or released
+    ) WITHOUT ROWID
+"""
 
 _SCHEMA: Final = (
     """
@@ -97,7 +170,9 @@ _SCHEMA: Final = (
         stop_reason   TEXT,
         message       TEXT,
         seq           INTEGER NOT NULL, -- transitions ever written for this link
-        updated       REAL NOT NULL
+        updated       REAL NOT NULL,
+        boot          TEXT,            -- the boot id when written
+        mono          REAL             -- CLOCK_BOOTTIME when written
     )
     """,
     """
@@ -109,6 +184,14 @@ _SCHEMA: Final = (
         PRIMARY KEY (link_id, seq)
     ) WITHOUT ROWID
     """,
+    _CLAIMS_TABLE,
+)
+
+# Version 1 had no owners and no boot clock; both are additions.
+_MIGRATE_FROM_1: Final = (
+    _CLAIMS_TABLE,
+    "ALTER TABLE links ADD COLUMN boot TEXT",
+    "ALTER TABLE links ADD COLUMN mono REAL",
 )
 
 _LINK_COLUMNS: Final = (
@@ -117,13 +200,105 @@ _LINK_COLUMNS: Final = (
     "updated",
 )  # fmt: skip
 
+# A row as load() returns it: the link's columns, its claim, and the clocks it was written at.
+_SELECT_ROWS: Final = (
+    f"SELECT {', '.join('l.' + name for name in _LINK_COLUMNS)}, c.owner, c.token, l.boot, "
+    "l.mono FROM links AS l LEFT JOIN claims AS c ON c.link_id = l.link_id"
+)
+
 
 class StoreError(LinkstateError, RuntimeError):
     """The state store cannot be used; the message names the file and the fix."""
 
 
+class StoreRequestError(StoreError):
+    """What was asked of the store does not fit what it holds; the message names the fix.
+
+    A missing file, an unknown link, a link in a state the operator action
+    does not apply to, a link stored for another channel: mistakes in what was
+    typed (exit status 2 at the command line), not a failing store (3).
+    """
+
+
 class StoreConflictError(StoreError):
     """A transition was refused because the stored state is not the one it leaves."""
+
+
+class StoreOwnedElsewhereError(StoreError):
+    """Another owner (a newer process, another host) has the link; this writer must stop.
+
+    Not a crash: the writer stops quietly and records nothing (rule 3 of
+    :mod:`linkstate.store`). ``owner`` names the owner that has it, when known.
+    """
+
+    def __init__(self, message: str, *, link_id: str, owner: str | None = None) -> None:
+        super().__init__(message)
+        self.link_id = link_id
+        self.owner = owner
+
+
+def wall_clock() -> float:
+    """The wall clock (Unix seconds) every store and journal reads by default.
+
+    ``time.time()``, plus :data:`WALL_OFFSET_ENV` seconds when that
+    environment variable is set (only tests set it, to step the clock).
+    """
+    return time.time() + _wall_offset()
+
+
+@cache
+def _wall_offset() -> float:
+    text = os.environ.get(WALL_OFFSET_ENV)
+    if not text:
+        return 0.0
+    try:
+        return float(text)
+    except ValueError:
+        raise StoreError(
+            f"{WALL_OFFSET_ENV}={text!r} is not a number of seconds; unset it (only tests set it)"
+        ) from None
+
+
+def boot_clock() -> float:
+    """Seconds since boot, suspend included: never steps, shared by every process of a boot."""
+    return time.clock_gettime(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
+
+
+@cache
+def _boot_id() -> str:
+    """The id of this boot (Linux), so that boot-clock readings of another boot are not compared."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        # No boot id: the boot time, to the second, tells boots apart as well.
+        return f"boot@{round(time.time() - boot_clock())}"
+
+
+def new_owner() -> str:
+    """A writer identity for claims: host, process id and a random part per call."""
+    return f"{socket.gethostname()}:pid {os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One writer's ownership of one link (rule 3 of :mod:`linkstate.store`).
+
+    Attributes:
+        link_id: The link.
+        owner: The writer's identity (:func:`new_owner`).
+        token: The fencing token: every row written under this claim carries it.
+        row: The link's stored row when it was claimed (None if never stored).
+        previous: The owner whose claim this one took over while that owner
+            still had it (an overlapping restart, or a process that died
+            without releasing); None when the link was free.
+
+    """
+
+    link_id: str
+    owner: str
+    token: int
+    row: LinkRow | None
+    previous: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +323,12 @@ class LinkRow:
             (:attr:`linkstate.Link.verdict`).
         stop_reason: Why the link is in a terminal state.
         message: The operator message of the terminal state.
-        seq: How many transitions were ever written for this link.
+        seq: How many transitions were ever written for this link (in a row
+            handed to ``write``: the ``seq`` its writer expects the write to
+            give, or 0 for "not checked").
+        owner: The owner of the link's claim (in a row handed to ``write``:
+            the writer's), or None.
+        token: That claim's fencing token, or None for a write without a claim.
         updated: When the row was last written.
 
     """
@@ -170,6 +350,8 @@ class LinkRow:
     stop_reason: str | None = None
     message: str | None = None
     seq: int = 0
+    owner: str | None = field(default=None, compare=False)
+    token: int | None = field(default=None, compare=False)
     updated: float = field(default=0.0, compare=False)
 
     @property
@@ -260,10 +442,31 @@ class StateStore(Protocol):
         """The stored row of ``link_id``, or None if it was never stored."""
         ...
 
+    def claim(self, link_id: str, owner: str) -> Claim:
+        """Take ``link_id`` for ``owner`` and return the claim with the link's row.
+
+        Raises:
+            StoreOwnedElsewhereError: another owner's claim may not be taken
+                over (a lease backend: while it is valid). SQLite never raises
+                it: the newest claim wins.
+            StoreError: the store cannot be written.
+
+        """
+        ...
+
+    def renew(self, claims: Sequence[Claim]) -> list[Claim]:
+        """Confirm (a lease backend: extend) ``claims``; return those no longer held."""
+        ...
+
+    def release(self, claim: Claim) -> None:
+        """Give the link up, if ``claim`` still holds it; idempotent."""
+        ...
+
     def write(self, entries: Sequence[Entry]) -> None:
         """Store transitions and the rows after them, atomically, in order.
 
         Raises:
+            StoreOwnedElsewhereError: a row's token or ``seq`` is not the newest.
             StoreConflictError: a transition leaves a state the link is not in.
             StoreError: the store cannot be written.
 
@@ -329,6 +532,9 @@ class SQLiteStore:
         synchronous: ``FULL`` (default; see the module header) or ``NORMAL``.
         timeout: Seconds to wait for another process's write lock.
         wall: The wall clock, for ``updated`` and history times.
+        boot: The boot-time clock (see the module header on clocks).
+        boot_id: This boot's id; rows written in another boot are rebased
+            by the wall clock alone.
 
     A store may be used from any one thread at a time (the journal's writer
     uses it from worker threads, one call at a time).
@@ -343,7 +549,9 @@ class SQLiteStore:
         keep: int = DEFAULT_KEEP,
         synchronous: str = "FULL",
         timeout: float = 5.0,
-        wall: Callable[[], float] = time.time,
+        wall: Callable[[], float] = wall_clock,
+        boot: Callable[[], float] = boot_clock,
+        boot_id: str | None = None,
     ) -> None:
         if keep < 1:
             raise ArgumentError(f"keep={keep!r} must be at least 1 transition per link")
@@ -352,8 +560,11 @@ class SQLiteStore:
         self.path = os.fspath(path)
         self.keep = keep
         self.wall = wall
+        self.boot = boot
+        self.boot_id = _boot_id() if boot_id is None else boot_id
+        self.verdicts_path = f"{self.path}-verdicts"
         if not create and not Path(self.path).is_file():
-            raise StoreError(
+            raise StoreRequestError(
                 f"no state database at {self.path}; check the path, or run `linkstate simulate` "
                 "or `linkstate watch` with --db first"
             )
@@ -371,6 +582,8 @@ class SQLiteStore:
         except StoreError:
             self._db.close()
             raise
+        if create:
+            self._allocate_verdicts()
 
     def _prepare(self, synchronous: str) -> None:
         db = self._db
@@ -393,6 +606,9 @@ class SQLiteStore:
             self._create_schema()
             return
         version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 1:
+            self._migrate(_MIGRATE_FROM_1)
+            version = _SCHEMA_VERSION
         if version != _SCHEMA_VERSION:
             raise StoreError(
                 f"state database {self.path} has schema version {version}, this linkstate "
@@ -400,15 +616,29 @@ class SQLiteStore:
             )
 
     def _create_schema(self) -> None:
+        with self._transaction():
+            # Another process may have created it while we waited for the lock.
+            if self._db.execute("PRAGMA application_id").fetchone()[0] != _APPLICATION_ID:
+                for statement in _SCHEMA:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA application_id={_APPLICATION_ID}")
+                self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+    def _migrate(self, statements: Sequence[str]) -> None:
+        with self._transaction():
+            # Another process may have migrated it while we waited for the lock.
+            if self._db.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
+                for statement in statements:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; roll back on any error."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            # Another process may have created it while we waited for the lock.
-            if db.execute("PRAGMA application_id").fetchone()[0] != _APPLICATION_ID:
-                for statement in _SCHEMA:
-                    db.execute(statement)
-                db.execute(f"PRAGMA application_id={_APPLICATION_ID}")
-                db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            yield
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # SQLite may have rolled back already (disk full)
@@ -418,24 +648,94 @@ class SQLiteStore:
     # -- StateStore ------------------------------------------------------------
 
     def load(self, link_id: str) -> LinkRow | None:
-        """The stored row of ``link_id``, or None."""
+        """The stored row of ``link_id``, rebased onto the wall clock of now; or None."""
         try:
-            row = self._db.execute(
-                f"SELECT {', '.join(_LINK_COLUMNS)} FROM links WHERE link_id = ?", (link_id,)
-            ).fetchone()
+            return self._load(link_id)
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, f"loading link {link_id!r}") from exc
-        return None if row is None else _row_from_sql(row)
+
+    def _load(self, link_id: str) -> LinkRow | None:
+        row = self._db.execute(f"{_SELECT_ROWS} WHERE l.link_id = ?", (link_id,)).fetchone()
+        return None if row is None else self._row_from_sql(row)
 
     def links(self) -> list[LinkRow]:
-        """Every stored link, by id."""
+        """Every stored link, by id, rebased onto the wall clock of now."""
         try:
-            rows = self._db.execute(
-                f"SELECT {', '.join(_LINK_COLUMNS)} FROM links ORDER BY link_id"
-            ).fetchall()
+            rows = self._db.execute(f"{_SELECT_ROWS} ORDER BY l.link_id").fetchall()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, "listing links") from exc
-        return [_row_from_sql(row) for row in rows]
+        return [self._row_from_sql(row) for row in rows]
+
+    def _row_from_sql(self, values: Sequence[Any]) -> LinkRow:
+        *columns, owner, token, boot, mono = values
+        data = dict(zip(_LINK_COLUMNS, columns, strict=True))
+        data["recent_closes"] = json.loads(data["recent_closes"])
+        return self._rebase(_row_from_json({**data, "owner": owner, "token": token}), boot, mono)
+
+    def _rebase(self, row: LinkRow, boot: object, mono: object) -> LinkRow:
+        """``row`` with its times moved onto the wall clock of now (module header, clocks)."""
+        wall = self.wall()
+        elapsed = max(0.0, wall - row.updated)
+        if boot == self.boot_id and isinstance(mono, float):
+            since_written = self.boot() - mono
+            if since_written >= 0:  # else a restored VM: the boot clock went back too
+                elapsed = since_written
+        shift = wall - elapsed - row.updated
+        if abs(shift) < _STEP_IGNORED:
+            return row
+        return replace(
+            row,
+            since=row.since + shift,
+            recent_closes=tuple(t + shift for t in row.recent_closes),
+            opened_at=None if row.opened_at is None else row.opened_at + shift,
+            updated=row.updated + shift,
+        )
+
+    # -- owners ----------------------------------------------------------------
+
+    def claim(self, link_id: str, owner: str) -> Claim:
+        """Take ``link_id`` for ``owner``: the newest claim wins (module header, rule 3).
+
+        A verdict parked for the link (rule 6) is committed first, in the same
+        transaction, when the link is still in the state it leaves.
+        """
+        try:
+            with self._transaction():
+                self._commit_parked(link_id)
+                held = self._db.execute(
+                    "SELECT owner, token FROM claims WHERE link_id = ?", (link_id,)
+                ).fetchone()
+                previous, token = held if held is not None else (None, 0)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO claims (link_id, owner, token, wall) "
+                    "VALUES (?, ?, ?, ?)",
+                    (link_id, owner, token + 1, self.wall()),
+                )
+                row = self._load(link_id)
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path, f"claiming link {link_id!r}") from exc
+        return Claim(link_id, owner, token + 1, row, previous)
+
+    def renew(self, claims: Sequence[Claim]) -> list[Claim]:
+        """The claims of ``claims`` that another claim took over since (one query)."""
+        if not claims:
+            return []
+        try:
+            held = dict(self._db.execute("SELECT link_id, token FROM claims").fetchall())
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path, "checking who owns the links") from exc
+        return [claim for claim in claims if held.get(claim.link_id) != claim.token]
+
+    def release(self, claim: Claim) -> None:
+        """Give the link up if ``claim`` still holds it."""
+        try:
+            with self._transaction():
+                self._db.execute(
+                    "UPDATE claims SET owner = NULL, wall = ? WHERE link_id = ? AND token = ?",
+                    (self.wall(), claim.link_id, claim.token),
+                )
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path, f"releasing link {claim.link_id!r}") from exc
 
     def history(self, link_id: str, limit: int | None = None) -> list[StoredTransition]:
         """The link's newest ``limit`` transitions, oldest first."""
@@ -455,19 +755,13 @@ class SQLiteStore:
         """Store the transitions and rows in one transaction (see the module header)."""
         if not entries:
             return
-        db = self._db
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 for record, row in entries:
                     self._write_one(record, row)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:  # SQLite may have rolled back already (disk full)
-                    db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
-            raise _store_error(exc, self.path, f"writing {len(entries)} transition(s)") from exc
+            error = _store_error(exc, self.path, f"writing {len(entries)} transition(s)")
+            raise self._park(entries, error) from exc
 
     def _write_one(self, record: TransitionRecord, row: LinkRow) -> None:
         db = self._db
@@ -480,12 +774,47 @@ class SQLiteStore:
             "SELECT state, seq FROM links WHERE link_id = ?", (row.link_id,)
         ).fetchone()
         state, seq = stored if stored is not None else (State.idle.value, 0)
+        held = db.execute(
+            "SELECT owner, token FROM claims WHERE link_id = ?", (row.link_id,)
+        ).fetchone()
+        owner, token = held if held is not None else (None, None)
+        if row.token is not None and (token != row.token or (row.seq and row.seq != seq + 1)):
+            who = (
+                f"{owner or 'another writer'} took it over (token {token})"
+                if token != row.token
+                else f"another writer changed it (#{seq}, this writer expected #{row.seq - 1})"
+            )
+            raise StoreOwnedElsewhereError(
+                f"link {row.link_id!r} is owned elsewhere: {who}. This process (token "
+                f"{row.token}) stops without recording anything; run one process per link",
+                link_id=row.link_id,
+                owner=owner,
+            )
+        if row.token is None and owner is not None and State(state) not in TERMINAL_STATES:
+            raise StoreOwnedElsewhereError(
+                f"link {row.link_id!r} is run by {owner} (state {state!r}); stop that process "
+                "first, then try again",
+                link_id=row.link_id,
+                owner=owner,
+            )
         if state != record.src:
             raise StoreConflictError(
                 f"link {row.link_id!r} is stored in state {state!r}, but this transition "
                 f"({record.trigger!r}) leaves {record.src!r}: another process or an operator "
                 "changed it. Stop the other process driving this link (one process per link; "
                 "see docs/multi-host.md) and start it again"
+            )
+        if row.token is None and row.seq and row.seq != seq + 1:
+            raise StoreConflictError(
+                f"link {row.link_id!r} is at #{seq}, but this write expected #{row.seq - 1}: "
+                "another process or an operator changed it meanwhile; look again and retry"
+            )
+        if row.token is not None and State(record.dst) in TERMINAL_STATES:
+            # Released with the terminal write, in its transaction: a process
+            # killed right after it leaves no claim behind to block the operator.
+            db.execute(
+                "UPDATE claims SET owner = NULL, wall = ? WHERE link_id = ? AND token = ?",
+                (self.wall(), row.link_id, row.token),
             )
         seq += 1
         wall = self.wall()
@@ -498,10 +827,129 @@ class SQLiteStore:
         )
         values = _row_to_sql(replace(row, seq=seq, updated=wall))
         db.execute(
-            f"INSERT OR REPLACE INTO links ({', '.join(_LINK_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(_LINK_COLUMNS))})",
-            values,
+            f"INSERT OR REPLACE INTO links ({', '.join(_LINK_COLUMNS)}, boot, mono) "
+            f"VALUES ({', '.join('?' * (len(_LINK_COLUMNS) + 2))})",
+            (*values, self.boot_id, self.boot()),
         )
+
+    # -- parked verdicts (module header, rule 6) -------------------------------
+
+    def _allocate_verdicts(self) -> None:
+        """Make PATH-verdicts hold its slots, written out, while there is space for them."""
+        size = _SLOT * _SLOTS
+        try:
+            with open(self.verdicts_path, "a+b") as file:
+                if os.fstat(file.fileno()).st_size >= size:
+                    return
+                file.seek(0)
+                old = file.read()
+                # Written out, not a sparse truncate: the blocks must exist, so
+                # that parking later overwrites them without needing free space.
+                file.truncate(0)
+                file.write(old.ljust(size, b" "))
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as exc:
+            raise StoreError(
+                f"cannot prepare {self.verdicts_path} ({exc}), where verdicts that fail to "
+                f"commit are kept; free disk space, or check that this user may write next "
+                f"to {self.path}"
+            ) from exc
+
+    def _slots(self, file: int) -> list[dict[str, Any] | None]:
+        data = os.pread(file, _SLOT * _SLOTS, 0)
+        slots: list[dict[str, Any] | None] = []
+        for i in range(_SLOTS):
+            text = data[i * _SLOT : (i + 1) * _SLOT].strip()
+            try:
+                value = json.loads(text) if text else None
+            except ValueError:  # a torn slot (a crash while parking): nothing usable in it
+                value = None
+            slots.append(value if isinstance(value, dict) else None)
+        return slots
+
+    @contextmanager
+    def _verdicts(self) -> Iterator[int]:
+        """PATH-verdicts, opened and locked against other processes (no-op if it is missing)."""
+        try:
+            file = os.open(self.verdicts_path, os.O_RDWR)
+        except FileNotFoundError:
+            yield -1
+            return
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX)
+            yield file
+        finally:
+            os.close(file)
+
+    def _park(self, entries: Sequence[Entry], error: StoreError) -> StoreError:
+        """Park the terminal verdicts among ``entries``; ``error``, saying where they went."""
+        terminal = [
+            (record, row)
+            for record, row in entries
+            if record.dst in (State.needs_relink.value, State.failed.value)
+        ]
+        if not terminal:
+            return error
+        parked: list[str] = []
+        try:
+            with self._verdicts() as file:
+                if file < 0:
+                    return error
+                slots = self._slots(file)
+                for record, row in terminal:
+                    value = {"link": row.link_id, "record": record.to_json(), "row": row.to_json()}
+                    text = json.dumps(value).encode()
+                    taken = [i for i, v in enumerate(slots) if v and v.get("link") == row.link_id]
+                    free = [i for i, v in enumerate(slots) if v is None]
+                    if not (taken or free) or len(text) >= _SLOT:
+                        continue
+                    index = (taken or free)[0]
+                    slots[index] = value
+                    os.pwrite(file, text.ljust(_SLOT, b" "), index * _SLOT)
+                    parked.append(row.link_id)
+                os.fsync(file)
+        except OSError:
+            parked = []
+        if not parked:
+            return type(error)(
+                f"{error}. The terminal verdict is NOT stored anywhere, and could not be kept "
+                f"in {self.verdicts_path} either"
+            )
+        names = ", ".join(repr(link) for link in parked)
+        return type(error)(
+            f"{error}. The terminal verdict of {names} is NOT in the database; it is kept in "
+            f"{self.verdicts_path} and is committed on the next start, which will not connect"
+        )
+
+    def _commit_parked(self, link_id: str) -> None:
+        """Inside a transaction: commit the verdict parked for ``link_id``, if any; clear it."""
+        with self._verdicts() as file:
+            if file < 0:
+                return
+            for index, value in enumerate(self._slots(file)):
+                if value is None or value.get("link") != link_id:
+                    continue
+                try:
+                    record = TransitionRecord(**value["record"])
+                    row: LinkRow | None = _row_from_json(value["row"])
+                except (TypeError, KeyError, ValueError):
+                    row = None
+                if row is not None:
+                    stored = self._db.execute(
+                        "SELECT state FROM links WHERE link_id = ?", (link_id,)
+                    ).fetchone()
+                    # Only where the verdict left from: if the link moved on
+                    # since (an operator, another owner), that is the truth now.
+                    if (stored[0] if stored else State.idle.value) == record.src:
+                        # Written as the claim that holds the link now (the
+                        # parking process's, if nobody took it over since).
+                        held = self._db.execute(
+                            "SELECT token FROM claims WHERE link_id = ?", (link_id,)
+                        ).fetchone()
+                        token = None if held is None else held[0]
+                        self._write_one(record, replace(row, token=token, seq=0))
+                os.pwrite(file, b" " * _SLOT, index * _SLOT)
 
     def close(self) -> None:
         """Close the connection; idempotent."""
@@ -542,16 +990,16 @@ class SQLiteStore:
         self.close()
 
 
+def _row_from_json(data: dict[str, Any]) -> LinkRow:
+    """A row from :meth:`LinkRow.to_json`'s dict (``recent_closes`` as a list)."""
+    closes = tuple(float(t) for t in data["recent_closes"])
+    return LinkRow(**{**data, "recent_closes": closes})
+
+
 def _row_to_sql(row: LinkRow) -> tuple[object, ...]:
     value = row.to_json()
     value["recent_closes"] = json.dumps(value["recent_closes"])
     return tuple(value[name] for name in _LINK_COLUMNS)
-
-
-def _row_from_sql(values: Sequence[object]) -> LinkRow:
-    data = dict(zip(_LINK_COLUMNS, values, strict=True))
-    closes = json.loads(str(data.pop("recent_closes")))
-    return LinkRow(recent_closes=tuple(float(t) for t in closes), **data)  # type: ignore[arg-type]
 
 
 # -- operator actions --------------------------------------------------------------
@@ -564,7 +1012,7 @@ def operator_reset(
     *,
     note: str,
     only: frozenset[State] | None = None,
-    wall: Callable[[], float] = time.time,
+    wall: Callable[[], float] = wall_clock,
 ) -> TransitionRecord:
     """Move a terminal link back to ``idle`` through the lifecycle's ``reset`` trigger.
 
@@ -581,7 +1029,7 @@ def operator_reset(
     accepted = only or TERMINAL_STATES
     if State(row.state) not in accepted:
         names = ", ".join(sorted(s.value for s in accepted))
-        raise StoreError(
+        raise StoreRequestError(
             f"link {link_id!r} is in state {row.state!r}; trigger 'reset' applies only to "
             f"{names}. " + _not_resettable_hint(row)
         )
@@ -589,7 +1037,9 @@ def operator_reset(
     link = row.to_link(now=now, wall=now, channel=channel)
     record = LinkMachine(channel).fire(link, Trigger.reset, now)
     record = replace(record, reason=sanitise_reason(note))
-    store.write([(record, LinkRow.from_link(link, channel=row.channel, now=now, wall=now))])
+    after = LinkRow.from_link(link, channel=row.channel, now=now, wall=now)
+    # The seq it expects: a write that slipped in since the load is a conflict.
+    store.write([(record, replace(after, seq=row.seq + 1))])
     return record
 
 
@@ -604,7 +1054,9 @@ def require_link(store: StateStore, link_id: str) -> LinkRow:
     if row is None:
         known = ", ".join(r.link_id for r in store.links()[:10]) or "none"
         where = getattr(store, "path", "the state database")
-        raise StoreError(f"no link {link_id!r} in {where} (links: {known}); check the id and --db")
+        raise StoreRequestError(
+            f"no link {link_id!r} in {where} (links: {known}); check the id and --db"
+        )
     return row
 
 
