@@ -84,10 +84,17 @@ def _auth(code: str, meaning: str) -> Rule:
 #    configured where Socket Mode needs an app-level token (xapp-); nobody's
 #    current code stops on it, OpenClaw's PR #38130 proposed it after a storm
 #    of 1,700 errors in 9 hours. A person must change the configuration.
-# 3. link_disabled is fatal: Socket Mode was switched off in the app settings.
-# 4. refresh_requested and warning are Slack recycling the socket: retry_now.
+# 3. link_disabled is fatal: Socket Mode was switched off in the app settings
+#    (Slack's Socket Mode docs, disconnect events). python slack_sdk and node
+#    reconnect on every disconnect frame (slack_sdk/socket_mode/client.py,
+#    SocketModeClient.ts): reconnecting to a switched-off feature cannot help.
+# 4. refresh_requested and warning are Slack recycling the socket: retry_now
+#    (node-slack-sdk PR #1762 handles the two alike; python reconnects at once).
 # 5. too_many_websockets is retry with a 30 s floor, escalating to fatal after
-#    three in a row without a healthy connection in between.
+#    three in a row without a healthy connection in between: Slack allows ten
+#    sockets per app (node-slack-sdk issue #1654), so more are other copies of
+#    the app, and python's aiohttp client closes the old socket first for it
+#    (slack_sdk/socket_mode/aiohttp/__init__.py).
 # 6. ratelimited is retry; the Retry-After header is the floor. node's
 #    WebAPIRateLimitedError (code slack_webapi_rate_limited_error, retryAfter in
 #    seconds) is the same; its WebAPIRequestError and WebAPIHTTPError are the
