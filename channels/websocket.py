@@ -236,9 +236,9 @@ TABLE: Final = CloseTable(
                 f"{_STOPPED}"
             ),
         ),
-        # Handshake answers other than 101: RFC 6455 section 4.1 (the client
-        # "MUST" treat them by HTTP's rules), with RFC 9110's meaning of each
-        # status; 401 and 403 are credentials a person must renew.
+        # Handshake answers other than 101: RFC 6455 section 4.1 has the client
+        # handle them per HTTP's procedures, so each status means what HTTP says
+        # (RFC 9110); 401 and 403 are credentials a person must renew.
         Rule(
             Verdict.fatal,
             "badRequest",
