@@ -217,36 +217,33 @@ def test_done_when_classify(argv: list[str], verdict: str) -> None:
     assert json.loads(out.splitlines()[0])["verdict"] == verdict
 
 
-def test_done_when_telegram_409_five_times_fails_naming_another_poller() -> None:
-    code, out = linkstate(
-        "simulate", "telegram", "--close", "409", "--repeat", "5", "--format", "json"
-    )
+@pytest.mark.parametrize(
+    ("argv", "final", "connects", "sleeps", "needle"),
+    [
+        # Telegram's 409 five times in a row: failed, another instance may be polling.
+        (["telegram", "--close", "409", "--repeat", "5"], "failed", 5, 4, "Another instance"),
+        # Slack's token_expired, ten failing connects: it stops at the first, naming the code.
+        (
+            ["slack", "--fail", "token_expired", "--repeat", "10"],
+            "needs_relink",
+            1,
+            0,
+            "token_expired",
+        ),
+        # Twelve failing connects under OpenClaw's policy: twelve connects, eleven sleeps.
+        (
+            ["whatsapp", "--preset", "openclaw", "--fail", "428", "--repeat", "12"],
+            "failed",
+            12,
+            11,
+            "(12 connects)",
+        ),
+    ],
+)
+def test_done_when_simulate(
+    argv: list[str], final: str, connects: int, sleeps: int, needle: str
+) -> None:
+    code, out = linkstate("simulate", *argv, "--format", "json")
     last = json.loads(out.splitlines()[-1])
-    assert (code, last["final"], last["connects"]) == (1, "failed", 5)
-    assert "Another instance may be polling" in last["message"]
-
-
-def test_done_when_slack_token_expired_ten_times_stops_at_once_naming_it() -> None:
-    code, out = linkstate(
-        "simulate", "slack", "--fail", "token_expired", "--repeat", "10", "--format", "json"
-    )
-    last = json.loads(out.splitlines()[-1])
-    assert (code, last["final"], last["connects"]) == (1, "needs_relink", 1)
-    assert "token_expired" in last["message"]
-
-
-def test_done_when_openclaw_twelve_failing_connects() -> None:
-    code, out = linkstate(
-        "simulate",
-        "whatsapp",
-        "--preset",
-        "openclaw",
-        "--fail",
-        "428",
-        "--repeat",
-        "12",
-        "--format",
-        "json",
-    )
-    last = json.loads(out.splitlines()[-1])
-    assert (code, last["final"], last["connects"], last["sleeps"]) == (1, "failed", 12, 11)
+    assert (code, last["final"], last["connects"], last["sleeps"]) == (1, final, connects, sleeps)
+    assert needle in last["message"]
