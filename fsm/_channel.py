@@ -36,6 +36,9 @@ ENTRY_POINT_GROUP: Final = "linkstate.channels"
 
 Extractor = Callable[[object], CloseEvent]
 
+# A bare status carries no shape: the commonest close skips reading shapes.
+_BARE: Final = frozenset({int, float, bool, type(None)})
+
 
 @dataclass(frozen=True)
 class Channel:
@@ -77,7 +80,7 @@ class Channel:
         """Normalise ``raw`` the way this platform reports closes; never raises."""
         # A plugin's extractor bug must not turn a disconnect into a crash.
         extracted = read_safely(self.extract, raw)
-        if self._shapes is not None:
+        if self._shapes is not None and type(raw) not in _BARE:
             extracted = self._shapes.read(raw, extracted)
         if phase is None and initiator is None and type(extracted) is CloseEvent:
             return extracted  # the common case: nothing to override

@@ -568,24 +568,25 @@ class Shapes:
         if raw is None or type(raw) in (int, float, bool):
             return event  # a bare status carries no shape
         layers = [] if isinstance(raw, (str, bytes, bytearray)) else list(_layers(raw))
-        status, flags = event.status, set(event.flags)
+        status, found = event.status, []
         for trusted in self.flags:
-            if any(_follow(layer, (key,)) is True for layer in layers for key in trusted.keys):
-                flags.add(trusted.flag)
+            if _any_true(layers, trusted.keys):
+                found.append(trusted.flag)
                 if trusted.status is not None:
                     status = trusted.status
         code = _first(layers, self.code_paths, _read_code) if self.code_paths else None
-        if code is None:
+        if code is None and self._patterns:
             code = next(
                 (
-                    found
+                    found_code
                     for pattern in self._patterns
                     if (match := pattern.search(event.reason))
-                    and (found := _read_code(match.group(1)))
+                    and (found_code := _read_code(match.group(1)))
                 ),
                 None,
             )
-        if status == event.status and code in (None, event.code) and len(flags) == len(event.flags):
+        flags = event.flags.union(found) if found else event.flags
+        if status == event.status and code in (None, event.code) and flags is event.flags:
             return event
         return CloseEvent(
             status=status,
@@ -594,5 +595,17 @@ class Shapes:
             initiator=event.initiator,
             phase=event.phase,
             retry_after=event.retry_after,
-            flags=frozenset(flags),
+            flags=flags,
         )
+
+
+def _any_true(layers: list[object], keys: tuple[str, ...]) -> bool:
+    """True when one of ``keys`` is exactly ``True`` on one of ``layers``."""
+    for layer in layers:
+        if type(layer) is dict:
+            # Decoded JSON, the usual case: a plain dict's get cannot raise.
+            if any(layer.get(key) is True for key in keys):
+                return True
+        elif any(lookup(layer, key) is True for key in keys):
+            return True
+    return False

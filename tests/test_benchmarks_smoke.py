@@ -69,7 +69,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["one link, one transaction per transition", "3 links, writer thread"],
     ),
     "diagram_cost.py": (["--repeat", "1"], ["lifecycle"]),
-    "extract_cost.py": (["--size", "3"], ["discord", "slack", "telegram", "matrix"]),
+    "extract_cost.py": (
+        ["--size", "3"],
+        ["discord", "slack", "telegram", "matrix", "the shapes a channel trusts", "isLoggedOut"],
+    ),
     "cli_startup.py": (
         ["--size", "1"],
         ["import transitions", "linkstate classify whatsapp 440", "target  classify"],
