@@ -133,7 +133,7 @@ TABLE: Final = CloseTable(
         Rule(
             Verdict.retry,
             "serviceRestart",
-            "the server is restarting; reconnect after a random 5-30 s (its registration)",
+            "the server is restarting; its registration asks for a randomised delay",
             status=1012,
             min_delay=SERVICE_RESTART_DELAY[0],
             max_delay=SERVICE_RESTART_DELAY[1],
