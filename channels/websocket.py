@@ -325,10 +325,33 @@ TABLE: Final = CloseTable(
             status=3008,
             transient=True,
         ),
-        Rule(Verdict.retry, "serverError", "the server failed (HTTP 500)", status=500),
-        Rule(Verdict.retry, "httpBadGateway", "a gateway failed (HTTP 502)", status=502),
-        Rule(Verdict.retry, "unavailable", "the server is unavailable (HTTP 503)", status=503),
-        Rule(Verdict.retry, "gatewayTimeout", "a gateway timed out (HTTP 504)", status=504),
+        # Handshake 5xx: the server's own trouble, which ends (RFC 9110 section 15.6);
+        # websockets' reconnect loop retries exactly these four (asyncio/client.py
+        # process_exception). Transient, so no number of them is a refusal.
+        Rule(
+            Verdict.retry, "serverError", "the server failed (HTTP 500)", status=500, transient=True
+        ),
+        Rule(
+            Verdict.retry,
+            "httpBadGateway",
+            "a gateway failed (HTTP 502)",
+            status=502,
+            transient=True,
+        ),
+        Rule(
+            Verdict.retry,
+            "unavailable",
+            "the server is unavailable (HTTP 503)",
+            status=503,
+            transient=True,
+        ),
+        Rule(
+            Verdict.retry,
+            "gatewayTimeout",
+            "a gateway timed out (HTTP 504)",
+            status=504,
+            transient=True,
+        ),
     ),
     unknown=Rule(
         Verdict.retry,
