@@ -73,6 +73,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ["--size", "3"],
         ["discord", "slack", "telegram", "matrix", "the shapes a channel trusts", "isLoggedOut"],
     ),
+    "adapter_frames.py": (
+        ["--size", "3"],
+        ["heartbeat ACK", "events_api envelope", "target  worst adapter look"],
+    ),
     "cli_startup.py": (
         ["--size", "1"],
         ["import transitions", "linkstate classify whatsapp 440", "target  classify"],
