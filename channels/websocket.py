@@ -64,13 +64,15 @@ from linkstate._events import CloseEvent, Initiator, Phase, normalise, read_safe
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule, Verdict
 from linkstate.channels._native import websockets_error
-from linkstate.plugin import get, is_a, retry_after_header, text
+from linkstate.plugin import get, is_a, json_text, retry_after_header, text
 
 __all__ = [
     "CHANNEL",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "POLICY",
+    "SERVICE_RESTART_DELAY",
     "TABLE",
+    "TRY_AGAIN_LATER_LIMIT",
     "WebSocketClosed",
     "WebSocketConnection",
     "WebSocketHandshakeError",
@@ -81,6 +83,11 @@ __all__ = [
 ]
 
 _STOPPED: Final = "Monitoring of this link has stopped."
+
+SERVICE_RESTART_DELAY: Final = (5.0, 30.0)
+"""Seconds: the window a reconnect after 1012 (Service Restart) is drawn from, uniformly."""
+TRY_AGAIN_LATER_LIMIT: Final = 3
+"""1013 (Try Again Later) that many times in a row is ``fatal``: come back on a user's action."""
 
 # One row per close code or handshake status, from RFC 6455 section 7.4.1 and
 # the IANA registry of close codes (1012-1014, 3000, 3003, 3008). Rules: every code the RFC
@@ -126,20 +133,39 @@ TABLE: Final = CloseTable(
             status=1014,
             transient=True,
         ),
+        # 1012 Service Restart, registered by the hybi message "[hybi] Additional
+        # WebSocket Close Error Codes" (IETF hybi archive msg09670, which the IANA
+        # registry cites): "a client may reconnect, and if it chooses to do, should
+        # reconnect using a randomized delay of 5 - 30s". So a delay window, not
+        # the policy's schedule: a restarted fleet comes back spread over 25 s.
         Rule(
-            Verdict.retry_now,
+            Verdict.retry,
             "serviceRestart",
-            "the server is restarting",
+            "the server is restarting; its registration asks for a randomised delay",
             status=1012,
+            min_delay=SERVICE_RESTART_DELAY[0],
+            max_delay=SERVICE_RESTART_DELAY[1],
             transient=True,
         ),
+        # 1013 Try Again Later, the same registration: "a client should only connect
+        # to a different IP (when there are multiple for the target) or reconnect to
+        # the same IP upon user action". We cannot pick another IP, but the name may
+        # resolve to one, and a load balancer may send us elsewhere: two retries at
+        # least 30 s apart, then the third in a row stops for the user action.
         Rule(
             Verdict.retry,
             "tryAgainLater",
-            "the server is overloaded; come back later",
+            "the server is overloaded; reconnect elsewhere or on user action (its registration)",
             status=1013,
             min_delay=30.0,
+            escalate_after=TRY_AGAIN_LATER_LIMIT,
             transient=True,
+            message=(
+                "WebSocket close {status} (try again later) on link {link}, "
+                f"{TRY_AGAIN_LATER_LIMIT} times in a row: the server is overloaded and "
+                "asks clients to come back only on a user's action. Check the server's "
+                f"load or status page, then run `{{reset_command}}`. {_STOPPED}"
+            ),
         ),
         Rule(
             Verdict.fatal,
@@ -218,6 +244,9 @@ TABLE: Final = CloseTable(
                 f"{_STOPPED}"
             ),
         ),
+        # Handshake answers other than 101: RFC 6455 section 4.1 has the client
+        # handle them per HTTP's procedures, so each status means what HTTP says
+        # (RFC 9110); 401 and 403 are credentials a person must renew.
         Rule(
             Verdict.fatal,
             "badRequest",
@@ -262,11 +291,15 @@ TABLE: Final = CloseTable(
                 f"credentials, then relink with `{{relink_command}}`. {_STOPPED}"
             ),
         ),
+        # websockets' reconnect loop gives up on a handshake 429 (asyncio/client.py
+        # process_exception retries only 500, 502, 503 and 504); we retry, because
+        # the server's Retry-After says when to come back (RFC 6585 section 4).
         Rule(
             Verdict.retry,
             "tooManyRequests",
             "rate limited (HTTP 429); Retry-After is the floor of the next delay",
             status=429,
+            transient=True,
         ),
         # 3000, 3003 and 3008 are not the application's: the IANA "WebSocket
         # Close Code Number Registry" assigns them (Unauthorized, Forbidden,
@@ -300,10 +333,33 @@ TABLE: Final = CloseTable(
             status=3008,
             transient=True,
         ),
-        Rule(Verdict.retry, "serverError", "the server failed (HTTP 500)", status=500),
-        Rule(Verdict.retry, "httpBadGateway", "a gateway failed (HTTP 502)", status=502),
-        Rule(Verdict.retry, "unavailable", "the server is unavailable (HTTP 503)", status=503),
-        Rule(Verdict.retry, "gatewayTimeout", "a gateway timed out (HTTP 504)", status=504),
+        # Handshake 5xx: the server's own trouble, which ends (RFC 9110 section 15.6);
+        # websockets' reconnect loop retries exactly these four (asyncio/client.py
+        # process_exception). Transient, so no number of them is a refusal.
+        Rule(
+            Verdict.retry, "serverError", "the server failed (HTTP 500)", status=500, transient=True
+        ),
+        Rule(
+            Verdict.retry,
+            "httpBadGateway",
+            "a gateway failed (HTTP 502)",
+            status=502,
+            transient=True,
+        ),
+        Rule(
+            Verdict.retry,
+            "unavailable",
+            "the server is unavailable (HTTP 503)",
+            status=503,
+            transient=True,
+        ),
+        Rule(
+            Verdict.retry,
+            "gatewayTimeout",
+            "a gateway timed out (HTTP 504)",
+            status=504,
+            transient=True,
+        ),
     ),
     unknown=Rule(
         Verdict.retry,
@@ -320,8 +376,10 @@ POLICY: Final = ReconnectPolicy(
     jitter=Jitter.full,
     retry_now_max=5.0,
 )
-"""RFC 6455 section 7.2.3: the first delay is random in 0-5 s, then it grows (websockets' x1.618
-up to 90 s); a restart (1012) waits a random 0-5 s too, so a fleet does not stampede back."""
+"""RFC 6455 section 7.2.3: the first delay is random in 0-5 s, then it grows by websockets'
+x1.618 up to 90 s (src/websockets/client.py ``backoff``), with full jitter throughout where
+websockets jitters only the first delay; a ``retry_now`` row of a channel built on this one
+waits a random 0-5 s. A restart (1012) draws its own 5-30 s window, as its registration asks."""
 
 
 # What a refused handshake may send back: enough of the body for a reason, and
@@ -454,7 +512,8 @@ def _extract(raw: object) -> CloseEvent:
         return found_trio
     # The `websockets` library's ConnectionClosed / InvalidStatus, read without importing it.
     found = websockets_error(raw)
-    return normalise(raw if found is None else found)
+    # Raw frame text holding a JSON object reads like its dict, as on every channel.
+    return normalise(json_text(raw) if found is None else found)
 
 
 MessageHandler = Callable[[str | bytes], None]

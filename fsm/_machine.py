@@ -416,7 +416,7 @@ class LinkMachine:
             verdict = Verdict.fatal
         return _DECISION_OF[
             verdict,
-            policy.max_attempts is not None and link.attempt >= policy.max_attempts,
+            policy.reconnects_allowed is not None and link.attempt >= policy.reconnects_allowed,
             policy.is_flapping(link.recent_closes),
         ]
 
@@ -456,9 +456,16 @@ class LinkMachine:
     def _schedule_backoff(self, link: Link, edge: Edge, firing: _Firing) -> None:
         assert firing.rule is not None and firing.event is not None and firing.verdict is not None
         link.attempt += 1
-        floor = max(firing.rule.min_delay, firing.event.retry_after or 0.0)
+        rule = firing.rule
+        floor = max(rule.min_delay, firing.event.retry_after or 0.0)
+        window = None if rule.max_delay is None else (rule.min_delay, rule.max_delay)
         link.delay = self.policy.backoff_delay(
-            link.attempt, firing.verdict, floor=floor, previous=link.delay, rng=self.rng
+            link.attempt,
+            firing.verdict,
+            floor=floor,
+            previous=link.delay,
+            rng=self.rng,
+            window=window,
         )
 
     def _stop_message(self, link: Link, reason: StopReason | None, firing: _Firing) -> str:
@@ -483,7 +490,8 @@ class LinkMachine:
         if reason is StopReason.budget_spent:
             return (
                 f"{channel.title} link {link.link_id!r} failed: gave up after {link.attempt} "
-                f"reconnect attempts without a healthy connection (last close: {last}). "
+                f"reconnect attempts ({link.attempt + 1} connects) without a healthy "
+                f"connection (last close: {last}). "
                 f"Fix the cause, then run `{reset}`."
             )
         if reason is StopReason.flapping:

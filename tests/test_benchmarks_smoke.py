@@ -78,7 +78,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "diagram_cost.py": (["--repeat", "1"], ["lifecycle"]),
-    "extract_cost.py": (["--size", "3"], ["discord", "slack", "telegram", "matrix"]),
+    "extract_cost.py": (
+        ["--size", "3"],
+        ["discord", "slack", "telegram", "matrix", "the shapes a channel trusts", "isLoggedOut"],
+    ),
     "adapter_frames.py": (
         ["--size", "3"],
         ["heartbeat ACK", "events_api envelope", "target  worst adapter look"],

@@ -42,6 +42,11 @@ The checks, and the :class:`Kind` each failure is reported as:
 ``unknown_verdict``    a table row whose verdict is not a :class:`Verdict`
 ``no_message``         a ``relink`` or ``fatal`` row without an operator
                        message
+``endless_refusal``    a row whose refusal at connect time, repeated, never
+                       stops the link (see ``ReconnectPolicy.refuse_after``)
+``dead_shape``         a flag the channel trusts (``Channel.shapes``) that
+                       can change no verdict: its status has no row, or no
+                       row narrows on its flag
 =====================  ====================================================
 
 Findings about one state, trigger and verdict that differ only in the budget
@@ -103,6 +108,7 @@ class Kind(StrEnum):
     unknown_verdict = "unknown_verdict"
     no_message = "no_message"
     endless_refusal = "endless_refusal"
+    dead_shape = "dead_shape"
 
 
 # Rules 2 and 3 of linkstate: where a close must lead, decided on the
@@ -222,6 +228,8 @@ def check(definition: Definition = LIFECYCLE, channel: Channel | None = None) ->
     """
     rows = channel.table.rows() if channel is not None else ()
     findings = [*check_definition(definition, rows), *check_rows(rows)]
+    if channel is not None:
+        findings.extend(check_shapes(channel))
     if channel is not None and not findings:
         findings.extend(check_refusals(channel, definition))
     cases = sum(
@@ -275,6 +283,34 @@ def check_rows(rows: Iterable[Rule]) -> list[Finding]:
                     rows=(row.label,),
                 )
             )
+    return findings
+
+
+def check_shapes(channel: Channel) -> list[Finding]:
+    """Findings about the flags a channel trusts: each one must be able to change a verdict.
+
+    A trusted flag either stands for a status, which a row must list, or sets
+    an event flag, which a row must narrow on (``flag=``); otherwise reading it
+    changes nothing, which is a typo in the channel, not a choice.
+    """
+    table = channel.table
+    narrowed_on = {row.flag for row in table.rules if row.flag is not None}
+    listed = {row.status for row in table.rules if row.status is not None}
+    findings: list[Finding] = []
+    for trusted in channel.shapes.flags:
+        if trusted.status is not None and trusted.status not in listed:
+            problem = f"stands for status {trusted.status}, which no row lists"
+        elif trusted.status is None and trusted.flag not in narrowed_on:
+            problem = f"sets flag {trusted.flag!r}, which no row narrows on"
+        else:
+            continue
+        findings.append(
+            Finding(
+                Kind.dead_shape,
+                f"channel {channel.name!r}: trusted flag {'/'.join(trusted.keys)} {problem}; "
+                "add the row it should reach, or drop the flag from the channel's shapes",
+            )
+        )
     return findings
 
 

@@ -29,7 +29,7 @@ from anyio.abc import TaskStatus
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._machine import LinkMachine
-from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
+from linkstate._policy import PRESETS, Budget, Jitter, PolicyError, ReconnectPolicy
 from linkstate._verdicts import OperatorCommands
 from linkstate.cli._render import FORMATS, Format, Printer, default_format
 from linkstate.cli._store import add_db_option, journal_from_args, store_errors
@@ -87,14 +87,24 @@ POLICY_OPTIONS: Final[tuple[tuple[str, str, Callable[[str], object], str], ...]]
     ("--jitter", "jitter", Jitter, f"jitter: {', '.join(j.value for j in Jitter)}"),
     ("--jitter-ratio", "jitter_ratio", float, "spread for proportional/symmetric jitter"),
     ("--retry-now-max", "retry_now_max", seconds, "largest delay after retry_now"),
-    ("--max-attempts", "max_attempts", int, "reconnect attempts before failed"),
+    ("--max-attempts", "max_attempts", int, "attempts before failed (see --budget)"),
+    ("--budget", "budget", Budget, "what --max-attempts counts: reconnects or connects"),
     ("--healthy-after", "healthy_after", seconds, "seconds open that refill the budget"),
     ("--flap-closes", "flap_closes", int, "closes within the flap window that mean failed"),
     ("--flap-window", "flap_window", seconds, "the flap detection window"),
 )
 
 
-_METAVARS: Final[dict[Callable[[str], object], str]] = {seconds: "S", int: "N", Jitter: "KIND"}
+_METAVARS: Final[dict[Callable[[str], object], str]] = {
+    seconds: "S",
+    int: "N",
+    Jitter: "KIND",
+    Budget: "KIND",
+}
+
+# --preset's choices: the channel's own policy (the default), then the named presets.
+CHANNEL_PRESET: Final = "channel"
+PRESET_CHOICES: Final = (CHANNEL_PRESET, *PRESETS)
 
 
 def add_run_options(parser: argparse.ArgumentParser, *, connect_timeout: bool = True) -> None:
@@ -128,7 +138,17 @@ def add_run_options(parser: argparse.ArgumentParser, *, connect_timeout: bool = 
         metavar="S",
         help="stop the link (state stopped) after S seconds",
     )
-    group = parser.add_argument_group("reconnect policy (defaults: the channel's policy)")
+    group = parser.add_argument_group(
+        "reconnect policy (defaults: the channel's policy, or the --preset's)"
+    )
+    group.add_argument(
+        "--preset",
+        choices=PRESET_CHOICES,
+        default=CHANNEL_PRESET,
+        help="start from this policy: the channel's own (the default), linkstate's defaults, "
+        "OpenClaw's (12 connects, 11 sleeps, 2 s x1.8 +0-25 %%, cap 30 s) or gRPC's; "
+        "the options below change it",
+    )
     for option, field, kind, text in POLICY_OPTIONS:
         group.add_argument(
             option,
@@ -160,7 +180,10 @@ def add_run_options(parser: argparse.ArgumentParser, *, connect_timeout: bool = 
 
 
 def policy_from_args(args: argparse.Namespace, base: ReconnectPolicy) -> ReconnectPolicy:
-    """``base`` with the policy options the user gave; a bad combination is a CommandError."""
+    """``base`` (or the ``--preset``) with the policy options given; a bad one is a CommandError."""
+    preset = getattr(args, "preset", CHANNEL_PRESET)
+    if preset != CHANNEL_PRESET:
+        base = PRESETS[preset]
     changes = {
         field: getattr(args, f"policy_{field}")
         for _, field, _, _ in POLICY_OPTIONS

@@ -44,7 +44,7 @@ def terminal_examples(expected: Iterable[Expectation]) -> dict[object, Verdict]:
 def delay_bound(policy: ReconnectPolicy, rule: Rule, event: CloseEvent) -> float:
     """The longest delay the policy may schedule after ``event`` classified by ``rule``."""
     hint = min(event.retry_after or 0.0, policy.max_retry_after)
-    return max(policy.longest_delay, rule.min_delay, hint)
+    return max(policy.longest_delay, rule.min_delay, rule.max_delay or 0.0, hint)
 
 
 @dataclass
@@ -112,7 +112,7 @@ class ReferenceLink:
             self.recent = self.policy.remember_close(self.recent, now)
         self.repeats = self.repeats + 1 if self.repeats and rule == self.last_rule else 1
         self.last_rule = rule
-        budget = self.policy.max_attempts
+        budget = self.policy.reconnects_allowed
         verdict = rule.verdict_after(self.repeats)
         limit = self.policy.refuse_after
         if (
