@@ -8,6 +8,7 @@ the new process's connection caused.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -172,3 +173,28 @@ async def test_a_quiet_old_supervisor_lets_go_at_the_next_renewal(tmp_path: Path
             waited = trio.current_time() - started
     assert old.outcome.stop_reason == OWNED_ELSEWHERE
     assert waited < 5.0
+
+
+def test_a_version_1_file_is_migrated_and_keeps_its_links(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    machine = LinkMachine(WHATSAPP)
+    with SQLiteStore(path) as store:
+        link = machine.new_link("acct1")
+        record = machine.fire(link, Trigger.start, 0.0)
+        store.write([(record, LinkRow.from_link(link, channel="whatsapp", now=0.0, wall=0.0))])
+    # What linkstate 0.1 with schema version 1 left: no claims, no boot clock.
+    old = sqlite3.connect(path, isolation_level=None)
+    for statement in (
+        "DROP TABLE claims",
+        "ALTER TABLE links DROP COLUMN boot",
+        "ALTER TABLE links DROP COLUMN mono",
+        "PRAGMA user_version=1",
+    ):
+        old.execute(statement)
+    old.close()
+    with SQLiteStore(path) as store:
+        assert store.check() == []
+        claim = store.claim("acct1", "me")
+        assert claim.row is not None and (claim.row.state, claim.token) == ("connecting", 1)
+    version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+    assert version == 2

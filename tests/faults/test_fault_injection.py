@@ -9,8 +9,9 @@ asserts that nothing was:
 - SIGTERM, SIGINT and ``kill -9`` at random points: what was printed is
   stored, a signalled link ends ``stopped`` with exit 0;
 - five SIGTERM restarts of a healthy link leave it healthy;
-- a commit that fails (the database locked by another process): one line,
-  exit 3, the verdict not shown, and the next start does not connect;
+- a commit that fails (the database locked by another process, or a full
+  disk): one line, exit 3, the verdict not shown, and the next start does
+  not connect;
 - the wall clock stepped between runs, through the store's seam
   (``LINKSTATE_WALL_OFFSET``), in either direction.
 
@@ -23,9 +24,12 @@ each random one::
 from __future__ import annotations
 
 import random
+import resource
 import signal
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -131,23 +135,47 @@ def test_signals_at_random_points_lose_nothing(
     assert not tally.lost, tally.report()
 
 
-def test_a_verdict_whose_commit_fails_is_not_shown_and_the_next_start_does_not_connect(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    db = tmp_path / "x.db"
-    with tallied("commit failure", capsys) as tally, Peer() as peer:
-        watch = Watch(peer, db, "acct1")
-        watch.wait_open()
-        blocker = sqlite3.connect(db, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-        peer.close_all(3000, "unauthorized")  # a relink verdict, which cannot commit now
-        tally.injected["database locked during a verdict"] += 1
-        code, err = watch.finish()
+@contextmanager
+def locked(db: Path, watch: Watch) -> Iterator[str]:
+    """Another process holds the database's write lock (longer than the store's 5 s)."""
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield "locked"
+    finally:
         blocker.execute("ROLLBACK")
         blocker.close()
+
+
+@contextmanager
+def full(db: Path, watch: Watch) -> Iterator[str]:
+    """The disk is full for ``watch``: no file of it may grow (``RLIMIT_FSIZE``, no root).
+
+    Writing into bytes that exist still works, as on a full disk: the limit
+    is the write-ahead log's size now, so its next commit cannot append.
+    """
+    size = (db.parent / f"{db.name}-wal").stat().st_size
+    resource.prlimit(watch.process.pid, resource.RLIMIT_FSIZE, (size, size))
+    yield "cannot write state database"
+
+
+@pytest.mark.parametrize("fault", [locked, full], ids=["locked", "disk full"])
+def test_a_verdict_whose_commit_fails_is_not_shown_and_the_next_start_does_not_connect(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fault: Callable[[Path, Watch], AbstractContextManager[str]],
+) -> None:
+    db = tmp_path / "x.db"
+    with tallied(f"commit failure: {fault.__name__}", capsys) as tally, Peer() as peer:
+        watch = Watch(peer, db, "acct1")
+        watch.wait_open()
+        with fault(db, watch) as says:
+            peer.close_all(3000, "unauthorized")  # a relink verdict, which cannot commit now
+            tally.injected[f"database {fault.__name__} during a verdict"] += 1
+            code, err = watch.finish()
         assert code == 3, err  # ExitStatus.store, one line, no traceback
         assert err.count("\n") == 1 and err.startswith("linkstate watch: error: "), err
-        assert "locked" in err and "NOT in the database" in err
+        assert says in err and "NOT in the database" in err
         if any(line.get("dst") == "needs_relink" for line in watch.lines):
             tally.lost["a verdict shown as stored, but not"] += 1
         tally.check_committed(db, "acct1", watch)
