@@ -154,16 +154,12 @@ class Peer:
             scope.cancel()
 
 
-class Watch:
-    """One real ``linkstate watch`` process; its stdout lines are collected as they come."""
+class Command:
+    """One real ``linkstate`` process (``--format json``); its stdout lines are collected."""
 
-    def __init__(
-        self, peer: Peer, db: Path, link: str, *extra: str, env: dict[str, str] | None = None
-    ) -> None:
-        argv = [sys.executable, "-m", "linkstate.cli", "watch", "websocket", peer.url]
-        argv += ["--db", str(db), "--link", link, "--format", "json", *QUICK, *extra]
+    def __init__(self, *argv: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
-            argv,
+            [sys.executable, "-m", "linkstate.cli", *argv, "--format", "json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -219,6 +215,20 @@ class Watch:
     def transitions(self) -> list[tuple[object, ...]]:
         """What this process printed as committed: one key per transition."""
         return [transition_key(line) for line in self.lines if "dst" in line]
+
+
+class Watch(Command):
+    """``linkstate watch websocket`` against ``peer``, on ``--db db --link link``."""
+
+    def __init__(
+        self, peer: Peer, db: Path, link: str, *extra: str, env: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(
+            *("watch", "websocket", peer.url, "--db", str(db), "--link", link),
+            *QUICK,
+            *extra,
+            env=env,
+        )
 
 
 def transition_key(value: dict[str, Any]) -> tuple[object, ...]:

@@ -33,7 +33,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
-from faultkit import LONG, STOP_SIGNALS, Peer, Watch, tallied
+from faultkit import LONG, STOP_SIGNALS, Command, Peer, Watch, tallied
 
 from linkstate.store._sqlite import WALL_OFFSET_ENV, SQLiteStore
 
@@ -105,6 +105,36 @@ def test_five_sigterm_restarts_leave_a_healthy_link_healthy(
         assert row is not None
         assert (row.state, row.attempt, row.recent_closes, row.verdict) == ("stopped", 0, (), None)
         assert peer.closed_by_peer == [] and peer.accepted == 5
+    assert not tally.lost, tally.report()
+
+
+@pytest.mark.parametrize("command", ["demo", "simulate"])
+def test_sigterm_stops_the_demo_and_simulate_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    db = tmp_path / "x.db"
+    argv = {
+        # The demo's server holds each connection for a minute; simulate's
+        # script keeps the link busy on its virtual clock until stopped.
+        "demo": ("demo", "--hold", "60", "--db", str(db)),
+        "simulate": (
+            *("simulate", "whatsapp", *("--close", "428") * 5000),
+            *("--flap-closes", "0", "--db", str(db)),
+        ),
+    }[command]
+    link = "demo" if command == "demo" else "link"
+    with tallied(f"SIGTERM {command}", capsys) as tally:
+        process = Command(*argv)
+        process.wait_open()
+        process.signal(signal.SIGTERM)
+        tally.injected["SIGTERM"] += 1
+        code, err = process.finish()
+        assert code == 0, err
+        last = process.lines[-1]
+        assert last["final"] == "stopped"
+        assert last["connects"] < 5000  # stopped by the signal, not by the end of its script
+        tally.check_committed(db, link, process)
+        tally.check_state(db, link, "stopped", "SIGTERM left the link live")
     assert not tally.lost, tally.report()
 
 
