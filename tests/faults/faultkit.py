@@ -253,7 +253,7 @@ class Tally:
         detail = f" ({', '.join(f'{k} {v}' for k, v in sorted(self.lost.items()))})" if lost else ""
         return f"faults[{self.name}]: injected {injected}; lost {lost}{detail}"
 
-    def check_committed(self, db: Path, link: str, watch: Watch) -> None:
+    def check_committed(self, db: Path, link: str, watch: Command) -> None:
         """Count every transition ``watch`` printed that the store does not hold, in order."""
         with SQLiteStore(db, create=False) as store:
             if store.check():
