@@ -19,6 +19,8 @@ import trio.testing
 from linkstate._lifecycle import Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
+from linkstate.cli._store import store_errors
+from linkstate.cli.common import CommandError
 from linkstate.runtime._fleet import open_fleet
 from linkstate.runtime._scripted import Close, ScriptedTransport
 from linkstate.runtime._supervisor import OWNED_ELSEWHERE, Supervisor
@@ -29,7 +31,9 @@ from linkstate.store._sqlite import (
     LinkRow,
     SQLiteStore,
     StoreConflictError,
+    StoreError,
     StoreOwnedElsewhereError,
+    StoreRequestError,
     operator_reset,
 )
 
@@ -198,3 +202,19 @@ def test_a_version_1_file_is_migrated_and_keeps_its_links(tmp_path: Path) -> Non
         assert claim.row is not None and (claim.row.state, claim.token) == ("connecting", 1)
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
     assert version == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (StoreRequestError("no link 'x'"), 2),
+        (StoreError("locked"), 3),
+        (StoreConflictError("changed meanwhile"), 4),
+        (StoreOwnedElsewhereError("taken over", link_id="x"), 4),
+    ],
+)
+def test_each_kind_of_store_error_has_its_exit_status(error: StoreError, status: int) -> None:
+    # One line at the command line, from start-up or from the middle of a run.
+    with pytest.raises(CommandError) as info, store_errors():
+        raise BaseExceptionGroup("from a task group", [error])
+    assert (info.value.exit_status, str(info.value)) == (status, str(error))
