@@ -154,6 +154,19 @@ class Peer:
             scope.cancel()
 
 
+_STARTED: Final[list[subprocess.Popen[str]]] = []
+
+
+def kill_stragglers() -> int:
+    """Kill every process a test started and left running (it failed half-way); how many."""
+    stragglers = [process for process in _STARTED if process.poll() is None]
+    for process in stragglers:
+        process.kill()
+        process.wait(PROCESS_TIMEOUT)
+    _STARTED.clear()
+    return len(stragglers)
+
+
 class Command:
     """One real ``linkstate`` process (``--format json``); its stdout lines are collected."""
 
@@ -165,6 +178,7 @@ class Command:
             text=True,
             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
         )
+        _STARTED.append(self.process)
         self.lines: list[dict[str, Any]] = []
         self._seen = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -33,9 +33,16 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
-from faultkit import LONG, STOP_SIGNALS, Command, Peer, Watch, tallied
+from faultkit import LONG, STOP_SIGNALS, Command, Peer, Watch, kill_stragglers, tallied
 
 from linkstate.store._sqlite import WALL_OFFSET_ENV, SQLiteStore
+
+
+@pytest.fixture(autouse=True)
+def no_stragglers() -> Iterator[None]:
+    """A test that fails half-way must not leave its ``watch`` processes running."""
+    yield
+    kill_stragglers()
 
 
 def stored(db: Path, link: str) -> tuple[str, int | None, str | None, list[int | None]]:
