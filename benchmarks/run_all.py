@@ -28,6 +28,7 @@ SCRIPTS: Final = (
     "supervised.py",
     "storm.py",
     "extract_cost.py",
+    "adapter_frames.py",
     "store_write.py",
     "diagram_cost.py",
     "cli_startup.py",

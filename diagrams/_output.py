@@ -7,13 +7,13 @@ A file's format follows its extension.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
 from linkstate import LinkstateError
-from linkstate._channel import available_channels, load_channel
+from linkstate._channel import Channel, available_channels, load_channel
 from linkstate.diagrams._dot import to_dot
 from linkstate.diagrams._mermaid import to_mermaid
 from linkstate.diagrams._picture import GENERIC_NAME, Picture, lifecycle_picture
@@ -95,16 +95,19 @@ def diagram_names() -> tuple[str, ...]:
     return (GENERIC_NAME, *(name for name in available_channels() if name != GENERIC_NAME))
 
 
-def picture_for(name: str | None) -> Picture:
+def picture_for(name: str | None, *, load: Callable[[str], Channel] = load_channel) -> Picture:
     """The picture for a channel name, or of the bare lifecycle for None or ``lifecycle``.
 
+    ``load`` finds the channel by name (the command line passes its own, which
+    skips the registry for a bundled channel).
+
     Raises:
-        linkstate.ChannelError: no channel has that name.
+        linkstate.ChannelError: no channel has that name (from the default ``load``).
 
     """
     if name is None or name == GENERIC_NAME:
         return lifecycle_picture()
-    return lifecycle_picture(load_channel(name))
+    return lifecycle_picture(load(name))
 
 
 def produce(picture: Picture, fmt: Format, renderer: Renderer | None = None) -> bytes:

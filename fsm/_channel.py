@@ -3,14 +3,15 @@
 A channel plugin is a module that builds one :class:`Channel` and exposes it
 through the ``linkstate.channels`` entry-point group. The bundled channels
 register exactly like third-party ones (see ``pyproject.toml``), so the
-framework never imports a channel by name.
+framework never imports a channel by name. (The command line, which ties the
+layers together, imports a bundled channel's module directly to skip reading
+the registry at start-up; a test holds the two to the same answer.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Final
 
 from linkstate._errors import LinkstateError
@@ -19,11 +20,14 @@ from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoints
+
     # For the annotation only: the runtime imports the core, never the reverse,
     # so the synchronous core loads without the runtime (and without trio).
     from linkstate.runtime._supervisor import Transport
 
 __all__ = [
+    "BUNDLED_PACKAGE",
     "ENTRY_POINT_GROUP",
     "Channel",
     "ChannelError",
@@ -33,6 +37,9 @@ __all__ = [
 
 ENTRY_POINT_GROUP: Final = "linkstate.channels"
 """The entry-point group a channel plugin registers its :class:`Channel` under."""
+
+BUNDLED_PACKAGE: Final = "linkstate.channels"
+"""The package of the bundled channels: module ``NAME`` registers ``NAME = "...NAME:CHANNEL"``."""
 
 Extractor = Callable[[object], CloseEvent]
 
@@ -93,9 +100,19 @@ class ChannelError(LinkstateError, LookupError):
     """A channel name is unknown, its entry point is broken, or it has no live transport."""
 
 
+def _registered() -> EntryPoints:
+    """Every entry point of the channel group, read from the installed distributions."""
+    # Imported here, not at the top: importlib.metadata (with the email, zipfile
+    # and csv modules it loads) costs more than the rest of the core, and only
+    # a lookup of the registry needs it, not `import linkstate`.
+    from importlib.metadata import entry_points
+
+    return entry_points(group=ENTRY_POINT_GROUP)
+
+
 def available_channels() -> tuple[str, ...]:
     """The names of every installed channel, sorted."""
-    return tuple(sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}))
+    return tuple(sorted({ep.name for ep in _registered()}))
 
 
 def load_channel(name: str) -> Channel:
@@ -106,7 +123,14 @@ def load_channel(name: str) -> Channel:
             channels) or the entry point does not yield a :class:`Channel`.
 
     """
-    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    # A bundled channel's name is taken: should a plugin register the same
+    # name, the bundled entry point wins, as it does on the command line's
+    # direct path (linkstate.cli.common.channel_or_exit), whatever order the
+    # distributions are found in.
+    matches = sorted(
+        (ep for ep in _registered() if ep.name == name),
+        key=lambda ep: not ep.value.startswith(BUNDLED_PACKAGE + "."),
+    )
     if not matches:
         installed = ", ".join(available_channels()) or "none"
         raise ChannelError(

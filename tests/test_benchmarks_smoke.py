@@ -70,6 +70,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "diagram_cost.py": (["--repeat", "1"], ["lifecycle"]),
     "extract_cost.py": (["--size", "3"], ["discord", "slack", "telegram", "matrix"]),
+    "adapter_frames.py": (
+        ["--size", "3"],
+        ["heartbeat ACK", "events_api envelope", "target  worst adapter look"],
+    ),
     "cli_startup.py": (
         ["--size", "1"],
         ["import transitions", "linkstate classify whatsapp 440", "target  classify"],

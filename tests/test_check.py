@@ -7,12 +7,16 @@ one and asserts the check reports it with the state, trigger and verdict.
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_docs import ROOT, blocks
 
 from linkstate._channel import available_channels, load_channel
 from linkstate._lifecycle import (
@@ -30,6 +34,8 @@ from linkstate._machine import LinkMachine
 from linkstate._verdicts import CloseTable, Rule, Verdict
 from linkstate.check._checker import Kind, Report, check, check_rows, promised_route
 from linkstate.cli import main
+
+SCRIPT = Path(sys.executable).with_name("linkstate")
 
 WHATSAPP = load_channel("whatsapp")
 
@@ -443,3 +449,80 @@ def test_cli_usage_errors_exit_2(
 def test_the_ci_script_runs_the_check() -> None:
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert ".venv/bin/linkstate check --all" in ci
+
+
+def linkstate(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the console script in ``cwd``, as from a shell there."""
+    return subprocess.run(
+        [str(SCRIPT), *argv], capture_output=True, text=True, cwd=cwd, check=False, timeout=120
+    )
+
+
+def test_the_documented_definition_file_works_with_the_commands_shown(tmp_path: Path) -> None:
+    # docs/testing.md shows flows.py, then the commands that check it and what
+    # they print; test_docs runs the file's tests, this runs its commands.
+    found = list(blocks(ROOT / "docs" / "testing.md"))
+    index = next(i for i, b in enumerate(found) if b.code.startswith('"""flows.py:'))
+    code, console = found[index].code, found[index + 1]
+    assert console.language == "console"
+    (tmp_path / "flows.py").write_text(code, encoding="utf-8")
+    sessions = re.split(r"^\$ ", console.code, flags=re.MULTILINE)[1:]
+    assert len(sessions) >= 3
+    status = None
+    for session in sessions:
+        command, *expected = session.splitlines()
+        if command == "echo $?":
+            assert [str(status)] == expected
+            continue
+        program, *argv = shlex.split(command)
+        assert program == "linkstate"
+        done = linkstate(*argv, cwd=tmp_path)
+        assert done.stderr == ""
+        assert done.stdout.splitlines() == expected
+        status = done.returncode
+    assert status == 1  # the last command shown is the refused definition
+
+
+@pytest.mark.parametrize("spec", ["flows:FLOW", "flows.py:FLOW", "sub/flows.py:FLOW"])
+def test_a_definition_is_found_by_module_or_by_file(tmp_path: Path, spec: str) -> None:
+    # The file imports a module beside it, as `python sub/flows.py` could.
+    (tmp_path / "sub").mkdir()
+    for folder in (tmp_path, tmp_path / "sub"):
+        (folder / "edges.py").write_text(
+            "from linkstate import Edge, State, Trigger\n"
+            "CONNECT_NOW = Edge(State.reconnecting, Trigger.start, State.connecting)\n",
+            encoding="utf-8",
+        )
+        (folder / "flows.py").write_text(
+            "import dataclasses\n"
+            "from edges import CONNECT_NOW\n"
+            "from linkstate import LIFECYCLE\n"
+            "FLOW = dataclasses.replace(LIFECYCLE, edges=(*LIFECYCLE.edges, CONNECT_NOW))\n",
+            encoding="utf-8",
+        )
+    done = linkstate("check", "--definition", spec, cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith("ok    lifecycle: 7 states, 50 edges")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("missing.py:FLOW", "there is no file 'missing.py'"),
+        ("flows.txt:FLOW", "is not a Python file"),
+        ("raises.py:FLOW", "running 'raises.py' failed (ZeroDivisionError"),
+        ("raises.py:NOPE", "running 'raises.py' failed"),
+        ("empty.py:FLOW", "'empty.py' defines no 'FLOW'"),
+        ("empty.py:", "write it as MODULE:NAME or path/to/file.py:NAME"),
+    ],
+)
+def test_a_definition_file_that_cannot_be_used_is_one_line_and_exit_2(
+    tmp_path: Path, spec: str, message: str
+) -> None:
+    (tmp_path / "flows.txt").write_text("FLOW = 1\n", encoding="utf-8")
+    (tmp_path / "raises.py").write_text("FLOW = 1 / 0\n", encoding="utf-8")
+    (tmp_path / "empty.py").write_text("", encoding="utf-8")
+    done = linkstate("check", "--definition", spec, cwd=tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("linkstate check: error: --definition ") and message in line

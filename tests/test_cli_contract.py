@@ -1,20 +1,27 @@
 """The command line's contract for a new user: one line and a documented exit status, never a
-traceback; commands printed by a run work when pasted; a quick start for the cheap commands.
+traceback; a quick start for the cheap commands (the commands a run prints are pasted by
+tests/test_pasted_commands.py).
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import logging
+import pkgutil
 import shlex
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 
-from linkstate import LinkMachine, Trigger, load_channel
-from linkstate.cli import main
+from linkstate import Channel, LinkMachine, Trigger, channels, load_channel
+from linkstate._channel import BUNDLED_PACKAGE, ENTRY_POINT_GROUP
+from linkstate.cli import build_parser, main
+from linkstate.cli.common import CommandError, channel_or_exit
 
 SCRIPT = Path(sys.executable).with_name("linkstate")
 
@@ -31,6 +38,7 @@ def run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
         ["diagram", "whatsapp", "-o", "/nonexistent/w.svg"],
         ["diagram", "whatsapp", "--format", "svg", "-o", "."],
         ["diagram", "whatsapp", "-o", "/proc/w.svg"],
+        ["diagram", "--all", "-o", "/proc/linkstate-diagrams"],
         ["simulate", "whatsapp", "--close", "440", "--diagram", "/nonexistent/t.svg"],
         ["simulate", "whatsapp", "--bogus"],
         ["watch", "websocket", "ws://127.0.0.1:99999"],
@@ -106,54 +114,6 @@ def test_exit_status_per_outcome(
     assert main([*argv, "--format", "json"] if argv[0] == "simulate" else argv) == status
 
 
-def pasted(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    program, *argv = shlex.split(command)
-    assert program == "linkstate"
-    return run(*argv, cwd=cwd)
-
-
-def backticked(message: str) -> list[str]:
-    return [
-        part for i, part in enumerate(message.split("`")) if i % 2 and part.startswith("linkstate ")
-    ]
-
-
-def test_the_commands_a_simulate_with_db_prints_work_when_pasted(tmp_path: Path) -> None:
-    done = run(
-        "simulate", "whatsapp", "--close", "440", "--db", "my state.db", "--link", "acct 1",
-        "--format", "json", cwd=tmp_path,
-    )  # fmt: skip
-    (command,) = backticked(json.loads(done.stdout.splitlines()[-1])["message"])
-    assert command == "linkstate relink 'acct 1' --db 'my state.db'"
-    relinked = pasted(command, tmp_path)
-    assert relinked.returncode == 0 and "needs_relink -> idle" in relinked.stdout, relinked.stderr
-
-
-def test_the_commands_a_run_without_db_prints_work_when_pasted(tmp_path: Path) -> None:
-    done = run("simulate", "whatsapp", "--close", "440", "--format", "json", cwd=tmp_path)
-    (command,) = backticked(json.loads(done.stdout.splitlines()[-1])["message"])
-    again = pasted(command, tmp_path)
-    assert (
-        again.returncode == 1
-        and json.loads(again.stdout.splitlines()[-1])["final"] == "needs_relink"
-    )
-
-
-def test_the_demo_shows_440_and_its_next_commands_work(tmp_path: Path) -> None:
-    done = run("demo", "--hold", "0", "--format", "text", "--db", "demo.db", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "4440 sessionConflict: relink" in done.stdout
-    message = next(
-        line for line in done.stdout.splitlines() if line.startswith("operator message:")
-    )
-    tried = [line.strip() for line in done.stdout.split("try next", 1)[1].splitlines()[1:]]
-    assert backticked(message) == [tried[-1]]
-    results = [pasted(command, tmp_path) for command in tried]
-    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
-    assert "needs_relink" in results[0].stdout
-    assert "needs_relink -> idle" in results[2].stdout
-
-
 def test_status_json_is_json_lines_keyed_link(tmp_path: Path) -> None:
     for link in ("a", "b"):
         run("simulate", "whatsapp", "--close", "440", "--db", "s.db", "--link", link, cwd=tmp_path)
@@ -166,24 +126,99 @@ def test_status_json_is_json_lines_keyed_link(tmp_path: Path) -> None:
     assert all("link_id" not in row for row in rows)
 
 
+# What a one-shot command must not load: the runtime and the store, and the
+# channel registry's importlib.metadata (a bundled channel is found without it).
+HEAVY = ("trio", "sqlite3", "trio_websocket", "linkstate.runtime", "linkstate.store")
+REGISTRY = ("importlib.metadata", "email", "zipfile")
+
+
 @pytest.mark.parametrize(
-    "argv", [["classify", "whatsapp", "440"], ["check", "whatsapp"], ["diagram", "--format", "dot"]]
+    ("argv", "heavy"),
+    [
+        # shutil, which argparse would load for the terminal's width: the
+        # commands that draw load it anyway, through the graphviz package.
+        (["classify", "whatsapp", "440"], (*HEAVY, *REGISTRY, "shutil")),
+        (["check", "whatsapp"], (*HEAVY, *REGISTRY, "shutil")),
+        (["diagram", "--format", "dot"], (*HEAVY, *REGISTRY)),
+        (["diagram", "whatsapp", "--format", "dot"], (*HEAVY, *REGISTRY)),
+    ],
 )
-def test_cheap_commands_load_no_trio_store_or_runtime(argv: list[str]) -> None:
+def test_cheap_commands_load_no_trio_store_runtime_or_registry(
+    argv: list[str], heavy: tuple[str, ...]
+) -> None:
     code = (
         "import sys, io, contextlib\n"
         "from linkstate.cli import main\n"
         "sys.stdout = io.TextIOWrapper(io.BytesIO())\n"
-        f"main({argv!r})\n"
+        f"status = main({argv!r})\n"
         "sys.stdout = sys.__stdout__\n"
-        "heavy = ('trio', 'sqlite3', 'trio_websocket', 'linkstate.runtime', 'linkstate.store')\n"
-        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+        f"print(status, sorted(m for m in sys.modules if m.startswith({heavy!r})))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert done.stdout.strip() == "0 []"
+
+
+def test_a_bundled_channel_found_directly_is_the_one_registered() -> None:
+    # channel_or_exit skips the registry for a module of linkstate.channels;
+    # that is only right while every such module is registered by its own
+    # name, and nothing else of linkstate.channels is.
+    bundled = {
+        ep.name: ep.value
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+        if ep.value.startswith(f"{BUNDLED_PACKAGE}.")
+    }
+    assert bundled == {name: f"{BUNDLED_PACKAGE}.{name}:CHANNEL" for name in bundled}
+    for info in pkgutil.iter_modules(channels.__path__):
+        module = importlib.import_module(f"{BUNDLED_PACKAGE}.{info.name}")
+        if isinstance(getattr(module, "CHANNEL", None), Channel):
+            assert info.name in bundled, f"{module.__name__}.CHANNEL is not registered"
+    assert len(bundled) >= 2
+    for name in bundled:
+        assert channel_or_exit(name) is load_channel(name)
+    with pytest.raises(CommandError, match="unknown channel 'nosuch'; installed channels: "):
+        channel_or_exit("nosuch")
+
+
+def test_a_plugin_that_takes_a_bundled_name_does_not_replace_the_bundled_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real distribution on sys.path, found first, registering "whatsapp".
+    (tmp_path / "impostor.py").write_text(
+        "from dataclasses import replace\n"
+        "from linkstate.channels.websocket import CHANNEL as _WS\n"
+        "CHANNEL = replace(_WS, name='whatsapp', title='Impostor')\n",
+        encoding="utf-8",
+    )
+    info = tmp_path / "impostor-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: impostor\nVersion: 1.0\n", encoding="utf-8"
+    )
+    (info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\nwhatsapp = impostor:CHANNEL\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = next(ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == "whatsapp")
+    assert first.value == "impostor:CHANNEL"  # the clash is real, and the impostor comes first
+    assert load_channel("whatsapp").title == channel_or_exit("whatsapp").title == "WhatsApp Web"
+
+
+def test_help_is_wrapped_as_argparse_would_wrap_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The command line's formatter reads the width itself rather than through
+    # shutil (see linkstate.cli._columns); the text must not change.
+    helps = []
+    for columns in ("52", "120"):
+        monkeypatch.setenv("COLUMNS", columns)
+        parser = build_parser("classify").commands["classify"]
+        ours = parser.format_help()
+        parser.formatter_class = argparse.HelpFormatter
+        assert ours == parser.format_help()
+        helps.append(ours)
+    assert helps[0] != helps[1]
+    assert max(len(line) for line in helps[0].splitlines()) <= 52
 
 
 def test_transitions_logs_nothing_per_transition(caplog: pytest.LogCaptureFixture) -> None:

@@ -13,6 +13,9 @@ synchronous core at its top level, with ``runtime``, ``store``, ``check``,
    plugin would: the framework never needs to know a channel by name.
 3. Nothing but the command line (``fsm/cli/``) imports the diagrams, so that
    drawing stays an optional extra of the tool, not of the library.
+4. Only the adapters (``fsm/adapters/``, one module per client library, each
+   behind its extra) import a client library; they build on the core, the
+   runtime and each other, and nothing else in linkstate imports them.
 
 An import under ``if TYPE_CHECKING:`` never runs; it only names a type for
 an annotation, so these rules do not apply to it.
@@ -31,7 +34,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The sub-packages of linkstate, by the layer each one is; anything else under
 # linkstate (its top level, its private modules) is the core.
-SUB_PACKAGES: Final = ("runtime", "store", "check", "testing", "cli", "channels", "diagrams")
+SUB_PACKAGES: Final = (
+    "runtime",
+    "store",
+    "check",
+    "testing",
+    "cli",
+    "channels",
+    "diagrams",
+    "adapters",
+)
 CORE_THIRD_PARTY: Final = frozenset({"transitions"})
 
 
@@ -149,7 +161,12 @@ def test_only_the_command_line_imports_the_diagrams(path: Path) -> None:
 # an asyncio program can use them: none of them imports trio (or a trio-only
 # library) when it loads. The journal asks trio for its clock only when it
 # already runs under trio, inside a function.
-BACKEND_NEUTRAL: Final = [*modules("fsm/runtime"), *modules("fsm/store"), *modules("channels")]
+BACKEND_NEUTRAL: Final = [
+    *modules("fsm/runtime"),
+    *modules("fsm/store"),
+    *modules("channels"),
+    *modules("fsm/adapters"),
+]
 TRIO_ONLY: Final = frozenset({"trio", "trio_websocket", "pytest_trio"})
 
 
@@ -189,3 +206,33 @@ def test_the_core_loads_without_anyio_and_an_asyncio_program_without_trio() -> N
         [sys.executable, "-c", probe], check=False, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+# The client libraries the adapters supervise (their import names), and
+# aiohttp, which two of them bring.
+CLIENT_LIBRARIES: Final = frozenset(
+    {"discord", "slack_sdk", "telegram", "aiogram", "nio", "neonize", "aiohttp"}
+)
+ADAPTERS: Final = modules("fsm/adapters")
+NOT_ADAPTERS: Final = [
+    path
+    for path in (*modules("fsm"), *modules("channels"), *modules("diagrams"))
+    if not path.is_relative_to(ROOT / "fsm" / "adapters")
+]
+
+
+@pytest.mark.parametrize("path", NOT_ADAPTERS, ids=relative)
+def test_only_the_adapters_import_a_client_library_or_an_adapter(path: Path) -> None:
+    imported = imports_of(path)
+    libraries = sorted(m for m in imported if m.split(".")[0] in CLIENT_LIBRARIES)
+    adapters = sorted(m for m in imported if layer_of(m) == "adapters")
+    assert not libraries and not adapters, (
+        f"{relative(path)} imports {libraries + adapters}; only fsm/adapters/ may, behind its extra"
+    )
+
+
+@pytest.mark.parametrize("path", ADAPTERS, ids=relative)
+def test_adapters_build_on_the_core_and_the_runtime_only(path: Path) -> None:
+    allowed = (None, "core", "runtime", "adapters")
+    others = sorted(m for m in imports_of(path) if layer_of(m) not in allowed)
+    assert not others, f"{relative(path)} is an adapter but imports {others}"

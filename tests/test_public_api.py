@@ -152,6 +152,8 @@ PUBLIC: dict[str, list[str]] = {
         "row_event",
         "row_forms",
     ],
+    "linkstate.adapters.discord": ["DiscordTransport", "GatewaySession", "LoopbackDiscord"],
+    "linkstate.adapters.slack": ["LoopbackSlack", "SlackSocketModeTransport", "SocketSession"],
     "linkstate.diagrams": [
         "EXTENSIONS",
         "GENERIC_NAME",

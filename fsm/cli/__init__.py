@@ -8,12 +8,14 @@ means adding one file.
 Start-up is kept short: :func:`main` imports only the module of the command
 being run (every module only for ``--help`` or a mistyped command), and a
 command module imports its heavy dependencies (trio, the store, the runtime,
-``diagrams``) inside the functions that use them. ``benchmarks/cli_startup.py``
-measures it.
+``diagrams``) inside the functions that use them. importlib.metadata, which
+costs more than the rest of a ``classify``, is read only for ``--version`` and
+for a channel that is not bundled. ``benchmarks/cli_startup.py`` measures it.
 
 The CLI is the one place that ties ``fsm``, ``channels`` and ``diagrams``
-together: it finds channels through the entry-point registry and imports
-``diagrams`` only inside the commands that draw.
+together: it finds channels through the entry-point registry (a bundled one
+straight from its module, see :func:`linkstate.cli.common.channel_or_exit`)
+and imports ``diagrams`` only inside the commands that draw.
 """
 
 from __future__ import annotations
@@ -24,15 +26,47 @@ import os
 import pkgutil
 import sys
 from collections.abc import Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from linkstate.cli.common import CommandError, ExitStatus
 
 __all__ = ["ArgumentParser", "build_parser", "command_modules", "command_names", "main"]
 
 _NOT_COMMANDS = frozenset({"common"})
+
+
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` reads it, without shutil."""
+    # argparse builds a formatter for every option it adds, and without a width
+    # each one imports shutil, which loads the bz2, lzma and zlib extensions:
+    # a tenth of a one-shot command's start-up, for one number.
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0 and sys.__stdout__ is not None:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's own formatter, given the terminal's width (see :func:`_columns`)."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        # The same margin argparse keeps when it asks shutil itself.
+        super().__init__(
+            prog, indent_increment, max_help_position, _columns() - 2 if width is None else width
+        )
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -45,6 +79,10 @@ class ArgumentParser(argparse.ArgumentParser):
 
     commands: Mapping[str, argparse.ArgumentParser]
     """The subcommands' parsers by name (set by :func:`build_parser`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         """Print ``linkstate SUBCOMMAND: error: MESSAGE (see ... --help)`` and exit 2."""
@@ -67,10 +105,34 @@ def command_modules(names: Sequence[str] | None = None) -> list[ModuleType]:
 
 
 def _version() -> str:
+    # Imported here: importlib.metadata costs more than a whole `classify`, and
+    # only `--version` needs it.
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("linkstate")
     except PackageNotFoundError:  # pragma: no cover - run from a tree that is not installed
         return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print ``linkstate VERSION`` and exit 0, reading the version only then."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "show the version and exit")
+        super().__init__(
+            option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kwargs
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        print(f"linkstate {_version()}")
+        parser.exit()
 
 
 def build_parser(only: str | None = None) -> ArgumentParser:
@@ -82,7 +144,7 @@ def build_parser(only: str | None = None) -> ArgumentParser:
             "reconnect (and when) or stop in a state that tells the operator what to do."
         ),
     )
-    parser.add_argument("--version", action="version", version=f"linkstate {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     subparsers = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=ArgumentParser
     )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Final
 
 from linkstate._channel import available_channels
@@ -43,14 +46,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--definition",
         metavar="MODULE:NAME",
-        help="check this Definition instead of the built-in lifecycle (mypkg.flow:LIFECYCLE)",
+        help="check this Definition instead of the built-in lifecycle: a module's "
+        "(mypkg.flow:FLOW; the current directory is searched too) or a file's (flows.py:FLOW)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object per subject")
     parser.set_defaults(run=run)
 
 
 def load_definition(spec: str) -> Definition:
-    """Import ``MODULE:NAME`` and return the :class:`Definition` it names.
+    """Import ``MODULE:NAME`` or ``path/to/file.py:NAME`` and return the :class:`Definition`.
 
     Raises:
         CommandError: the spec is malformed, the import fails, or the object
@@ -59,30 +63,86 @@ def load_definition(spec: str) -> Definition:
             uncallable guard); the caller reports it as a finding.
 
     """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise CommandError(f"--definition {spec!r}: write it as MODULE:NAME, e.g. mypkg.flow:FLOW")
+    # rpartition: a module name never holds a colon, but a path may.
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr:
+        raise CommandError(
+            f"--definition {spec!r}: write it as MODULE:NAME or path/to/file.py:NAME, "
+            "e.g. mypkg.flow:FLOW or flows.py:FLOW"
+        )
+    # A module name has neither a slash nor a .py; an existing file is a file.
+    is_file = target.endswith(".py") or "/" in target or os.sep in target or Path(target).is_file()
+    module = _import_file(target, spec) if is_file else _import_module(target, spec)
+    if not hasattr(module, attr):
+        raise CommandError(
+            f"--definition {spec!r}: {target!r} defines no {attr!r}; name the Definition "
+            "object after the colon"
+        )
+    value = getattr(module, attr)
+    if not isinstance(value, Definition):
+        raise CommandError(
+            f"--definition {spec!r}: {attr!r} in {target!r} is "
+            f"{type(value).__name__}, not a linkstate.Definition; name the Definition "
+            "object after the colon"
+        )
+    return value
+
+
+def _import_module(module_name: str, spec: str) -> ModuleType:
     # For this option only, the current directory is importable, as it is for
     # `python -m`: a definition in ./flow.py is `--definition flow:FLOW`, no PYTHONPATH.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except LifecycleError:
         raise
     except Exception as exc:
         raise CommandError(
             f"--definition {spec!r}: cannot import {module_name!r} ({type(exc).__name__}: "
             f"{exc}); check the module path: the current directory and installed packages "
-            "are searched"
+            "are searched, or pass the file itself: path/to/flow.py:NAME"
         ) from exc
-    value = getattr(module, attr, None)
-    if not isinstance(value, Definition):
+
+
+# The name a definition file runs under: its own, so that its classes and
+# functions say where they come from, but never one that could replace an
+# installed module of the same name (a flows file called json.py).
+_FILE_MODULE_PREFIX: Final = "linkstate_definition_file."
+
+
+def _import_file(path_text: str, spec: str) -> ModuleType:
+    path = Path(path_text)
+    if not path.is_file():
         raise CommandError(
-            f"--definition {spec!r}: {attr!r} in {module_name!r} is "
-            f"{type(value).__name__}, not a linkstate.Definition"
+            f"--definition {spec!r}: there is no file {path_text!r}; give the path of the "
+            "Python file that defines it, relative to the current directory or absolute"
         )
-    return value
+    name = _FILE_MODULE_PREFIX + path.stem
+    found = importlib.util.spec_from_file_location(name, path)
+    if found is None or found.loader is None:
+        raise CommandError(
+            f"--definition {spec!r}: {path_text!r} is not a Python file; name a .py file"
+        )
+    # As for `python path/to/flow.py`, the file's directory is importable, so
+    # the file may import the modules beside it.
+    directory = str(path.resolve().parent)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    module = importlib.util.module_from_spec(found)
+    sys.modules[name] = module  # dataclasses in the file look their module up
+    try:
+        found.loader.exec_module(module)
+    except LifecycleError:
+        del sys.modules[name]
+        raise
+    except Exception as exc:
+        del sys.modules[name]
+        raise CommandError(
+            f"--definition {spec!r}: running {path_text!r} failed ({type(exc).__name__}: "
+            f"{exc}); fix the file, or run it with python to see the whole traceback"
+        ) from exc
+    return module
 
 
 def reports(

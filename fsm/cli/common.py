@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import sys
 from enum import IntEnum
 from typing import Final, TextIO
 
-from linkstate._channel import Channel, ChannelError, load_channel
+from linkstate._channel import BUNDLED_PACKAGE, Channel, ChannelError, load_channel
 from linkstate._errors import LinkstateError
 
 __all__ = ["CommandError", "ExitStatus", "channel_or_exit", "print_json"]
@@ -42,11 +44,40 @@ class CommandError(LinkstateError):
 
 
 def channel_or_exit(name: str) -> Channel:
-    """Load a channel by name, turning an unknown name into a :class:`CommandError`."""
+    """Load a channel by name, turning an unknown name into a :class:`CommandError`.
+
+    A bundled channel is imported straight from its module; only another name
+    reads the entry-point registry, whose error lists the installed channels.
+    """
+    bundled = _bundled_channel(name)
+    if bundled is not None:
+        return bundled
     try:
         return load_channel(name)
     except ChannelError as exc:
         raise CommandError(str(exc)) from exc
+
+
+def _bundled_channel(name: str) -> Channel | None:
+    """The bundled channel ``name``, or None for any other name, without the registry.
+
+    Reading the registry means importlib.metadata and a scan of every
+    installed distribution: most of a one-shot command's start-up. A bundled
+    channel is registered as ``NAME = "linkstate.channels.NAME:CHANNEL"``
+    (tests/test_cli_contract.py holds the two to that), so its module gives the
+    same object directly. Anything unexpected falls back to the registry,
+    which reports it properly.
+    """
+    if not name.isidentifier() or name.startswith("_"):
+        return None
+    module_name = f"{BUNDLED_PACKAGE}.{name}"
+    try:
+        if importlib.util.find_spec(module_name) is None:
+            return None
+        channel = getattr(importlib.import_module(module_name), "CHANNEL", None)
+    except Exception:
+        return None  # the registry's path names the broken module and the fix
+    return channel if isinstance(channel, Channel) and channel.name == name else None
 
 
 def print_json(value: object, stream: TextIO | None = None) -> None:

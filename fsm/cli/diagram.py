@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 from linkstate._channel import ChannelError
-from linkstate.cli.common import CommandError
+from linkstate.cli.common import CommandError, channel_or_exit
 
 if TYPE_CHECKING:
     from linkstate._machine import TransitionRecord
@@ -118,7 +118,8 @@ def _run_one(args: argparse.Namespace) -> int:
     from linkstate.diagrams import picture_for, produce
 
     fmt = _chosen_format(args.format, args.output)
-    data = produce(picture_for(args.channel), fmt)
+    # channel_or_exit finds a bundled channel without reading the registry.
+    data = produce(picture_for(args.channel, load=channel_or_exit), fmt)
     if args.output is not None:
         with _writing(args.output):
             args.output.write_bytes(data)
