@@ -449,6 +449,16 @@ class LinkMachine:
             enter(link, edge, firing)
 
     def _stop(self, link: Link, edge: Edge, firing: _Firing) -> None:
+        if (
+            firing.event is None  # a local stop (abort), not a close
+            and link.opened_at is not None
+            and firing.now - link.opened_at >= self.policy.healthy_after
+        ):
+            # The connection proved healthy before we stopped it: a restart of
+            # the process must not cost the link that proof (the budget refills
+            # as a close now would refill it).
+            link.attempt = 0
+            link.repeats = 0
         link.opened_at = None
         link.stop_reason = edge.stop_reason
         link.message = self._stop_message(link, edge.stop_reason, firing)

@@ -30,6 +30,7 @@ from linkstate.store._lease import LeaseInfo, is_postgres_url
 from linkstate.store._sqlite import (
     SQLiteStore,
     StateStore,
+    StoreConflictError,
     StoreError,
     StoreOwnedElsewhereError,
     StoreRequestError,
@@ -73,10 +74,15 @@ def add_db_option(parser: argparse.ArgumentParser, *, required: bool = False) ->
 
 
 def store_exit_status(exc: StoreError) -> ExitStatus:
-    """2 for a request that does not fit the store, 4 for a link owned elsewhere, else 3."""
+    """The exit status of a store error: what kind of problem it is.
+
+    2 for a request that does not fit what the store holds; 4 when another
+    process drives the link (owned elsewhere, or it changed the stored state
+    under this one); 3 for a store that failed.
+    """
     if isinstance(exc, StoreRequestError):
         return ExitStatus.usage
-    if isinstance(exc, StoreOwnedElsewhereError):
+    if isinstance(exc, StoreOwnedElsewhereError | StoreConflictError):
         return ExitStatus.owned_elsewhere
     return ExitStatus.store
 

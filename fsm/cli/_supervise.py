@@ -323,6 +323,12 @@ async def supervise(
         cut_short = True
         tasks.cancel_scope.cancel()
 
+    def stop() -> None:
+        # A command whose own success is another end (the demo) reads this:
+        # a stop by the operator is exit status 0 everywhere.
+        args.stopped_by_signal = True
+        supervisor.abort()
+
     with store_errors():
         async with journal_from_args(args) as journal:
             if journal is not None:
@@ -332,7 +338,7 @@ async def supervise(
                 # KeyboardInterrupt into the middle of the supervisor's cleanup.
                 if threading.current_thread() is threading.main_thread():
                     await tasks.start(
-                        stop_on_signals, supervisor.abort, lambda: supervisor.abort_requested, cut
+                        stop_on_signals, stop, lambda: supervisor.abort_requested, cut
                     )
                 if args.max_time is not None:
 

@@ -240,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
 
     The demo is the one command whose expected end is a terminal state: it
     plays a session conflict on purpose, so ending in ``needs_relink`` is its
-    success, and anything else (a hung or broken story) exits 1.
+    success, and anything else (a hung or broken story) exits 1, except a
+    stop by Ctrl-C or SIGTERM, which is 0 as for every command.
     """
     channel = demo_channel(channel_or_exit("websocket"))
     policy_from_args(args, channel.policy)  # report a bad policy before starting
@@ -251,4 +252,6 @@ def run(args: argparse.Namespace) -> int:
         print("\ntry next (the demo kept the link in a real database):")
         for command in next_commands(args):
             print(f"  {command}")
+    if getattr(args, "stopped_by_signal", False):
+        return ExitStatus.ok  # Ctrl-C or SIGTERM: stopped by the operator
     return ExitStatus.ok if outcome.state == "needs_relink" else ExitStatus.needs_person

@@ -82,6 +82,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_KEEP_RECORDS",
     "DEFAULT_STOP_TIMEOUT",
+    "GONE",
     "OWNED_ELSEWHERE",
     "ConnectFailed",
     "Connection",
@@ -113,6 +114,9 @@ DEFAULT_STOP_TIMEOUT: Final = 1.0
 
 RESUMED: Final = "resumed on start after a local stop; retry budget and flap history kept"
 """The reason recorded on the ``resume`` transition that starts a run of a ``stopped`` link."""
+
+GONE: Final = "the process that had this link open is gone (restarted, killed or taken over)"
+"""The reason on the ``abort`` that starts a run of a link stored ``open``, before it resumes."""
 
 OWNED_ELSEWHERE: Final = "owned_elsewhere"
 """The stop reason of a run that ended because another owner claimed its link.
@@ -444,6 +448,13 @@ class Supervisor:
                 self._claim = await self.journal.claim(self.link.link_id, on_lost=self._lose)
                 self._restore(self.journal, self._claim)
             restored = True
+            if self.link.state == State.open:
+                # Restored from a record of a connection whose process is gone
+                # (killed, or being taken over). That was our restart, not the
+                # peer's close: stopped and resumed, it counts towards neither
+                # flap detection nor the retry budget.
+                record = self.machine.fire(self.link, Trigger.abort, self.clock())
+                self._after(replace(record, reason=GONE))
             if self.link.state == State.stopped:
                 # A local stop ends one run, not the link: resume it, on the record.
                 record = self.machine.fire(self.link, Trigger.resume, self.clock())
@@ -548,13 +559,6 @@ class Supervisor:
                     self._fire(Trigger.start)
                 case State.connecting:
                     await self._attempt()
-                case State.open:
-                    # Resumed from a record of a connection that died with its
-                    # process: that connection is gone, which is a close with no status.
-                    self._close(
-                        Trigger.closed,
-                        CloseEvent(reason="the supervisor restarted while the link was open"),
-                    )
                 case State.reconnecting:
                     await self._backoff()
                 case other:  # pragma: no cover - terminal states end the loop

@@ -770,7 +770,7 @@ class SQLiteStore:
         """
         try:
             with self._transaction():
-                self._commit_parked(link_id)
+                parked = self._commit_parked(link_id)
                 held = self._db.execute(
                     "SELECT owner, token FROM claims WHERE link_id = ?", (link_id,)
                 ).fetchone()
@@ -781,8 +781,14 @@ class SQLiteStore:
                     (link_id, owner, token + 1, self.wall()),
                 )
                 row = self._load(link_id)
+            self._clear_parked(parked)
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, f"claiming link {link_id!r}") from exc
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read or clear {self.verdicts_path} ({exc}), where verdicts that failed "
+                f"to commit are kept; check that this user may write next to {self.path}"
+            ) from exc
         return Claim(link_id, owner, token + 1, row, previous)
 
     def renew(self, claims: Sequence[Claim]) -> list[Claim]:
@@ -982,11 +988,16 @@ class SQLiteStore:
             f"{self.verdicts_path} and is committed on the next start, which will not connect"
         )
 
-    def _commit_parked(self, link_id: str) -> None:
-        """Inside a transaction: commit the verdict parked for ``link_id``, if any; clear it."""
+    def _commit_parked(self, link_id: str) -> list[int]:
+        """Inside a transaction: write the verdict parked for ``link_id``, if any.
+
+        Returns the slots to clear once the transaction committed (not before:
+        a commit that fails again must find the verdict still parked).
+        """
+        slots: list[int] = []
         with self._verdicts() as file:
             if file < 0:
-                return
+                return slots
             for index, value in enumerate(self._slots(file)):
                 if value is None or value.get("link") != link_id:
                     continue
@@ -1009,6 +1020,15 @@ class SQLiteStore:
                         ).fetchone()
                         token = None if held is None else held[0]
                         self._write_one(record, replace(row, token=token, seq=0))
+                slots.append(index)
+        return slots
+
+    def _clear_parked(self, slots: list[int]) -> None:
+        """Empty ``slots`` of PATH-verdicts: their verdicts are committed (or were stale)."""
+        if not slots:
+            return
+        with self._verdicts() as file:
+            for index in slots:
                 os.pwrite(file, b" " * _SLOT, index * _SLOT)
 
     def close(self) -> None:

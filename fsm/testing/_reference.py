@@ -84,6 +84,8 @@ class ReferenceLink:
             return self.state, None
         match trigger:
             case Trigger.abort:
+                if self.opened_at is not None and now - self.opened_at >= self.policy.healthy_after:
+                    self.attempt, self.repeats = 0, 0  # healthy before the local stop
                 self.state, self.opened_at = State.stopped, None
                 return self.state, StopReason.aborted
             case Trigger.start | Trigger.backoff_elapsed:
