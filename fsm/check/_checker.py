@@ -34,6 +34,10 @@ The checks, and the :class:`Kind` each failure is reported as:
 ``overlap``            two edges could fire for one state, trigger and
                        decision (transitions silently takes the first)
 ``gap``                no edge fires (transitions silently returns False)
+``route_mismatch``     the machine's precomputed route for a case
+                       (:func:`linkstate.LinkMachine` routes every case once,
+                       when it is built) differs from the one edge the
+                       guards pass
 ``broken_promise``     a close is routed against the lifecycle's rules 2
                        and 3: ``relink`` to ``needs_relink``, ``fatal`` to
                        ``failed`` whatever the budget; a retryable close to
@@ -62,6 +66,7 @@ from enum import StrEnum
 from typing import Final
 
 from linkstate._channel import Channel
+from linkstate._errors import LinkstateError
 from linkstate._lifecycle import (
     DECISIONS,
     EXIT_TRIGGERS,
@@ -73,7 +78,7 @@ from linkstate._lifecycle import (
     StopReason,
     Trigger,
 )
-from linkstate._machine import LinkMachine
+from linkstate._machine import LinkMachine, RouteKey, route_table
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import Rule, Verdict
 
@@ -109,6 +114,7 @@ class Kind(StrEnum):
     no_message = "no_message"
     endless_refusal = "endless_refusal"
     dead_shape = "dead_shape"
+    route_mismatch = "route_mismatch"
 
 
 # Rules 2 and 3 of linkstate: where a close must lead, decided on the
@@ -550,14 +556,18 @@ class _Group:
 def _routing_findings(definition: Definition, rows: Sequence[Rule]) -> list[Finding]:
     findings: list[Finding] = []
     groups: dict[tuple[Kind, State, Trigger, Verdict, tuple[Edge, ...]], _Group] = {}
+    routes = _machine_routes(definition)
     for state in definition.states:
         for trigger in definition.triggers_from(state):
             edges = definition.edges_from(state, trigger)
             if not definition.carries_decision(state, trigger):
                 findings.extend(_undecided_findings(state, trigger, edges))
+                plain = tuple(edge for edge in edges if edge.guard is None)
+                findings.extend(_route_mismatch(routes, state, trigger, None, plain))
                 continue
             for decision in DECISIONS:
                 fired = _fired(state, trigger, edges, decision, findings)
+                findings.extend(_route_mismatch(routes, state, trigger, decision, fired))
                 kind = _classify_case(fired, decision)
                 if kind is not None:
                     key = (kind, state, trigger, decision.verdict, fired)
@@ -565,6 +575,49 @@ def _routing_findings(definition: Definition, rows: Sequence[Rule]) -> list[Find
                     group.decisions.append(decision)
     findings.extend(_group_finding(group, rows) for group in groups.values())
     return findings
+
+
+def _machine_routes(definition: Definition) -> dict[RouteKey, Edge] | None:
+    """The routes a LinkMachine would precompute; None when a guard raises (a guard_error)."""
+    try:
+        return route_table(definition)
+    except LinkstateError:
+        return None
+
+
+def _route_mismatch(
+    routes: dict[RouteKey, Edge] | None,
+    state: State,
+    trigger: Trigger,
+    decision: Decision | None,
+    fired: tuple[Edge, ...],
+) -> list[Finding]:
+    """The machine's route for one case, against the one edge the guards pass.
+
+    Only a case with exactly one passing edge has a right answer; a gap or
+    an overlap is reported as such.
+    """
+    if routes is None or len(fired) != 1:
+        return []
+    routed = routes.get((state.value, trigger, decision))
+    if routed is fired[0]:
+        return []
+    where = f"state {state.value!r}, trigger {trigger.value!r}"
+    if decision is not None:
+        where += f", verdict {decision.verdict.value!r} ({_conditions([decision])})"
+    return [
+        Finding(
+            Kind.route_mismatch,
+            f"{where}: the guards pass only {fired[0].describe()}, but the machine's "
+            f"precomputed route is {routed.describe() if routed else 'missing'}; "
+            "make every guard a pure function of the Decision",
+            state=state,
+            trigger=trigger,
+            verdict=None if decision is None else decision.verdict,
+            decisions=() if decision is None else (decision,),
+            edges=(fired[0].describe(),),
+        )
+    ]
 
 
 def _undecided_findings(state: State, trigger: Trigger, edges: tuple[Edge, ...]) -> list[Finding]:
