@@ -16,6 +16,13 @@ A second table prices the shapes a channel trusts (``Channel.shapes``, issue
 12: OpenClaw's ``isLoggedOut``, node-slack-sdk's ``data.error``, Slack's error
 text): ``channel.classify(raw)`` against the same channel with no shapes,
 measured in the same run. A bare status skips them.
+
+A third table prices ``normalise`` alone on the common shape of every bundled
+channel (a flat ``{status, reason}`` dict, Baileys' nested error, each client
+library's exception) against its floor, ``normalise(440)``, in interleaved
+rounds: every round times each shape once, the floor among them, so a noisy
+moment hits them alike; each figure is the best of the rounds. Issue 19's
+target: a Baileys close at most 5x the floor.
 """
 
 from __future__ import annotations
@@ -24,10 +31,11 @@ import dataclasses
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import telegram.error
 from discord.errors import ConnectionClosed
-from harness import Table, best_of, fmt_ratio, fmt_time, parser
+from harness import Table, best_of, fmt_ratio, fmt_time, parser, print_lines, target
 from nio.responses import SyncError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
@@ -86,6 +94,71 @@ SHAPE_CASES: list[tuple[str, str, object]] = [
     ),
     ("slack", "error text", "An API error occurred: account_inactive"),
 ]
+
+
+# A close as Baileys reports it: connection.update's lastDisconnect, a Boom error.
+BAILEYS_CLOSE: dict[str, object] = {
+    "connection": "close",
+    "lastDisconnect": {
+        "error": {
+            "message": "Connection Closed",
+            "output": {"statusCode": 428, "payload": {"statusCode": 428, "error": "Precondition"}},
+        },
+        "date": "2026-01-01T00:00:00Z",
+    },
+}
+
+NORMALISE_FLOOR = "bare status 440 (floor)"
+NORMALISE_CASES: list[tuple[str, object]] = [
+    (NORMALISE_FLOOR, 440),
+    ("flat {status, reason}", {"status": 1008, "reason": "policy violation"}),
+    ("Baileys close (lastDisconnect.error)", BAILEYS_CLOSE),
+    ("Baileys Boom alone", {"error": {"output": {"statusCode": 428}}}),
+    ("Telegram error response", TELEGRAM_409),
+    ("Matrix error body", {"errcode": "M_UNKNOWN_TOKEN", "error": "x", "soft_logout": True}),
+    ("Slack disconnect frame", {"type": "disconnect", "reason": "refresh_requested"}),
+    ("discord.py ConnectionClosed", ConnectionClosed(None, shard_id=0, code=4004)),  # type: ignore[arg-type]
+    ("slack_sdk SlackApiError", slack_error()),
+    ("python-telegram-bot Conflict", telegram.error.Conflict(TELEGRAM_409_TEXT)),
+]
+NORMALISE_ROUNDS = 7
+
+
+def normalise_costs(size: int) -> dict[str, float]:
+    """Seconds per ``normalise(raw)`` of each shape, best of interleaved rounds."""
+    best = dict.fromkeys((name for name, _ in NORMALISE_CASES), float("inf"))
+    for _ in range(NORMALISE_ROUNDS):
+        for name, raw in NORMALISE_CASES:
+            best[name] = min(best[name], per_call(size, partial(normalise, raw)))
+    return best
+
+
+def normalise_report(size: int) -> list[str]:
+    """Print the normalise table; return its target line."""
+    costs = normalise_costs(size)
+    floor = costs[NORMALISE_FLOOR]
+    table = Table(
+        f"normalise alone ({size:,} calls a batch, best of {NORMALISE_ROUNDS} interleaved "
+        "rounds; ÷ floor = against normalise(440) in the same rounds)",
+        ["shape", "normalise", "÷ floor"],
+    )
+    for name, cost in costs.items():
+        table.add(name, fmt_time(cost), fmt_ratio(cost / floor))
+    table.print()
+    baileys = costs["Baileys close (lastDisconnect.error)"] / floor
+    worst_name = max(costs, key=costs.__getitem__)
+    worst = costs[worst_name] / floor
+    return [
+        target(
+            "normalise(Baileys close) / normalise(440)", fmt_ratio(baileys), "<= 5x", baileys <= 5
+        ),
+        target(
+            f"worst common shape ({worst_name}) / normalise(440)",
+            fmt_ratio(worst),
+            "close to 5x",
+            worst <= 5,
+        ),
+    ]
 
 
 def per_call(size: int, work: Callable[[], object]) -> float:
@@ -160,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         ours, base, reached = measure_shapes(channel, raw, args.size)
         shapes.add(name, shape, fmt_time(ours), fmt_time(base), fmt_ratio(ours / base), reached)
     shapes.print()
+    print_lines(normalise_report(args.size))
     return 0
 
 

@@ -469,5 +469,7 @@ CHANNEL: Final = Channel(
     table=TABLE,
     extract=extract,
     shapes=SHAPES,
+    # _extract hands a plain int to normalise and finds no stream error in it.
+    generic_ints=True,
 )
 """The WhatsApp Web channel, registered under the ``linkstate.channels`` entry point."""

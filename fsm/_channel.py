@@ -65,6 +65,12 @@ class Channel:
             generic reading does not look for (OpenClaw's ``isLoggedOut``,
             node-slack-sdk's ``data.error``), declared as data; read after
             ``extract`` and trusted above it.
+        generic_ints: True when ``extract`` reads a plain ``int`` exactly as
+            :func:`linkstate.normalise` does (a bare status carries no
+            platform shape). :meth:`classify` then answers a plain ``int``
+            from the table without calling ``extract``, once per status. Always
+            true when ``extract`` is ``normalise``; ``int`` subclasses,
+            ``bool`` and every other type still go through ``extract``.
 
     """
 
@@ -75,11 +81,21 @@ class Channel:
     extract: Extractor = normalise
     transport: Callable[[str], Transport] | None = None
     shapes: Shapes = field(default_factory=Shapes)
+    generic_ints: bool = False
     _shapes: Shapes | None = field(init=False, repr=False, compare=False, default=None)
+    # A plain int's (event, row) by the int, or None when ints take the long way.
+    _by_int: dict[int, tuple[CloseEvent, Rule]] | None = field(
+        init=False, repr=False, compare=False, default=None
+    )
 
     def __post_init__(self) -> None:
         # Most channels declare no shapes: decide that once, not on every close.
         object.__setattr__(self, "_shapes", self.shapes or None)
+        # Only the bundled CloseTable is known to be a pure function of the
+        # event (a plugin's table is a protocol and may keep state), so only
+        # its answers are kept.
+        if (self.generic_ints or self.extract is normalise) and type(self.table) is CloseTable:
+            object.__setattr__(self, "_by_int", {})
 
     def event(
         self, raw: object, *, phase: Phase | None = None, initiator: Initiator | None = None
@@ -97,6 +113,22 @@ class Channel:
         self, raw: object, *, phase: Phase | None = None, initiator: Initiator | None = None
     ) -> tuple[CloseEvent, Rule]:
         """Normalise ``raw`` and return the event with the table row that applies."""
+        by_int = self._by_int
+        if by_int is not None and type(raw) is int and phase is None and initiator is None:
+            # The commonest close, a bare status: neither the extractor nor the
+            # shapes can apply to it (generic_ints), so its answer is the
+            # table's for normalise(raw), the same every time. Exactly int:
+            # a subclass may override anything and goes the safe way below.
+            found = by_int.get(raw)
+            if found is not None:
+                return found
+            event = normalise(raw)
+            found = event, self.table.classify(event)
+            if event.status is not None:
+                # Keyed by an in-range status only, so the cache stays bounded
+                # (a hostile stream of huge ints reads as "no status", uncached).
+                by_int[raw] = found
+            return found
         event = self.event(raw, phase=phase, initiator=initiator)
         try:
             return event, self.table.classify(event)

@@ -38,7 +38,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, TypeVar, cast
+from typing import Final, TypeVar
 
 from linkstate._errors import ArgumentError
 from linkstate._reading import MAX_RETRY_AFTER, Reader, json_text, lookup, read_first, text
@@ -136,7 +136,7 @@ RETRY_AFTER_PATHS: Final[tuple[tuple[tuple[str, ...], float], ...]] = (
     (("retry_after_ms",), 0.001),
 )
 
-_RETRY_AFTER_KEYS: Final = tuple(path for path, _ in RETRY_AFTER_PATHS)
+_WRAPPER_KEYS: Final = frozenset(path[0] for path in WRAPPERS)
 
 _SYMBOLIC_CODE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
 _WHITESPACE = re.compile(r"\s+")
@@ -252,6 +252,8 @@ def _layers(raw: object) -> Iterator[object]:
                 continue
             seen.add(id(obj))
             yield obj
+            if type(obj) is dict and obj.keys().isdisjoint(_WRAPPER_KEYS):
+                continue  # decoded JSON with no wrapper key, decided in one C call
             for path in WRAPPERS:
                 inner = _follow(obj, path)
                 if inner is not None and not isinstance(inner, (str, int, float, bool)):
@@ -261,24 +263,48 @@ def _layers(raw: object) -> Iterator[object]:
             return
 
 
-def _present(
-    layers: list[object], paths: tuple[tuple[str, ...], ...]
-) -> Iterator[tuple[int, object]]:
+def _read_layers(raw: object) -> list[object]:
+    """``list(_layers(raw))``, without the generator for a plain dict that wraps nothing."""
+    if type(raw) is dict and raw.keys().isdisjoint(_WRAPPER_KEYS):
+        return [raw]  # the flat {status, reason} close of most channels
+    return list(_layers(raw))
+
+
+class _Paths:
+    """A path table with the set of its first keys, for the plain-dict shortcut of ``_present``."""
+
+    __slots__ = ("firsts", "paths")
+
+    def __init__(self, paths: tuple[tuple[str, ...], ...]) -> None:
+        self.paths = paths
+        self.firsts = frozenset(path[0] for path in paths)
+
+
+def _present(layers: list[object], table: _Paths) -> Iterator[tuple[int, object]]:
     """Yield ``(index of the path, value)`` for each path present, layer by layer, in order."""
+    paths, firsts = table.paths, table.firsts
     for layer in layers:
-        keys = cast("dict[str, object]", layer) if type(layer) is dict else None
+        if type(layer) is dict:
+            # Decoded JSON, the usual case: a layer holding none of the table's
+            # first keys is skipped in one C call, and only the paths whose
+            # first key it holds are followed (a plain dict's get cannot raise).
+            if layer.keys().isdisjoint(firsts):
+                continue
+            for index, path in enumerate(paths):
+                value = layer.get(path[0])
+                if value is not None and len(path) > 1:
+                    value = _follow(value, path[1:])
+                if value is not None:
+                    yield index, value
+            continue
         for index, path in enumerate(paths):
-            if keys is not None and path[0] not in keys:
-                continue  # the common miss, decided without following the path
             value = _follow(layer, path)
             if value is not None:
                 yield index, value
 
 
-def _first(
-    layers: list[object], paths: tuple[tuple[str, ...], ...], read: Callable[[object], T | None]
-) -> T | None:
-    for _, value in _present(layers, paths):
+def _first(layers: list[object], table: _Paths, read: Callable[[object], T | None]) -> T | None:
+    for _, value in _present(layers, table):
         parsed = read(value)
         if parsed is not None:
             return parsed
@@ -335,8 +361,15 @@ def _read_seconds(value: object, unit: float) -> float | None:
     return min(seconds, MAX_RETRY_AFTER)
 
 
+# The module's path tables, each with its first keys.
+_STATUS: Final = _Paths(STATUS_PATHS)
+_REASON: Final = _Paths(REASON_PATHS)
+_CODE: Final = _Paths(CODE_PATHS)
+_RETRY_AFTER: Final = _Paths(tuple(path for path, _ in RETRY_AFTER_PATHS))
+
+
 def _read_retry_after(layers: list[object]) -> float | None:
-    for index, value in _present(layers, _RETRY_AFTER_KEYS):
+    for index, value in _present(layers, _RETRY_AFTER):
         seconds = _read_seconds(value, RETRY_AFTER_PATHS[index][1])
         if seconds is not None:
             return seconds
@@ -481,11 +514,11 @@ def _normalise_fresh(raw: object) -> CloseEvent:
         return CloseEvent(code=code, reason=sanitise_reason(whole))
     if raw is None or isinstance(raw, (bool, int, float)):
         return CloseEvent()
-    layers = list(_layers(raw))
-    reason = _first(layers, REASON_PATHS, _read_text)
+    layers = _read_layers(raw)
+    reason = _first(layers, _REASON, _read_text)
     return CloseEvent(
-        status=_first(layers, STATUS_PATHS, parse_status),
-        code=_first(layers, CODE_PATHS, _read_code),
+        status=_first(layers, _STATUS, parse_status),
+        code=_first(layers, _CODE, _read_code),
         reason=sanitise_reason(reason if reason is not None else _exception_text(raw)),
         initiator=_read_enum(layers, "initiator", Initiator) or Initiator.unknown,
         phase=_read_enum(layers, "phase", Phase) or Phase.established,
@@ -557,6 +590,7 @@ class Shapes:
     code_paths: tuple[tuple[str, ...], ...] = ()
     code_patterns: tuple[str, ...] = ()
     _patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+    _code_paths: _Paths = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for path in self.code_paths:
@@ -580,6 +614,7 @@ class Shapes:
                 )
             compiled.append(regex)
         object.__setattr__(self, "_patterns", tuple(compiled))
+        object.__setattr__(self, "_code_paths", _Paths(self.code_paths))
 
     def __bool__(self) -> bool:
         return bool(self.flags or self.code_paths or self.code_patterns)
@@ -594,14 +629,14 @@ class Shapes:
     def _read(self, raw: object, event: CloseEvent) -> CloseEvent:
         if raw is None or type(raw) in (int, float, bool):
             return event  # a bare status carries no shape
-        layers = [] if isinstance(raw, (str, bytes, bytearray)) else list(_layers(raw))
+        layers = [] if isinstance(raw, (str, bytes, bytearray)) else _read_layers(raw)
         status, found = event.status, []
         for trusted in self.flags:
             if _any_true(layers, trusted.keys):
                 found.append(trusted.flag)
                 if trusted.status is not None:
                     status = trusted.status
-        code = _first(layers, self.code_paths, _read_code) if self.code_paths else None
+        code = _first(layers, self._code_paths, _read_code) if self.code_paths else None
         if code is None and self._patterns:
             code = next(
                 (

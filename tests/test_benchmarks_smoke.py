@@ -80,7 +80,16 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "diagram_cost.py": (["--repeat", "1"], ["lifecycle"]),
     "extract_cost.py": (
         ["--size", "3"],
-        ["discord", "slack", "telegram", "matrix", "the shapes a channel trusts", "isLoggedOut"],
+        [
+            "discord",
+            "slack",
+            "telegram",
+            "matrix",
+            "the shapes a channel trusts",
+            "isLoggedOut",
+            "normalise alone",
+            "target  normalise(Baileys close) / normalise(440)",
+        ],
     ),
     "adapter_frames.py": (
         ["--size", "3"],

@@ -22,10 +22,13 @@ from linkstate import (
     Verdict,
     normalise,
 )
-from linkstate._events import sanitise_reason
+from linkstate._channel import Channel, available_channels, load_channel
+from linkstate._events import Phase, sanitise_reason
 from linkstate._lifecycle import CLOSE_TRIGGERS, DECISIONS
 from linkstate._machine import Link, TransitionRecord, _Firing, route_table
 from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
+
+BUNDLED_NAMES = ("discord", "matrix", "slack", "telegram", "websocket", "whatsapp")
 
 LIVE_CLOSES = [
     (state, trigger)
@@ -219,3 +222,50 @@ def test_records_carry_every_field_in_its_place() -> None:
         reason="",
     )
     assert stop.message is not None and "440" in stop.message
+
+
+BUNDLED = [load_channel(name) for name in available_channels() if name in BUNDLED_NAMES]
+
+
+@pytest.mark.parametrize("channel", BUNDLED, ids=lambda channel: channel.name)
+def test_every_bundled_channel_reads_a_plain_int_as_its_extractor_does(channel: Channel) -> None:
+    # generic_ints is a promise: where the fast path answers, it gives what the
+    # extractor and the table give; where it does not, classify is unchanged.
+    for status in (-1, 0, 428, 440, 1000, 4440, 10**30):
+        event = channel.extract(status)
+        expected = (event, channel.table.classify(event))
+        assert channel.classify(status) == expected
+        assert channel.classify(status) == expected
+    assert (channel._by_int is not None) == channel.generic_ints
+
+
+@given(st.integers())
+def test_the_plain_int_fast_path_agrees_with_the_extractor(status: int) -> None:
+    event = WHATSAPP.extract(status)
+    expected = (event, WHATSAPP.table.classify(event))
+    assert WHATSAPP.classify(status) == expected
+    assert WHATSAPP.classify(status) == expected  # the second answer comes from the cache
+
+
+class HostileInt(int):
+    """An int subclass whose comparisons raise: it must not take the int fast path."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("hostile")
+
+    def __hash__(self) -> int:
+        raise RuntimeError("hostile")
+
+
+def test_an_int_subclass_goes_the_safe_way_not_the_fast_path() -> None:
+    event, rule = WHATSAPP.classify(HostileInt(440))
+    assert type(event.status) is int or event.status is None
+    assert WHATSAPP._by_int is not None
+    assert all(type(key) is int for key in WHATSAPP._by_int)
+    assert rule is WHATSAPP.table.classify(event)
+
+
+def test_a_cached_int_still_honours_a_phase_override() -> None:
+    WHATSAPP.classify(440)
+    event, _ = WHATSAPP.classify(440, phase=Phase.handshake)
+    assert event.phase is Phase.handshake
