@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness import (
+    BAILEYS_CLOSE,
     DICT_FSM,
     Table,
     fmt_ratio,
@@ -57,17 +58,6 @@ ROUNDS = 9
 # cycles a smaller pool of instances through more rounds.
 PSM_POOL = 1_000
 
-# A close as Baileys reports it: connection.update's lastDisconnect, a Boom error.
-BAILEYS_CLOSE: dict[str, Any] = {
-    "connection": "close",
-    "lastDisconnect": {
-        "error": {
-            "message": "Connection Closed",
-            "output": {"statusCode": 428, "payload": {"statusCode": 428, "error": "Precondition"}},
-        },
-        "date": "2026-01-01T00:00:00Z",
-    },
-}
 RETRY: Decision = Decision(Verdict.retry)
 
 Step = Callable[[float], float]

@@ -35,7 +35,7 @@ from functools import partial
 
 import telegram.error
 from discord.errors import ConnectionClosed
-from harness import Table, best_of, fmt_ratio, fmt_time, parser, print_lines, target
+from harness import BAILEYS_CLOSE, Table, best_of, fmt_ratio, fmt_time, parser, print_lines, target
 from nio.responses import SyncError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
@@ -95,18 +95,6 @@ SHAPE_CASES: list[tuple[str, str, object]] = [
     ("slack", "error text", "An API error occurred: account_inactive"),
 ]
 
-
-# A close as Baileys reports it: connection.update's lastDisconnect, a Boom error.
-BAILEYS_CLOSE: dict[str, object] = {
-    "connection": "close",
-    "lastDisconnect": {
-        "error": {
-            "message": "Connection Closed",
-            "output": {"statusCode": 428, "payload": {"statusCode": 428, "error": "Precondition"}},
-        },
-        "date": "2026-01-01T00:00:00Z",
-    },
-}
 
 NORMALISE_FLOOR = "bare status 440 (floor)"
 NORMALISE_CASES: list[tuple[str, object]] = [

@@ -61,6 +61,20 @@ __all__ = [
 ]
 
 
+# A close as Baileys reports it (connection.update's lastDisconnect, a Boom error),
+# shared by the scripts that price it.
+BAILEYS_CLOSE: dict[str, Any] = {
+    "connection": "close",
+    "lastDisconnect": {
+        "error": {
+            "message": "Connection Closed",
+            "output": {"statusCode": 428, "payload": {"statusCode": 428, "error": "Precondition"}},
+        },
+        "date": "2026-01-01T00:00:00Z",
+    },
+}
+
+
 def parser(description: str, *, size: int, size_help: str) -> argparse.ArgumentParser:
     """An argument parser with the ``--size`` option every script has."""
     cli = argparse.ArgumentParser(description=description)
