@@ -18,7 +18,7 @@ the same disk as /tmp):
    ``inline=True`` shows what a blocking call on the trio thread would do.
 4. The floor of (2): a bare ``sqlite3`` loop that replays, on a fresh file
    with the same claims, exactly the batches the journal committed, with
-   exactly the store's SQL (``_FENCE_SQL`` and ``_WRITE_SQL`` of
+   exactly the store's SQL (``_read_fences`` and ``_WRITE_SQL`` of
    ``fsm/store/_sqlite.py``: the owner/seq fence reads, the history insert
    and trim, the claim release, the row upsert), one ``BEGIN IMMEDIATE`` ...
    ``COMMIT`` per batch. Its parameters are built before its clock starts,
@@ -50,13 +50,12 @@ from linkstate._policy import ReconnectPolicy
 from linkstate.channels.whatsapp import CHANNEL
 from linkstate.store._journal import open_journal
 from linkstate.store._sqlite import (
-    _FENCE_SQL,
-    _IN_CHUNK,
     _WRITE_SQL,
     DEFAULT_KEEP,
     Entry,
     LinkRow,
     SQLiteStore,
+    _read_fences,
     _row_values,
 )
 
@@ -202,20 +201,12 @@ def bare_loop(path: Path, synchronous: str, batches: list[list[Entry]], links: i
     start = time.perf_counter()
     for ids, entries in prepared:
         db.execute("BEGIN IMMEDIATE")
-        stored: dict[str, tuple[str, int]] = {}
-        held: dict[str, int] = {}
-        for at in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[at : at + _IN_CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            for link_id, state, seq in db.execute(_FENCE_SQL[0].format(marks), chunk):
-                stored[link_id] = (state, seq)
-            for link_id, _owner, token in db.execute(_FENCE_SQL[1].format(marks), chunk):
-                held[link_id] = token
+        stored, held = _read_fences(db, ids)
         wall = time.time()
         history, rows, released, trim = [], [], [], []
         for (link_id, src, dst, token, seq), text, values in entries:
             # The same fence, as bare as it gets: the comparisons, no messages.
-            if stored.get(link_id, ("idle", 0)) != (src, seq - 1) or held[link_id] != token:
+            if stored.get(link_id, ("idle", 0)) != (src, seq - 1) or held[link_id][1] != token:
                 raise SystemExit(f"the replay diverged at {link_id} #{seq}")
             stored[link_id] = (dst, seq)
             history.append((link_id, seq, wall, text))

@@ -809,16 +809,7 @@ class SQLiteStore:
         caller's transaction rolls back.
         """
         db = self._db
-        stored: dict[str, tuple[str, int]] = {}
-        held: dict[str, tuple[str | None, int | None]] = {}
-        ids = list(dict.fromkeys(row.link_id for _, row in entries))
-        for at in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[at : at + _IN_CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            for link_id, state, seq in db.execute(_FENCE_SQL[0].format(marks), chunk):
-                stored[link_id] = (state, seq)
-            for link_id, owner, token in db.execute(_FENCE_SQL[1].format(marks), chunk):
-                held[link_id] = (owner, token)
+        stored, held = _read_fences(db, list(dict.fromkeys(row.link_id for _, row in entries)))
         # One reading per transaction: every row of a commit is stored at one instant.
         wall = self.wall()
         boot_id, boot = self.boot_id, self.boot()
@@ -1026,6 +1017,25 @@ def _row_values(row: LinkRow, seq: int, updated: float) -> tuple[object, ...]:
         json.dumps(closes) if closes else "[]", row.opened_at, row.delay, row.status, row.code,
         row.reason, row.rule, row.verdict, row.stop_reason, row.message, seq, updated,
     )  # fmt: skip
+
+
+def _read_fences(
+    db: sqlite3.Connection, ids: Sequence[str]
+) -> tuple[dict[str, tuple[str, int]], dict[str, tuple[str | None, int | None]]]:
+    """The stored ``(state, seq)`` and ``(owner, token)`` of the links ``ids``: two queries.
+
+    The store's (and its benchmark's, which runs the same SQL).
+    """
+    stored: dict[str, tuple[str, int]] = {}
+    held: dict[str, tuple[str | None, int | None]] = {}
+    for at in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[at : at + _IN_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for link_id, state, seq in db.execute(_FENCE_SQL[0].format(marks), chunk):
+            stored[link_id] = (state, seq)
+        for link_id, owner, token in db.execute(_FENCE_SQL[1].format(marks), chunk):
+            held[link_id] = (owner, token)
+    return stored, held
 
 
 def _check_fence(
