@@ -11,10 +11,16 @@ reading alone, which is what classification cost before the native readers
 (and which gets several of these shapes wrong: it cannot see Slack's error
 code, Matrix's soft_logout or discord.py's ``ConnectionClosed.code``).
 Each figure is the best of five batches of N calls, per call.
+
+A second table prices the shapes a channel trusts (``Channel.shapes``, issue
+12: OpenClaw's ``isLoggedOut``, node-slack-sdk's ``data.error``, Slack's error
+text): ``channel.classify(raw)`` against the same channel with no shapes,
+measured in the same run. A bare status skips them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -27,7 +33,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
 from linkstate._channel import Channel, load_channel
-from linkstate._events import normalise
+from linkstate._events import Shapes, normalise
 
 TELEGRAM_409_TEXT = (
     "Conflict: terminated by other getUpdates request; make sure that only one bot instance "
@@ -68,6 +74,20 @@ CASES: list[tuple[str, str, object]] = [
 ]
 
 
+SHAPE_CASES: list[tuple[str, str, object]] = [
+    ("whatsapp", "bare status", 440),
+    ("whatsapp", "Baileys Boom", {"error": {"output": {"statusCode": 428}}}),
+    ("whatsapp", "OpenClaw isLoggedOut", {"status": None, "isLoggedOut": True, "error": "x"}),
+    ("slack", "disconnect frame", {"type": "disconnect", "reason": "warning"}),
+    (
+        "slack",
+        "node platform error",
+        {"code": "slack_webapi_platform_error", "data": {"ok": False, "error": "invalid_auth"}},
+    ),
+    ("slack", "error text", "An API error occurred: account_inactive"),
+]
+
+
 def per_call(size: int, work: Callable[[], object]) -> float:
     """Seconds per call of ``work``, timed over one batch of ``size`` calls."""
     start = time.perf_counter()
@@ -95,6 +115,20 @@ def measure(channel: Channel, raw: object, size: int) -> tuple[float, float, str
     )
 
 
+def measure_shapes(channel: Channel, raw: object, size: int) -> tuple[float, float, str]:
+    """(with its shapes, with none) seconds per call, and the row the channel reaches."""
+    bare = dataclasses.replace(channel, shapes=Shapes())
+
+    def ours() -> float:
+        return per_call(size, lambda: channel.classify(raw))
+
+    def baseline() -> float:
+        return per_call(size, lambda: bare.classify(raw))
+
+    found = channel.classify(raw)[1]
+    return best_of(5, ours), best_of(5, baseline), f"{found.label}: {found.verdict.value}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures."""
     cli = parser(__doc__.splitlines()[0], size=20_000, size_help="calls per batch")
@@ -117,6 +151,15 @@ def main(argv: list[str] | None = None) -> int:
         ratio = fmt_ratio(ours / generic)
         table.add(name, shape, fmt_time(ours), fmt_time(generic), ratio, row, same)
     table.print()
+    shapes = Table(
+        f"the shapes a channel trusts ({args.size:,} calls a batch, best of 5)",
+        ["channel", "shape", "with its shapes", "without (baseline)", "ratio", "row reached"],
+    )
+    for name, shape, raw in SHAPE_CASES:
+        channel = load_channel(name)
+        ours, base, reached = measure_shapes(channel, raw, args.size)
+        shapes.add(name, shape, fmt_time(ours), fmt_time(base), fmt_ratio(ours / base), reached)
+    shapes.print()
     return 0
 
 

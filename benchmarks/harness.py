@@ -221,16 +221,20 @@ def transitions_spec() -> dict[str, Any]:
     }
 
 
-def transitions_machine(model: object | None = None, *, guards: bool = True) -> Machine:
+def transitions_machine(
+    model: object | None = None, *, guards: bool = True, common_only: bool = False
+) -> Machine:
     """A transitions ``Machine`` for the lifecycle.
 
     With ``guards=False`` it is the bare machine: the same states, and of each
     group of guarded close edges only the one into ``reconnecting``, unguarded.
+    With ``common_only=True`` it keeps that one edge's guard: a trigger with
+    exactly one guard, which passes.
     """
     spec = transitions_spec()
-    if not guards:
+    if not guards or common_only:
         spec["transitions"] = [
-            {**item, "conditions": []}
+            {**item, "conditions": item["conditions"] if guards else []}
             for item, edge in zip(spec["transitions"], LIFECYCLE.edges, strict=True)
             if _common_case(edge)
         ]

@@ -30,8 +30,11 @@ SCRIPTS: Final = (
     "extract_cost.py",
     "adapter_frames.py",
     "store_write.py",
+    "postgres_leases.py",
     "diagram_cost.py",
     "cli_startup.py",
+    "metrics_cost.py",
+    "adapters.py",
 )
 
 

@@ -7,7 +7,9 @@ the same disk as /tmp):
 
 1. ``SQLiteStore.write`` with one transition per transaction, for
    ``synchronous=FULL`` (the default: fsync per commit) and ``NORMAL``. This
-   is the floor: what one link alone pays per transition.
+   is the floor: what one link alone pays per transition. Then the same
+   writes fenced by a claim, as a supervisor writes them (token and expected
+   ``seq`` checked in the transaction), as a ratio of the unfenced ones.
 2. The :class:`linkstate.store.Journal` with N links writing at once on trio's
    real clock, each waiting for its commit as the supervisor does. The
    writer groups whatever arrived during the previous commit, so the cost
@@ -38,7 +40,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
@@ -89,9 +91,11 @@ class Run:
     batches: list[list[Entry]]
 
 
-def single_writes(directory: Path, synchronous: str, count: int) -> float:
-    """Transitions per second, one transaction each."""
-    with SQLiteStore(directory / f"single-{synchronous}.db", synchronous=synchronous) as store:
+def single_writes(directory: Path, synchronous: str, count: int, *, fenced: bool = False) -> float:
+    """Transitions per second, one transaction each (under a claim with ``fenced``)."""
+    name = f"single-{synchronous}{'-fenced' if fenced else ''}.db"
+    with SQLiteStore(directory / name, synchronous=synchronous) as store:
+        claim = store.claim("one", "benchmark") if fenced else None
         link = MACHINE.new_link("one")
         start = time.perf_counter()
         for i in range(count):
@@ -102,7 +106,10 @@ def single_writes(directory: Path, synchronous: str, count: int) -> float:
                 record = MACHINE.fire(link, trigger, float(i))
             else:
                 record = MACHINE.close(link, 428, float(i))
-            store.write([(record, LinkRow.from_link(link, channel="whatsapp", now=i, wall=i))])
+            row = LinkRow.from_link(link, channel="whatsapp", now=i, wall=i)
+            if claim is not None:
+                row = replace(row, owner=claim.owner, token=claim.token, seq=i + 1)
+            store.write([(record, row)])
         return count / (time.perf_counter() - start)
 
 
@@ -241,6 +248,14 @@ def main() -> None:
         print(
             f"{'one link, one transaction per transition (transitions/s)':<58} "
             f"{single['FULL']:>12,.0f} {single['NORMAL']:>12,.0f}"
+        )
+        fenced = {
+            s: single_writes(directory, s, args.single, fenced=True) / single[s]
+            for s in ("FULL", "NORMAL")
+        }
+        print(
+            f"{'  the same, fenced by a claim (ratio to unfenced)':<58} "
+            f"{fenced['FULL']:>12,.2f} {fenced['NORMAL']:>12,.2f}"
         )
         # The journal and its floor take turns, so a noisy moment hits both alike.
         best: dict[str, Run] = {}

@@ -44,15 +44,24 @@ def _fatal(code: int, name: str, meaning: str, what: str) -> Rule:
     )
 
 
-# Rules this table keeps (from Discord's "Opcodes and Status Codes" docs and
-# how the common client libraries handle each code):
+# Rules this table keeps (from Discord's "Opcodes and Status Codes" docs,
+# section "Gateway Close Event Codes", whose Reconnect column is false for
+# exactly 4004 and 4010-4014 (discord/discord-api-docs
+# developers/topics/opcodes-and-status-codes.mdx), and how the common client
+# libraries handle each code: discord.py's DiscordWebSocket._can_handle_close
+# (discord/gateway.py) gives up on the same six, and discord.js's
+# WebSocketShard.onClose (packages/ws/src/ws/WebSocketShard.ts) destroys the
+# shard on them):
 # 1. 4004 (bad token) is relink: a person must put a valid token in place.
 # 2. 4010-4014 are fatal: the shard, version or intents configuration is
 #    wrong, and identifying again with it can only fail again.
 # 3. What Discord marks "reconnect" is retry_now when the server told us to
 #    start over (4000, 4003, 4005, 4007, 4009, op 7, op 9), and plain retry
 #    when we sent something bad (4001, 4002) or were rate limited (4008), so
-#    that a bug on our side backs off instead of hammering the gateway.
+#    that a bug on our side backs off instead of hammering the gateway. Here
+#    the peers disagree: discord.py resumes at once on every code it can
+#    handle, discord.js resumes 4000-4002 and 4009 and re-identifies on 4003,
+#    4005, 4007 and 4008, both without a delay; the backoff is our choice.
 # 4. Standard WebSocket closes (1000, 1001 from the server, 1006 without a
 #    close frame) are network events: retry. Unknown codes retry too, and
 #    flap detection stops a loop.

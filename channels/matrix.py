@@ -9,6 +9,9 @@ event flag ``soft_logout``. matrix-nio returns (not raises) an
 the *errcode* and whose ``transport_response`` holds the HTTP response;
 :func:`extract` reads both.
 
+``M_USER_LOCKED`` is not a stop: the spec asks a client to keep its session
+and keep polling, rate-limited, until the admins lift the lock.
+
 The trap is ``M_UNKNOWN_TOKEN``. With ``soft_logout`` the server merely
 expired the access token: log in again *as the same device* and the
 encryption keys and room state stay valid. Without it the session and device
@@ -25,12 +28,16 @@ from linkstate._events import CloseEvent
 from linkstate._verdicts import CloseTable, Rule, Verdict
 from linkstate.plugin import Facts, extract_with, facts, get, is_a, retry_after_header, text
 
-__all__ = ["CHANNEL", "SOFT_LOGOUT", "TABLE", "extract"]
+__all__ = ["CHANNEL", "SOFT_LOGOUT", "TABLE", "USER_LOCKED_FLOOR", "extract"]
 
 SOFT_LOGOUT: Final = "soft_logout"
 """The event flag for an ``M_UNKNOWN_TOKEN`` that came with ``soft_logout: true``."""
 
 _RESET: Final = "then run `{reset_command}`. Monitoring of this link has stopped."
+
+USER_LOCKED_FLOOR: Final = 60.0
+"""Seconds between polls while the account is locked: the spec asks for rate-limited
+requests, and a lock lifted by an admin need not be noticed within the second."""
 
 
 def _fatal(code: str, name: str, meaning: str, what: str) -> Rule:
@@ -44,14 +51,31 @@ def _fatal(code: str, name: str, meaning: str, what: str) -> Rule:
     )
 
 
-# Rules this table keeps (from the Matrix client-server spec):
+# Rules this table keeps (from the Matrix client-server spec, matrix-org/matrix-spec
+# content/client-server-api/_index.md: "Common error codes", "Rate limiting",
+# "Soft logout", "Account locking", "Account suspension"):
 # 1. Rows are keyed by errcode; HTTP 5xx without a known errcode are retry.
 # 2. M_UNKNOWN_TOKEN is relink either way, but the soft_logout row comes first
 #    and says to keep the device and its store; the plain row says the
-#    session is destroyed.
-# 3. M_MISSING_TOKEN, M_USER_LOCKED, M_USER_DEACTIVATED and M_UNRECOGNIZED
-#    are fatal: configuration or the account must change.
-# 4. M_LIMIT_EXCEEDED is retry; Retry-After, else retry_after_ms, is the floor.
+#    session is destroyed ("Soft logout"). matrix-js-sdk refreshes the token
+#    once and then stops syncing (src/sync.ts shouldAbortSync); matrix-nio
+#    keeps polling: the stop wins, a dead token cannot sync.
+# 3. M_MISSING_TOKEN, M_USER_DEACTIVATED and M_UNRECOGNIZED are fatal:
+#    configuration or the account must change.
+# 4. M_USER_LOCKED is retry with a USER_LOCKED_FLOOR, never a stop: "Account
+#    locking" (spec v1.12) says servers answer 401 M_USER_LOCKED with
+#    soft_logout true and SHOULD NOT invalidate the token, and clients SHOULD
+#    keep the session and "continue to make rate-limited requests to /sync"
+#    to detect when the lock lifts. It is transient: a lock lasts as long as
+#    the admins want, so neither refusal counting nor escalation applies.
+#    Rows are keyed by errcode, so the soft_logout flag that comes with it
+#    cannot lead it to M_UNKNOWN_TOKEN's rows.
+# 5. M_USER_SUSPENDED is retry: "Account suspension" (v1.13) forbids some
+#    actions and SHOULD still permit /sync, so on /sync it is not a reason to stop.
+# 6. M_LIMIT_EXCEEDED is retry; Retry-After, else retry_after_ms, is the floor
+#    ("Rate limiting": servers SHOULD send Retry-After; retry_after_ms is
+#    deprecated since v1.10; matrix-js-sdk MatrixError.getRetryAfterMs prefers
+#    the header too).
 TABLE: Final = CloseTable(
     channel="matrix",
     rules=(
@@ -86,11 +110,21 @@ TABLE: Final = CloseTable(
             "no access token was sent",
             "Configure the access token the gateway sends",
         ),
-        _fatal(
-            "M_USER_LOCKED",
+        Rule(
+            Verdict.retry,
             "userLocked",
-            "the account is locked by the server admins",
-            "Ask the homeserver's admins to unlock the account",
+            "the admins locked the account; keep the session and poll, rate-limited, until "
+            "the lock lifts (spec: Account locking)",
+            code="M_USER_LOCKED",
+            min_delay=USER_LOCKED_FLOOR,
+            transient=True,
+        ),
+        Rule(
+            Verdict.retry,
+            "userSuspended",
+            "the account is suspended; /sync still works (spec: Account suspension)",
+            code="M_USER_SUSPENDED",
+            transient=True,
         ),
         _fatal(
             "M_USER_DEACTIVATED",

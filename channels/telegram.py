@@ -56,10 +56,22 @@ _ANOTHER_POLLER: Final = (
 #    (aiogram/dispatcher/dispatcher.py lines 198-233, backoff 1-5 s) and
 #    OpenClaw's polling session (polling-session.ts) all retry it unbounded;
 #    the bound is ours, so two copies of a bot do not kick each other forever.
-# 2. 401 is relink: the token was revoked; 404 is fatal: the token is
-#    malformed or the API base URL is wrong.
-# 3. 429 is retry with parameters.retry_after as the floor; 5xx and network
-#    errors are retry; a long-poll read timeout is retry_now.
+#    The webhook 409s: python-telegram-bot deletes the webhook before it
+#    polls (telegram/ext/_updater.py bootstrap, delete_webhook) and OpenClaw's
+#    polling session does too, so neither ever stops on one; aiogram retries.
+#    This channel's transports do not delete a webhook someone set, so the
+#    webhook 409s stop: polling would only fight that someone's intent.
+# 2. 401 is relink: the token was revoked. python-telegram-bot raises
+#    InvalidToken for 401 and 404 (telegram/request/_baserequest.py) and its
+#    network_retry_loop aborts on it; OpenClaw stops; aiogram retries forever
+#    (aiogram/dispatcher/dispatcher.py _listen_updates catches everything):
+#    the stop wins, a revoked token never comes back. 404 is fatal: the token
+#    is malformed or the API base URL is wrong (the URL embeds the token).
+# 3. 429 is retry with parameters.retry_after as the floor (Bot API,
+#    "ResponseParameters": retry_after is the seconds left to wait;
+#    python-telegram-bot waits retry_after + 0.5 s, aiogram's polling ignores
+#    it); 5xx and network errors are retry; a long-poll read timeout is
+#    retry_now (the poll simply ended: poll again).
 TABLE: Final = CloseTable(
     channel="telegram",
     rules=(

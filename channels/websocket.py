@@ -6,7 +6,13 @@ comes from anyio's TLS stream.
 
 How closes arrive: the transport's :class:`WebSocketClosed` carries the close
 ``code`` and ``reason``; 1005, 1006 and 1015 are never sent on the wire, they
-are reported locally (a TCP drop is 1006). A handshake the server refuses
+are reported locally (a TCP drop is 1006). A peer that breaks the protocol (a
+close code that must never be on the wire, such as 999, 1005 or 5000; a
+control frame over 125 bytes; text that is not UTF-8; a message over
+``max_message_size``) makes our side fail the connection, answering 1002, 1007
+or 1009: that is :class:`WebSocketProtocolError`, read as a local close
+without a status, so it is retried with backoff and left to flap detection.
+Only a code the peer really sent means what the table says. A handshake the server refuses
 raises :class:`WebSocketRejected` with the HTTP ``status_code`` and ``headers``
 (``Retry-After`` among them); any other handshake failure is a
 :class:`WebSocketHandshakeError` (its cause is the network error).
@@ -58,21 +64,30 @@ from linkstate._events import CloseEvent, Initiator, Phase, normalise, read_safe
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule, Verdict
 from linkstate.channels._native import websockets_error
-from linkstate.plugin import get, is_a, retry_after_header, text
+from linkstate.plugin import get, is_a, json_text, retry_after_header, text
 
 __all__ = [
     "CHANNEL",
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "POLICY",
+    "SERVICE_RESTART_DELAY",
     "TABLE",
+    "TRY_AGAIN_LATER_LIMIT",
     "WebSocketClosed",
     "WebSocketConnection",
     "WebSocketHandshakeError",
+    "WebSocketProtocolError",
     "WebSocketRejected",
     "WebSocketTransport",
     "extract",
 ]
 
 _STOPPED: Final = "Monitoring of this link has stopped."
+
+SERVICE_RESTART_DELAY: Final = (5.0, 30.0)
+"""Seconds: the window a reconnect after 1012 (Service Restart) is drawn from, uniformly."""
+TRY_AGAIN_LATER_LIMIT: Final = 3
+"""1013 (Try Again Later) that many times in a row is ``fatal``: come back on a user's action."""
 
 # One row per close code or handshake status, from RFC 6455 section 7.4.1 and
 # the IANA registry of close codes (1012-1014, 3000, 3003, 3008). Rules: every code the RFC
@@ -118,20 +133,39 @@ TABLE: Final = CloseTable(
             status=1014,
             transient=True,
         ),
+        # 1012 Service Restart, registered by the hybi message "[hybi] Additional
+        # WebSocket Close Error Codes" (IETF hybi archive msg09670, which the IANA
+        # registry cites): "a client may reconnect, and if it chooses to do, should
+        # reconnect using a randomized delay of 5 - 30s". So a delay window, not
+        # the policy's schedule: a restarted fleet comes back spread over 25 s.
         Rule(
-            Verdict.retry_now,
+            Verdict.retry,
             "serviceRestart",
-            "the server is restarting",
+            "the server is restarting; its registration asks for a randomised delay",
             status=1012,
+            min_delay=SERVICE_RESTART_DELAY[0],
+            max_delay=SERVICE_RESTART_DELAY[1],
             transient=True,
         ),
+        # 1013 Try Again Later, the same registration: "a client should only connect
+        # to a different IP (when there are multiple for the target) or reconnect to
+        # the same IP upon user action". We cannot pick another IP, but the name may
+        # resolve to one, and a load balancer may send us elsewhere: two retries at
+        # least 30 s apart, then the third in a row stops for the user action.
         Rule(
             Verdict.retry,
             "tryAgainLater",
-            "the server is overloaded; come back later",
+            "the server is overloaded; reconnect elsewhere or on user action (its registration)",
             status=1013,
             min_delay=30.0,
+            escalate_after=TRY_AGAIN_LATER_LIMIT,
             transient=True,
+            message=(
+                "WebSocket close {status} (try again later) on link {link}, "
+                f"{TRY_AGAIN_LATER_LIMIT} times in a row: the server is overloaded and "
+                "asks clients to come back only on a user's action. Check the server's "
+                f"load or status page, then run `{{reset_command}}`. {_STOPPED}"
+            ),
         ),
         Rule(
             Verdict.fatal,
@@ -210,6 +244,9 @@ TABLE: Final = CloseTable(
                 f"{_STOPPED}"
             ),
         ),
+        # Handshake answers other than 101: RFC 6455 section 4.1 has the client
+        # handle them per HTTP's procedures, so each status means what HTTP says
+        # (RFC 9110); 401 and 403 are credentials a person must renew.
         Rule(
             Verdict.fatal,
             "badRequest",
@@ -254,11 +291,15 @@ TABLE: Final = CloseTable(
                 f"credentials, then relink with `{{relink_command}}`. {_STOPPED}"
             ),
         ),
+        # websockets' reconnect loop gives up on a handshake 429 (asyncio/client.py
+        # process_exception retries only 500, 502, 503 and 504); we retry, because
+        # the server's Retry-After says when to come back (RFC 6585 section 4).
         Rule(
             Verdict.retry,
             "tooManyRequests",
             "rate limited (HTTP 429); Retry-After is the floor of the next delay",
             status=429,
+            transient=True,
         ),
         # 3000, 3003 and 3008 are not the application's: the IANA "WebSocket
         # Close Code Number Registry" assigns them (Unauthorized, Forbidden,
@@ -292,10 +333,33 @@ TABLE: Final = CloseTable(
             status=3008,
             transient=True,
         ),
-        Rule(Verdict.retry, "serverError", "the server failed (HTTP 500)", status=500),
-        Rule(Verdict.retry, "httpBadGateway", "a gateway failed (HTTP 502)", status=502),
-        Rule(Verdict.retry, "unavailable", "the server is unavailable (HTTP 503)", status=503),
-        Rule(Verdict.retry, "gatewayTimeout", "a gateway timed out (HTTP 504)", status=504),
+        # Handshake 5xx: the server's own trouble, which ends (RFC 9110 section 15.6);
+        # websockets' reconnect loop retries exactly these four (asyncio/client.py
+        # process_exception). Transient, so no number of them is a refusal.
+        Rule(
+            Verdict.retry, "serverError", "the server failed (HTTP 500)", status=500, transient=True
+        ),
+        Rule(
+            Verdict.retry,
+            "httpBadGateway",
+            "a gateway failed (HTTP 502)",
+            status=502,
+            transient=True,
+        ),
+        Rule(
+            Verdict.retry,
+            "unavailable",
+            "the server is unavailable (HTTP 503)",
+            status=503,
+            transient=True,
+        ),
+        Rule(
+            Verdict.retry,
+            "gatewayTimeout",
+            "a gateway timed out (HTTP 504)",
+            status=504,
+            transient=True,
+        ),
     ),
     unknown=Rule(
         Verdict.retry,
@@ -312,8 +376,10 @@ POLICY: Final = ReconnectPolicy(
     jitter=Jitter.full,
     retry_now_max=5.0,
 )
-"""RFC 6455 section 7.2.3: the first delay is random in 0-5 s, then it grows (websockets' x1.618
-up to 90 s); a restart (1012) waits a random 0-5 s too, so a fleet does not stampede back."""
+"""RFC 6455 section 7.2.3: the first delay is random in 0-5 s, then it grows by websockets'
+x1.618 up to 90 s (src/websockets/client.py ``backoff``), with full jitter throughout where
+websockets jitters only the first delay; a ``retry_now`` row of a channel built on this one
+waits a random 0-5 s. A restart (1012) draws its own 5-30 s window, as its registration asks."""
 
 
 # What a refused handshake may send back: enough of the body for a reason, and
@@ -322,6 +388,12 @@ _MAX_BODY: Final = 4096
 _READ_SIZE: Final = 65536
 # 1005/1006/1015 are reported by the local side, never sent by the peer.
 _LOCAL_CODES: Final = frozenset({1005, 1006, 1015})
+
+DEFAULT_MAX_MESSAGE_SIZE: Final = 2**20
+"""Bytes: the largest message the transport accepts (the ``websockets`` library's default).
+
+A peer that sends more is failed with 1009 before the message is held in
+memory whole; raise it with ``max_message_size=`` (``--max-message-size``)."""
 # What the network may raise under a stream: each ends the connection (1006).
 _STREAM_ERRORS: Final = (
     anyio.EndOfStream,
@@ -339,6 +411,16 @@ class WebSocketClosed(LinkstateError):  # noqa: N818 - it names the event, like 
         super().__init__(f"WebSocket closed with code {code}: {reason}")
         self.code = code
         self.reason = reason
+
+
+class WebSocketProtocolError(WebSocketClosed):
+    """Our side failed the connection because the peer broke the protocol (RFC 6455 7.1.7).
+
+    ``code`` is the close code *we* sent the peer (1002 protocol error, 1007
+    invalid payload, 1009 message too big), never one the peer sent, and
+    ``reason`` says what the peer did. :func:`extract` reads it as a local
+    close without a status: a broken connection, retried with backoff.
+    """
 
 
 class WebSocketRejected(LinkstateError):  # noqa: N818 - it names the event
@@ -412,6 +494,13 @@ def extract(raw: object) -> CloseEvent:
 
 
 def _extract(raw: object) -> CloseEvent:
+    if isinstance(raw, WebSocketProtocolError):
+        # Our own stack's 1002/1007/1009 is not the server's verdict: the
+        # table's rows for those codes are for a peer that sent them.
+        return normalise(
+            {"reason": f"the peer broke the protocol ({raw.reason}); we closed with {raw.code}"},
+            initiator=Initiator.local,
+        )
     if isinstance(raw, WebSocketClosed):
         return _closed(raw.code, raw.reason)
     if isinstance(raw, WebSocketRejected):
@@ -423,7 +512,8 @@ def _extract(raw: object) -> CloseEvent:
         return found_trio
     # The `websockets` library's ConnectionClosed / InvalidStatus, read without importing it.
     found = websockets_error(raw)
-    return normalise(raw if found is None else found)
+    # Raw frame text holding a JSON object reads like its dict, as on every channel.
+    return normalise(json_text(raw) if found is None else found)
 
 
 MessageHandler = Callable[[str | bytes], None]
@@ -439,11 +529,16 @@ class WebSocketConnection:
     """
 
     def __init__(
-        self, stream: ByteStream, ws: WSConnection, on_message: MessageHandler | None
+        self,
+        stream: ByteStream,
+        ws: WSConnection,
+        on_message: MessageHandler | None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.stream = stream
         self.ws = ws
         self.on_message = on_message
+        self.max_message_size = max_message_size
         self.last_activity = anyio.current_time()
         self.messages = 0
         # Shielded from the start: an aborted supervisor still needs the reader
@@ -454,6 +549,7 @@ class WebSocketConnection:
         self._pong = anyio.Event()
         self._raw: object = None
         self._parts: list[str | bytes] = []
+        self._size = 0  # bytes of the message being received, counted as its frames arrive
 
     async def wait_closed(self) -> object:
         """Wait for the close; return the :class:`WebSocketClosed` that ended it."""
@@ -502,9 +598,10 @@ class WebSocketConnection:
                 self.ws.receive_data(data)
                 for event in self.ws.events():
                     await self._handle(event)
+                    if self._closed.is_set():
+                        break  # what a failed connection sent after the failure is not read
             except RemoteProtocolError as exc:
-                # A peer that breaks the protocol is a close like any other.
-                self._end(1002, f"protocol error: {exc}")
+                await self._fail(1002, str(exc))
             if data is None:
                 self._end(1006, "closed without a close frame")
 
@@ -512,9 +609,19 @@ class WebSocketConnection:
         self.last_activity = anyio.current_time()
         match event:
             case TextMessage() | BytesMessage():
-                self._parts.append(
-                    bytes(event.data) if isinstance(event, BytesMessage) else event.data
+                part = bytes(event.data) if isinstance(event, BytesMessage) else event.data
+                self._size += (
+                    len(part)
+                    if isinstance(part, bytes) or part.isascii()
+                    else len(part.encode("utf-8"))
                 )
+                if self._size > self.max_message_size:
+                    self._parts.clear()
+                    await self._fail(
+                        1009, f"a message over the size limit of {self.max_message_size} bytes"
+                    )
+                    return
+                self._parts.append(part)
                 if event.message_finished:
                     message = (
                         "".join(p for p in self._parts if isinstance(p, str))
@@ -522,6 +629,7 @@ class WebSocketConnection:
                         else b"".join(p for p in self._parts if isinstance(p, bytes))
                     )
                     self._parts.clear()
+                    self._size = 0
                     self.messages += 1
                     if self.on_message is not None:
                         self.on_message(message)
@@ -529,14 +637,25 @@ class WebSocketConnection:
                 await self._send_quietly(event.response())
             case Pong():
                 self._pong.set()
+            case CloseConnection() if self.ws.state in _STILL_OPEN:
+                # wsproto reports a frame it cannot parse as a CloseConnection
+                # carrying the code *we* must answer with, and leaves the state
+                # as it was; a close the peer really sent has moved it on.
+                await self._fail(event.code, event.reason or "a malformed frame")
             case CloseConnection():
                 if self.ws.state is ConnectionState.REMOTE_CLOSING:
                     await self._send_quietly(event.response())
                 self._end(event.code, event.reason or "")
 
-    def _end(self, code: int, reason: str) -> None:
+    async def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 7.1.7): tell the peer ``code``, then drop it."""
+        if self.ws.state is ConnectionState.OPEN:
+            await self._send_quietly(CloseConnection(code=code, reason=reason))
+        self._end(code, reason, WebSocketProtocolError)
+
+    def _end(self, code: int, reason: str, kind: type[WebSocketClosed] = WebSocketClosed) -> None:
         if not self._closed.is_set():
-            self._raw = WebSocketClosed(code, reason)
+            self._raw = kind(code, reason)
             self._closed.set()
 
     async def _send(self, event: Event) -> None:
@@ -563,6 +682,10 @@ class WebSocketConnection:
             # watchdog: we simply ping again.
             with anyio.move_on_after(interval):
                 await self._pong.wait()
+
+
+# The states in which wsproto has seen no close from the peer.
+_STILL_OPEN: Final = frozenset({ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING})
 
 
 def _check_url(url: str) -> tuple[SplitResult, str]:
@@ -600,6 +723,8 @@ class WebSocketTransport:
         extra_headers: Extra HTTP headers for the opening handshake.
         ssl_context: The TLS context for ``wss://``; None uses the system's
             default trust store.
+        max_message_size: The largest message accepted, in bytes; a peer that
+            sends more is failed with 1009 (a local close, retried).
 
     """
 
@@ -611,8 +736,19 @@ class WebSocketTransport:
         on_message: MessageHandler | None = None,
         extra_headers: list[tuple[bytes, bytes]] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         parts, host = _check_url(url)
+        if (
+            isinstance(max_message_size, bool)
+            or not isinstance(max_message_size, int)
+            or max_message_size < 1
+        ):
+            raise ArgumentError(
+                f"max_message_size={max_message_size!r} must be a whole number of bytes, "
+                f"1 or more (the default is {DEFAULT_MAX_MESSAGE_SIZE})"
+            )
+        self.max_message_size = max_message_size
         port = parts.port
         self.url = url
         self.secure = parts.scheme == "wss"
@@ -653,7 +789,7 @@ class WebSocketTransport:
         except BaseException:
             await anyio.aclose_forcefully(stream)
             raise
-        connection = WebSocketConnection(stream, ws, self.on_message)
+        connection = WebSocketConnection(stream, ws, self.on_message, self.max_message_size)
         tasks.start_soon(connection.serve, self.ping_interval, pending)
         return connection
 

@@ -8,7 +8,9 @@ the channel registry) and written as DOT, Mermaid, SVG or PNG::
     from linkstate.diagrams import picture_for, write_diagram
     write_diagram(picture_for("whatsapp"), Path("whatsapp.svg"))
 
-:func:`write_trace` draws the path one link actually took.
+:func:`write_trace` draws the path one link actually took;
+:func:`live_picture` draws a channel's lifecycle with a live link's state
+highlighted and its recent path numbered (the status page of ``linkstate serve``).
 """
 
 from linkstate.diagrams._dot import to_dot
@@ -33,7 +35,7 @@ from linkstate.diagrams._renderer import (
     find_renderer,
     render,
 )
-from linkstate.diagrams._trace import trace_picture, write_trace
+from linkstate.diagrams._trace import live_picture, trace_picture, write_trace
 
 __all__ = [
     "EXTENSIONS",
@@ -49,6 +51,7 @@ __all__ = [
     "find_renderer",
     "format_for_path",
     "lifecycle_picture",
+    "live_picture",
     "picture_for",
     "produce",
     "render",

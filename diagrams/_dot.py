@@ -153,8 +153,9 @@ def _group_attrs(group: Group) -> dict[str, str]:
 
 
 def _arrow_attrs(arrow: Arrow, dst: Node) -> dict[str, str]:
-    attrs = dict(_ARROW_ATTRS[arrow.kind])
-    if dst.kind is NodeKind.terminal and arrow.kind is not ArrowKind.step:
+    # A live link's recent path is drawn like a trace's steps, over the lifecycle.
+    attrs = dict(_ARROW_ATTRS[ArrowKind.step if arrow.taken else arrow.kind])
+    if dst.kind is NodeKind.terminal and arrow.kind is not ArrowKind.step and not arrow.taken:
         # Routes into a terminal state wear its colour, so they read at a glance.
         attrs["color"] = tone(dst.tone).stroke
     if arrow.lines:

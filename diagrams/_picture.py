@@ -181,6 +181,7 @@ class Arrow:
         kind: What it stands for.
         lines: The label, line by line: triggers, guards, close codes, steps.
         edges: The definition edges whose drawn path ends with this arrow.
+        taken: True for an arrow of a live link's recent path (drawn like a step).
 
     """
 
@@ -189,6 +190,7 @@ class Arrow:
     kind: ArrowKind
     lines: tuple[Line, ...] = ()
     edges: tuple[Edge, ...] = ()
+    taken: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,6 +542,10 @@ def _meaning(rule: Rule, defaults: dict[int, str]) -> str:
         parts.append(f"* only when the reason contains {rule.reason_contains!r}")
     if rule.flag is not None:
         parts.append(f"* only with the flag {rule.flag!r}")
+    if rule.max_delay is not None:
+        parts.append(f"waits {rule.min_delay:g}-{rule.max_delay:g} s, at random")
+    elif rule.min_delay:
+        parts.append(f"waits at least {rule.min_delay:g} s")
     if rule.escalate_after is not None:
         parts.append(f"fatal from the {_ordinal(rule.escalate_after)} in a row (xN)")
     return "; ".join(part for part in parts if part)

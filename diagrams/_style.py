@@ -51,6 +51,7 @@ TONES: Final[dict[str, Tone]] = {
     StopReason.budget_spent.value: _FAILED,
     StopReason.flapping.value: _FAILED,
     StopReason.aborted.value: _STOPPED,
+    StopReason.lease_lost.value: _STOPPED,
 }
 """Terminal colours, keyed by the first stop reason that enters the state."""
 

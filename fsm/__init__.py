@@ -33,14 +33,16 @@ from linkstate._lifecycle import (
     Trigger,
 )
 from linkstate._machine import Link, LinkMachine, TransitionRecord
-from linkstate._policy import GRPC, OPENCLAW, Jitter, PolicyError, ReconnectPolicy
+from linkstate._policy import GRPC, OPENCLAW, PRESETS, Budget, Jitter, PolicyError, ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule, TableError, Verdict
 
 __all__ = [
     "GRPC",
     "LIFECYCLE",
     "OPENCLAW",
+    "PRESETS",
     "ArgumentError",
+    "Budget",
     "Channel",
     "ChannelError",
     "CloseEvent",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from linkstate._errors import LinkstateError
-from linkstate._events import CloseEvent, Initiator, Phase, normalise, read_safely
+from linkstate._events import CloseEvent, Initiator, Phase, Shapes, normalise, read_safely
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule
 
@@ -43,6 +43,9 @@ BUNDLED_PACKAGE: Final = "linkstate.channels"
 
 Extractor = Callable[[object], CloseEvent]
 
+# A bare status carries no shape: the commonest close skips reading shapes.
+_BARE: Final = frozenset({int, float, bool, type(None)})
+
 
 @dataclass(frozen=True)
 class Channel:
@@ -58,6 +61,10 @@ class Channel:
         transport: The transport factory (``url -> Transport``) that opens
             real connections for the runtime, where the channel has one we
             can test for real; None otherwise.
+        shapes: The flags and shapes this platform's clients produce that the
+            generic reading does not look for (OpenClaw's ``isLoggedOut``,
+            node-slack-sdk's ``data.error``), declared as data; read after
+            ``extract`` and trusted above it.
 
     """
 
@@ -67,6 +74,12 @@ class Channel:
     policy: ReconnectPolicy = field(default_factory=ReconnectPolicy)
     extract: Extractor = normalise
     transport: Callable[[str], Transport] | None = None
+    shapes: Shapes = field(default_factory=Shapes)
+    _shapes: Shapes | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        # Most channels declare no shapes: decide that once, not on every close.
+        object.__setattr__(self, "_shapes", self.shapes or None)
 
     def event(
         self, raw: object, *, phase: Phase | None = None, initiator: Initiator | None = None
@@ -74,6 +87,8 @@ class Channel:
         """Normalise ``raw`` the way this platform reports closes; never raises."""
         # A plugin's extractor bug must not turn a disconnect into a crash.
         extracted = read_safely(self.extract, raw)
+        if self._shapes is not None and type(raw) not in _BARE:
+            extracted = self._shapes.read(raw, extracted)
         if phase is None and initiator is None and type(extracted) is CloseEvent:
             return extracted  # the common case: nothing to override
         return normalise(extracted, phase=phase, initiator=initiator)
@@ -91,9 +106,10 @@ class Channel:
             # which rebuilds every field from plain values.
             try:
                 event = normalise(event.to_json())
+                return event, self.table.classify(event)
             except Exception:
-                event = normalise(None)
-            return event, self.table.classify(event)
+                event = normalise(None)  # nothing of it can be read: an event without a status
+                return event, self.table.classify(event)
 
 
 class ChannelError(LinkstateError, LookupError):

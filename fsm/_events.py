@@ -21,6 +21,13 @@ Dicts and objects are read alike, a key else an attribute, by
 Everything that came from the network and may end up in a log (the reason
 text, the symbolic code) is sanitised here, once, so no later layer has to
 remember to.
+
+Shapes one platform's clients produce and no other's (OpenClaw's WhatsApp
+``isLoggedOut`` flag, node-slack-sdk's ``data.error``, Slack's error text
+``An API error occurred: account_inactive``) are not read for every channel:
+a channel declares them as data, :class:`Shapes`, which it trusts above the
+generic reading. ``isLoggedOut`` means something on WhatsApp and nothing on
+Discord, and a ``data.error`` is a Slack error code only on Slack.
 """
 
 from __future__ import annotations
@@ -29,10 +36,11 @@ import itertools
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, TypeVar, cast
 
+from linkstate._errors import ArgumentError
 from linkstate._reading import MAX_RETRY_AFTER, Reader, json_text, lookup, read_first, text
 
 __all__ = [
@@ -40,6 +48,8 @@ __all__ = [
     "CloseEvent",
     "Initiator",
     "Phase",
+    "Shapes",
+    "TrustedFlag",
     "extract_with",
     "normalise",
     "parse_status",
@@ -171,12 +181,16 @@ class CloseEvent:
         }
 
 
-def sanitise_reason(text: str, limit: int = MAX_REASON_LENGTH) -> str:
+def sanitise_reason(text: str, limit: int | None = MAX_REASON_LENGTH) -> str:
     """Make network text safe to log: no control characters, one line, at most ``limit`` chars.
 
     Control, format (bidi overrides) and separator characters become spaces,
-    runs of whitespace collapse to one, and overlong text ends in ``…``.
+    runs of whitespace collapse to one, and overlong text ends in ``…``. With
+    ``limit=None`` nothing is cut: for text we made ourselves around a user's
+    input (an operator message naming a link id), which is as long as it is.
     """
+    if limit is None:
+        limit = max(len(text), 1)
     # Look only at a bounded prefix: a megabyte of reason costs no more than 4x the limit.
     head = text[: limit * 4]
     if head.isprintable():
@@ -190,16 +204,23 @@ def sanitise_reason(text: str, limit: int = MAX_REASON_LENGTH) -> str:
 
 
 def parse_status(value: object) -> int | None:
-    """Read one status value: 440, "440", " 440 " and 440.0 give 440; anything else None."""
+    """Read one status value: 440, "440", " 440 " and 440.0 give 440; anything else None.
+
+    The result is always an exact ``int``, never a subclass the caller handed
+    in: an event's fields are hashed and compared by every classifier, and a
+    subclass may make that raise.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value in _STATUS_RANGE else None
+        whole = int.__int__(value)  # int's own conversion: a subclass's __int__ may raise
+        return whole if whole in _STATUS_RANGE else None
     if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer():
-            return parse_status(int(value))
+        real = float.__float__(value)  # likewise: an exact float
+        if math.isfinite(real) and real.is_integer():
+            return parse_status(int(real))
         return None
-    if isinstance(value, str) and len(value) <= 32 and str.isascii(value):
+    if isinstance(value, str) and str.__len__(value) <= 32 and str.isascii(value):
         # str's own methods: a str subclass may override them to raise.
         text = str.strip(value)
         if text.isdecimal():
@@ -265,8 +286,11 @@ def _first(
 
 
 def _read_code(value: object) -> str | None:
-    if isinstance(value, str) and _SYMBOLIC_CODE.fullmatch(value) and not value.isdecimal():
-        return value
+    if not isinstance(value, str):
+        return None
+    code = str.__str__(value)  # an exact str: a subclass's hash or == may raise in a classifier
+    if _SYMBOLIC_CODE.fullmatch(code) and not code.isdecimal():
+        return code
     return None
 
 
@@ -280,22 +304,35 @@ def _read_seconds(value: object, unit: float) -> float | None:
     if isinstance(value, bool):
         return None
     number: float
+    # Exact float and int (their own conversions): a subclass's arithmetic or
+    # comparisons may raise, in here or later in the policy.
     if isinstance(value, float):
-        number = value
+        number = float.__float__(value)
     elif isinstance(value, int):
+        whole = int.__int__(value)
         # float() of a JSON integer with hundreds of digits raises OverflowError.
-        number = float(value) if abs(value) <= 2**63 else math.inf
-    elif isinstance(value, str) and len(value) <= 32 and value.isascii():
-        try:
-            number = float(value.strip())
-        except ValueError:
+        number = float(whole) if abs(whole) <= 2**63 else math.inf if whole > 0 else -math.inf
+    elif isinstance(value, str) and str.isascii(value):
+        # str's own methods: a str subclass may override them to raise.
+        text = str.strip(value)
+        if str.isdecimal(text):
+            # Whole seconds, however many digits: a long wait, capped below.
+            number = float(text) if len(text) <= 32 else math.inf
+        elif len(text) <= 32:
+            try:
+                number = float(text)
+            except ValueError:
+                return None
+        else:
             return None
     else:
         return None
     seconds = number * unit
-    if math.isfinite(seconds) and 0.0 <= seconds <= MAX_RETRY_AFTER:
-        return seconds
-    return None
+    if math.isnan(seconds) or seconds < 0.0:
+        return None  # no hint at all: a negative wait means nothing
+    # However long (infinite: a JSON integer of hundreds of digits), capped, not
+    # dropped: see MAX_RETRY_AFTER.
+    return min(seconds, MAX_RETRY_AFTER)
 
 
 def _read_retry_after(layers: list[object]) -> float | None:
@@ -455,3 +492,147 @@ def _normalise_fresh(raw: object) -> CloseEvent:
         retry_after=_read_retry_after(layers),
         flags=_read_flags(layers),
     )
+
+
+# -- shapes a channel trusts ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedFlag:
+    """A boolean a channel's clients put on a close, and the event flag it becomes.
+
+    Attributes:
+        keys: The keys (or attributes) that carry it, read on the close and on
+            each error it wraps (``lastDisconnect``...); only ``True`` counts.
+        flag: The event flag it sets, for rows narrowed with ``flag=``.
+        status: The status it stands for, replacing any status read beside
+            it: the client decides on this flag before the number
+            (OpenClaw's ``isLoggedOut`` is WhatsApp's 401 whatever the status).
+
+    """
+
+    keys: tuple[str, ...]
+    flag: str
+    status: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.keys or not all(isinstance(key, str) and key for key in self.keys):
+            raise ArgumentError(
+                f"TrustedFlag {self.flag!r}: keys={self.keys!r} must name at least one key, "
+                "such as keys=('isLoggedOut',)"
+            )
+        if not isinstance(self.flag, str) or not _SYMBOLIC_CODE.fullmatch(self.flag):
+            raise ArgumentError(
+                f"TrustedFlag flag={self.flag!r} is not a flag name; use an identifier such "
+                "as 'logged_out'"
+            )
+        if self.status is not None and parse_status(self.status) != self.status:
+            raise ArgumentError(
+                f"TrustedFlag {self.flag!r}: status={self.status!r} is not a status; use a "
+                f"whole number from {_STATUS_RANGE.start} to {_STATUS_RANGE.stop - 1}, or None"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Shapes:
+    """Where one channel's clients put facts the generic reading does not look for.
+
+    A channel trusts these above :func:`normalise`'s guesses, so they win:
+    a trusted flag's status replaces the status read, and a trusted code
+    replaces the generic ``code`` (node-slack-sdk's ``code`` is its own
+    class name, ``slack_webapi_platform_error``; the Slack code sits in
+    ``data.error``).
+
+    Attributes:
+        flags: Booleans that become event flags (and may stand for a status).
+        code_paths: Where a symbolic code sits, tried in order on the close
+            and on each error it wraps, before the generic ``code``.
+        code_patterns: Regular expressions with one group, searched in the
+            sanitised reason when no code path matched; the group is the code
+            (``An API error occurred: ([a-z_]+)``).
+
+    """
+
+    flags: tuple[TrustedFlag, ...] = ()
+    code_paths: tuple[tuple[str, ...], ...] = ()
+    code_patterns: tuple[str, ...] = ()
+    _patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for path in self.code_paths:
+            if not path or not all(isinstance(key, str) and key for key in path):
+                raise ArgumentError(
+                    f"Shapes code_paths: {path!r} is not a path; give a tuple of keys, "
+                    "such as ('data', 'error')"
+                )
+        compiled = []
+        for pattern in self.code_patterns:
+            try:
+                regex = re.compile(pattern)
+            except re.error as exc:
+                raise ArgumentError(
+                    f"Shapes code_patterns: {pattern!r} is not a regular expression ({exc}); fix it"
+                ) from exc
+            if regex.groups != 1:
+                raise ArgumentError(
+                    f"Shapes code_patterns: {pattern!r} has {regex.groups} groups; give "
+                    "exactly one, around the code, such as r'An API error occurred: ([a-z_]+)'"
+                )
+            compiled.append(regex)
+        object.__setattr__(self, "_patterns", tuple(compiled))
+
+    def __bool__(self) -> bool:
+        return bool(self.flags or self.code_paths or self.code_patterns)
+
+    def read(self, raw: object, event: CloseEvent) -> CloseEvent:
+        """``event`` (read from ``raw``) with what these shapes find in ``raw``; never raises."""
+        try:
+            return self._read(json_text(raw), event)
+        except Exception:
+            return event  # a hostile object: keep the generic reading
+
+    def _read(self, raw: object, event: CloseEvent) -> CloseEvent:
+        if raw is None or type(raw) in (int, float, bool):
+            return event  # a bare status carries no shape
+        layers = [] if isinstance(raw, (str, bytes, bytearray)) else list(_layers(raw))
+        status, found = event.status, []
+        for trusted in self.flags:
+            if _any_true(layers, trusted.keys):
+                found.append(trusted.flag)
+                if trusted.status is not None:
+                    status = trusted.status
+        code = _first(layers, self.code_paths, _read_code) if self.code_paths else None
+        if code is None and self._patterns:
+            code = next(
+                (
+                    found_code
+                    for pattern in self._patterns
+                    if (match := pattern.search(event.reason))
+                    and (found_code := _read_code(match.group(1)))
+                ),
+                None,
+            )
+        flags = event.flags.union(found) if found else event.flags
+        if status == event.status and code in (None, event.code) and flags is event.flags:
+            return event
+        return CloseEvent(
+            status=status,
+            code=code or event.code,
+            reason=event.reason,
+            initiator=event.initiator,
+            phase=event.phase,
+            retry_after=event.retry_after,
+            flags=flags,
+        )
+
+
+def _any_true(layers: list[object], keys: tuple[str, ...]) -> bool:
+    """True when one of ``keys`` is exactly ``True`` on one of ``layers``."""
+    for layer in layers:
+        if type(layer) is dict:
+            # Decoded JSON, the usual case: a plain dict's get cannot raise.
+            if any(layer.get(key) is True for key in keys):
+                return True
+        elif any(lookup(layer, key) is True for key in keys):
+            return True
+    return False

@@ -113,6 +113,8 @@ class StopReason(StrEnum):
     budget_spent = "budget_spent"
     flapping = "flapping"
     aborted = "aborted"
+    lease_lost = "lease_lost"
+    """Another host may own the link now: this one stopped it (an abort, never restarted)."""
 
 
 TERMINAL_STATES: Final = frozenset({State.needs_relink, State.failed, State.stopped})
@@ -235,8 +237,8 @@ class Route:
 
 # The routing of every close-like trigger, in priority order. The guards are
 # disjoint, so order does not change the outcome; it is the order diagrams
-# list them. (Because they are disjoint, LinkMachine lets transitions try the
-# route into ``reconnecting`` first, the common one: see machine._trial_order.)
+# list them. (LinkMachine never tries them in turn at run time: it routes
+# every case once, when it is built; see machine.route_table.)
 CLOSE_ROUTES: Final = (
     Route(is_relink, State.needs_relink, StopReason.relink),
     Route(is_fatal, State.failed, StopReason.fatal),

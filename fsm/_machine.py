@@ -11,16 +11,23 @@ list on every call (quadratic overall) and decorates the model with methods
 Registering a link is allocating a ``Link``: O(1), about a hundred bytes.
 
 Because the models are unregistered, every guard and callback is a callable,
-never a method name. Guards see a :class:`linkstate.Decision` that
-:meth:`LinkMachine.fire` computes *before* the trigger (budget, flapping), so
-the guards stay pure functions of data. transitions routes: it tries the
-edges in order and takes the first whose guard passes, and that guard notes
-its edge on the firing; an unguarded edge is known from the state and the
-trigger alone. Once the trigger returns, :meth:`LinkMachine._apply` records
-the edge's effect, the one the supervisor must carry out: a backoff delay to
-sleep, a connect, or a stop with its operator message. (Not an ``after``
-callback: transitions' callback machinery costs ~2 µs an event,
-``benchmarks/event_cost.py``.)
+never a method name. Guards are pure functions of a :class:`linkstate.Decision`
+that :meth:`LinkMachine.fire` computes *before* the trigger (budget,
+flapping), and states × triggers × decisions is a finite set. So the routing
+is decided once, when the machine is built: :func:`route_table` asks
+:meth:`Definition.resolve` for every case and keeps ``(state, trigger,
+decision) -> edge``. At run time ``fire`` looks its edge up and has
+transitions execute that edge's ``Transition``: transitions still evaluates
+its condition, runs its callbacks and sets the state. The condition is an
+identity check (is this the routed edge?), so even a caller who fires through
+transitions' own ``Event.trigger`` lands on the edge the table chose, and no
+edge is tried and rejected on the way (each rejected trial costs about 2 µs,
+``benchmarks/event_cost.py``). ``linkstate check`` proves that the table
+equals what the guards decide, case by case. Once the transition is done,
+:meth:`LinkMachine._apply` records the edge's effect, the one the supervisor
+must carry out: a backoff delay to sleep, a connect, or a stop with its
+operator message. (Not an ``after`` callback: transitions' callback
+machinery costs ~2 µs an event.)
 
 This module is synchronous and has no clock: time comes in as ``now``.
 """
@@ -34,7 +41,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from transitions import EventData, Machine
+from transitions import Event, EventData, Machine, Transition
 from transitions import State as _TransitionsState
 
 from linkstate._channel import Channel
@@ -55,7 +62,7 @@ from linkstate._lifecycle import (
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import CLI_COMMANDS, OperatorCommands, Rule, Verdict
 
-__all__ = ["Link", "LinkMachine", "Observer", "TransitionRecord"]
+__all__ = ["Link", "LinkMachine", "Observer", "RouteKey", "TransitionRecord", "route_table"]
 
 _log: Final = logging.getLogger("linkstate.machine")
 
@@ -203,18 +210,24 @@ Observer = Callable[[TransitionRecord], None]
 
 
 class _Firing:
-    """What one trigger carries into the guards and the after-callback."""
+    """What one trigger carries into transitions' condition and into ``_apply``."""
 
     __slots__ = ("decision", "edge", "event", "now", "rule", "verdict")
 
     def __init__(
-        self, now: float, decision: Decision | None, event: CloseEvent | None, rule: Rule | None
+        self,
+        now: float,
+        decision: Decision | None,
+        event: CloseEvent | None,
+        rule: Rule | None,
+        edge: Edge,
     ) -> None:
         self.now = now
         self.decision = decision
         self.event = event
         self.rule = rule
-        self.edge: Edge | None = None
+        # The routed edge: the one transitions' identity condition lets pass.
+        self.edge = edge
         # The one place the verdict is decided: the guards' (escalated) one
         # when they are asked, else the row's own, for a close that a
         # terminal state absorbs without asking them.
@@ -275,11 +288,18 @@ class LinkMachine:
         self.commands = commands
         self._observers: list[Observer] = []
         self._accepted = frozenset((e.source.value, e.trigger) for e in definition.edges)
-        # The unguarded edge transitions takes for a state and trigger when no
-        # guarded one passes first (the first one, as transitions does).
-        self._plain: dict[tuple[str, Trigger], Edge] = {}
         self.machine = self._build(definition)
         self._events = {trigger: self.machine.events[trigger.value] for trigger in Trigger}
+        # Every case's edge, with the transitions objects that execute it.
+        self._routes = {
+            key: _Route(
+                edge,
+                self._transition_of(edge),
+                self.machine.get_state(key[0]),
+                self._events[edge.trigger],
+            )
+            for key, edge in route_table(definition).items()
+        }
         # Each table row's label (a property that formats a string), by the row's
         # id: the table keeps its rows alive, so no other live rule has that id.
         self._labels = {id(row): row.label for row in channel.table.rows()}
@@ -301,19 +321,22 @@ class LinkMachine:
             send_event=True,
             queued=False,
         )
-        for edge in _trial_order(definition):
-            conditions: list[str | Callable[..., bool | None]] = []
-            if edge.guard is None:
-                self._plain.setdefault((edge.source.value, edge.trigger), edge)
-            else:
-                conditions.append(_adapt_guard(edge))
+        for edge in definition.edges:
             machine.add_transition(
                 edge.trigger.value,
                 edge.source.value,
                 None if edge.dest is None else edge.dest.value,
-                conditions=conditions,
+                conditions=[_routed_to(edge)],
             )
         return machine
+
+    def _transition_of(self, edge: Edge) -> Transition:
+        # transitions keeps a state's transitions for a trigger in the order
+        # they were added: the definition's order, the same as edges_from's.
+        siblings = self.definition.edges_from(edge.source, edge.trigger)
+        index = next(i for i, sibling in enumerate(siblings) if sibling is edge)
+        transition: Transition = self._events[edge.trigger].transitions[edge.source.value][index]
+        return transition
 
     # -- links -----------------------------------------------------------------
 
@@ -360,14 +383,20 @@ class LinkMachine:
                     "its rule; call LinkMachine.close() with the raw close instead"
                 )
             decision = self._decide(link, trigger, event, rule, now)
-        firing = _Firing(now, decision, event, rule)
-        edge: Edge | None = None
-        if self._events[trigger].trigger(link, ctx=firing):
-            edge = firing.edge if firing.edge is not None else self._plain.get((source, trigger))
-        if edge is None:
+        route = self._routes.get((source, trigger, decision))
+        if route is None:
             raise LifecycleError(
                 f"no edge fired for trigger {trigger.value!r} in state {source!r} with "
                 f"{decision}; the definition has a gap (run `linkstate check`)"
+            )
+        edge = route.edge
+        firing = _Firing(now, decision, event, rule, edge)
+        event_data = EventData(route.state, route.event, self.machine, link, (), {"ctx": firing})
+        if not route.transition.execute(event_data):
+            raise LifecycleError(
+                f"transitions refused the routed edge {edge.describe()} for trigger "
+                f"{trigger.value!r} in state {source!r}; its transitions machine was changed "
+                "after the LinkMachine was built: build a new LinkMachine instead"
             )
         self._apply(link, edge, firing)
         record = self._record(link, source, trigger, firing)
@@ -416,7 +445,7 @@ class LinkMachine:
             verdict = Verdict.fatal
         return _DECISION_OF[
             verdict,
-            policy.max_attempts is not None and link.attempt >= policy.max_attempts,
+            policy.reconnects_allowed is not None and link.attempt >= policy.reconnects_allowed,
             policy.is_flapping(link.recent_closes),
         ]
 
@@ -435,7 +464,6 @@ class LinkMachine:
 
     def _apply(self, link: Link, edge: Edge, firing: _Firing) -> None:
         """Record the effect of ``edge`` on ``link``; the supervisor carries it out."""
-        firing.edge = edge
         if edge.dest is None:
             return
         link.since = firing.now
@@ -449,6 +477,16 @@ class LinkMachine:
             enter(link, edge, firing)
 
     def _stop(self, link: Link, edge: Edge, firing: _Firing) -> None:
+        if (
+            firing.event is None  # a local stop (abort), not a close
+            and link.opened_at is not None
+            and firing.now - link.opened_at >= self.policy.healthy_after
+        ):
+            # The connection proved healthy before we stopped it: a restart of
+            # the process must not cost the link that proof (the budget refills
+            # as a close now would refill it).
+            link.attempt = 0
+            link.repeats = 0
         link.opened_at = None
         link.stop_reason = edge.stop_reason
         link.message = self._stop_message(link, edge.stop_reason, firing)
@@ -456,9 +494,16 @@ class LinkMachine:
     def _schedule_backoff(self, link: Link, edge: Edge, firing: _Firing) -> None:
         assert firing.rule is not None and firing.event is not None and firing.verdict is not None
         link.attempt += 1
-        floor = max(firing.rule.min_delay, firing.event.retry_after or 0.0)
+        rule = firing.rule
+        floor = max(rule.min_delay, firing.event.retry_after or 0.0)
+        window = None if rule.max_delay is None else (rule.min_delay, rule.max_delay)
         link.delay = self.policy.backoff_delay(
-            link.attempt, firing.verdict, floor=floor, previous=link.delay, rng=self.rng
+            link.attempt,
+            firing.verdict,
+            floor=floor,
+            previous=link.delay,
+            rng=self.rng,
+            window=window,
         )
 
     def _stop_message(self, link: Link, reason: StopReason | None, firing: _Firing) -> str:
@@ -483,7 +528,8 @@ class LinkMachine:
         if reason is StopReason.budget_spent:
             return (
                 f"{channel.title} link {link.link_id!r} failed: gave up after {link.attempt} "
-                f"reconnect attempts without a healthy connection (last close: {last}). "
+                f"reconnect attempts ({link.attempt + 1} connects) without a healthy "
+                f"connection (last close: {last}). "
                 f"Fix the cause, then run `{reset}`."
             )
         if reason is StopReason.flapping:
@@ -522,50 +568,48 @@ class LinkMachine:
         )
 
 
-def _trial_order(definition: Definition) -> list[Edge]:
-    """The edges in the order transitions should try them; the outcome is unchanged.
+RouteKey = tuple[str, Trigger, Decision | None]
+"""A routing case: a state's value, a trigger, and the decision (None when it carries none)."""
 
-    transitions tries the edges of a state and trigger one by one, in the
-    order they were added, and each edge it tries and rejects costs about
-    2 µs (``benchmarks/event_cost.py``). Edge order is routing priority, so
-    it is kept wherever two guards of one state and trigger could pass
-    together. Where every edge of a state and trigger is guarded and, for
-    every possible :class:`Decision`, at most one guard passes, only one edge
-    can ever fire and the order is free: the edges into a live state go
-    first. A retryable close takes the edge into ``reconnecting`` on every
-    reconnect; an edge into a terminal state fires at most once in a link's life.
+
+def route_table(definition: Definition) -> dict[RouteKey, Edge]:
+    """Every case's edge, decided once from the data by :meth:`Definition.resolve`.
+
+    A close-like trigger in a live state carries a :class:`Decision`, so it has
+    one case per :data:`linkstate.DECISIONS` value; every other accepted
+    trigger has one case, with no decision. A case the guards leave open (a
+    gap) has no entry, and firing it raises; ``linkstate check`` lists gaps.
     """
-    groups: dict[tuple[State, Trigger], list[Edge]] = {}
-    for edge in definition.edges:
-        groups.setdefault((edge.source, edge.trigger), []).append(edge)
-    ordered: list[Edge] = []
-    for edges in groups.values():
-        if _guards_disjoint(edges):
-            edges.sort(key=lambda edge: edge.dest in definition.terminal)
-        ordered.extend(edges)
-    return ordered
-
-
-def _guards_disjoint(edges: list[Edge]) -> bool:
-    """True when every edge is guarded and no Decision passes two guards."""
-    guards = [edge.guard for edge in edges]
-    if len(guards) < 2:
-        return False
-    for decision in DECISIONS:
-        passed = 0
-        for guard in guards:
-            if guard is None:
-                return False
+    table: dict[RouteKey, Edge] = {}
+    for state, trigger in dict.fromkeys((e.source, e.trigger) for e in definition.edges):
+        decisions = DECISIONS if definition.carries_decision(state, trigger) else (None,)
+        for decision in decisions:
             try:
-                result = guard(decision)
-            except Exception:
-                return False  # `linkstate check` reports it; keep the declared order
-            if not isinstance(result, bool):
-                return False
-            passed += result
-        if passed > 1:
-            return False
-    return True
+                edge = definition.resolve(state, trigger, decision)
+            except LifecycleError:
+                continue
+            except Exception as exc:
+                raise LifecycleError(
+                    f"a guard raised {type(exc).__name__} for trigger {trigger.value!r} in "
+                    f"state {state.value!r} with {decision}; guards must be total functions "
+                    "of the Decision (run `linkstate check` for every case)"
+                ) from exc
+            table[state.value, trigger, decision] = edge
+    return table
+
+
+class _Route:
+    """One case's edge with the transitions objects that execute it."""
+
+    __slots__ = ("edge", "event", "state", "transition")
+
+    def __init__(
+        self, edge: Edge, transition: Transition, state: _TransitionsState, event: Event
+    ) -> None:
+        self.edge = edge
+        self.transition = transition
+        self.state = state
+        self.event = event
 
 
 def _enter_open(link: Link, edge: Edge, firing: _Firing) -> None:
@@ -597,23 +641,17 @@ def _describe_close(event: CloseEvent | None, rule: Rule | None, verdict: Verdic
     return f"{text}: {event.reason}" if event.reason else text
 
 
-def _adapt_guard(edge: Edge) -> Callable[[EventData], bool]:
-    """The transitions condition for a guarded edge; when it passes it notes its edge.
+def _routed_to(edge: Edge) -> Callable[[EventData], bool]:
+    """The transitions condition of ``edge``: it passes only for the edge the table routed.
 
-    It passes exactly when transitions' own test would (``result == True``),
-    and transitions fires the first edge whose condition passes, so the edge
-    noted is the edge that fired.
+    A pure identity check, so transitions takes exactly the routed edge
+    whichever way it is fired, and the guards themselves run only when the
+    table is built.
     """
-    guard = edge.guard
-    assert guard is not None
 
     def condition(event_data: EventData) -> bool:
         firing: _Firing = event_data.kwargs["ctx"]
-        decision = firing.decision
-        if decision is not None and guard(decision) == True:  # noqa: E712 - transitions' test
-            firing.edge = edge
-            return True
-        return False
+        return firing.edge is edge
 
-    condition.__name__ = guard.__name__
+    condition.__name__ = f"routed_to_{edge.dest.value if edge.dest else 'self'}"
     return condition

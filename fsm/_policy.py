@@ -26,7 +26,10 @@ Defaults, and why:
   holds its peak under 1.5x the mean, where no jitter peaks at the size of
   the fleet.
 * ``max_attempts=None``: a network outage of an hour must not need a person.
-  Flap detection and the classifier catch the loops a budget would.
+  Flap detection and the classifier catch the loops a budget would. A
+  budget of N counts reconnects by default (N+1 connects, N sleeps);
+  ``budget=Budget.connects`` counts every connect, the first included (N
+  connects, N-1 sleeps), which is how OpenClaw counts its ``maxAttempts``.
 * ``healthy_after=60 s``: the attempt counter resets only once a connection
   has stayed up this long. Resetting on every open lets a flapping link
   defeat any budget (a lesson from OpenClaw's and websockets' trackers).
@@ -49,6 +52,8 @@ __all__ = [
     "GRPC",
     "MIN_DELAY",
     "OPENCLAW",
+    "PRESETS",
+    "Budget",
     "Jitter",
     "PolicyError",
     "ReconnectPolicy",
@@ -72,6 +77,15 @@ class Jitter(StrEnum):
     """``base * (1 + uniform(-jitter_ratio, jitter_ratio))``: gRPC's +-20 %."""
 
 
+class Budget(StrEnum):
+    """What ``max_attempts`` counts."""
+
+    reconnects = "reconnects"
+    """Reconnects after the first connect: N allows N+1 connects and N sleeps (the default)."""
+    connects = "connects"
+    """Every connect, the first included: N allows N connects and N-1 sleeps (OpenClaw's)."""
+
+
 class PolicyError(LinkstateError, ValueError):
     """A reconnect policy was built with settings that cannot work."""
 
@@ -88,6 +102,8 @@ class ReconnectPolicy:
         jitter_ratio: The spread for ``proportional`` and ``symmetric`` (0..1).
         retry_now_max: Upper bound of the short delay after ``retry_now``.
         max_attempts: Attempts allowed before ``failed``; None for no limit.
+        budget: What ``max_attempts`` counts: reconnects (the default) or
+            every connect (:attr:`Budget.connects`, OpenClaw's count).
         healthy_after: Seconds a connection must stay open to reset attempts.
         flap_closes: Closes of open connections within ``flap_window`` that mean
             the link is flapping; 0 turns flap detection off.
@@ -108,6 +124,7 @@ class ReconnectPolicy:
     jitter_ratio: float = 0.2
     retry_now_max: float = 1.0
     max_attempts: int | None = None
+    budget: Budget = Budget.reconnects
     healthy_after: float = 60.0
     flap_closes: int = 5
     flap_window: float = 60.0
@@ -119,6 +136,8 @@ class ReconnectPolicy:
     # From which attempt the schedule sits at the cap; computed once, because
     # base_delay runs on every retryable close.
     _capped_after: float = field(init=False, repr=False, compare=False)
+    # What max_attempts allows, by the budget's count; read on every close.
+    _reconnects_allowed: int | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         problems = [
@@ -177,6 +196,10 @@ class ReconnectPolicy:
             problems.append(
                 f"jitter={self.jitter!r} must be one of {', '.join(j.value for j in Jitter)}"
             )
+        if not isinstance(self.budget, Budget):
+            problems.append(
+                f"budget={self.budget!r} must be one of {', '.join(b.value for b in Budget)}"
+            )
         if problems:
             raise PolicyError("invalid reconnect policy: " + "; ".join(problems))
         capped_after = math.inf
@@ -185,6 +208,15 @@ class ReconnectPolicy:
             # long before attempt counts stop being plausible.
             capped_after = math.log(self.cap / self.initial) / math.log(self.factor)
         object.__setattr__(self, "_capped_after", capped_after)
+        allowed = self.max_attempts
+        if allowed is not None and self.budget is Budget.connects:
+            allowed -= 1  # OpenClaw counts the first connect too: 12 attempts are 12 connects
+        object.__setattr__(self, "_reconnects_allowed", allowed)
+
+    @property
+    def reconnects_allowed(self) -> int | None:
+        """How many reconnects ``max_attempts`` allows before ``failed``; None for no limit."""
+        return self._reconnects_allowed
 
     def base_delay(self, attempt: int) -> float:
         """The un-jittered delay before attempt ``attempt`` (1-based)."""
@@ -202,6 +234,7 @@ class ReconnectPolicy:
         floor: float = 0.0,
         previous: float | None = None,
         rng: random.Random,
+        window: tuple[float, float] | None = None,
     ) -> float:
         """The delay before reconnect attempt ``attempt`` after a close with ``verdict``.
 
@@ -211,9 +244,13 @@ class ReconnectPolicy:
             floor: The rule's minimum delay or the server's hint, whichever is larger.
             previous: The previous delay, used by decorrelated jitter.
             rng: The random source; pass a seeded one for reproducible schedules.
+            window: A rule's own ``(min_delay, max_delay)``: the delay is drawn
+                uniformly from it instead of from the schedule.
 
         """
-        if verdict is _RETRY_NOW:
+        if window is not None:
+            delay = rng.uniform(*window)
+        elif verdict is _RETRY_NOW:
             delay = rng.uniform(0.0, self.retry_now_max)
         else:
             delay = self._jittered(attempt, previous, rng)
@@ -267,11 +304,20 @@ def _finite(value: float) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# grpc-go's backoff.DefaultConfig (BaseDelay 1 s, Multiplier 1.6, Jitter 0.2,
+# MaxDelay 120 s), the values of grpc/grpc doc/connection-backoff.md.
 GRPC: Final = ReconnectPolicy(
     initial=1.0, factor=1.6, cap=120.0, jitter=Jitter.symmetric, jitter_ratio=0.2
 )
 """gRPC connection backoff: 1 s, x1.6, +-20 % jitter, cap 120 s, no attempt limit."""
 
+# OpenClaw's DEFAULT_RECONNECT_POLICY (openclaw/openclaw src/web/reconnect.ts:
+# initialMs 2000, maxMs 30000, factor 1.8, jitter 0.25, maxAttempts 12), its
+# computeBackoff (src/infra/backoff.ts: initialMs * factor ** (attempt - 1),
+# plus base * jitter * random(), capped after the jitter) and its loop
+# (monitorWebChannel in extensions/whatsapp/src/auto-reply/monitor.ts:
+# reconnectAttempts += 1, stop when >= maxAttempts, else sleep), which makes
+# maxAttempts N mean N connects and N-1 sleeps.
 OPENCLAW: Final = ReconnectPolicy(
     initial=2.0,
     factor=1.8,
@@ -279,6 +325,23 @@ OPENCLAW: Final = ReconnectPolicy(
     jitter=Jitter.proportional,
     jitter_ratio=0.25,
     max_attempts=12,
+    budget=Budget.connects,
     healthy_after=60.0,
 )
-"""OpenClaw's WhatsApp monitor: 2 s, x1.8, +0-25 % one-sided jitter, cap 30 s, 12 attempts."""
+"""OpenClaw's WhatsApp monitor: 2 s, x1.8, +0-25 % one-sided jitter, cap 30 s; 12 connects
+and 11 sleeps, then ``failed``.
+
+Counted as OpenClaw counts: every connect, the first included
+(:attr:`Budget.connects`). What differs, and why: OpenClaw refills the budget
+after a connection stayed up *more* than 60 s, linkstate at 60 s or more (a
+tie on a virtual clock only); OpenClaw has no flap detection and no refusal
+limit, which linkstate keeps (five closes of open connections within 60 s, or
+the same refusal five times at connect time, stop earlier than OpenClaw would),
+because those loops are what this framework exists to stop."""
+
+PRESETS: Final[dict[str, ReconnectPolicy]] = {
+    "default": ReconnectPolicy(),
+    "openclaw": OPENCLAW,
+    "grpc": GRPC,
+}
+"""The named policies ``--preset`` offers: linkstate's defaults, OpenClaw's and gRPC's."""

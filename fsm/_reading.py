@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -59,7 +58,11 @@ Reader = Callable[[object], Facts | None]
 """Reads one kind of native object into :data:`Facts`; returns None for any other kind."""
 
 MAX_RETRY_AFTER: Final = 7 * 24 * 3600.0
-"""Seconds; a server's retry-after hint above a week is junk, not advice."""
+"""Seconds: a server's retry-after hint above a week is read as a week.
+
+Capped, not dropped: a hint of a week and one of a week and a second both
+mean "not for a long time", and the policy's ``max_retry_after`` caps both
+again the same way. Dropping the larger one would retry it at once."""
 
 # Bounds on work done for hostile input: headers scanned, text decoded, JSON text parsed.
 _MAX_HEADERS: Final = 100
@@ -202,8 +205,8 @@ def retry_after_seconds(value: str, *, now: float | None = None) -> float | None
             return None
         reference = time.time() if now is None else now
         delay = max(0.0, when.timestamp() - reference)
-    # normalise caps hints again on its own; this only keeps junk out.
-    return delay if math.isfinite(delay) and delay <= MAX_RETRY_AFTER else None
+    # A long hint is capped (see MAX_RETRY_AFTER); normalise caps hints again on its own.
+    return min(delay, MAX_RETRY_AFTER)
 
 
 def retry_after_header(headers: object) -> float | None:

@@ -22,7 +22,11 @@ Rules a table keeps, checked when it is built:
    error, not a silent surprise.
 5. The table states its default for unknown codes and for events with no
    status at all; classification is therefore total.
-6. A retryable row may escalate: with ``escalate_after=N`` the N-th close in a
+6. A retryable row may draw its delay from a window of its own:
+   ``min_delay=5, max_delay=30`` waits ``uniform(5, 30)`` seconds instead of
+   the policy's schedule (WebSocket 1012's registration asks for exactly
+   that). ``max_delay`` needs a retryable verdict and ``max_delay >= min_delay``.
+7. A retryable row may escalate: with ``escalate_after=N`` the N-th close in a
    row classified by that row (with no healthy connection in between) is
    ``fatal``. Such a row needs an operator message for that stop, and N >= 2
    (a row that is fatal the first time is simply a ``fatal`` row).
@@ -30,6 +34,7 @@ Rules a table keeps, checked when it is built:
 
 from __future__ import annotations
 
+import math
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,7 +42,7 @@ from enum import StrEnum
 from typing import Final, Protocol, runtime_checkable
 
 from linkstate._errors import LinkstateError
-from linkstate._events import CloseEvent
+from linkstate._events import CloseEvent, sanitise_reason
 
 __all__ = [
     "CLI_COMMANDS",
@@ -140,6 +145,9 @@ class Rule:
         message: The operator message for a terminal verdict: what happened
             and what to do. May use the placeholders in ``MESSAGE_PLACEHOLDERS``.
         min_delay: A floor, in seconds, on the next reconnect delay.
+        max_delay: With it, the next delay is drawn uniformly from
+            ``[min_delay, max_delay]`` instead of from the policy's schedule;
+            a server's retry-after hint still raises it. None: the policy decides.
         escalate_after: For a retryable row, the number of consecutive closes
             classified by this row (with no healthy connection in between)
             after which the verdict becomes ``fatal``; None never escalates.
@@ -162,6 +170,7 @@ class Rule:
     flag: str | None = None
     message: str | None = None
     min_delay: float = 0.0
+    max_delay: float | None = None
     escalate_after: int | None = None
     transient: bool = False
 
@@ -219,7 +228,12 @@ class Rule:
         channel: str,
         commands: OperatorCommands = CLI_COMMANDS,
     ) -> str:
-        """The message to show a person, with the placeholders filled in."""
+        """The message to show a person, with the placeholders filled in.
+
+        Sanitised like a close's reason, without being cut short: a link id
+        typed with an escape sequence, CR/LF or a bidi override must not reach
+        a log or a terminal as itself.
+        """
         template = self.message or f"{self.name}: {self.meaning}"
         values: Mapping[str, object] = {
             "status": event.status if event.status is not None else "none",
@@ -229,7 +243,7 @@ class Rule:
             "channel": channel,
             **commands.placeholders(link),
         }
-        return template.format_map(values)
+        return sanitise_reason(template.format_map(values), limit=None)
 
 
 @runtime_checkable
@@ -301,6 +315,8 @@ class CloseTable:
                 f"channel {self.channel!r}: rule {rule.label!r} has min_delay "
                 f"{rule.min_delay}; use a delay of 0 seconds or more"
             )
+        if rule.max_delay is not None:
+            self._check_window(rule)
         if rule.message:
             names = {
                 name for _, name, _, _ in string.Formatter().parse(rule.message) if name is not None
@@ -311,6 +327,20 @@ class CloseTable:
                     f"channel {self.channel!r}: rule {rule.label!r} uses unknown placeholder(s) "
                     f"{sorted(unknown)}; use only {sorted(MESSAGE_PLACEHOLDERS)}"
                 )
+
+    def _check_window(self, rule: Rule) -> None:
+        assert rule.max_delay is not None
+        if (
+            rule.verdict.terminal
+            or not math.isfinite(rule.max_delay)
+            or rule.max_delay < rule.min_delay
+        ):
+            raise TableError(
+                f"channel {self.channel!r}: rule {rule.label!r} has max_delay="
+                f"{rule.max_delay} with min_delay={rule.min_delay} and verdict "
+                f"{rule.verdict.value!r}; a delay window needs a retryable verdict and a "
+                "finite max_delay >= min_delay"
+            )
 
     def _check_escalation(self, rule: Rule) -> None:
         assert rule.escalate_after is not None

@@ -19,13 +19,18 @@ readers in order and normalises the first facts found::
     def extract(raw: object) -> CloseEvent:
         return extract_with(raw, (_closed,))
 
+Flags and shapes only this platform's clients produce are declared as data,
+not code: a :class:`Shapes` of :class:`TrustedFlag` keys, code paths and
+code patterns, given to the channel as ``Channel(shapes=...)``; the channel
+trusts them above the generic reading.
+
 :func:`retry_after_header` reads a server's ``Retry-After`` from any header
 container (delta-seconds or an HTTP-date); :func:`seconds` reads a duration
 in any form. The same functions read the bundled channels' libraries.
 """
 
 from linkstate._channel import ENTRY_POINT_GROUP
-from linkstate._events import extract_with
+from linkstate._events import Shapes, TrustedFlag, extract_with
 from linkstate._reading import (
     Facts,
     Reader,
@@ -46,6 +51,8 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "Facts",
     "Reader",
+    "Shapes",
+    "TrustedFlag",
     "extract_with",
     "facts",
     "first_class",

@@ -435,7 +435,7 @@ def websockets_close_error(url: str) -> BaseException:
     ("channel", "code", "verdict"),
     [
         ("websocket", 1008, Verdict.fatal),
-        ("websocket", 1012, Verdict.retry_now),
+        ("websocket", 1012, Verdict.retry),
         ("discord", 4004, Verdict.relink),
         ("discord", 4014, Verdict.fatal),
         ("discord", 4009, Verdict.retry_now),
@@ -559,12 +559,17 @@ def connect_failure(reason: str, message: str = "") -> ConnectFailureEv:
         (connect_failure("CLIENT_OUTDATED"), 405, Verdict.fatal),
         (connect_failure("BAD_USER_AGENT"), 409, Verdict.fatal),
         (connect_failure("TEMP_BANNED"), 402, Verdict.fatal),
-        (connect_failure("SERVICE_UNAVAILABLE"), 503, Verdict.retry),
-        (connect_failure("INTERNAL_SERVER_ERROR"), 500, Verdict.retry),
+        # A ConnectFailure event is permanent in whatsmeow, whatever its reason.
+        (connect_failure("SERVICE_UNAVAILABLE"), None, Verdict.fatal),
+        (connect_failure("INTERNAL_SERVER_ERROR"), None, Verdict.fatal),
+        (connect_failure("GENERIC", "bad request"), 400, Verdict.fatal),
+        (connect_failure("EXPERIMENTAL"), 501, Verdict.fatal),
         (TemporaryBanEv(Code=1, Expire=3600), 402, Verdict.fatal),
         (ClientOutdatedEv(), 405, Verdict.fatal),
         (KeepAliveTimeoutEv(ErrorCount=3, LastSuccess=1_700_000_000), 408, Verdict.retry),
-        (StreamErrorEv(Code="515", Raw=Node(Tag="stream:error")), 515, Verdict.retry_now),
+        # Not permanent: whatsmeow reconnects after an unknown stream error.
+        (StreamErrorEv(Code="516", Raw=Node(Tag="stream:error")), None, Verdict.retry),
+        (StreamErrorEv(Code="401", Raw=Node(Tag="stream:error")), None, Verdict.retry),
         (DisconnectedEv(status=True), None, Verdict.retry),
     ],
     ids=lambda value: type(value).__name__ if not isinstance(value, (int, Verdict)) else None,
@@ -574,6 +579,62 @@ def test_neonize_events(event: object, status: int | None, verdict: Verdict) -> 
     parsed = type(event).FromString(event.SerializeToString())  # type: ignore[attr-defined]
     found_event, rule = classify("whatsapp", parsed)
     assert (found_event.status, rule.verdict) == (status, verdict)
+
+
+def cat_refresh_error(error: str) -> object:
+    """whatsmeow's CATRefreshError as neonize would deliver it: a ``neonize`` protobuf message.
+
+    neonize 0.5 has no such message yet (its Go side does not forward the event), so the
+    message class is built with protobuf's own descriptor pool, under neonize's package.
+    """
+    from google.protobuf import (  # type: ignore[import-untyped]  # no stubs in the libs extra
+        descriptor_pb2,
+        descriptor_pool,
+        message_factory,
+    )
+
+    file = descriptor_pb2.FileDescriptorProto(name="cat_refresh.proto", package="neonize")
+    message = file.message_type.add(name="CATRefreshError")
+    message.field.add(
+        name="Error",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("neonize.CATRefreshError"))
+    return cls(Error=error)
+
+
+def test_neonize_connect_failure_without_a_reason_is_fatal() -> None:
+    # neonize's encoder has no enum value for 413, 414, 415 or 418 and leaves Reason unset.
+    event, rule = classify("whatsapp", ConnectFailureEv(Message="415", Raw=Node(Tag="failure")))
+    assert (event.status, rule.name, rule.verdict) == (None, "connectFailure", Verdict.fatal)
+
+
+def test_neonize_cat_refresh_error_is_relink() -> None:
+    event, rule = classify("whatsapp", cat_refresh_error("refresh failed: 401"))
+    assert (event.code, rule.name, rule.verdict) == (
+        "cat_refresh_error",
+        "catRefreshError",
+        Verdict.relink,
+    )
+    assert "refresh failed: 401" in event.reason
+
+
+def test_every_permanent_whatsmeow_event_stops_the_link() -> None:
+    # whatsmeow types/events/events.go: the PermanentDisconnect implementations.
+    permanent = [
+        StreamReplacedEv(),
+        LoggedOutEv(OnConnect=True, Reason=failure("LOGGED_OUT")),
+        ClientOutdatedEv(),
+        cat_refresh_error("x"),
+        TemporaryBanEv(Code=1, Expire=60),
+        *(connect_failure(name) for name in ConnectFailureReason.DESCRIPTOR.values_by_name),
+    ]
+    for event in permanent:
+        assert classify("whatsapp", event)[1].verdict.terminal, event
 
 
 def test_neonize_stream_replaced_message_says_session_conflict() -> None:

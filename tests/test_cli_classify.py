@@ -47,6 +47,9 @@ def test_null_status_is_reported_as_null(capsys: pytest.CaptureFixture[str]) -> 
     [
         (["whatsapp", '{"status":'], "cannot read EVENT"),
         (["whatsapp", "not json at all"], "neither JSON"),
+        (["whatsapp", "[" * 100_000 + "]" * 100_000], "nested deeper than Python can parse"),
+        (["whatsapp", "1" * 4301], "a number with thousands of digits"),
+        (["whatsapp", '{"status": ' + "4" * 5000 + "}"], "a number with thousands of digits"),
         (["nosuch", "440"], "unknown channel 'nosuch'; installed channels: "),
     ],
 )

@@ -136,7 +136,9 @@ def test_operator_message_is_not_printed_twice(capsys: pytest.CaptureFixture[str
     ("argv", "needle"),
     [
         (["nosuch", "--close", "440"], "unknown channel 'nosuch'"),
-        (["whatsapp", "--close", "{oops"], "cannot read EVENT"),
+        (["whatsapp", "--close", "{oops"], "cannot read --close CODE"),
+        (["whatsapp", "--close", '{"error":' * 2000 + "1" + "}" * 2000], "--close CODE: its JSON"),
+        (["whatsapp", "--fail", "9" * 4301], "cannot read --fail CODE: it holds a number"),
         (["whatsapp", "--close", "440", "--initial", "9", "--cap", "1"], "cap=1.0 must be"),
     ],
 )

@@ -84,7 +84,7 @@ async def test_watch_draws_the_path_against_a_real_server(
 ) -> None:
     out = tmp_path / "watch.dot"
     async with trio.open_nursery() as nursery:
-        story = (Scene(0.0, 1012, "restart"), Scene(0.0, 1008, "policy"))
+        story = (Scene(0.0, 1001, "restart"), Scene(0.0, 1008, "policy"))
         port = await nursery.start(serve_story, story)
         argv = ["watch", "websocket", f"ws://127.0.0.1:{port}", "--format", "json"]
         argv += ["--initial", "0", "--cap", "0", "--retry-now-max", "0", "--diagram", str(out)]
@@ -95,6 +95,6 @@ async def test_watch_draws_the_path_against_a_real_server(
     assert status == 1
     dot = parse_dot(out.read_text())
     labels = {(e.tail, e.head): e.label.split("\n") for e in dot.edges}
-    assert labels[("open", "reconnecting")][:2] == ["3. closed", "1012 serviceRestart: retry_now"]
+    assert labels[("open", "reconnecting")][:2] == ["3. closed", "1001 goingAway: retry"]
     assert labels[("open", "failed")][:2] == ["6. closed", "1008 policyViolation: fatal"]
     assert dot.node("failed")["penwidth"] == "3"

@@ -27,11 +27,11 @@ async def run_main(*argv: str) -> int:
     return status
 
 
-async def test_watch_reconnects_after_1012_and_fails_after_1008(
+async def test_watch_reconnects_after_1001_and_fails_after_1008(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     async with trio.open_nursery() as nursery:
-        story = (Scene(0.0, 1012, "restart"), Scene(0.0, 1008, "policy"))
+        story = (Scene(0.0, 1001, "restart"), Scene(0.0, 1008, "policy"))
         port = await nursery.start(serve_story, story)
         url = f"ws://127.0.0.1:{port}"
         status = await run_main("watch", "websocket", url, "--format", "json", *NO_DELAY)
@@ -39,7 +39,7 @@ async def test_watch_reconnects_after_1012_and_fails_after_1008(
     assert status == 1  # ended in a terminal state that needs a person
     *transitions, last = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     closes = [(t["status"], t["verdict"], t["dst"]) for t in transitions if t["verdict"]]
-    assert closes == [(1012, "retry_now", "reconnecting"), (1008, "fatal", "failed")]
+    assert closes == [(1001, "retry", "reconnecting"), (1008, "fatal", "failed")]
     assert (last["final"], last["connects"], last["sleeps"]) == ("failed", 2, 1)
     assert "1008" in last["message"] and "policy violation" in last["message"]
 
@@ -57,7 +57,7 @@ async def test_watch_behaves_the_same_on_asyncio_as_on_trio(
     seen: dict[str, tuple[int, list[tuple[object, ...]]]] = {}
     for backend in ("trio", "asyncio"):
         async with trio.open_nursery() as nursery:
-            story = (Scene(0.0, None), Scene(0.0, 1012, "restart"), Scene(0.0, 1008, "policy"))
+            story = (Scene(0.0, None), Scene(0.0, 1001, "restart"), Scene(0.0, 1008, "policy"))
             port = await nursery.start(serve_story, story)
             url = f"ws://127.0.0.1:{port}"
             argv = ["watch", "websocket", url, "--format", "json", "--backend", backend]
@@ -70,8 +70,8 @@ async def test_watch_behaves_the_same_on_asyncio_as_on_trio(
     assert seen["asyncio"] == seen["trio"]
     status, lines = seen["trio"]
     assert status == 1
-    # Three closes (1006, 1012, 1008), then the final line, whose verdict is the last one.
-    assert [line[4] for line in lines if line[4]] == ["retry", "retry_now", "fatal", "fatal"]
+    # Three closes (1006, 1001, 1008), then the final line, whose verdict is the last one.
+    assert [line[4] for line in lines if line[4]] == ["retry", "retry", "fatal", "fatal"]
 
 
 def test_watch_names_the_backends_on_a_typo(capsys: pytest.CaptureFixture[str]) -> None:
@@ -173,8 +173,8 @@ def test_demo_plays_the_story_and_ends_with_the_operator_message(
     order = [
         "server: dropping the TCP connection",
         "1006 abnormalClosure: retry",
-        "server: restarting (close 1012)",
-        "1012 serviceRestart: retry_now",
+        "server: restarting (close 1001)",
+        "1001 goingAway: retry",
         "server: another client took the session (close 4440",
         "4440 sessionConflict: relink",
         "final state: needs_relink after 3 connects, 2 backoff sleeps",

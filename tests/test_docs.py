@@ -36,7 +36,7 @@ PYTHON = frozenset({"python", "py", "pycon"})
 
 # Design notes describe code that is not built; their blocks are compiled,
 # never run. The file is kept as it is, so the reason lives here, not in it.
-DESIGN_NOTES = {DOCS / "multi-host.md": "a design for an interface that is not built"}
+DESIGN_NOTES: dict[Path, str] = {}
 
 NOT_RUN = re.compile(r"<!--\s*not-run:\s*(?P<reason>.*?)\s*-->")
 FENCE = re.compile(r"^ {0,3}(?P<fence>```+|~~~+)(?P<info>.*)$")

@@ -19,6 +19,7 @@ from linkstate._events import (
     parse_status,
     sanitise_reason,
 )
+from linkstate._reading import MAX_RETRY_AFTER
 
 # -- the status, in every form ------------------------------------------------
 
@@ -148,7 +149,14 @@ def test_reason_phase_initiator_and_retry_after_are_captured() -> None:
         ({"retry_after_ms": 1500}, 1.5),
         ({"headers": {"Retry-After": "30"}}, 30.0),
         ({"retry_after": -3}, None),
-        ({"retry_after": 10**12}, None),
+        # Capped, never dropped: a week and a week and a second mean the same.
+        ({"retry_after": 10**12}, MAX_RETRY_AFTER),
+        ({"retry_after": 604_800}, MAX_RETRY_AFTER),
+        ({"retry_after": 604_801}, MAX_RETRY_AFTER),
+        ({"retry_after": "604801"}, MAX_RETRY_AFTER),
+        ({"retry_after": 10**400}, MAX_RETRY_AFTER),
+        ({"headers": {"Retry-After": "604801"}}, MAX_RETRY_AFTER),
+        ({"retry_after": float("nan")}, None),
         ({"retry_after": True}, None),
         ({"retry_after": "soon"}, None),
     ],

@@ -210,3 +210,54 @@ async def test_without_a_store_a_crash_resumes_the_same_link(
         1,
     )
     assert fleet.status("a").restarts == 1
+
+
+async def test_one_fleet_observer_sees_every_link_and_every_restart(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    seen: list[tuple[str, str, str]] = []
+    late: list[str] = []
+
+    def broken(record: object) -> None:
+        raise ValueError("a metrics bug")
+
+    # The first write of the crashing link fails once: its supervisor is rebuilt,
+    # and the new one must report to the same observers.
+    refusals: list[int] = []
+
+    def refuse_once(entries: Sequence[Entry]) -> bool:
+        # Group commit may batch "c" with the others; a refused batch is retried
+        # entry by entry, so the refusal that counts is the one of "c" alone.
+        links = {record.link for record, _ in entries}
+        if refusals or "c" not in links:
+            return False
+        if links == {"c"}:
+            refusals.append(1)
+        return True
+
+    with FailingStore(tmp_path / "x.db", refuse_once) as store:
+        async with open_journal(store) as journal, open_fleet(journal=journal) as fleet:
+            fleet.subscribe(broken)  # logged and ignored: the other observers still run
+            unsubscribe = fleet.subscribe(lambda r: seen.append((r.link, r.trigger, r.dst)))
+            fleet.start("a", WHATSAPP, ScriptedTransport([Close(440, after=1.0)]))
+            fleet.start("b", WHATSAPP, ScriptedTransport([Close(428, after=1.0)]), policy=POLICY)
+            fleet.start("c", WHATSAPP, ScriptedTransport([Close(401, after=1.0)]))
+            await trio.sleep(0.5)
+            # Subscribed while the links run: it sees what happens from now on.
+            fleet.subscribe(lambda r: late.append(f"{r.link}:{r.dst}"))
+            await trio.sleep(30.0)
+            assert fleet.channel_of("b") is WHATSAPP
+            unsubscribe()
+            unsubscribe()  # twice is harmless
+            fleet.stop("b")
+            await fleet.wait("b")
+    assert ("a", "closed", "needs_relink") in seen
+    assert ("b", "backoff_elapsed", "connecting") in seen
+    # "c" crashed on its first write and was restarted: the new supervisor reported too.
+    assert fleet.status("c").restarts == 1
+    assert ("c", "closed", "needs_relink") in seen
+    assert "a:needs_relink" in late and "c:needs_relink" in late
+    assert ("b", "abort", "stopped") not in seen  # after the unsubscribe
+    assert "b:stopped" in late
+    with pytest.raises(FleetError, match="no link 'z'"):
+        fleet.channel_of("z")

@@ -16,7 +16,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from linkstate import CloseEvent, Phase, normalise
+from linkstate import CloseEvent, LinkMachine, Phase, Trigger, normalise
 from linkstate._channel import Channel, available_channels, load_channel
 from linkstate.testing import hostile, junk
 
@@ -76,3 +76,42 @@ def test_a_str_subclass_is_read_by_str_methods_not_its_own() -> None:
             raise RuntimeError("hostile")
 
     assert normalise(Text(" too_many_websockets ")).code == "too_many_websockets"
+
+
+class _Raising(Exception):
+    pass
+
+
+def _boom(*_: object) -> object:
+    raise _Raising("hostile")
+
+
+# Builtin subclasses whose hashing, comparing and arithmetic raise: a reader
+# that hands one on inside the event makes every later classifier raise.
+HostileInt = type("HostileInt", (int,), {n: _boom for n in ("__hash__", "__eq__", "__int__")})
+HostileStr = type("HostileStr", (str,), {n: _boom for n in ("__hash__", "__eq__", "__str__")})
+HostileFloat = type(
+    "HostileFloat", (float,), {n: _boom for n in ("__hash__", "__lt__", "__gt__", "__mul__")}
+)
+
+
+@pytest.mark.parametrize("channel", CHANNELS, ids=lambda channel: channel.name)
+def test_a_hostile_int_status_is_read_as_the_plain_int_it_holds(channel: Channel) -> None:
+    # Found by the long run (issue 13): {"status": <int subclass whose hash raises>}.
+    event, rule = channel.classify({"status": HostileInt(440)})
+    assert type(event.status) is int and event.status == 440
+    assert rule is channel.table.classify(CloseEvent(status=440))
+
+
+def test_hostile_codes_and_hints_become_plain_values() -> None:
+    event = normalise({"code": HostileStr("too_many_websockets"), "retry_after": HostileFloat(7)})
+    assert type(event.code) is str and event.code == "too_many_websockets"
+    assert type(event.retry_after) is float and event.retry_after == 7.0
+    whatsapp = load_channel("whatsapp")
+    machine = LinkMachine(whatsapp)
+    link = machine.new_link("l")
+    machine.fire(link, Trigger.start, 0.0)
+    machine.fire(link, Trigger.opened, 0.0)
+    record = machine.close(link, {"status": HostileInt(428), "retry_after": HostileFloat(9)}, 1.0)
+    assert (record.status, record.verdict, record.dst) == (428, "retry", "reconnecting")
+    assert record.delay is not None and record.delay >= 9.0

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from linkstate import (
     LIFECYCLE,
-    CloseEvent,
     Decision,
     Definition,
     Edge,
+    LifecycleError,
     LinkMachine,
     State,
     Trigger,
@@ -24,7 +24,7 @@ from linkstate import (
 )
 from linkstate._events import sanitise_reason
 from linkstate._lifecycle import CLOSE_TRIGGERS, DECISIONS
-from linkstate._machine import Link, TransitionRecord, _Firing
+from linkstate._machine import Link, TransitionRecord, _Firing, route_table
 from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 
 LIVE_CLOSES = [
@@ -36,36 +36,51 @@ LIVE_CLOSES = [
 ]
 
 
-def tried_order(machine: LinkMachine, state: State, trigger: Trigger) -> list[str | None]:
-    return [t.dest for t in machine.machine.events[trigger.value].transitions[state.value]]
+def through_transitions(
+    machine: LinkMachine, state: State, trigger: Trigger, edge: Edge
+) -> str | None:
+    """Fire the routed ``edge`` through transitions' own public ``Event.trigger``.
 
-
-def fired_edge(machine: LinkMachine, state: State, trigger: Trigger, decision: Decision) -> Edge:
+    transitions tries every edge of the state and trigger in turn; the identity
+    conditions must let exactly the routed one pass, wherever it is in the order.
+    """
     link = Link("hot", state)
-    firing = _Firing(0.0, decision, CloseEvent(status=428), WHATSAPP.table.classify(normalise(428)))
+    firing = _Firing(0.0, None, None, None, edge)
     assert machine.machine.events[trigger.value].trigger(link, ctx=firing)
-    assert firing.edge is not None
-    return firing.edge
+    return link.state
 
 
-def test_the_common_route_is_tried_first_for_the_shipped_lifecycle() -> None:
-    machine = LinkMachine(WHATSAPP)
-    for state, trigger in LIVE_CLOSES:
-        order = tried_order(machine, state, trigger)
-        assert order[0] == State.reconnecting.value
-        declared = [e.dest.value for e in LIFECYCLE.edges_from(state, trigger) if e.dest]
-        assert sorted(order, key=str) == sorted(declared, key=str)
+def test_the_route_table_is_what_the_definition_resolves_for_every_case() -> None:
+    table = route_table(LIFECYCLE)
+    cases = 0
+    for state in LIFECYCLE.states:
+        for trigger in LIFECYCLE.triggers_from(state):
+            carries = LIFECYCLE.carries_decision(state, trigger)
+            for decision in DECISIONS if carries else (None,):
+                assert table[state.value, trigger, decision] is LIFECYCLE.resolve(
+                    state, trigger, decision
+                )
+                cases += 1
+    assert len(table) == cases
 
 
 @pytest.mark.parametrize(("state", "trigger"), LIVE_CLOSES)
-def test_every_decision_fires_the_edge_the_definition_resolves(
+def test_every_edge_fired_through_transitions_lands_where_it_leads(
     state: State, trigger: Trigger
 ) -> None:
     machine = LinkMachine(WHATSAPP)
-    for decision in DECISIONS:
-        assert fired_edge(machine, state, trigger, decision) == LIFECYCLE.resolve(
-            state, trigger, decision
-        )
+    for edge in LIFECYCLE.edges_from(state, trigger):
+        assert edge.dest is not None
+        assert through_transitions(machine, state, trigger, edge) == edge.dest.value
+
+
+def test_no_condition_passes_for_an_edge_the_table_did_not_route() -> None:
+    machine = LinkMachine(WHATSAPP)
+    stray = Edge(State.open, Trigger.closed, State.failed, always)
+    link = Link("hot", State.open)
+    firing = _Firing(0.0, None, None, None, stray)
+    assert not machine.machine.events[Trigger.closed.value].trigger(link, ctx=firing)
+    assert link.state == State.open.value
 
 
 def always(decision: Decision) -> bool:
@@ -81,10 +96,22 @@ def overlapping() -> Definition:
 def test_overlapping_guards_keep_the_declared_order_and_its_priority() -> None:
     definition = overlapping()
     machine = LinkMachine(WHATSAPP, definition=definition)
-    declared = [e.dest.value for e in definition.edges_from(State.open, Trigger.closed) if e.dest]
-    assert tried_order(machine, State.open, Trigger.closed) == declared
-    retry = Decision(Verdict.retry)
-    assert fired_edge(machine, State.open, Trigger.closed, retry).guard is always
+    link = machine.new_link("first")
+    machine.fire(link, Trigger.start, 0.0)
+    machine.fire(link, Trigger.opened, 0.0)
+    record = machine.close(link, 428, 1.0)
+    assert (record.dst, link.state) == ("failed", "failed")
+    assert route_table(definition)["open", Trigger.closed, Decision(Verdict.retry)].guard is always
+
+
+def test_a_guard_that_raises_is_refused_when_the_machine_is_built() -> None:
+    def broken(decision: Decision) -> bool:
+        raise ZeroDivisionError
+
+    edge = Edge(State.open, Trigger.closed, State.failed, broken)
+    definition = replace(LIFECYCLE, edges=(edge, *LIFECYCLE.edges))
+    with pytest.raises(LifecycleError, match=r"ZeroDivisionError.*'closed'.*'open'"):
+        LinkMachine(WHATSAPP, definition=definition)
 
 
 def test_decisions_are_the_shared_values() -> None:

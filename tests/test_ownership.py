@@ -8,6 +8,7 @@ the new process's connection caused.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import trio.testing
 from linkstate._lifecycle import Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
+from linkstate.cli._store import store_errors
+from linkstate.cli.common import CommandError
 from linkstate.runtime._fleet import open_fleet
 from linkstate.runtime._scripted import Close, ScriptedTransport
 from linkstate.runtime._supervisor import OWNED_ELSEWHERE, Supervisor
@@ -28,7 +31,9 @@ from linkstate.store._sqlite import (
     LinkRow,
     SQLiteStore,
     StoreConflictError,
+    StoreError,
     StoreOwnedElsewhereError,
+    StoreRequestError,
     operator_reset,
 )
 
@@ -172,3 +177,44 @@ async def test_a_quiet_old_supervisor_lets_go_at_the_next_renewal(tmp_path: Path
             waited = trio.current_time() - started
     assert old.outcome.stop_reason == OWNED_ELSEWHERE
     assert waited < 5.0
+
+
+def test_a_version_1_file_is_migrated_and_keeps_its_links(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    machine = LinkMachine(WHATSAPP)
+    with SQLiteStore(path) as store:
+        link = machine.new_link("acct1")
+        record = machine.fire(link, Trigger.start, 0.0)
+        store.write([(record, LinkRow.from_link(link, channel="whatsapp", now=0.0, wall=0.0))])
+    # What linkstate 0.1 with schema version 1 left: no claims, no boot clock.
+    old = sqlite3.connect(path, isolation_level=None)
+    for statement in (
+        "DROP TABLE claims",
+        "ALTER TABLE links DROP COLUMN boot",
+        "ALTER TABLE links DROP COLUMN mono",
+        "PRAGMA user_version=1",
+    ):
+        old.execute(statement)
+    old.close()
+    with SQLiteStore(path) as store:
+        assert store.check() == []
+        claim = store.claim("acct1", "me")
+        assert claim.row is not None and (claim.row.state, claim.token) == ("connecting", 1)
+    version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+    assert version == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (StoreRequestError("no link 'x'"), 2),
+        (StoreError("locked"), 3),
+        (StoreConflictError("changed meanwhile"), 4),
+        (StoreOwnedElsewhereError("taken over", link_id="x"), 4),
+    ],
+)
+def test_each_kind_of_store_error_has_its_exit_status(error: StoreError, status: int) -> None:
+    # One line at the command line, from start-up or from the middle of a run.
+    with pytest.raises(CommandError) as info, store_errors():
+        raise BaseExceptionGroup("from a task group", [error])
+    assert (info.value.exit_status, str(info.value)) == (status, str(error))

@@ -90,7 +90,7 @@ RUNS: Final = [
      ["simulate", "whatsapp", "--close", "428", "--close", "428", "--max-attempts", "1"],
      None, "failed", 1),
     ("watch fatal", ["watch", "websocket", URL, *NO_DELAY],
-     (Scene(0.0, 1012, "restart"), Scene(0.0, 1008, "policy")), "failed", 1),
+     (Scene(0.0, 1001, "restart"), Scene(0.0, 1008, "policy")), "failed", 1),
     ("watch relink", ["watch", "websocket", URL], (Scene(0.0, 3000, "unauthorized"),),
      "needs_relink", 1),
 ]  # fmt: skip

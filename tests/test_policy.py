@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from linkstate import LinkMachine, Trigger, load_channel
 from linkstate._policy import GRPC, MIN_DELAY, OPENCLAW, Jitter, PolicyError, ReconnectPolicy
 from linkstate._verdicts import Verdict
 
@@ -42,6 +43,18 @@ def test_server_hint_is_a_floor_even_above_the_cap() -> None:
 def test_server_hint_is_bounded_by_max_retry_after() -> None:
     policy = ReconnectPolicy(max_retry_after=300)
     assert policy.backoff_delay(1, Verdict.retry, floor=86_400, rng=random.Random(0)) == 300
+
+
+@pytest.mark.parametrize("header", ["604800", "604801", "9" * 40])
+def test_a_long_retry_after_waits_the_cap_however_long(header: str) -> None:
+    # A week, a week and a second, and longer: all capped alike, never dropped
+    # (dropping the larger one retried it within the first 5 s).
+    machine = LinkMachine(load_channel("websocket"), rng=random.Random(0))
+    link = machine.new_link("l")
+    machine.fire(link, Trigger.start, 0.0)
+    close = {"status": 429, "headers": {"Retry-After": header}, "phase": "handshake"}
+    record = machine.close(link, close, 0.0, trigger=Trigger.connect_failed)
+    assert record.delay == ReconnectPolicy().max_retry_after == 3600.0
 
 
 @given(

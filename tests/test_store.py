@@ -1,10 +1,18 @@
-"""The SQLite state store and its trio journal, on real files in tmp_path."""
+"""The state stores and the journal: SQLite files in tmp_path, PostgreSQL on a real server.
+
+Every test that states a promise of the ``StateStore`` interface runs against
+both back ends (the ``store_at`` fixture); the SQLite file's own concerns (WAL,
+a damaged page, a lock) and PostgreSQL's own (leases, the fence) have tests of
+their own.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 import trio
@@ -21,12 +29,36 @@ from linkstate.store._journal import Journal, open_journal
 from linkstate.store._sqlite import (
     LinkRow,
     SQLiteStore,
+    StateStore,
     StoreConflictError,
     StoreError,
     operator_reset,
 )
 
 WALL = 1_700_000_000.0
+
+
+class ContractStore(StateStore, Protocol):
+    """What the contract tests use of a store: the interface, ``check`` and ``with``."""
+
+    def check(self) -> list[str]: ...
+    def __enter__(self) -> ContractStore: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+StoreAt = Callable[..., ContractStore]
+"""Opens the test's one store (keyword arguments as SQLiteStore's); each call opens it again."""
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_at(request: pytest.FixtureRequest, tmp_path: Path) -> StoreAt:
+    if request.param == "sqlite":
+        path = tmp_path / "x.db"
+        return lambda **options: SQLiteStore(path, **options)
+    from linkstate.store._postgres import PostgresStore
+
+    url: str = request.getfixturevalue("pg_url")
+    return lambda **options: PostgresStore(url, **options)
 
 
 def wall_clock() -> float:
@@ -39,7 +71,7 @@ def entry(
     return record, LinkRow.from_link(link, channel="whatsapp", now=record.t, wall=WALL + record.t)
 
 
-def drive_to_relink(store: SQLiteStore, link_id: str = "acct1") -> Link:
+def drive_to_relink(store: StateStore, link_id: str = "acct1") -> Link:
     """idle -> connecting -> open -> needs_relink (440), one transaction per transition."""
     machine = LinkMachine(WHATSAPP)
     link = machine.new_link(link_id)
@@ -107,9 +139,9 @@ def test_file_is_wal_fsynced_and_consistent(tmp_path: Path) -> None:
         assert [r.link_id for r in again.links()] == ["acct1"]
 
 
-def test_history_is_bounded_per_link(tmp_path: Path) -> None:
+def test_history_is_bounded_per_link(store_at: StoreAt) -> None:
     machine = LinkMachine(WHATSAPP)
-    with SQLiteStore(tmp_path / "x.db", keep=4) as store:
+    with store_at(keep=4) as store:
         link = machine.new_link("a")
         other = drive_to_relink(store, "b")
         store.write([entry(machine, link, machine.fire(link, Trigger.start, 0.0))])
@@ -130,8 +162,8 @@ def test_history_is_bounded_per_link(tmp_path: Path) -> None:
         assert store.check() == []
 
 
-def test_a_transition_from_another_state_is_refused_and_changes_nothing(tmp_path: Path) -> None:
-    with SQLiteStore(tmp_path / "x.db") as store:
+def test_a_transition_from_another_state_is_refused_and_changes_nothing(store_at: StoreAt) -> None:
+    with store_at() as store:
         drive_to_relink(store)
         machine = LinkMachine(WHATSAPP)
         stale = machine.new_link("acct1")  # a second process that thinks the link is idle
@@ -149,8 +181,8 @@ def test_a_transition_from_another_state_is_refused_and_changes_nothing(tmp_path
         assert store.check() == []
 
 
-def test_verdict_column_keeps_the_last_close_verdict(tmp_path: Path) -> None:
-    with SQLiteStore(tmp_path / "x.db") as store:
+def test_verdict_column_keeps_the_last_close_verdict(store_at: StoreAt) -> None:
+    with store_at() as store:
         drive_to_relink(store)
         record = operator_reset(store, "acct1", WHATSAPP, note="relinked", wall=lambda: 5.0)
         assert (record.src, record.dst, record.trigger, record.reason) == (
@@ -165,9 +197,9 @@ def test_verdict_column_keeps_the_last_close_verdict(tmp_path: Path) -> None:
         assert store.history("acct1")[-1].record == record
 
 
-def test_operator_reset_refuses_live_and_unknown_links(tmp_path: Path) -> None:
+def test_operator_reset_refuses_live_and_unknown_links(store_at: StoreAt) -> None:
     machine = LinkMachine(WHATSAPP)
-    with SQLiteStore(tmp_path / "x.db") as store:
+    with store_at() as store:
         link = machine.new_link("live")
         store.write([entry(machine, link, machine.fire(link, Trigger.start, 0.0))])
         with pytest.raises(StoreError, match=r"'live' is in state 'connecting'.*'reset'"):
@@ -189,7 +221,7 @@ def test_operator_reset_refuses_live_and_unknown_links(tmp_path: Path) -> None:
         assert operator_reset(store, "bad", WHATSAPP, note="upgraded").dst == "idle"
 
 
-def test_resume_keeps_the_budget_an_operator_reset_clears(tmp_path: Path) -> None:
+def test_resume_keeps_the_budget_an_operator_reset_clears(store_at: StoreAt) -> None:
     machine = LinkMachine(WHATSAPP)
     link = machine.new_link("a")
     machine.fire(link, Trigger.start, 0.0)
@@ -279,8 +311,7 @@ def test_a_missing_file_is_not_created_by_readers(tmp_path: Path) -> None:
 # -- the journal -------------------------------------------------------------------
 
 
-async def test_many_links_write_concurrently_with_group_commit(tmp_path: Path) -> None:
-    path = tmp_path / "x.db"
+async def test_many_links_write_concurrently_with_group_commit(store_at: StoreAt) -> None:
     machine = LinkMachine(WHATSAPP, ReconnectPolicy(flap_closes=0))
     links = 200
 
@@ -294,7 +325,7 @@ async def test_many_links_write_concurrently_with_group_commit(tmp_path: Path) -
             record = machine.close(link, 428, trio.current_time())
             await journal.append(record, link, channel="whatsapp")
 
-    with SQLiteStore(path) as store:
+    with store_at() as store:
         async with open_journal(store) as journal:
             assert journal.inline is False  # real clock: the disk work runs in a thread
             async with trio.open_nursery() as nursery:
@@ -306,16 +337,16 @@ async def test_many_links_write_concurrently_with_group_commit(tmp_path: Path) -
         # Group commit: far fewer transactions than transitions.
         assert stats.commits < stats.committed / 4
         assert stats.largest_batch > 1
-    with SQLiteStore(path, create=False) as store:
+    with store_at(create=False) as store:
         assert store.check() == []
         rows = store.links()
         assert len(rows) == links
         assert {(r.state, r.seq, r.attempt) for r in rows} == {("reconnecting", 15, 5)}
 
 
-async def test_one_refused_transition_does_not_fail_its_batch(tmp_path: Path) -> None:
+async def test_one_refused_transition_does_not_fail_its_batch(store_at: StoreAt) -> None:
     machine = LinkMachine(WHATSAPP)
-    with SQLiteStore(tmp_path / "x.db") as store:
+    with store_at() as store:
         drive_to_relink(store, "taken")
         async with open_journal(store) as journal:
             stale, fresh = machine.new_link("taken"), machine.new_link("fresh")
@@ -333,17 +364,17 @@ async def test_one_refused_transition_does_not_fail_its_batch(tmp_path: Path) ->
         assert row is not None and row.state == "connecting"
 
 
-async def test_submit_needs_a_running_journal(tmp_path: Path) -> None:
+async def test_submit_needs_a_running_journal(store_at: StoreAt) -> None:
     machine = LinkMachine(WHATSAPP)
     link = machine.new_link("a")
-    with SQLiteStore(tmp_path / "x.db") as store, pytest.raises(RuntimeError, match="open_journal"):
+    with store_at() as store, pytest.raises(RuntimeError, match="open_journal"):
         Journal(store).submit(machine.fire(link, Trigger.start, 0.0), link, channel="whatsapp")
 
 
 async def test_virtual_clock_runs_the_store_inline(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    store_at: StoreAt, autojump_clock: trio.testing.MockClock
 ) -> None:
-    with SQLiteStore(tmp_path / "x.db") as store:
+    with store_at() as store:
         async with open_journal(store) as journal:
             assert journal.inline is True
             assert await journal.load("nobody") is None
@@ -354,10 +385,10 @@ async def test_virtual_clock_runs_the_store_inline(
 
 
 async def run_once(
-    path: Path, *steps: Close, link_id: str = "acct1", abort_when_open: bool = False
+    store_at: StoreAt, *steps: Close, link_id: str = "acct1", abort_when_open: bool = False
 ) -> tuple[Supervisor, ScriptedTransport]:
     transport = ScriptedTransport(steps)
-    with SQLiteStore(path, wall=wall_clock) as store:
+    with store_at(wall=wall_clock) as store:
         async with open_journal(store) as journal:
             sup = Supervisor(WHATSAPP, transport, link_id=link_id, journal=journal)
             if abort_when_open:
@@ -369,45 +400,42 @@ async def run_once(
 
 
 async def test_needs_relink_sticks_across_a_restart(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    store_at: StoreAt, autojump_clock: trio.testing.MockClock
 ) -> None:
-    path = tmp_path / "x.db"
-    first, _ = await run_once(path, Close(440, after=1.0))
+    first, _ = await run_once(store_at, Close(440, after=1.0))
     assert first.outcome.state == "needs_relink"
-    second, transport = await run_once(path, Close(428, after=1.0))
+    second, transport = await run_once(store_at, Close(428, after=1.0))
     outcome = second.outcome
     assert (outcome.state, outcome.connects, transport.connects) == ("needs_relink", 0, 0)
     assert (outcome.verdict, outcome.status) == ("relink", 440)
     assert outcome.message == first.outcome.message
-    with SQLiteStore(path, create=False) as store:
+    with store_at(create=False) as store:
         operator_reset(store, "acct1", WHATSAPP, note="relinked")
-    third, transport = await run_once(path, Close(428, after=1.0), abort_when_open=True)
+    third, transport = await run_once(store_at, Close(428, after=1.0), abort_when_open=True)
     assert third.outcome.connects == 2 and transport.connects == 2
     assert third.outcome.state == "stopped"
 
 
 async def test_every_reported_transition_is_stored(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    store_at: StoreAt, autojump_clock: trio.testing.MockClock
 ) -> None:
-    path = tmp_path / "x.db"
-    sup, _ = await run_once(path, Close(428, after=1.0), Close(503, after=2.0), Close(440))
-    with SQLiteStore(path, create=False) as store:
+    sup, _ = await run_once(store_at, Close(428, after=1.0), Close(503, after=2.0), Close(440))
+    with store_at(create=False) as store:
         assert [h.record for h in store.history("acct1")] == list(sup.outcome.records)
         assert store.check() == []
 
 
 async def test_a_stopped_link_resumes_keeping_its_attempts(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    store_at: StoreAt, autojump_clock: trio.testing.MockClock
 ) -> None:
-    path = tmp_path / "x.db"
-    first, _ = await run_once(path, Close(428, after=1.0), abort_when_open=True)
+    first, _ = await run_once(store_at, Close(428, after=1.0), abort_when_open=True)
     assert (first.outcome.state, first.outcome.attempts) == ("stopped", 1)
-    second, transport = await run_once(path, Close(440))
+    second, transport = await run_once(store_at, Close(440))
     records = second.outcome.records
     assert (records[0].src, records[0].trigger, records[0].dst) == ("stopped", "resume", "idle")
     assert records[0].reason == RESUMED and records[0].attempt == 1
     assert (second.outcome.state, transport.connects) == ("needs_relink", 1)
-    with SQLiteStore(path, create=False) as store:
+    with store_at(create=False) as store:
         assert [h.record.trigger for h in store.history("acct1")][-4:] == [
             "resume",
             "start",
@@ -417,15 +445,14 @@ async def test_a_stopped_link_resumes_keeping_its_attempts(
 
 
 async def test_an_escalation_count_survives_a_stop_a_restart_and_the_resume(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    store_at: StoreAt, autojump_clock: trio.testing.MockClock
 ) -> None:
     # Slack's too_many_websockets is fatal on the third in a row: two before
     # the stop and one after the restart must still add up to three.
-    path = tmp_path / "x.db"
     busy = "too_many_websockets"
 
     async def run(steps: list[Reject], stop_after: int) -> Supervisor:
-        with SQLiteStore(path, wall=wall_clock) as store:
+        with store_at(wall=wall_clock) as store:
             async with open_journal(store) as journal:
                 sup = Supervisor(SLACK, ScriptedTransport(steps), link_id="app", journal=journal)
                 refused: list[TransitionRecord] = []
@@ -446,7 +473,7 @@ async def test_an_escalation_count_survives_a_stop_a_restart_and_the_resume(
     assert [r.trigger for r in second.outcome.records[:2]] == ["resume", "start"]
     outcome = second.outcome
     assert (outcome.state, outcome.verdict, outcome.stop_reason) == ("failed", "fatal", "fatal")
-    with SQLiteStore(path, create=False) as store:
+    with store_at(create=False) as store:
         row = store.load("app")
         assert row is not None and (row.state, row.verdict, row.repeats) == ("failed", "fatal", 3)
 
@@ -455,6 +482,7 @@ async def test_a_link_killed_while_reconnecting_sleeps_only_the_rest(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     # What a process killed during a backoff leaves behind: a row in reconnecting.
+    # SQLite's own: its boot clock is what is stepped here.
     path = tmp_path / "x.db"
     machine = LinkMachine(WHATSAPP)
     link = machine.new_link("acct1")
@@ -477,10 +505,9 @@ async def test_a_link_killed_while_reconnecting_sleeps_only_the_rest(
 
 
 async def test_a_link_stored_for_another_channel_is_refused(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    store_at: StoreAt, autojump_clock: trio.testing.MockClock
 ) -> None:
-    path = tmp_path / "x.db"
-    with SQLiteStore(path) as store:
+    with store_at() as store:
         machine = LinkMachine(WHATSAPP)
         link = machine.new_link("acct1")
         record = machine.fire(link, Trigger.start, 0.0)

@@ -44,7 +44,7 @@ Handler = Callable[[WebSocketRequest], Awaitable[None]]
         (1006, Verdict.retry),
         (1011, Verdict.retry),
         (1014, Verdict.retry),
-        (1012, Verdict.retry_now),
+        (1012, Verdict.retry),
         (1013, Verdict.retry),
         (1002, Verdict.fatal),
         (1003, Verdict.fatal),
@@ -148,6 +148,10 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert retry_after_seconds(date, now=2_000_000.0) == 0.0
     for junk in ("soon", "-5", "1e400", "", "Mon, 99 Foo 2020"):
         assert retry_after_seconds(junk) is None
+    # Capped, not dropped: a week and a week and a second are the same long wait.
+    assert retry_after_seconds("604800") == retry_after_seconds("604801") == 604800.0
+    assert retry_after_seconds("9" * 60) == 604800.0
+    assert retry_after_seconds(email.utils.formatdate(1e10, usegmt=True), now=0.0) == 604800.0
 
 
 def test_transport_rejects_non_websocket_urls() -> None:
@@ -195,21 +199,21 @@ async def supervise(url: str, **options: Any) -> tuple[Outcome, Supervisor]:
     return outcome, sup
 
 
-async def test_reconnects_after_1012_and_fails_after_1008() -> None:
-    handler, seen = scripted_handler(("close", 1012), ("close", 1008))
+async def test_reconnects_after_1001_and_fails_after_1008() -> None:
+    handler, seen = scripted_handler(("close", 1001), ("close", 1008))
     async with trio.open_nursery() as nursery:
         url = await start_server(nursery, handler)
         outcome, _ = await supervise(url)
         nursery.cancel_scope.cancel()
     closes = [r for r in outcome.records if r.verdict is not None]
     assert [(r.status, r.verdict, r.dst) for r in closes] == [
-        (1012, "retry_now", "reconnecting"),
+        (1001, "retry", "reconnecting"),
         (1008, "fatal", "failed"),
     ]
-    assert closes[0].reason == "closing with 1012"
+    assert closes[0].reason == "closing with 1001"
     assert (outcome.state, outcome.connects, outcome.opens, outcome.sleeps) == ("failed", 2, 2, 1)
     assert outcome.message is not None and "1008" in outcome.message
-    assert seen == [1012, 1008]
+    assert seen == [1001, 1008]
 
 
 @pytest.mark.parametrize(
@@ -309,11 +313,11 @@ async def test_messages_reach_the_handler_and_count_as_activity() -> None:
 
 
 def test_demo_story_and_channel() -> None:
-    assert [scene.close for scene in STORY] == [None, 1012, 4440]
+    assert [scene.close for scene in STORY] == [None, 1001, 4440]
     channel = demo_channel(CHANNEL)
-    assert [channel.classify(code)[1].verdict for code in (1006, 1012, 4440)] == [
+    assert [channel.classify(code)[1].verdict for code in (1006, 1001, 4440)] == [
         Verdict.retry,
-        Verdict.retry_now,
+        Verdict.retry,
         Verdict.relink,
     ]
     # The generic table is untouched: 4440 is the application's to define.

@@ -19,6 +19,13 @@ EXPECTED = {
     402: Verdict.fatal,
     405: Verdict.fatal,
     409: Verdict.fatal,
+    400: Verdict.fatal,
+    415: Verdict.fatal,
+    418: Verdict.fatal,
+    501: Verdict.fatal,
+    413: Verdict.relink,
+    414: Verdict.relink,
+    499: Verdict.retry,
     515: Verdict.retry_now,
     428: Verdict.retry,
     408: Verdict.retry,
@@ -43,7 +50,7 @@ def test_reference_verdicts(status: int, verdict: Verdict) -> None:
 
 def test_no_status_and_unknown_status_retry() -> None:
     assert CHANNEL.classify(ValueError("socket hang up"))[1].verdict is Verdict.retry
-    assert CHANNEL.classify(499)[1].verdict is Verdict.retry
+    assert CHANNEL.classify(498)[1].verdict is Verdict.retry
 
 
 def test_408_qr_attempts_ended_is_relink() -> None:
@@ -85,8 +92,9 @@ def test_440_message_says_what_happened_and_what_to_do() -> None:
 def test_every_terminal_row_tells_the_operator_what_to_do() -> None:
     for rule in TABLE.rows():
         if rule.verdict.terminal:
-            text = rule.operator_message(CloseEvent(status=rule.status), link="L", channel="c")
-            assert str(rule.status) in text
+            event = CloseEvent(status=rule.status, code=rule.code, reason="why")
+            text = rule.operator_message(event, link="L", channel="c")
+            assert str(rule.status) in text if rule.status is not None else "why" in text
             assert any(word in text for word in ("relink", "reset", "Upgrade", "Enable"))
 
 

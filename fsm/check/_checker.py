@@ -34,6 +34,10 @@ The checks, and the :class:`Kind` each failure is reported as:
 ``overlap``            two edges could fire for one state, trigger and
                        decision (transitions silently takes the first)
 ``gap``                no edge fires (transitions silently returns False)
+``route_mismatch``     the machine's precomputed route for a case
+                       (:func:`linkstate.LinkMachine` routes every case once,
+                       when it is built) differs from the one edge the
+                       guards pass
 ``broken_promise``     a close is routed against the lifecycle's rules 2
                        and 3: ``relink`` to ``needs_relink``, ``fatal`` to
                        ``failed`` whatever the budget; a retryable close to
@@ -42,6 +46,11 @@ The checks, and the :class:`Kind` each failure is reported as:
 ``unknown_verdict``    a table row whose verdict is not a :class:`Verdict`
 ``no_message``         a ``relink`` or ``fatal`` row without an operator
                        message
+``endless_refusal``    a row whose refusal at connect time, repeated, never
+                       stops the link (see ``ReconnectPolicy.refuse_after``)
+``dead_shape``         a flag the channel trusts (``Channel.shapes``) that
+                       can change no verdict: its status has no row, or no
+                       row narrows on its flag
 =====================  ====================================================
 
 Findings about one state, trigger and verdict that differ only in the budget
@@ -57,6 +66,7 @@ from enum import StrEnum
 from typing import Final
 
 from linkstate._channel import Channel
+from linkstate._errors import LinkstateError
 from linkstate._lifecycle import (
     DECISIONS,
     EXIT_TRIGGERS,
@@ -68,7 +78,7 @@ from linkstate._lifecycle import (
     StopReason,
     Trigger,
 )
-from linkstate._machine import LinkMachine
+from linkstate._machine import LinkMachine, RouteKey, route_table
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import Rule, Verdict
 
@@ -103,6 +113,8 @@ class Kind(StrEnum):
     unknown_verdict = "unknown_verdict"
     no_message = "no_message"
     endless_refusal = "endless_refusal"
+    dead_shape = "dead_shape"
+    route_mismatch = "route_mismatch"
 
 
 # Rules 2 and 3 of linkstate: where a close must lead, decided on the
@@ -222,6 +234,8 @@ def check(definition: Definition = LIFECYCLE, channel: Channel | None = None) ->
     """
     rows = channel.table.rows() if channel is not None else ()
     findings = [*check_definition(definition, rows), *check_rows(rows)]
+    if channel is not None:
+        findings.extend(check_shapes(channel))
     if channel is not None and not findings:
         findings.extend(check_refusals(channel, definition))
     cases = sum(
@@ -275,6 +289,34 @@ def check_rows(rows: Iterable[Rule]) -> list[Finding]:
                     rows=(row.label,),
                 )
             )
+    return findings
+
+
+def check_shapes(channel: Channel) -> list[Finding]:
+    """Findings about the flags a channel trusts: each one must be able to change a verdict.
+
+    A trusted flag either stands for a status, which a row must list, or sets
+    an event flag, which a row must narrow on (``flag=``); otherwise reading it
+    changes nothing, which is a typo in the channel, not a choice.
+    """
+    table = channel.table
+    narrowed_on = {row.flag for row in table.rules if row.flag is not None}
+    listed = {row.status for row in table.rules if row.status is not None}
+    findings: list[Finding] = []
+    for trusted in channel.shapes.flags:
+        if trusted.status is not None and trusted.status not in listed:
+            problem = f"stands for status {trusted.status}, which no row lists"
+        elif trusted.status is None and trusted.flag not in narrowed_on:
+            problem = f"sets flag {trusted.flag!r}, which no row narrows on"
+        else:
+            continue
+        findings.append(
+            Finding(
+                Kind.dead_shape,
+                f"channel {channel.name!r}: trusted flag {'/'.join(trusted.keys)} {problem}; "
+                "add the row it should reach, or drop the flag from the channel's shapes",
+            )
+        )
     return findings
 
 
@@ -514,14 +556,18 @@ class _Group:
 def _routing_findings(definition: Definition, rows: Sequence[Rule]) -> list[Finding]:
     findings: list[Finding] = []
     groups: dict[tuple[Kind, State, Trigger, Verdict, tuple[Edge, ...]], _Group] = {}
+    routes = _machine_routes(definition)
     for state in definition.states:
         for trigger in definition.triggers_from(state):
             edges = definition.edges_from(state, trigger)
             if not definition.carries_decision(state, trigger):
                 findings.extend(_undecided_findings(state, trigger, edges))
+                plain = tuple(edge for edge in edges if edge.guard is None)
+                findings.extend(_route_mismatch(routes, state, trigger, None, plain))
                 continue
             for decision in DECISIONS:
                 fired = _fired(state, trigger, edges, decision, findings)
+                findings.extend(_route_mismatch(routes, state, trigger, decision, fired))
                 kind = _classify_case(fired, decision)
                 if kind is not None:
                     key = (kind, state, trigger, decision.verdict, fired)
@@ -529,6 +575,49 @@ def _routing_findings(definition: Definition, rows: Sequence[Rule]) -> list[Find
                     group.decisions.append(decision)
     findings.extend(_group_finding(group, rows) for group in groups.values())
     return findings
+
+
+def _machine_routes(definition: Definition) -> dict[RouteKey, Edge] | None:
+    """The routes a LinkMachine would precompute; None when a guard raises (a guard_error)."""
+    try:
+        return route_table(definition)
+    except LinkstateError:
+        return None
+
+
+def _route_mismatch(
+    routes: dict[RouteKey, Edge] | None,
+    state: State,
+    trigger: Trigger,
+    decision: Decision | None,
+    fired: tuple[Edge, ...],
+) -> list[Finding]:
+    """The machine's route for one case, against the one edge the guards pass.
+
+    Only a case with exactly one passing edge has a right answer; a gap or
+    an overlap is reported as such.
+    """
+    if routes is None or len(fired) != 1:
+        return []
+    routed = routes.get((state.value, trigger, decision))
+    if routed is fired[0]:
+        return []
+    where = f"state {state.value!r}, trigger {trigger.value!r}"
+    if decision is not None:
+        where += f", verdict {decision.verdict.value!r} ({_conditions([decision])})"
+    return [
+        Finding(
+            Kind.route_mismatch,
+            f"{where}: the guards pass only {fired[0].describe()}, but the machine's "
+            f"precomputed route is {routed.describe() if routed else 'missing'}; "
+            "make every guard a pure function of the Decision",
+            state=state,
+            trigger=trigger,
+            verdict=None if decision is None else decision.verdict,
+            decisions=() if decision is None else (decision,),
+            edges=(fired[0].describe(),),
+        )
+    ]
 
 
 def _undecided_findings(state: State, trigger: Trigger, edges: tuple[Edge, ...]) -> list[Finding]:

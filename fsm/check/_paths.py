@@ -236,30 +236,20 @@ def coverage(paths: Iterable[Path], definition: Definition = LIFECYCLE) -> float
 # -- realised paths ----------------------------------------------------------------
 
 
-class _Spy:
-    """A guard that records the decision it is asked about, then asks the real guard."""
+class _DecisionTap(LinkMachine):
+    """A LinkMachine that keeps the decision of its latest close, for the path's step.
 
-    __slots__ = ("__name__", "guard", "seen")
+    The guards run only when a machine is built (its routes are precomputed),
+    so the decision a close carried is read where the machine makes it.
+    """
 
-    def __init__(self, guard: object, seen: list[Decision]) -> None:
-        assert callable(guard)
-        self.guard = guard
-        self.seen = seen
-        self.__name__ = getattr(guard, "__name__", "guard")
+    last_decision: Decision | None = None
 
-    def __call__(self, decision: Decision) -> bool:
-        self.seen.append(decision)
-        return bool(self.guard(decision))
-
-
-def _spied(definition: Definition, seen: list[Decision]) -> Definition:
-    return replace(
-        definition,
-        edges=tuple(
-            e if e.guard is None else replace(e, guard=_Spy(e.guard, seen))
-            for e in definition.edges
-        ),
-    )
+    def _decide(
+        self, link: Link, trigger: Trigger, event: CloseEvent, rule: Rule, now: float
+    ) -> Decision:
+        self.last_decision = super()._decide(link, trigger, event, rule, now)
+        return self.last_decision
 
 
 def _copy(link: Link) -> Link:
@@ -320,20 +310,17 @@ class _Explorer:
         self.channel = channel
         self.definition = definition
         self.policy = policy
-        self.seen: list[Decision] = []
-        self.machine = LinkMachine(
-            channel, policy, definition=_spied(definition, self.seen), rng=random.Random(0)
-        )
+        self.machine = _DecisionTap(channel, policy, definition=definition, rng=random.Random(0))
 
     def step(self, link: Link, trigger: Trigger, raw: object) -> Step:
         """Fire ``trigger`` on ``link`` (mutated) and return the step it took."""
         state = State(link.state)
-        self.seen.clear()
+        self.machine.last_decision = None
         if trigger in CLOSE_TRIGGERS:
             self.machine.close(link, raw, 0.0, trigger=trigger)
         else:
             self.machine.fire(link, trigger, 0.0)
-        decision = self.seen[0] if self.seen else None
+        decision = self.machine.last_decision
         edge = self.definition.resolve(state, trigger, decision)
         return Step(trigger, edge, decision, raw if trigger in CLOSE_TRIGGERS else None)
 

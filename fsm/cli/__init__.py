@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, NoReturn
 
-from linkstate.cli.common import CommandError, ExitStatus
+from linkstate.cli.common import CommandError, ExitStatus, reader_gone
 
 __all__ = ["ArgumentParser", "build_parser", "command_modules", "command_names", "main"]
 
@@ -180,13 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return ExitStatus.interrupted
     except BrokenPipeError:
-        # The reader went away (`linkstate ... | head -1`): the Python
-        # documentation's recipe. Point stdout at devnull so that the flush at
-        # exit does not raise again, and exit as a command killed by SIGPIPE
-        # would be seen by the shell's pipeline: quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        # The reader went away (`linkstate status | head -1`): it read what it
+        # wanted, so the command is done; 1 would say a link needs a person.
+        # A supervising command never gets here: its printer carries on.
+        reader_gone()
+        return ExitStatus.ok
     return status
 
 

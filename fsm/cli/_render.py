@@ -19,6 +19,7 @@ import sys
 from typing import Final, Literal, TextIO
 
 from linkstate._machine import TransitionRecord
+from linkstate.cli.common import reader_gone
 from linkstate.runtime._supervisor import Outcome
 
 __all__ = ["FORMATS", "Format", "Printer", "default_format", "describe_close", "describe_verdict"]
@@ -72,7 +73,12 @@ class Printer:
         return self._stream or sys.stdout
 
     def _emit(self, line: str) -> None:
-        print(line, file=self.stream, flush=True)
+        try:
+            print(line, file=self.stream, flush=True)
+        except BrokenPipeError:
+            # The reader left (`linkstate watch ... | head -1`): the link is
+            # still supervised, and the exit status still says how it ended.
+            reader_gone()
 
     def transition(self, record: TransitionRecord) -> None:
         """Print one transition; usable directly as a supervisor observer."""

@@ -1,4 +1,4 @@
-"""The ``--db PATH`` option and the store plumbing shared by the commands that use one.
+"""The ``--db PATH|URL`` option and the store plumbing shared by the commands that use one.
 
 ``simulate``, ``watch`` and ``demo`` get ``--db`` through
 :func:`linkstate.cli._supervise.add_run_options`; ``status``, ``history``,
@@ -6,6 +6,10 @@
 :class:`linkstate.store.StoreError` becomes a :class:`linkstate.cli.common.CommandError`:
 one line naming the file and the fix, never a traceback, with the exit status
 of its kind (:func:`store_exit_status`).
+
+:func:`open_store` is the one place that chooses the back end: a
+``postgresql://`` URL opens the PostgreSQL store, anything else is a SQLite
+file's path.
 """
 
 from __future__ import annotations
@@ -15,17 +19,23 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
+from typing import Protocol
 
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._machine import TransitionRecord
-from linkstate.cli.common import CommandError, ExitStatus, channel_or_exit
+from linkstate.cli.common import CommandError, ExitStatus, channel_or_exit, link_id, shown
 from linkstate.store._journal import Journal, open_journal
+from linkstate.store._lease import LeaseInfo, is_postgres_url
 from linkstate.store._sqlite import (
+    LinkRow,
     SQLiteStore,
+    StateStore,
+    StoreConflictError,
     StoreError,
     StoreOwnedElsewhereError,
     StoreRequestError,
+    StoreRowError,
     operator_reset,
     require_link,
 )
@@ -39,36 +49,57 @@ __all__ = [
     "operate",
     "store_errors",
     "store_exit_status",
+    "stored_channel",
     "timestamp",
 ]
 
 
+class OpenedStore(StateStore, Protocol):
+    """A store the commands open and close with ``with``."""
+
+    def __enter__(self) -> OpenedStore: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+    def read_links(self) -> tuple[list[LinkRow], list[StoreRowError]]:
+        """Every readable link, and an error for each row that cannot be read."""
+        ...
+
+
 def add_db_option(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    """Add ``--db PATH``."""
+    """Add ``--db PATH|URL``."""
     parser.add_argument(
         "--db",
-        metavar="PATH",
+        metavar="PATH|URL",
         default=None,
         required=required,
-        help="the SQLite state database: the link's state and history outlive the process "
-        "(with --link ID naming the link)"
+        help="the state database, a SQLite file or a postgresql:// URL: the link's state and "
+        "history outlive the process (with --link ID naming the link)"
         if not required
-        else "the SQLite state database",
+        else "the state database: a SQLite file, or a postgresql:// URL",
     )
 
 
 def store_exit_status(exc: StoreError) -> ExitStatus:
-    """2 for a request that does not fit the store, 4 for a link owned elsewhere, else 3."""
+    """The exit status of a store error: what kind of problem it is.
+
+    2 for a request that does not fit what the store holds; 4 when another
+    process drives the link (owned elsewhere, or it changed the stored state
+    under this one); 3 for a store that failed.
+    """
     if isinstance(exc, StoreRequestError):
         return ExitStatus.usage
-    if isinstance(exc, StoreOwnedElsewhereError):
+    if isinstance(exc, StoreOwnedElsewhereError | StoreConflictError):
         return ExitStatus.owned_elsewhere
     return ExitStatus.store
 
 
 @contextmanager
 def store_errors() -> Iterator[None]:
-    """Turn a :class:`StoreError` (alone, or the one error of trio's groups) into a CommandError."""
+    """Turn a :class:`StoreError` (alone, or the one error of trio's groups) into a CommandError.
+
+    A :class:`CommandError` that is the one error of a group (a usage problem
+    found inside the event loop, such as a busy port) is raised bare, so that
+    it is still one line.
+    """
     try:
         yield
     except StoreError as exc:
@@ -79,13 +110,30 @@ def store_errors() -> Iterator[None]:
             leaf = leaf.exceptions[0]
         if isinstance(leaf, StoreError):
             raise CommandError(str(leaf), store_exit_status(leaf)) from leaf
+        if isinstance(leaf, CommandError):
+            raise leaf from None
         raise
 
 
-def open_store(path: str, *, create: bool = False) -> SQLiteStore:
-    """Open the state database at ``path``; by default it must exist."""
+def open_store(path: str, *, create: bool = False, read_only: bool = False) -> OpenedStore:
+    """Open the state database at ``path`` (a file, or a ``postgresql://`` URL); it must exist.
+
+    ``create`` makes it (the file, or the tables) when missing. ``read_only`` is
+    for the commands that only read (``status``, ``history``): on SQLite they
+    then work on a read-only mount or a file this user may only read; a
+    PostgreSQL role's own grants decide that on the server.
+    """
     with store_errors():
-        return SQLiteStore(path, create=create)
+        if is_postgres_url(path):
+            try:
+                from linkstate.store._postgres import PostgresStore
+            except ImportError as exc:
+                raise CommandError(
+                    f"--db postgresql://... needs psycopg, which is not installed ({exc}); "
+                    "install it with pip install 'linkstate[postgres]'"
+                ) from exc
+            return PostgresStore(path, create=create)
+        return SQLiteStore(path, create=create, read_only=read_only)
 
 
 @asynccontextmanager
@@ -102,7 +150,7 @@ async def journal_from_args(args: argparse.Namespace) -> AsyncIterator[Journal |
 
 def add_operator_arguments(parser: argparse.ArgumentParser, *, note: str) -> None:
     """Add ``LINK --db PATH [--note TEXT]`` for the operator commands."""
-    parser.add_argument("link", metavar="LINK", help="the link's id")
+    parser.add_argument("link", metavar="LINK", type=link_id, help="the link's id")
     add_db_option(parser, required=True)
     parser.add_argument(
         "--note",
@@ -117,16 +165,16 @@ def operate(args: argparse.Namespace, *, only: frozenset[State] | None) -> Trans
     with store_errors(), open_store(args.db) as store:
         row = require_link(store, args.link)
         record = operator_reset(
-            store, args.link, _stored_channel(row.channel), note=args.note, only=only
+            store, args.link, stored_channel(row.channel), note=args.note, only=only
         )
     print(
-        f"{record.link}: {record.src} -> {record.dst} ({args.note}); the link connects again "
-        "the next time it is started"
+        f"{shown(record.link)}: {record.src} -> {record.dst} ({record.reason}); the link "
+        "connects again the next time it is started"
     )
     return record
 
 
-def _stored_channel(name: str) -> Channel:
+def stored_channel(name: str) -> Channel:
     """The channel a stored link was run with; ``linkstate demo``'s own is not registered."""
     from linkstate.cli import demo  # here: the demo imports trio, the operator commands need not
 
@@ -147,3 +195,21 @@ def ago(wall: float, now: float | None = None) -> str:
         if seconds >= size:
             return f"{seconds / size:.0f} {unit} ago"
     return f"{seconds:.0f} s ago"
+
+
+def store_leases(store: object) -> dict[str, LeaseInfo] | None:
+    """Every link's lease, from a store shared by several hosts; None for one that has none."""
+    leases = getattr(store, "leases", None)
+    return leases() if callable(leases) else None
+
+
+def describe_lease(info: LeaseInfo | None, now: float) -> tuple[str, str, str]:
+    """``(owner, token, expiry)`` for the status table; ``-`` where there is nothing."""
+    if info is None or info.token == 0:
+        return "-", "-", "-"
+    if info.owner is None:
+        return "-", str(info.token), "released"
+    expires = info.expires_at if info.expires_at is not None else now
+    if info.live:
+        return info.owner, str(info.token), f"in {max(0.0, expires - now):.0f} s"
+    return info.owner, str(info.token), f"expired {ago(expires, now)}"

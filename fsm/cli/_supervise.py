@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import math
 import random
-import shlex
 import signal
 import sys
 import threading
@@ -30,11 +29,11 @@ from anyio.abc import TaskStatus
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._machine import LinkMachine
-from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
+from linkstate._policy import PRESETS, Budget, Jitter, PolicyError, ReconnectPolicy
 from linkstate._verdicts import OperatorCommands
 from linkstate.cli._render import FORMATS, Format, Printer, default_format
 from linkstate.cli._store import add_db_option, journal_from_args, store_errors
-from linkstate.cli.common import CommandError, ExitStatus
+from linkstate.cli.common import CommandError, ExitStatus, link_id, shell_word
 from linkstate.cli.diagram import add_trace_option, record_trace
 from linkstate.runtime._supervisor import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -55,6 +54,7 @@ __all__ = [
     "positive_seconds",
     "printer_from_args",
     "seconds",
+    "stop_on_signals",
     "supervise",
     "supervisor_from_args",
 ]
@@ -87,14 +87,24 @@ POLICY_OPTIONS: Final[tuple[tuple[str, str, Callable[[str], object], str], ...]]
     ("--jitter", "jitter", Jitter, f"jitter: {', '.join(j.value for j in Jitter)}"),
     ("--jitter-ratio", "jitter_ratio", float, "spread for proportional/symmetric jitter"),
     ("--retry-now-max", "retry_now_max", seconds, "largest delay after retry_now"),
-    ("--max-attempts", "max_attempts", int, "reconnect attempts before failed"),
+    ("--max-attempts", "max_attempts", int, "attempts before failed (see --budget)"),
+    ("--budget", "budget", Budget, "what --max-attempts counts: reconnects or connects"),
     ("--healthy-after", "healthy_after", seconds, "seconds open that refill the budget"),
     ("--flap-closes", "flap_closes", int, "closes within the flap window that mean failed"),
     ("--flap-window", "flap_window", seconds, "the flap detection window"),
 )
 
 
-_METAVARS: Final[dict[Callable[[str], object], str]] = {seconds: "S", int: "N", Jitter: "KIND"}
+_METAVARS: Final[dict[Callable[[str], object], str]] = {
+    seconds: "S",
+    int: "N",
+    Jitter: "KIND",
+    Budget: "KIND",
+}
+
+# --preset's choices: the channel's own policy (the default), then the named presets.
+CHANNEL_PRESET: Final = "channel"
+PRESET_CHOICES: Final = (CHANNEL_PRESET, *PRESETS)
 
 
 def add_run_options(parser: argparse.ArgumentParser, *, connect_timeout: bool = True) -> None:
@@ -107,7 +117,11 @@ def add_run_options(parser: argparse.ArgumentParser, *, connect_timeout: bool = 
         "(default: text on a terminal, json otherwise)",
     )
     parser.add_argument(
-        "--link", default="link", metavar="ID", help="the link's id in records and messages"
+        "--link",
+        type=link_id,
+        default="link",
+        metavar="ID",
+        help="the link's id in records and messages",
     )
     add_db_option(parser)
     add_trace_option(parser)
@@ -124,7 +138,17 @@ def add_run_options(parser: argparse.ArgumentParser, *, connect_timeout: bool = 
         metavar="S",
         help="stop the link (state stopped) after S seconds",
     )
-    group = parser.add_argument_group("reconnect policy (defaults: the channel's policy)")
+    group = parser.add_argument_group(
+        "reconnect policy (defaults: the channel's policy, or the --preset's)"
+    )
+    group.add_argument(
+        "--preset",
+        choices=PRESET_CHOICES,
+        default=CHANNEL_PRESET,
+        help="start from this policy: the channel's own (the default), linkstate's defaults, "
+        "OpenClaw's (12 connects, 11 sleeps, 2 s x1.8 +0-25 %%, cap 30 s) or gRPC's; "
+        "the options below change it",
+    )
     for option, field, kind, text in POLICY_OPTIONS:
         group.add_argument(
             option,
@@ -156,7 +180,10 @@ def add_run_options(parser: argparse.ArgumentParser, *, connect_timeout: bool = 
 
 
 def policy_from_args(args: argparse.Namespace, base: ReconnectPolicy) -> ReconnectPolicy:
-    """``base`` with the policy options the user gave; a bad combination is a CommandError."""
+    """``base`` (or the ``--preset``) with the policy options given; a bad one is a CommandError."""
+    preset = getattr(args, "preset", CHANNEL_PRESET)
+    if preset != CHANNEL_PRESET:
+        base = PRESETS[preset]
     changes = {
         field: getattr(args, f"policy_{field}")
         for _, field, _, _ in POLICY_OPTIONS
@@ -234,18 +261,41 @@ def operator_commands(args: argparse.Namespace) -> OperatorCommands:
     :func:`linkstate.cli.main` keeps on ``args``).
     """
     db: str | None = getattr(args, "db", None)
-    link = shlex.quote(args.link)
+    link = shell_word(args.link)
     if db is not None:
-        where = f"{link} --db {shlex.quote(db)}"
+        where = f"{link} --db {shell_word(db)}"
         return OperatorCommands(
             reset=f"linkstate reset {where}", relink=f"linkstate relink {where}"
         )
-    again = shlex.join(["linkstate", *getattr(args, "argv", [args.command])])
+    again = " ".join(
+        shell_word(word) for word in ["linkstate", *getattr(args, "argv", [args.command])]
+    )
     return OperatorCommands(reset=again, relink=again)
 
 
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 """Ctrl-C, and what systemd, Docker and ``kill`` send: each stops the link cleanly."""
+
+
+async def stop_on_signals(
+    stop: Callable[[], None],
+    stopping: Callable[[], bool],
+    cut_short: Callable[[], None],
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Turn SIGINT and SIGTERM into a clean stop: ``stop()``, or ``cut_short()`` once stopping.
+
+    Every command that supervises links runs this one handler: ``supervise``
+    below for one link, ``linkstate serve`` for a fleet. Reports started once
+    the handlers are installed, so that no early signal is lost.
+    """
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        task_status.started()
+        async for _ in signals:
+            if stopping():
+                cut_short()
+            stop()
 
 
 async def supervise(
@@ -268,15 +318,16 @@ async def supervise(
     draw_trace = record_trace(args, supervisor)
     cut_short = False
 
-    async def stop_on_signals(*, task_status: TaskStatus[None]) -> None:
+    def cut() -> None:
         nonlocal cut_short
-        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
-            task_status.started()
-            async for _ in signals:
-                if supervisor.abort_requested:
-                    cut_short = True
-                    tasks.cancel_scope.cancel()
-                supervisor.abort()
+        cut_short = True
+        tasks.cancel_scope.cancel()
+
+    def stop() -> None:
+        # A command whose own success is another end (the demo) reads this:
+        # a stop by the operator is exit status 0 everywhere.
+        args.stopped_by_signal = True
+        supervisor.abort()
 
     with store_errors():
         async with journal_from_args(args) as journal:
@@ -286,7 +337,9 @@ async def supervise(
                 # Signals become an ordinary abort: the loop then never raises
                 # KeyboardInterrupt into the middle of the supervisor's cleanup.
                 if threading.current_thread() is threading.main_thread():
-                    await tasks.start(stop_on_signals)
+                    await tasks.start(
+                        stop_on_signals, stop, lambda: supervisor.abort_requested, cut
+                    )
                 if args.max_time is not None:
 
                     async def time_limit() -> None:

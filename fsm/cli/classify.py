@@ -47,18 +47,34 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def parse_event(text: str) -> object:
-    """Read EVENT: JSON if it parses, else a bare code; anything else is a CommandError."""
+def parse_event(text: str, what: str = "EVENT") -> object:
+    """Read EVENT: JSON if it parses, else a bare code; anything else is a CommandError.
+
+    ``what`` names the argument in the error (``--close CODE`` for ``simulate``).
+    """
     try:
         return json.loads(text)
+    except RecursionError:
+        # Python's JSON parser recurses once per level of nesting.
+        raise CommandError(
+            f"cannot read {what}: its JSON is nested deeper than Python can parse; no client "
+            "library nests a close that deep, pass one like '{\"status\": 440}'"
+        ) from None
     except json.JSONDecodeError as exc:
         if _BARE_CODE.fullmatch(text.strip()):
             return text.strip()
         raise CommandError(
-            f"cannot read EVENT {text[:60]!r}: it is neither JSON ({exc.msg} at position "
+            f"cannot read {what} {text[:60]!r}: it is neither JSON ({exc.msg} at position "
             f"{exc.pos}) nor a bare code; pass a code like 440 or JSON like "
             "'{\"status\": 440}'"
         ) from exc
+    except ValueError:
+        # What json.loads raises beyond JSONDecodeError: int() refusing a number
+        # of more digits than sys.get_int_max_str_digits() (4,300 by default).
+        raise CommandError(
+            f"cannot read {what}: it holds a number with thousands of digits, which is no "
+            "status or code; pass a code like 440 or JSON like '{\"status\": 440}'"
+        ) from None
 
 
 def classify_event(channel_name: str, raw: object) -> dict[str, object]:

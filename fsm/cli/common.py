@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
 import json
+import os
+import shlex
 import sys
 from enum import IntEnum
 from typing import Final, TextIO
 
 from linkstate._channel import BUNDLED_PACKAGE, Channel, ChannelError, load_channel
 from linkstate._errors import LinkstateError
+from linkstate._events import sanitise_reason
 
-__all__ = ["CommandError", "ExitStatus", "channel_or_exit", "print_json"]
+__all__ = [
+    "CommandError",
+    "ExitStatus",
+    "channel_or_exit",
+    "link_id",
+    "print_json",
+    "reader_gone",
+    "shell_word",
+    "shown",
+]
 
 
 class ExitStatus(IntEnum):
@@ -83,3 +96,72 @@ def _bundled_channel(name: str) -> Channel | None:
 def print_json(value: object, stream: TextIO | None = None) -> None:
     """Print ``value`` as one line of JSON with stable key order."""
     print(json.dumps(value, ensure_ascii=False), file=stream or sys.stdout, flush=True)
+
+
+def reader_gone() -> None:
+    """Point stdout at devnull: its reader went away (``linkstate status | head -1``).
+
+    The Python documentation's recipe: later writes, and the flush at exit,
+    then go nowhere instead of raising BrokenPipeError again.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real stdout: nothing to redirect
+        pass
+
+
+def link_id(text: str) -> str:
+    """Argparse type of ``--link ID`` and ``LINK``: any text, but text it must be.
+
+    Python hands over bytes that are not UTF-8 as lone surrogates, which no
+    database, log or terminal can take; say so, instead of a traceback later.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!a} is not valid UTF-8 text; give the link an id in UTF-8"
+        ) from None
+    return text
+
+
+def shown(text: str) -> str:
+    """``text`` as text output shows it: a user's ids and notes sanitised like network text.
+
+    Escape sequences, CR/LF and bidi overrides become spaces, as in a close's
+    reason (:func:`linkstate._events.sanitise_reason`); nothing is cut short.
+    """
+    return sanitise_reason(text, limit=None)
+
+
+# How $'...' spells each character that must not reach a terminal as itself.
+_ANSI_C_ESCAPES: Final = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def shell_word(text: str) -> str:
+    """``text`` quoted for a POSIX shell, and printable: safe to show, and to paste.
+
+    Printable text is quoted as :func:`shlex.quote` does. Text holding control,
+    format (bidi) or other unprintable characters is spelled in the ``$'...'``
+    quoting of bash, zsh and ksh, each such character escaped, so a printed
+    command neither drives the terminal nor names another link.
+    """
+    if text.isprintable():
+        return shlex.quote(text)
+    return "$'" + "".join(_ansi_c(ch) for ch in text) + "'"
+
+
+def _ansi_c(ch: str) -> str:
+    if ch in _ANSI_C_ESCAPES:
+        return _ANSI_C_ESCAPES[ch]
+    if ch.isprintable():
+        return ch
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape): that byte
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x80:
+        return f"\\x{code:02x}"  # one byte, which is the character
+    # $'\\xHH' is a byte, not a character: above ASCII, name the code point.
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

@@ -5,7 +5,7 @@ The server (:func:`serve_story`) accepts one connection per scene of
 
 1. open a while, then drop the TCP connection without a close frame (the
    client library reports 1006, abnormal closure): ``retry`` with backoff;
-2. close with 1012, service restart: ``retry_now``, a short jittered delay;
+2. close with 1001, going away (a restart for an upgrade): ``retry``;
 3. close with 4440, a session conflict (another client took the session, as
    WhatsApp Web's status 440 says): ``relink``, stop at once with no retry and
    no backoff sleep, and tell the operator.
@@ -91,7 +91,7 @@ class Scene:
 
 STORY: Final = (
     Scene(0.8, None, says="server: dropping the TCP connection (the client sees 1006)"),
-    Scene(0.8, 1012, "restarting for an upgrade", says="server: restarting (close 1012)"),
+    Scene(0.8, 1001, "restarting for an upgrade", says="server: restarting (close 1001)"),
     Scene(
         0.8,
         4440,
@@ -99,7 +99,7 @@ STORY: Final = (
         says="server: another client took the session (close 4440, WhatsApp's 440)",
     ),
 )
-"""Open; drop with 1006; restart with 1012; then 4440, which the demo table maps to relink."""
+"""Open; drop with 1006; restart with 1001 (going away); then 4440, which the demo relinks."""
 
 # Connections after the story (there should be none: 4401 stops the link).
 _ENCORE: Final = Scene(0.0, 1001, "the story is over")
@@ -176,7 +176,7 @@ def register(subparsers: Any) -> None:
         help="watch a link live through a scripted WebSocket server on loopback",
         description=(
             "Start a real WebSocket server on a free 127.0.0.1 port that drops the first "
-            "connection (1006), restarts on the second (1012) and gives the session to another "
+            "connection (1006), restarts on the second (1001) and gives the session to another "
             "client on the third (4440, WhatsApp's 440), and supervise a link against it, kept "
             "in a state database (--db, default: a new temporary file). Prints the lifecycle "
             "as it happens, the operator message, and the commands to try next. Exit status 0 "
@@ -240,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
 
     The demo is the one command whose expected end is a terminal state: it
     plays a session conflict on purpose, so ending in ``needs_relink`` is its
-    success, and anything else (a hung or broken story) exits 1.
+    success, and anything else (a hung or broken story) exits 1, except a
+    stop by Ctrl-C or SIGTERM, which is 0 as for every command.
     """
     channel = demo_channel(channel_or_exit("websocket"))
     policy_from_args(args, channel.policy)  # report a bad policy before starting
@@ -251,4 +252,6 @@ def run(args: argparse.Namespace) -> int:
         print("\ntry next (the demo kept the link in a real database):")
         for command in next_commands(args):
             print(f"  {command}")
+    if getattr(args, "stopped_by_signal", False):
+        return ExitStatus.ok  # Ctrl-C or SIGTERM: stopped by the operator
     return ExitStatus.ok if outcome.state == "needs_relink" else ExitStatus.needs_person

@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from linkstate.cli._render import describe_close
 from linkstate.cli._store import add_db_option, open_store, store_errors, timestamp
-from linkstate.cli.common import CommandError, print_json
+from linkstate.cli.common import CommandError, link_id, print_json
 from linkstate.store._sqlite import StoredTransition, require_link
 
 __all__ = ["ORDER", "register", "render", "run"]
@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
             "The store keeps the newest transitions of each link (200 by default)."
         ),
     )
-    parser.add_argument("link", metavar="LINK", help="the link's id")
+    parser.add_argument("link", metavar="LINK", type=link_id, help="the link's id")
     add_db_option(parser, required=True)
     parser.add_argument(
         "--limit", type=int, default=None, metavar="N", help="only the newest N transitions"
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``linkstate history``."""
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit {args.limit} must be at least 1")
-    with store_errors(), open_store(args.db) as store:
+    with store_errors(), open_store(args.db, read_only=True) as store:
         require_link(store, args.link)
         entries = store.history(args.link, args.limit)
     for entry in entries:

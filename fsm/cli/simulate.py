@@ -27,11 +27,11 @@ from linkstate.cli._supervise import (
     supervisor_from_args,
 )
 from linkstate.cli.classify import parse_event
-from linkstate.cli.common import channel_or_exit
+from linkstate.cli.common import CommandError, channel_or_exit
 from linkstate.runtime._scripted import Close, Reject, ScriptedTransport, Step
 from linkstate.runtime._supervisor import Outcome
 
-__all__ = ["ORDER", "register", "run", "simulate"]
+__all__ = ["MAX_STEPS", "ORDER", "register", "run", "script_from_args", "simulate"]
 
 ORDER: Final = 20
 
@@ -60,9 +60,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Run the real supervisor on a virtual clock against a scripted peer: each connect "
             "opens and then closes with the next --close CODE (or fails its handshake with the "
-            "next --fail CODE). When the script runs out the link stays open and the run ends "
-            "with an abort. Prints every transition, then the final state, connect and sleep "
-            "counts and the operator message."
+            "next --fail CODE; --repeat N repeats the step before it). When the script runs "
+            "out the link stays open and the run ends with an abort. Prints every transition, "
+            "then the final state, connect and sleep counts and the operator message."
         ),
     )
     parser.add_argument("channel", metavar="CHANNEL", help="a channel name, such as whatsapp")
@@ -83,6 +83,15 @@ def register(subparsers: Any) -> None:
         help="the next connection fails its handshake with CODE",
     )
     parser.add_argument(
+        "--repeat",
+        dest="script",
+        action=_AppendStep,
+        const="repeat",
+        metavar="N",
+        help="the preceding --close or --fail happens N times in all, such as "
+        "--fail 428 --repeat 12 for twelve failing connects",
+    )
+    parser.add_argument(
         "--open-for",
         type=seconds,
         default=1.0,
@@ -93,13 +102,46 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
+# A script longer than this is a typo (an extra digit), not a simulation.
+MAX_STEPS: Final = 100_000
+
+
 def script_from_args(args: argparse.Namespace) -> list[Step]:
-    """The transport script in command-line order; an unreadable CODE is a CommandError."""
+    """The transport script in command-line order; an unreadable CODE or N is a CommandError."""
     steps: list[Step] = []
     for kind, text in args.script or []:
-        raw = parse_event(text)
+        if kind == "repeat":
+            steps.extend([_repeated(steps, text)] * (_times(text) - 1))
+            continue
+        raw = parse_event(text, f"--{kind} CODE")
         steps.append(Close(raw, after=args.open_for) if kind == "close" else Reject(raw))
+    if len(steps) > MAX_STEPS:
+        raise CommandError(
+            f"the script has {len(steps)} steps, more than {MAX_STEPS}; lower the --repeat counts"
+        )
     return steps
+
+
+def _repeated(steps: list[Step], text: str) -> Step:
+    if not steps:
+        raise CommandError(
+            f"--repeat {text} has no step to repeat; put it after a --close or --fail, "
+            "such as --fail 428 --repeat 12"
+        )
+    return steps[-1]
+
+
+def _times(text: str) -> int:
+    try:
+        times = int(text)
+    except ValueError:
+        times = 0
+    if not 1 <= times <= MAX_STEPS:
+        raise CommandError(
+            f"--repeat {text!r} is not a count; give how many times the step before it "
+            f"happens in all, a whole number from 1 to {MAX_STEPS}, such as --repeat 12"
+        )
+    return times
 
 
 async def simulate(args: argparse.Namespace, channel: Channel, script: list[Step]) -> Outcome:

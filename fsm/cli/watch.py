@@ -16,6 +16,8 @@ and the exit status are the same.
 from __future__ import annotations
 
 import argparse
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import anyio
@@ -66,17 +68,56 @@ def register(subparsers: Any) -> None:
         default=BACKENDS[0],
         help="the event loop to supervise on (default: %(default)s)",
     )
+    parser.add_argument(
+        "--max-message-size",
+        type=message_size,
+        default=None,
+        metavar="BYTES",
+        help="the largest message the transport accepts; a peer that sends more is cut off "
+        "(a local close, retried) (default: the transport's own limit)",
+    )
     add_run_options(parser)
     parser.set_defaults(run=run, watchdog=DEFAULT_WATCHDOG)
     parser.epilog = f"The watchdog defaults to {DEFAULT_WATCHDOG:g} s for watch."
 
 
-def transport_from_args(channel: Channel, url: str) -> Transport:
+def message_size(text: str) -> int:
+    """Argparse type: a whole number of bytes, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of bytes; write it like 1048576"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 byte or more")
+    return value
+
+
+def transport_from_args(
+    channel: Channel, url: str, *, max_message_size: int | None = None
+) -> Transport:
     """The channel's transport for ``url``; no transport or a bad URL is a CommandError."""
     try:
-        return transport_factory(channel)(url)
+        factory = transport_factory(channel)
+        if max_message_size is None:
+            return factory(url)
+        if "max_message_size" not in _parameters(factory):
+            raise CommandError(
+                f"channel {channel.name!r}: its transport has no message size limit to set; "
+                "drop --max-message-size"
+            )
+        build: Callable[..., Transport] = factory
+        return build(url, max_message_size=max_message_size)
     except (LookupError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
+
+
+def _parameters(factory: Callable[..., object]) -> Mapping[str, inspect.Parameter]:
+    try:
+        return inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to read
+        return {}
 
 
 async def watch(args: argparse.Namespace, channel: Channel, transport: Transport) -> Outcome:
@@ -88,7 +129,7 @@ async def watch(args: argparse.Namespace, channel: Channel, transport: Transport
 def run(args: argparse.Namespace) -> int:
     """Run ``linkstate watch``."""
     channel = channel_or_exit(args.channel)
-    transport = transport_from_args(channel, args.url)
+    transport = transport_from_args(channel, args.url, max_message_size=args.max_message_size)
     policy_from_args(args, channel.policy)  # report a bad policy before connecting
     outcome = anyio.run(watch, args, channel, transport, backend=args.backend)
     return outcome_status(outcome)

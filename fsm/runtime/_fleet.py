@@ -51,15 +51,27 @@ import anyio
 from anyio.abc import TaskGroup
 
 from linkstate._channel import Channel
-from linkstate._errors import LinkstateError
-from linkstate._lifecycle import State
-from linkstate._machine import Link, LinkMachine
+from linkstate._errors import ArgumentError, LinkstateError
+from linkstate._lifecycle import State, StopReason
+from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
 from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
+from linkstate._verdicts import CLI_COMMANDS, OperatorCommands
 from linkstate.runtime._heap import MASS_START_HOLD, MASS_START_LINKS, hold_collector
 from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
 from linkstate.store._journal import Journal
+from linkstate.store._sqlite import StoreOwnedElsewhereError
 
-__all__ = ["Fleet", "FleetError", "LinkStatus", "RestartPolicy", "open_fleet"]
+__all__ = [
+    "DEFAULT_FLEET_KEEP_RECORDS",
+    "Fleet",
+    "FleetError",
+    "LinkStatus",
+    "RestartPolicy",
+    "open_fleet",
+]
+
+DEFAULT_FLEET_KEEP_RECORDS: Final = 20
+"""Transitions each link of a fleet keeps in memory: a few kilobytes a link, however it flaps."""
 
 _log: Final = logging.getLogger("linkstate.fleet")
 
@@ -203,6 +215,12 @@ class Fleet:
         restarts: How crashed supervisors are restarted.
         rng: The random source of every shared machine's jitter.
         clock: The clock for supervisors and snapshots; defaults to ``anyio.current_time``.
+        keep_records: Transitions each link's supervisor keeps in memory for
+            its outcome (:data:`DEFAULT_FLEET_KEEP_RECORDS` by default, at most
+            twice that between trims). Small on purpose: a fleet of a thousand
+            flapping links must not hold a million records; the durable
+            history is the store's (``linkstate history``).
+        commands: The operator commands the links' stop messages name.
 
     """
 
@@ -214,17 +232,59 @@ class Fleet:
         restarts: RestartPolicy | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
+        keep_records: int = DEFAULT_FLEET_KEEP_RECORDS,
+        commands: OperatorCommands = CLI_COMMANDS,
     ) -> None:
+        self.keep_records = _checked_keep(keep_records)
         self.tasks = tasks
         self.journal = journal
         self.restarts = restarts or RestartPolicy()
         self.rng = rng or random.Random()
         self.clock = clock or anyio.current_time
+        self.commands = commands
         self._members: dict[str, _Member] = {}
         self._machines: dict[tuple[str, ReconnectPolicy], LinkMachine] = {}
         # Links started since the last look that may still be starting (module header).
         self._starting: list[_Member] = []
         self._holding = False
+        self._observers: list[Observer] = []
+
+    # -- observing -------------------------------------------------------------
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer`` with every transition of every link; returns an unsubscribe function.
+
+        It sees the links already running as well as those started later, and
+        every supervisor a crash restart builds. Like
+        :meth:`linkstate.runtime.Supervisor.subscribe`, observers run
+        synchronously inside the supervisor, and one that raises is logged and
+        ignored: a metrics bug cannot change a link's fate.
+        """
+        self._observers.append(observer)
+
+        def unsubscribe() -> None:
+            if observer in self._observers:
+                self._observers.remove(observer)
+
+        return unsubscribe
+
+    def channel_of(self, link_id: str) -> Channel:
+        """The channel ``link_id`` was started with.
+
+        Raises:
+            FleetError: the link is unknown to the fleet.
+
+        """
+        return self._member(link_id).channel
+
+    def _notify(self, record: TransitionRecord) -> None:
+        # Subscribed once per supervisor; reads the list at call time, so an
+        # observer subscribed later sees the links that are already running.
+        for observer in tuple(self._observers):
+            try:
+                observer(record)
+            except Exception:
+                _log.exception("fleet transition observer %r failed", observer)
 
     # -- starting and stopping -------------------------------------------------
 
@@ -256,7 +316,7 @@ class Fleet:
         machine = self._machine(channel, policy or channel.policy)
 
         def build(link: Link | None) -> Supervisor:
-            return Supervisor(
+            supervisor = Supervisor(
                 channel,
                 transport,
                 link_id=link_id,
@@ -266,7 +326,10 @@ class Fleet:
                 watchdog=watchdog,
                 clock=self.clock,
                 journal=self.journal,
+                keep_records=self.keep_records,
             )
+            supervisor.subscribe(self._notify)
+            return supervisor
 
         member = _Member(channel, build, self.clock())
         if previous is not None and self.journal is None:
@@ -286,14 +349,17 @@ class Fleet:
                 self._holding = True
                 self.tasks.start_soon(self._mass_start, hold, name="linkstate fleet mass start")
 
-    def stop(self, link_id: str) -> None:
-        """Stop ``link_id`` (it ends in ``stopped``); returns at once, see :meth:`wait`."""
+    def stop(self, link_id: str, reason: StopReason = StopReason.aborted) -> None:
+        """Stop ``link_id`` (it ends in ``stopped``, with ``reason``); returns at once.
+
+        See :meth:`wait`.
+        """
         member = self._member(link_id)
         member.stopping = True
         if member.wait_scope is not None:
             member.wait_scope.cancel()
         if member.supervisor is not None:
-            member.supervisor.abort()
+            member.supervisor.abort(reason)
 
     def stop_all(self) -> None:
         """Stop every link."""
@@ -353,7 +419,9 @@ class Fleet:
         key = (channel.name, policy)
         machine = self._machines.get(key)
         if machine is None or machine.channel is not channel:
-            machine = self._machines[key] = LinkMachine(channel, policy, rng=self.rng)
+            machine = self._machines[key] = LinkMachine(
+                channel, policy, rng=self.rng, commands=self.commands
+            )
         return machine
 
     async def _mass_start(self, hold: ExitStack) -> None:
@@ -374,6 +442,13 @@ class Fleet:
                 supervisor = member.supervisor = member.build(member.link)
                 try:
                     member.outcome = await supervisor.run()
+                    return
+                except StoreOwnedElsewhereError as exc:
+                    # Another host drives the link now (its claim was refused): an
+                    # ending, never restarted here.
+                    member.outcome = supervisor.outcome
+                    member.error = f"{type(exc).__name__}: {exc}"
+                    _log.warning("link %s: %s", supervisor.link.link_id, exc)
                     return
                 except Exception as exc:
                     delay = self._crashed(member, supervisor.link, exc)
@@ -451,11 +526,31 @@ async def open_fleet(
     restarts: RestartPolicy | None = None,
     rng: random.Random | None = None,
     clock: Callable[[], float] | None = None,
+    keep_records: int = DEFAULT_FLEET_KEEP_RECORDS,
+    commands: OperatorCommands = CLI_COMMANDS,
 ) -> AsyncIterator[Fleet]:
     """Run a :class:`Fleet` for the body of the ``async with``; stop every link on the way out."""
+    _checked_keep(keep_records)  # before the task group: one error, not a group of one
     async with anyio.create_task_group() as tasks:
-        fleet = Fleet(tasks, journal=journal, restarts=restarts, rng=rng, clock=clock)
+        fleet = Fleet(
+            tasks,
+            journal=journal,
+            restarts=restarts,
+            rng=rng,
+            clock=clock,
+            keep_records=keep_records,
+            commands=commands,
+        )
         try:
             yield fleet
         finally:
             fleet.stop_all()
+
+
+def _checked_keep(keep_records: int) -> int:
+    if isinstance(keep_records, bool) or not isinstance(keep_records, int) or keep_records < 1:
+        raise ArgumentError(
+            f"keep_records={keep_records!r} must be a whole number of transitions, 1 or "
+            f"more (default {DEFAULT_FLEET_KEEP_RECORDS})"
+        )
+    return keep_records

@@ -66,7 +66,7 @@ from anyio.abc import TaskGroup
 from linkstate._channel import Channel, ChannelError
 from linkstate._errors import ArgumentError, LinkstateError
 from linkstate._events import CloseEvent, Initiator, Phase
-from linkstate._lifecycle import State, Trigger
+from linkstate._lifecycle import State, StopReason, Trigger
 from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
 from linkstate._policy import ReconnectPolicy
 from linkstate.store._journal import Journal, Receipt
@@ -81,6 +81,8 @@ __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_KEEP_RECORDS",
+    "DEFAULT_STOP_TIMEOUT",
+    "GONE",
     "OWNED_ELSEWHERE",
     "ConnectFailed",
     "Connection",
@@ -105,8 +107,16 @@ DEFAULT_KEEP_RECORDS: Final = 1000
 # must not keep an aborted supervisor alive.
 DEFAULT_CLOSE_TIMEOUT: Final = 5.0
 
+# A stop (abort: Ctrl-C, SIGTERM, --max-time, fleet.stop) waits this long at
+# most for the peer's answer to our close: a person, or a service manager,
+# is waiting on it. A second abort does not wait at all.
+DEFAULT_STOP_TIMEOUT: Final = 1.0
+
 RESUMED: Final = "resumed on start after a local stop; retry budget and flap history kept"
 """The reason recorded on the ``resume`` transition that starts a run of a ``stopped`` link."""
+
+GONE: Final = "the process that had this link open is gone (restarted, killed or taken over)"
+"""The reason on the ``abort`` that starts a run of a link stored ``open``, before it resumes."""
 
 OWNED_ELSEWHERE: Final = "owned_elsewhere"
 """The stop reason of a run that ended because another owner claimed its link.
@@ -264,6 +274,8 @@ class Supervisor:
         watchdog: Seconds of transport silence that force a reconnect; None
             turns the watchdog off.
         close_timeout: Seconds closing our side may take.
+        stop_timeout: Seconds closing our side may take once the link is being
+            stopped (:meth:`abort`), when that is shorter than ``close_timeout``.
         rng: The random source for jitter; pass a seeded one for reproducible runs.
         clock: Where ``now`` comes from; defaults to ``anyio.current_time``.
         keep_records: How many of the newest transitions ``outcome.records``
@@ -289,6 +301,7 @@ class Supervisor:
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         watchdog: float | None = None,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
         journal: Journal | None = None,
@@ -309,6 +322,9 @@ class Supervisor:
                 raise ArgumentError(
                     f"{name}={value!r} must be a positive number of seconds or None"
                 )
+        for name, value in (("close_timeout", close_timeout), ("stop_timeout", stop_timeout)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ArgumentError(f"{name}={value!r} must be a number of seconds, 0 or more")
         self.channel = channel
         self.transport = transport
         self.machine = machine or LinkMachine(channel, policy, rng=rng)
@@ -317,6 +333,10 @@ class Supervisor:
         self.connect_timeout = connect_timeout
         self.watchdog = watchdog
         self.close_timeout = close_timeout
+        self.stop_timeout = stop_timeout
+        # The scope of our close under way, which abort() shortens or cancels.
+        self._close_scope: anyio.CancelScope | None = None
+        self._cut_short = False  # a second abort: close without waiting for the peer
         self.journal = journal
         # A list, not a deque: it holds a receipt or two at a time, and an empty
         # deque costs ~760 bytes per supervisor (benchmarks/supervised.py).
@@ -335,6 +355,7 @@ class Supervisor:
         # (benchmarks/supervised.py), and the task group already has one.
         self._wait_scope: anyio.CancelScope | None = None
         self._abort_requested = False
+        self._abort_reason = StopReason.aborted
         self._connects = 0
         self._opens = 0
         self._sleeps = 0
@@ -358,12 +379,17 @@ class Supervisor:
         link = self.link
         event = link.last_event
         stop_reason = None if link.stop_reason is None else link.stop_reason.value
+        if self._lost is not None:
+            # Nothing more was written; a stop asked for a reason of its own
+            # (a lapsed lease) keeps it, else the loss is the reason.
+            reason = self._abort_reason
+            stop_reason = reason.value if reason is not StopReason.aborted else OWNED_ELSEWHERE
         return Outcome(
             link_id=link.link_id,
             state=link.state,
             verdict=None if link.verdict is None else link.verdict.value,
             status=None if event is None else event.status,
-            stop_reason=OWNED_ELSEWHERE if self._lost is not None else stop_reason,
+            stop_reason=stop_reason,
             message=link.message if link.terminal else None,
             connects=self._connects,
             opens=self._opens,
@@ -375,15 +401,29 @@ class Supervisor:
 
     # -- running ---------------------------------------------------------------
 
-    def abort(self) -> None:
+    def abort(self, reason: StopReason = StopReason.aborted) -> None:
         """Stop the link: ``run()`` closes the connection and returns in ``stopped``.
 
         Safe to call from any task of the same event loop, from an observer, and
-        before ``run()`` starts.
+        before ``run()`` starts. ``reason`` is the stop reason recorded
+        (``lease_lost`` when the host's lease on the link lapsed). Closing the
+        connection then waits for the peer's answer at most ``stop_timeout``
+        seconds; a second call cuts a close under way short at once (the
+        connection is dropped).
         """
+        again = self._abort_requested
+        if not again:
+            self._abort_reason = reason
         self._abort_requested = True
+        self._cut_short = again
         if self._wait_scope is not None:
             self._wait_scope.cancel()
+        closing = self._close_scope
+        if closing is not None:
+            if again:
+                closing.cancel()
+            else:
+                closing.deadline = min(closing.deadline, anyio.current_time() + self.stop_timeout)
 
     @property
     def abort_requested(self) -> bool:
@@ -408,6 +448,13 @@ class Supervisor:
                 self._claim = await self.journal.claim(self.link.link_id, on_lost=self._lose)
                 self._restore(self.journal, self._claim)
             restored = True
+            if self.link.state == State.open:
+                # Restored from a record of a connection whose process is gone
+                # (killed, or being taken over). That was our restart, not the
+                # peer's close: stopped and resumed, it counts towards neither
+                # flap detection nor the retry budget.
+                record = self.machine.fire(self.link, Trigger.abort, self.clock())
+                self._after(replace(record, reason=GONE))
             if self.link.state == State.stopped:
                 # A local stop ends one run, not the link: resume it, on the record.
                 record = self.machine.fire(self.link, Trigger.resume, self.clock())
@@ -418,7 +465,7 @@ class Supervisor:
             # link must not stay "live" in the record of a supervisor that is
             # gone; unless it is not ours any more, when nothing may be written.
             if restored and self._lost is None and not self.link.terminal:
-                self._fire(Trigger.abort)
+                self._stop()
             self._running = False
             with anyio.CancelScope(shield=True):
                 try:
@@ -512,13 +559,6 @@ class Supervisor:
                     self._fire(Trigger.start)
                 case State.connecting:
                     await self._attempt()
-                case State.open:
-                    # Resumed from a record of a connection that died with its
-                    # process: that connection is gone, which is a close with no status.
-                    self._close(
-                        Trigger.closed,
-                        CloseEvent(reason="the supervisor restarted while the link was open"),
-                    )
                 case State.reconnecting:
                     await self._backoff()
                 case other:  # pragma: no cover - terminal states end the loop
@@ -625,13 +665,21 @@ class Supervisor:
                     return _Ending(Trigger.closed, exc)
             return await self._watch(connection, self.watchdog)
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self.close_timeout):
+            limit = self.close_timeout
+            if self._abort_requested:
+                limit = 0.0 if self._cut_short else min(limit, self.stop_timeout)
+            # Shielded from the abort's cancellation (the close frame must go
+            # out), yet bounded; abort() shortens or cancels it (see there).
+            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + limit) as scope:
+                self._close_scope = scope
                 try:
                     await connection.aclose()
                 except Exception:
                     _log.debug(
                         "closing the connection of link %r failed", self.link.link_id, exc_info=True
                     )
+                finally:
+                    self._close_scope = None
 
     async def _watch(self, connection: Connection, window: float) -> _Ending:
         """Wait for the close, or for ``window`` seconds of transport silence."""
@@ -658,6 +706,15 @@ class Supervisor:
 
     def _close(self, trigger: Trigger, raw: object) -> None:
         record = self.machine.close(self.link, raw, self.clock(), trigger=trigger)
+        self._after(record)
+
+    def _stop(self) -> None:
+        """Fire ``abort`` with the reason given to :meth:`abort` (the edge says ``aborted``)."""
+        record = self.machine.fire(self.link, Trigger.abort, self.clock())
+        reason = self._abort_reason
+        if reason is not StopReason.aborted and record.dst == State.stopped:
+            self.link.stop_reason = reason
+            record = replace(record, stop_reason=reason.value)
         self._after(record)
 
     def _fire(self, trigger: Trigger) -> None:

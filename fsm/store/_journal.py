@@ -430,9 +430,15 @@ async def open_journal(
     max_batch: int = DEFAULT_MAX_BATCH,
     inline: bool | None = None,
     renew_every: float | None = DEFAULT_RENEW_EVERY,
+    owner: str | None = None,
 ) -> AsyncIterator[Journal]:
-    """Run a :class:`Journal` for the body of the ``async with``; flush it on the way out."""
-    journal = Journal(store, max_batch=max_batch, inline=inline, renew_every=renew_every)
+    """Run a :class:`Journal` for the body of the ``async with``; flush it on the way out.
+
+    ``owner`` names the writer in claims (a gateway host passes its store's owner).
+    """
+    journal = Journal(
+        store, max_batch=max_batch, inline=inline, renew_every=renew_every, owner=owner
+    )
     async with anyio.create_task_group() as tasks:
         await tasks.start(journal.run)
         try:

@@ -80,6 +80,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import secrets
 import socket
@@ -90,7 +91,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from functools import cache
 from pathlib import Path
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, cast, runtime_checkable
 
 from linkstate._channel import Channel
 from linkstate._errors import ArgumentError, LinkstateError
@@ -111,11 +112,16 @@ __all__ = [
     "StoreError",
     "StoreOwnedElsewhereError",
     "StoreRequestError",
+    "StoreRowError",
     "StoredTransition",
     "boot_clock",
     "new_owner",
     "operator_reset",
     "require_link",
+    "row_problems",
+    "seq_conflict",
+    "state_conflict",
+    "stored_transitions",
     "wall_clock",
 ]
 
@@ -241,6 +247,19 @@ class StoreRequestError(StoreError):
 
 class StoreConflictError(StoreError):
     """A transition was refused because the stored state is not the one it leaves."""
+
+
+class StoreRowError(StoreError):
+    """One stored row cannot be read back (edited by hand, or written by another program).
+
+    Attributes:
+        link_id: The link whose row it is; the other links are still readable.
+
+    """
+
+    def __init__(self, message: str, link_id: str) -> None:
+        super().__init__(message)
+        self.link_id = link_id
 
 
 class StoreOwnedElsewhereError(StoreError):
@@ -519,6 +538,9 @@ class StateStore(Protocol):
         ...
 
 
+# SQLite's errors for a file that cannot be opened as asked (missing, or no access).
+_ACCESS_ERRORS: Final = ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH")
+
 # SQLite's error names, mapped to what went wrong and what to do about it. The
 # first matching prefix wins; {path} and {detail} are filled in.
 _ERROR_ADVICE: Final = (
@@ -533,7 +555,7 @@ _ERROR_ADVICE: Final = (
         "(mv {path} {path}.broken) and start with a fresh --db, or restore a backup",
     ),
     (
-        ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH"),
+        _ACCESS_ERRORS,
         "cannot write state database {path} ({detail}); check that its directory exists and "
         "that this user may write to it",
     ),
@@ -568,6 +590,9 @@ class SQLiteStore:
         boot: The boot-time clock (see the module header on clocks).
         boot_id: This boot's id; rows written in another boot are rebased
             by the wall clock alone.
+        read_only: Open the file for reading only (``status``, ``history``):
+            no write access is needed, so a file on a read-only mount, or one
+            this user may only read, can be inspected. Writes then fail.
 
     A store may be used from any one thread at a time (the journal's writer
     uses it from worker threads, one call at a time).
@@ -585,6 +610,7 @@ class SQLiteStore:
         wall: Callable[[], float] = wall_clock,
         boot: Callable[[], float] = boot_clock,
         boot_id: str | None = None,
+        read_only: bool = False,
     ) -> None:
         if keep < 1:
             raise ArgumentError(f"keep={keep!r} must be at least 1 transition per link")
@@ -596,16 +622,21 @@ class SQLiteStore:
         self.boot = boot
         self.boot_id = _boot_id() if boot_id is None else boot_id
         self.verdicts_path = f"{self.path}-verdicts"
-        if not create and not Path(self.path).is_file():
+        self.read_only = read_only
+        if (not create or read_only) and not Path(self.path).is_file():
             raise StoreRequestError(
                 f"no state database at {self.path}; check the path, or run `linkstate simulate` "
                 "or `linkstate watch` with --db first"
             )
         try:
-            self._db = sqlite3.connect(
-                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
+            self._db = _connect(self.path, timeout, read_only=read_only)
         except sqlite3.Error as exc:
+            access = getattr(exc, "sqlite_errorname", "").startswith(_ACCESS_ERRORS)
+            if read_only and access:  # the advice for writers (write access) is not this one
+                raise StoreError(
+                    f"cannot read state database {self.path} ({exc} while opening it); check "
+                    "that this user may read it"
+                ) from exc
             raise _store_error(exc, self.path, "opening it") from exc
         try:
             self._prepare(synchronous)
@@ -615,7 +646,7 @@ class SQLiteStore:
         except StoreError:
             self._db.close()
             raise
-        if create:
+        if create and not read_only:
             self._allocate_verdicts()
 
     def _prepare(self, synchronous: str) -> None:
@@ -628,6 +659,9 @@ class SQLiteStore:
                 f"{self.path} is a SQLite database of another application, not a linkstate "
                 "state database; pass a different --db path"
             )
+        if self.read_only:
+            self._check_readable(app_id)
+            return
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise StoreError(
@@ -646,6 +680,22 @@ class SQLiteStore:
             raise StoreError(
                 f"state database {self.path} has schema version {version}, this linkstate "
                 f"reads version {_SCHEMA_VERSION}; use the linkstate that wrote it, or a fresh --db"
+            )
+
+    def _check_readable(self, app_id: int) -> None:
+        """What a reader needs: linkstate data, in the schema this linkstate reads."""
+        if app_id == 0:
+            raise StoreRequestError(
+                f"state database {self.path} holds no linkstate data yet; run `linkstate "
+                "simulate` or `linkstate watch` with this --db first"
+            )
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version != _SCHEMA_VERSION:
+            # A writer migrates an older file; a reader may not write.
+            raise StoreError(
+                f"state database {self.path} has schema version {version}, this linkstate "
+                f"reads version {_SCHEMA_VERSION}; run a linkstate command that writes to it "
+                "(from where it is writable) to migrate it, or use the linkstate that wrote it"
             )
 
     def _create_schema(self) -> None:
@@ -692,17 +742,36 @@ class SQLiteStore:
         return None if row is None else self._row_from_sql(row)
 
     def links(self) -> list[LinkRow]:
-        """Every stored link, by id, rebased onto the wall clock of now."""
+        """Every stored link, by id, rebased onto the wall clock of now.
+
+        A row that cannot be read is a :class:`StoreRowError`; see :meth:`read_links`.
+        """
+        rows, bad = self.read_links()
+        if bad:
+            raise bad[0]
+        return rows
+
+    def read_links(self) -> tuple[list[LinkRow], list[StoreRowError]]:
+        """Every readable link by id, and an error for each row that cannot be read.
+
+        One damaged row must not hide every other link from ``linkstate status``.
+        """
         try:
             rows = self._db.execute(f"{_SELECT_ROWS} ORDER BY l.link_id").fetchall()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, "listing links") from exc
-        return [self._row_from_sql(row) for row in rows]
+        good: list[LinkRow] = []
+        bad: list[StoreRowError] = []
+        for values in rows:
+            try:
+                good.append(self._row_from_sql(values))
+            except StoreRowError as exc:
+                bad.append(exc)
+        return good, bad
 
     def _row_from_sql(self, values: Sequence[Any]) -> LinkRow:
         *columns, owner, token, boot, mono = values
-        data = dict(zip(_LINK_COLUMNS, columns, strict=True))
-        data["recent_closes"] = json.loads(data["recent_closes"])
+        data = _checked(dict(zip(_LINK_COLUMNS, columns, strict=True)), self.path)
         return self._rebase(_row_from_json({**data, "owner": owner, "token": token}), boot, mono)
 
     def _rebase(self, row: LinkRow, boot: object, mono: object) -> LinkRow:
@@ -734,7 +803,7 @@ class SQLiteStore:
         """
         try:
             with self._transaction():
-                self._commit_parked(link_id)
+                parked = self._commit_parked(link_id)
                 held = self._db.execute(
                     "SELECT owner, token FROM claims WHERE link_id = ?", (link_id,)
                 ).fetchone()
@@ -745,8 +814,14 @@ class SQLiteStore:
                     (link_id, owner, token + 1, self.wall()),
                 )
                 row = self._load(link_id)
+            self._clear_parked(parked)
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, f"claiming link {link_id!r}") from exc
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read or clear {self.verdicts_path} ({exc}), where verdicts that failed "
+                f"to commit are kept; check that this user may write next to {self.path}"
+            ) from exc
         return Claim(link_id, owner, token + 1, row, previous)
 
     def renew(self, claims: Sequence[Claim]) -> list[Claim]:
@@ -772,17 +847,16 @@ class SQLiteStore:
 
     def history(self, link_id: str, limit: int | None = None) -> list[StoredTransition]:
         """The link's newest ``limit`` transitions, oldest first."""
+        # SQLite's integers are 64-bit: a larger limit asks for everything kept.
+        bound = -1 if limit is None or limit > _MAX_SQL_INT else limit
         try:
             rows = self._db.execute(
                 "SELECT wall, record FROM history WHERE link_id = ? ORDER BY seq DESC LIMIT ?",
-                (link_id, -1 if limit is None else limit),
+                (link_id, bound),
             ).fetchall()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, f"reading the history of {link_id!r}") from exc
-        return [
-            StoredTransition(wall, TransitionRecord(**json.loads(text)))
-            for wall, text in reversed(rows)
-        ]
+        return stored_transitions(rows, link_id, self.path)
 
     def write(self, entries: Sequence[Entry]) -> None:
         """Store the transitions and rows in one transaction (see the module header)."""
@@ -931,11 +1005,16 @@ class SQLiteStore:
             f"{self.verdicts_path} and is committed on the next start, which will not connect"
         )
 
-    def _commit_parked(self, link_id: str) -> None:
-        """Inside a transaction: commit the verdict parked for ``link_id``, if any; clear it."""
+    def _commit_parked(self, link_id: str) -> list[int]:
+        """Inside a transaction: write the verdict parked for ``link_id``, if any.
+
+        Returns the slots to clear once the transaction committed (not before:
+        a commit that fails again must find the verdict still parked).
+        """
+        slots: list[int] = []
         with self._verdicts() as file:
             if file < 0:
-                return
+                return slots
             for index, value in enumerate(self._slots(file)):
                 if value is None or value.get("link") != link_id:
                     continue
@@ -958,6 +1037,15 @@ class SQLiteStore:
                         ).fetchone()
                         token = None if held is None else held[0]
                         self._write_one(record, replace(row, token=token, seq=0))
+                slots.append(index)
+        return slots
+
+    def _clear_parked(self, slots: list[int]) -> None:
+        """Empty ``slots`` of PATH-verdicts: their verdicts are committed (or were stale)."""
+        if not slots:
+            return
+        with self._verdicts() as file:
+            for index in slots:
                 os.pwrite(file, b" " * _SLOT, index * _SLOT)
 
     def close(self) -> None:
@@ -983,14 +1071,7 @@ class SQLiteStore:
             ).fetchall()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, "checking it") from exc
-        for link_id, state, seq, last_seq, record in rows:
-            last_dst = None if record is None else json.loads(record)["dst"]
-            if last_seq != seq or last_dst != state:
-                problems.append(
-                    f"link {link_id!r}: row says {state!r} at #{seq}, newest history entry "
-                    f"says {last_dst!r} at #{last_seq}"
-                )
-        return problems
+        return problems + row_problems(rows)
 
     def __enter__(self) -> SQLiteStore:
         return self
@@ -999,10 +1080,187 @@ class SQLiteStore:
         self.close()
 
 
+_MAX_SQL_INT: Final = 2**63 - 1
+
+# What each column of a stored row must hold to be read back. SQLite keeps
+# whatever it is given (its column types are advice), so a row edited by hand
+# or written by another program is checked here, and reported by its link id
+# instead of breaking every reader of the file. Each column: its kind ("time"
+# and "number" are finite numbers, "count" a whole number >= 0; the enum kinds
+# are values of State, Verdict and StopReason) and whether it may be NULL.
+_COLUMN_KINDS: Final[dict[str, tuple[str, bool]]] = {
+    "link_id": ("text", False),
+    "channel": ("text", False),
+    "state": ("state", False),
+    "since": ("time", False),
+    "attempt": ("count", False),
+    "repeats": ("count", False),
+    "recent_closes": ("times", False),
+    "opened_at": ("time", True),
+    "delay": ("number", True),
+    "status": ("int", True),
+    "code": ("text", True),
+    "reason": ("text", True),
+    "rule": ("text", True),
+    "verdict": ("verdict", True),
+    "stop_reason": ("stop_reason", True),
+    "message": ("text", True),
+    "seq": ("count", False),
+    "updated": ("time", False),
+}
+
+# Enough for any flap window a policy can hold; more is not a row we wrote.
+_MAX_RECENT_CLOSES: Final = 10_000
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _valid(kind: str, value: object) -> bool:
+    match kind:
+        case "text":
+            return isinstance(value, str)
+        case "time" | "number":
+            return _finite_number(value)
+        case "count":
+            return isinstance(value, int) and value >= 0
+        case "int":
+            return isinstance(value, int)
+        case "state":
+            return value in _STATES
+        case "verdict":
+            return value in _VERDICTS
+        case "stop_reason":
+            return value in _STOP_REASONS
+        case "times":
+            return (
+                isinstance(value, list)
+                and len(value) <= _MAX_RECENT_CLOSES
+                and all(_finite_number(t) for t in value)
+            )
+    raise AssertionError(kind)  # pragma: no cover - every kind above is handled
+
+
+_STATES: Final = frozenset(s.value for s in State)
+_VERDICTS: Final = frozenset(v.value for v in Verdict)
+_STOP_REASONS: Final = frozenset(r.value for r in StopReason)
+
+
+def _bad_row(path: str, link_id: str, what: str) -> StoreRowError:
+    return StoreRowError(
+        f"state database {path}: the row of link {link_id!r} cannot be read ({what}); it was "
+        "edited by hand or written by another program. Restore the file from a backup, or "
+        "delete that link's row with sqlite3 and start the link afresh",
+        link_id,
+    )
+
+
+def _checked(data: dict[str, Any], path: str) -> dict[str, Any]:
+    """The columns of a stored row, ``recent_closes`` parsed; a StoreRowError if one is bad."""
+    link_id = data["link_id"] if isinstance(data["link_id"], str) else repr(data["link_id"])
+    try:
+        data["recent_closes"] = json.loads(str(data["recent_closes"]))
+    except (ValueError, RecursionError):
+        raise _bad_row(path, link_id, "recent_closes is not a JSON list") from None
+    for name, (kind, nullable) in _COLUMN_KINDS.items():
+        value = data[name]
+        if not (value is None and nullable) and not _valid(kind, value):
+            shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+            raise _bad_row(path, link_id, f"{name} holds {shown}, which is not a valid {kind}")
+    return data
+
+
+def _entry_from_sql(link_id: str, wall: object, text: object, path: str) -> StoredTransition:
+    try:
+        fields_ = json.loads(str(text))
+        record = TransitionRecord(**fields_)
+    except (ValueError, TypeError, RecursionError):
+        raise _bad_row(path, link_id, "a history entry is not a stored transition") from None
+    if not _finite_number(wall):
+        raise _bad_row(path, link_id, f"a history entry has the time {wall!r}")
+    return StoredTransition(cast("float", wall), record)
+
+
+def _connect(path: str, timeout: float, *, read_only: bool) -> sqlite3.Connection:
+    """Open ``path``; read-only needs no write access to the file or its directory."""
+
+    def connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
+        return sqlite3.connect(
+            target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=uri
+        )
+
+    if not read_only:
+        return connect(path)
+    uri = Path(path).absolute().as_uri()
+    db = connect(f"{uri}?mode=ro", uri=True)
+    try:
+        db.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+        return db
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if getattr(exc, "sqlite_errorname", "") != "SQLITE_CANTOPEN":
+            raise
+    # A WAL database whose -shm file does not exist and cannot be created (a
+    # read-only mount, a directory this user may not write): SQLite reads it
+    # only as immutable, which nothing on this side can break: we never write.
+    return connect(f"{uri}?mode=ro&immutable=1", uri=True)
+
+
+def stored_transitions(
+    rows: Sequence[Sequence[Any]], link_id: str, where: str
+) -> list[StoredTransition]:
+    """History rows ``(wall, record JSON)``, newest first, as transitions oldest first.
+
+    A damaged entry is a :class:`StoreRowError` naming the link and ``where``
+    (the file or server), on any back end.
+    """
+    return [_entry_from_sql(link_id, wall, text, where) for wall, text in reversed(rows)]
+
+
+def row_problems(rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Links whose row disagrees with its newest history entry (``check``, on any back end).
+
+    Each of ``rows`` is ``(link_id, state, seq, newest history seq, its record JSON)``.
+    """
+    problems = []
+    for link_id, state, seq, last_seq, record in rows:
+        last_dst = None if record is None else json.loads(record)["dst"]
+        if last_seq != seq or last_dst != state:
+            problems.append(
+                f"link {link_id!r}: row says {state!r} at #{seq}, newest history entry "
+                f"says {last_dst!r} at #{last_seq}"
+            )
+    return problems
+
+
+def state_conflict(link_id: str, state: str, record: TransitionRecord) -> StoreConflictError:
+    """The compare-and-set's refusal: the link is in ``state``, not where ``record`` leaves."""
+    return StoreConflictError(
+        f"link {link_id!r} is stored in state {state!r}, but this transition "
+        f"({record.trigger!r}) leaves {record.src!r}: another process or an operator "
+        "changed it. Stop the other process driving this link (one process per link; "
+        "see docs/multi-host.md) and start it again"
+    )
+
+
+def seq_conflict(link_id: str, seq: int, expected: int) -> StoreConflictError:
+    """The refusal of a write without a claim that expected another ``seq``."""
+    return StoreConflictError(
+        f"link {link_id!r} is at #{seq}, but this write expected #{expected - 1}: "
+        "another process or an operator changed it meanwhile; look again and retry"
+    )
+
+
 def _row_from_json(data: dict[str, Any]) -> LinkRow:
     """A row from :meth:`LinkRow.to_json`'s dict (``recent_closes`` as a list)."""
     closes = tuple(float(t) for t in data["recent_closes"])
     return LinkRow(**{**data, "recent_closes": closes})
+
+
+def _row_to_sql(row: LinkRow) -> tuple[object, ...]:
+    """The values of :data:`_LINK_COLUMNS` for ``row`` as it is (another backend's write)."""
+    return _row_values(row, row.seq, row.updated)
 
 
 def _row_values(row: LinkRow, seq: int, updated: float) -> tuple[object, ...]:
@@ -1077,17 +1335,9 @@ def _check_fence(
             owner=owner,
         )
     if state != record.src:
-        raise StoreConflictError(
-            f"link {link_id!r} is stored in state {state!r}, but this transition "
-            f"({record.trigger!r}) leaves {record.src!r}: another process or an operator "
-            "changed it. Stop the other process driving this link (one process per link; "
-            "see docs/multi-host.md) and start it again"
-        )
+        raise state_conflict(link_id, state, record)
     if row.token is None and row.seq and row.seq != seq + 1:
-        raise StoreConflictError(
-            f"link {link_id!r} is at #{seq}, but this write expected #{row.seq - 1}: "
-            "another process or an operator changed it meanwhile; look again and retry"
-        )
+        raise seq_conflict(link_id, seq, row.seq)
 
 
 # -- operator actions --------------------------------------------------------------

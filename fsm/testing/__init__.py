@@ -52,16 +52,28 @@ Both machines are configured by class attributes, as hypothesis's own
 that the kit catches it); the runtime machine also takes ``watchdog`` and
 ``connect_timeout``. A subclass may add rules and invariants of its own.
 
-The checks bring their own hypothesis settings (:func:`kit_settings`: no
-deadline, ``too_slow`` suppressed, on top of the active profile); the machines'
-``TestCase`` has hypothesis's defaults for state machines (no deadline, no
-health checks). The strategies (:func:`close_forms`, :func:`close_events`,
+The kit's hypothesis settings are its own, so a plugin's CI needs no
+conftest of ours: the checks use :func:`kit_settings` (no deadline,
+``too_slow`` suppressed, on top of the active profile), and the machines'
+``TestCase`` always runs with :func:`machine_settings` (no deadline, no health
+checks), even over an author's ``@settings(max_examples=...)`` on the class.
+No wait of the kit is unbounded: a loop that does not settle within
+``RuntimeMachine.settle_timeout`` seconds of real time (60 by default; a
+healthy step takes milliseconds) fails with :class:`KitTimeoutError`, which
+says what is likely stuck, and every later example of that machine fails at
+once instead of waiting again. The strategies (:func:`close_forms`, :func:`close_events`,
 :func:`junk`, :func:`hostile`) are public so a plugin author can write more properties of
 their own.
 """
 
 from linkstate.check._paths import row_event
-from linkstate.testing._channel_machine import KitSetupError, MachineFactory, real_machine
+from linkstate.testing._bot_api import BotAPIServer
+from linkstate.testing._channel_machine import (
+    KitSetupError,
+    MachineFactory,
+    machine_settings,
+    real_machine,
+)
 from linkstate.testing._checks import (
     assert_check_clean,
     assert_conformance,
@@ -72,10 +84,12 @@ from linkstate.testing._checks import (
     kit_settings,
 )
 from linkstate.testing._core_machine import ConformanceMachine
+from linkstate.testing._homeserver import MatrixHomeserver
 from linkstate.testing._loop import (
     AsyncioLoop,
     ControlledConnection,
     ControlledTransport,
+    KitTimeoutError,
     TrioLoop,
     VirtualTimeLoop,
 )
@@ -93,13 +107,16 @@ from linkstate.testing._strategies import (
 
 __all__ = [
     "AsyncioLoop",
+    "BotAPIServer",
     "CloseError",
     "ConformanceMachine",
     "ControlledConnection",
     "ControlledTransport",
     "Expectation",
     "KitSetupError",
+    "KitTimeoutError",
     "MachineFactory",
+    "MatrixHomeserver",
     "ReferenceLink",
     "RuntimeMachine",
     "TrioLoop",
@@ -117,6 +134,7 @@ __all__ = [
     "hostile",
     "junk",
     "kit_settings",
+    "machine_settings",
     "real_machine",
     "row_event",
     "row_forms",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import random
+import unittest
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
+import hypothesis
+from hypothesis import HealthCheck
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from linkstate._channel import Channel
 from linkstate._errors import LinkstateError
@@ -29,6 +32,58 @@ def real_machine(channel: Channel, policy: ReconnectPolicy, rng: random.Random) 
 
 class KitSetupError(LinkstateError, TypeError):
     """A kit state machine was subclassed without what it needs; the message names the fix."""
+
+
+def machine_settings(base: hypothesis.settings | None = None) -> hypothesis.settings:
+    """The settings a kit state machine runs with: ``base`` (default: the active profile).
+
+    Whatever the base, there is no deadline and no health check: one example
+    drives a whole link through dozens of steps (and, for the runtime, a loop
+    in a thread), so its time depends on the machine it runs on, and the
+    junk it draws is large by design. A plugin author's CI has no conftest of
+    ours to suppress ``too_slow``; these settings do not need one. The rest
+    (``max_examples``, ``stateful_step_count``, ``derandomize``...) is the base's.
+    """
+    return hypothesis.settings(
+        base if base is not None else hypothesis.settings(),
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+class _KitCase(unittest.TestCase):
+    """What every kit machine's ``TestCase`` is: hypothesis's, with :func:`machine_settings`.
+
+    An author may still assign ``TestCase.settings`` or decorate the machine
+    with ``@settings(max_examples=...)``; the kit's settings go on top of those.
+    """
+
+    __test__ = False  # this base is no test; each machine's own subclass is
+    machine: ClassVar[type[ChannelMachine]]
+    settings: ClassVar[hypothesis.settings]
+
+    def runTest(self) -> None:  # noqa: N802 - unittest's name
+        """Run the machine, as hypothesis's own ``TestCase`` does."""
+        run_state_machine_as_test(self.machine, settings=machine_settings(self.settings))
+
+
+class _TestCaseOf:
+    """The ``TestCase`` attribute of a kit machine class: one :class:`_KitCase` per class."""
+
+    def __get__(self, obj: object, owner: type[ChannelMachine]) -> type[_KitCase]:
+        return _test_case(owner)
+
+
+@functools.cache
+def _test_case(machine: type[ChannelMachine]) -> type[_KitCase]:
+    case = type(
+        f"{machine.__name__}.TestCase",
+        (_KitCase,),
+        {"__test__": True, "machine": machine, "settings": machine_settings()},
+    )
+    case.__qualname__ = f"{machine.__qualname__}.TestCase"
+    case.__module__ = machine.__module__
+    return case
 
 
 class ChannelMachine(RuleBasedStateMachine):
@@ -53,6 +108,7 @@ class ChannelMachine(RuleBasedStateMachine):
     # pytest must not try (and warn about) collecting the machine class itself.
     __test__ = False
 
+    TestCase = _TestCaseOf()  # type: ignore[assignment]
     channel: ClassVar[Channel]
     policy: ClassVar[ReconnectPolicy]
     expected: ClassVar[Sequence[Expectation]] = ()

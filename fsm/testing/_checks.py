@@ -16,7 +16,7 @@ from linkstate._machine import Link, LinkMachine
 from linkstate._policy import ReconnectPolicy
 from linkstate._verdicts import Rule
 from linkstate.check._checker import check, promised_route
-from linkstate.testing._channel_machine import MachineFactory, real_machine
+from linkstate.testing._channel_machine import MachineFactory, machine_settings, real_machine
 from linkstate.testing._core_machine import ConformanceMachine
 from linkstate.testing._reference import Expectation
 from linkstate.testing._strategies import broken, close_forms, junk, row_forms
@@ -199,4 +199,4 @@ def assert_conformance(
     if policy is not None:
         Conformance.policy = policy
     Conformance.__name__ = Conformance.__qualname__ = f"{channel.name.title()}Conformance"
-    run_state_machine_as_test(Conformance, settings=kit_settings(max_examples))
+    run_state_machine_as_test(Conformance, settings=machine_settings(kit_settings(max_examples)))

@@ -3,26 +3,67 @@
 Hypothesis rules are synchronous and the runtime is async; :class:`TrioLoop`
 bridges the two on a virtual clock, and :class:`ControlledTransport` makes
 every handshake, close and silence a move of the test.
+
+No wait here is unbounded, because a plugin author's CI must never hang: a
+loop that does not settle within ``timeout`` seconds of real time (a task
+that never blocks, a plugin call that blocks the loop's thread, a deadlock)
+raises :class:`KitTimeoutError`, which says which of these it is likely to be.
+Virtual time makes every wait of the code under test instant, so the real
+time a healthy step takes is milliseconds, even on a loaded machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import math
 import selectors
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
 import anyio
 import trio
 import trio.testing
 from anyio.abc import TaskGroup
 
+from linkstate._errors import LinkstateError
 from linkstate.runtime._supervisor import ConnectFailed
 
 T = TypeVar("T")
+
+DEFAULT_TIMEOUT: Final = 60.0
+"""Seconds of real time a loop may take to start, to settle after a step, or to stop.
+
+Generous on purpose: a healthy step settles in milliseconds, even under load;
+only code that is really stuck takes a minute."""
+
+
+class KitTimeoutError(LinkstateError, AssertionError):
+    """A kit loop did not settle in time: the code under test is stuck; the message says how."""
+
+
+def fail_stuck(why: str) -> NoReturn:
+    """Raise :class:`KitTimeoutError` with ``why``; the one place that raises it.
+
+    One raise site makes every report of a stuck loop the same failure to
+    hypothesis, whether a step timed out or a later example failed at once.
+    """
+    raise KitTimeoutError(why) from None
+
+
+def _stuck(what: str, timeout: float) -> str:
+    return (
+        f"the conformance kit's event loop did not {what} within {timeout:g} s of real time. "
+        "Every wait of the runtime is on a virtual clock, so a healthy step takes "
+        "milliseconds: something under test is stuck. Look for a task that loops without "
+        "ever blocking (a `while True` with only checkpoints), a synchronous call that "
+        "blocks the loop's thread (the channel's extract or classify, a transport or "
+        "observer calling time.sleep or waiting on a lock), or an event nobody sets. A "
+        "machine that needs longer may raise its loop's timeout (RuntimeMachine.settle_timeout)"
+    )
 
 
 class TrioLoop:
@@ -32,18 +73,28 @@ class TrioLoop:
     :meth:`run` executes a function inside the loop and then lets every task
     run until all are blocked, so when it returns the runtime has reacted
     fully. Time moves only through :meth:`jump`. :meth:`close` ends the run.
+
+    Args:
+        timeout: Seconds of real time that starting, each :meth:`run` and
+            :meth:`close` may take; past it, :class:`KitTimeoutError`.
+
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.clock = trio.testing.MockClock()
+        self.timeout = timeout
         self._ready = threading.Event()
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
         self._nursery: trio.Nursery | None = None
         self._error: BaseException | None = None
+        self.stuck: str | None = None
+        """Why the loop got stuck (the first timeout), or None."""
         self._thread = threading.Thread(target=self._host, name="linkstate-trio", daemon=True)
         self._thread.start()
-        self._ready.wait()
+        if not self._ready.wait(timeout):
+            self.stuck = _stuck("start", timeout)
+            fail_stuck(self.stuck)
         if self._error is not None:
             raise self._error
 
@@ -76,24 +127,59 @@ class TrioLoop:
         return float(self.clock.current_time())
 
     def run(self, fn: Callable[[], T]) -> T:
-        """Call ``fn`` inside the loop, then wait until every task is blocked; return its result."""
+        """Call ``fn`` inside the loop, then wait until every task is blocked; return its result.
 
-        async def settled() -> T:
-            result = fn()
-            await trio.testing.wait_all_tasks_blocked()
-            return result
+        Raises:
+            KitTimeoutError: the loop did not settle within ``timeout`` seconds.
 
-        return trio.from_thread.run(settled, trio_token=self._token)
+        """
+        assert self._token is not None
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+        scope = trio.CancelScope()
+
+        async def settled() -> None:
+            try:
+                with scope:
+                    result = fn()
+                    await trio.testing.wait_all_tasks_blocked()
+                    done.set_result(result)
+            except BaseException as exc:  # handed to the test's thread, like from_thread.run
+                done.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+
+        # run_sync_soon never blocks this thread, unlike trio.from_thread.run,
+        # which waits forever for a loop whose thread is stuck.
+        self._token.run_sync_soon(trio.lowlevel.spawn_system_task, settled)
+        try:
+            return done.result(timeout=self.timeout)
+        except concurrent.futures.TimeoutError:
+            self.stuck = self.stuck or _stuck("settle after a step", self.timeout)
+            self._token.run_sync_soon(scope.cancel)  # runs if the loop's thread is free
+            fail_stuck(self.stuck)
 
     def jump(self, seconds: float) -> None:
         """Move the virtual clock forward and let every task react."""
         self.run(lambda: self.clock.jump(seconds))
 
     def close(self) -> None:
-        """Cancel everything still running and end the loop's thread."""
+        """Cancel everything still running and end the loop's thread.
+
+        Raises:
+            KitTimeoutError: the thread did not end within ``timeout`` seconds
+                (not raised again after a step already timed out: that error
+                is the one that explains it).
+
+        """
         if self._token is not None and self._stop is not None and self._thread.is_alive():
-            trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
-        self._thread.join(timeout=30)
+            with contextlib.suppress(trio.RunFinishedError):  # the run ended already
+                self._token.run_sync_soon(self._stop.set)
+        self._thread.join(timeout=self.timeout)
+        if self._thread.is_alive():
+            if self.stuck is None:
+                self.stuck = _stuck("stop", self.timeout)
+                fail_stuck(self.stuck)
+            return  # a daemon thread, stuck in the code under test: left behind
         if self._error is not None:
             raise self._error
 
@@ -130,12 +216,22 @@ class _AutojumpSelector:
         self._loop = loop
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        """Poll; with nothing ready, move virtual time by ``timeout`` instead of waiting."""
+        """Poll; with nothing ready, move virtual time by ``timeout`` instead of waiting.
+
+        With no timer at all, only I/O or another thread can wake the loop: that
+        wait is bounded by the loop's ``stall_timeout`` of real time, past which
+        :class:`KitTimeoutError` ends the run (a deadlock would otherwise hang it).
+        """
         events = self._inner.select(0)
         if events or timeout == 0:
             return events
-        if timeout is None:  # no timer at all: only I/O (or a thread) can wake us
-            return self._inner.select(None)
+        if timeout is None:
+            events = self._inner.select(self._loop.stall_timeout)
+            if not events:
+                fail_stuck(
+                    _stuck("see any I/O or timer (every task waits)", self._loop.stall_timeout)
+                )
+            return events
         self._loop.virtual += timeout
         return []
 
@@ -152,14 +248,19 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     would sleep (``loop.run_until_complete(main())`` then takes hours of
     backoff in milliseconds); without, only :meth:`AsyncioLoop.jump` moves it.
     Use it for code without real I/O: a jump does not wait for a socket.
+    With ``autojump``, a loop with no timer left waits at most
+    ``stall_timeout`` seconds of real time for I/O or another thread, then
+    raises :class:`KitTimeoutError` out of the run: every task waits on
+    something nobody will do.
     """
 
-    def __init__(self, *, autojump: bool = False) -> None:
+    def __init__(self, *, autojump: bool = False, stall_timeout: float = DEFAULT_TIMEOUT) -> None:
         selector: Any = selectors.DefaultSelector()
         if autojump:
             selector = _AutojumpSelector(selector, self)
         super().__init__(selector)
         self.virtual = 0.0
+        self.stall_timeout = stall_timeout
 
     def time(self) -> float:
         """The virtual time."""
@@ -177,9 +278,17 @@ class AsyncioLoop:
 
     The asyncio twin of :class:`TrioLoop`, with the same methods, so that the
     runtime machine holds the supervisor to the model on both back ends.
+
+    Args:
+        timeout: Seconds of real time that each :meth:`run` and :meth:`close`
+            may take; past it, :class:`KitTimeoutError`.
+
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
+        self.stuck: str | None = None
+        """Why the loop got stuck (the first timeout), or None."""
         self._loop = VirtualTimeLoop()
         self.nursery = _Tasks(self._loop)
         self._thread = threading.Thread(
@@ -203,7 +312,16 @@ class AsyncioLoop:
                 quiet = quiet + 1 if self._idle() else 0
             return result
 
-        return asyncio.run_coroutine_threadsafe(settled(), self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(settled(), self._loop)
+        return self._wait(future, "settle after a step")
+
+    def _wait(self, future: concurrent.futures.Future[T], what: str) -> T:
+        try:
+            return future.result(timeout=self.timeout)
+        except concurrent.futures.TimeoutError:
+            self.stuck = self.stuck or _stuck(what, self.timeout)
+            future.cancel()  # cancels the coroutine, if the loop's thread is free to
+            fail_stuck(self.stuck)
 
     def _idle(self) -> bool:
         # Private attributes of asyncio's base loop: the ready queue and the
@@ -231,9 +349,18 @@ class AsyncioLoop:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-        asyncio.run_coroutine_threadsafe(cancel_all(), self._loop).result(timeout=30)
+        stuck_before = self.stuck is not None
+        try:
+            self._wait(asyncio.run_coroutine_threadsafe(cancel_all(), self._loop), "stop")
+        except KitTimeoutError:
+            if stuck_before:
+                return  # a step timed out already: that error explains this one
+            raise
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=self.timeout)
+        if self._thread.is_alive():
+            self.stuck = _stuck("stop", self.timeout)
+            fail_stuck(self.stuck)
         self._loop.close()
 
 

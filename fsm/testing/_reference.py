@@ -44,7 +44,7 @@ def terminal_examples(expected: Iterable[Expectation]) -> dict[object, Verdict]:
 def delay_bound(policy: ReconnectPolicy, rule: Rule, event: CloseEvent) -> float:
     """The longest delay the policy may schedule after ``event`` classified by ``rule``."""
     hint = min(event.retry_after or 0.0, policy.max_retry_after)
-    return max(policy.longest_delay, rule.min_delay, hint)
+    return max(policy.longest_delay, rule.min_delay, rule.max_delay or 0.0, hint)
 
 
 @dataclass
@@ -84,6 +84,8 @@ class ReferenceLink:
             return self.state, None
         match trigger:
             case Trigger.abort:
+                if self.opened_at is not None and now - self.opened_at >= self.policy.healthy_after:
+                    self.attempt, self.repeats = 0, 0  # healthy before the local stop
                 self.state, self.opened_at = State.stopped, None
                 return self.state, StopReason.aborted
             case Trigger.start | Trigger.backoff_elapsed:
@@ -112,7 +114,7 @@ class ReferenceLink:
             self.recent = self.policy.remember_close(self.recent, now)
         self.repeats = self.repeats + 1 if self.repeats and rule == self.last_rule else 1
         self.last_rule = rule
-        budget = self.policy.max_attempts
+        budget = self.policy.reconnects_allowed
         verdict = rule.verdict_after(self.repeats)
         limit = self.policy.refuse_after
         if (

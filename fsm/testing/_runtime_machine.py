@@ -16,7 +16,14 @@ from linkstate._verdicts import Rule
 from linkstate.check._paths import WATCHDOG_CLOSE
 from linkstate.runtime._supervisor import Supervisor
 from linkstate.testing._channel_machine import CHANNEL_CLOSES, ChannelMachine
-from linkstate.testing._loop import AsyncioLoop, ControlledTransport, TrioLoop
+from linkstate.testing._loop import (
+    DEFAULT_TIMEOUT,
+    AsyncioLoop,
+    ControlledTransport,
+    KitTimeoutError,
+    TrioLoop,
+    fail_stuck,
+)
 from linkstate.testing._reference import ReferenceLink, delay_bound
 
 RUNTIME_POLICY: Final = ReconnectPolicy(
@@ -83,6 +90,11 @@ class RuntimeMachine(ChannelMachine):
         connect_timeout: Class attribute: the supervisor's handshake limit, in seconds.
         loop_type: Class attribute: the loop the supervisor runs in, :class:`TrioLoop`
             (the default) or :class:`AsyncioLoop`; both keep a virtual clock.
+        settle_timeout: Class attribute: seconds of real time the loop may take
+            to settle after a step. Past it the step fails with
+            :class:`~linkstate.testing.KitTimeoutError` (the code under test is
+            stuck), and so does every later example of the class at once, so
+            that hypothesis's shrinking does not wait that long again and again.
         loop: The loop the supervisor runs in.
         transport: The transport the rules drive.
         machine: The machine under test.
@@ -96,10 +108,20 @@ class RuntimeMachine(ChannelMachine):
     watchdog: ClassVar[float] = 10.0
     connect_timeout: ClassVar[float] = 15.0
     loop_type: ClassVar[type[TrioLoop] | type[AsyncioLoop]] = TrioLoop
+    settle_timeout: ClassVar[float] = DEFAULT_TIMEOUT
+    # Why an earlier example of this class got stuck; set on the class itself.
+    _stuck: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = self.loop_type()
+        stuck = type(self)._stuck
+        if stuck is not None:
+            fail_stuck(stuck)  # an earlier example got stuck: do not wait that long again
+        try:
+            self.loop = self.loop_type(timeout=self.settle_timeout)
+        except KitTimeoutError as exc:
+            type(self)._stuck = str(exc)
+            raise
         self.transport = ControlledTransport()
         self.machine = self.new_machine()
         self.link = self.machine.new_link("runtime")
@@ -121,8 +143,17 @@ class RuntimeMachine(ChannelMachine):
         self._launch()
 
     def teardown(self) -> None:
-        """End the loop (and with it every task still running)."""
-        self.loop.close()
+        """End the loop (and with it every task still running).
+
+        A loop that got stuck in this example (a step, or this close, timed
+        out) makes every later example of the class fail at once, with the
+        same error, so that hypothesis's shrinking does not wait again.
+        """
+        try:
+            self.loop.close()
+        finally:
+            if self.loop.stuck is not None:
+                type(self)._stuck = self.loop.stuck
 
     # -- running the supervisor ------------------------------------------------
 
