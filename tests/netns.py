@@ -59,11 +59,11 @@ def _ip(*args: str, check: bool = True) -> str:
 def _free_network() -> ipaddress.IPv4Network:
     """A /29 in 10.213.0.0/16 that overlaps no address on this machine."""
     used = [
-        ipaddress.ip_interface(word).network
+        ipaddress.IPv4Interface(word).network
         for line in _ip("-o", "-4", "addr", "show").splitlines()
         for word in line.split()[3:4]
     ]
-    blocks = list(ipaddress.ip_network("10.213.0.0/16").subnets(new_prefix=29))
+    blocks = list(ipaddress.IPv4Network("10.213.0.0/16").subnets(new_prefix=29))
     for block in random.sample(blocks, 50):
         if not any(block.overlaps(other) for other in used):
             return block

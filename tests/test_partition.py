@@ -136,7 +136,9 @@ async def _partition(cluster: Cluster, ns: Netns, tmp_path: Path) -> None:
     assert lost["needs_relink"] == lost["failed"] == 0, lost
     assert kept["needs_relink"] == kept["failed"] == 0, kept
     with psycopg.connect(url, connect_timeout=2) as conn:
-        states = dict(conn.execute("SELECT state, count(*) FROM links GROUP BY state").fetchall())
+        states: dict[str, int] = dict(
+            conn.execute("SELECT state, count(*) FROM links GROUP BY state").fetchall()
+        )
     assert "needs_relink" not in states and "failed" not in states, states
 
 
