@@ -225,15 +225,15 @@ async def test_hosts_never_fight_over_a_session(
     assert not any(info.live for info in leases.values())  # every lease released at the end
 
 
-def held_by(url: str, owner: str) -> set[str]:
-    """The accounts whose live lease ``owner`` holds."""
+def held_by(url: str, owner: str) -> dict[str, float]:
+    """The accounts whose live lease ``owner`` holds: each one's expiry, seconds since the epoch."""
     with psycopg.connect(url, connect_timeout=2) as conn:
         rows = conn.execute(
-            "SELECT link_id FROM links WHERE lease_owner = %s "
-            "AND lease_expires > clock_timestamp()",
+            "SELECT link_id, extract(epoch FROM lease_expires)::float8 FROM links "
+            "WHERE lease_owner = %s AND lease_expires > clock_timestamp()",
             (owner,),
         ).fetchall()
-    return {link_id for (link_id,) in rows}
+    return {link_id: float(expires) for link_id, expires in rows}
 
 
 def balanced(url: str, hosts: int, accounts: int = ACCOUNTS) -> bool:
