@@ -18,7 +18,9 @@ for tearing 100k tasks down. Figures:
   line of linkstate code under which it was allocated. The RSS growth per
   link at N links is printed as a check.
 * **time to start** all N links, from the first ``start_soon`` until every
-  link is ``open``, against starting N bare sleeping tasks.
+  link is ``open``, against starting N bare sleeping tasks; also through a
+  :class:`linkstate.runtime.Fleet` with no wrapper, as a gateway starts them
+  (the fleet holds the collector off itself; target: at most 4x the bare tasks).
 * **the garbage collector**: collections and pause times (``gc.callbacks``)
   while the links start, and the pause of one full collection afterwards,
   which is what a latency-sensitive process sees whenever CPython decides
@@ -55,6 +57,7 @@ from anyio.abc import TaskGroup
 from harness import Table, fmt_bytes, fmt_ratio, fmt_time, parser, print_lines, target, traced
 
 from linkstate import LinkMachine, load_channel
+from linkstate.runtime._fleet import open_fleet
 from linkstate.runtime._heap import freeze_survivors, mass_start
 from linkstate.runtime._supervisor import Supervisor
 from linkstate.testing import VirtualTimeLoop
@@ -213,6 +216,18 @@ def _bring_up(kind: str, n: int, tuning: Tuning, on_up: Callable[[], None]) -> N
                     # virtual second later every link has connected and is open.
                     while any(s.link.state != "open" for s in supervisors):
                         await anyio.sleep(1.0)
+                elif kind == "fleet":
+                    # What a gateway writes: a Fleet, which handles the collector itself.
+                    async with open_fleet(rng=random.Random(1)) as fleet:
+                        for i in range(n):
+                            fleet.start(f"link-{i}", _machine().channel, TRANSPORT)
+                        members = list(fleet._members.values())
+                        while any(
+                            m.supervisor is None or m.supervisor.link.state != "open"
+                            for m in members
+                        ):
+                            await anyio.sleep(1.0)
+                        on_up()
                 elif kind == "tasks":
                     for _ in range(n):
                         tasks.start_soon(forever)
@@ -321,7 +336,10 @@ START_MODES: Final = {
     "start:tasks:default": "bare trio tasks (baseline)",
     "start:supervised:default": "supervised, CPython's GC defaults",
     "start:supervised:mass_start": "supervised, inside linkstate.runtime.mass_start()",
+    "start:fleet:default": "Fleet.start, no wrapper (the fleet holds the GC itself)",
 }
+START_GOAL: Final = 4.0
+"""Starting N links through a Fleet, at most this many times N bare tasks (issue 19)."""
 
 
 def run(size: int) -> dict[str, dict[str, Any]]:
@@ -432,6 +450,12 @@ def report(results: dict[str, dict[str, Any]], size: int) -> list[str]:
             fmt_bytes(per_link),
             "<= 5.95 KB",
             per_link <= CEILING_BYTES,
+        ),
+        target(
+            "start of links through a Fleet / bare trio tasks",
+            fmt_ratio(results["start:fleet:default"]["seconds"] / tasks["seconds"]),
+            f"<= {START_GOAL:g}x",
+            results["start:fleet:default"]["seconds"] <= START_GOAL * tasks["seconds"],
         ),
         f"gc      mass_start: start {fmt_ratio(default['seconds'] / tuned['seconds'])} faster, "
         f"full collection afterwards {fmt_ratio(default['full_pause'] / tuned['full_pause'])} "

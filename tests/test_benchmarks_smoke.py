@@ -49,6 +49,8 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
             "bare asyncio task, sleeping (baseline)",
             "_supervisor.py",
             "supervised, inside linkstate.runtime.mass_start()",
+            "Fleet.start, no wrapper",
+            "target  start of links through a Fleet / bare trio tasks",
             "target  memory per supervised link",
             "target  memory per supervised link, trio (ceiling)",
         ],
@@ -65,8 +67,13 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "store_write.py": (
-        ["--links", "3", "--rounds", "1", "--single", "3"],
-        ["one link, one transaction per transition", "3 links, writer thread"],
+        ["--links", "3", "--rounds", "1", "--single", "3", "--repeat", "1"],
+        [
+            "one link, one transaction per transition",
+            "3 links, writer thread",
+            "bare sqlite3 loop, same SQL and batches",
+            "target  journal at 3 links / bare sqlite3 loop, FULL",
+        ],
     ),
     "postgres_leases.py": (
         ["--leases", "200", "--repeat", "1", "--links", "3", "--rounds", "1", "--dead", "3"],

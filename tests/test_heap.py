@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from linkstate.runtime._heap import freeze_survivors, mass_start
+from linkstate.runtime._heap import freeze_survivors, hold_collector, mass_start
 
 
 @pytest.fixture(autouse=True)
@@ -64,3 +64,12 @@ def test_mass_start_leaves_a_disabled_collector_disabled() -> None:
     with mass_start():
         pass
     assert not gc.isenabled()
+
+
+def test_holds_nest_and_the_last_one_restores_the_collector() -> None:
+    gc.enable()
+    with hold_collector():
+        with mass_start():
+            assert not gc.isenabled()
+        assert not gc.isenabled(), "the outer hold is still under way"
+    assert gc.isenabled()

@@ -23,6 +23,13 @@ collector tracks into a permanent generation that it never walks again:
   while the links start (they are all alive anyway, there is nothing for it
   to find), then :func:`freeze_survivors` runs once.
 
+A :class:`linkstate.runtime.Fleet` does the second itself: once
+:data:`MASS_START_LINKS` of its links are starting at the same time it holds
+the collector off until every one of them has finished its first connect
+attempt (or :data:`MASS_START_HOLD` seconds passed), then freezes, so a
+gateway that starts 100k links needs no wrapper of its own. Holds nest
+(:func:`hold_collector`): the collector comes back when the last one ends.
+
 The cost: a frozen object that later becomes part of garbage *cycle* is not
 freed until :func:`gc.unfreeze` (objects freed by reference counting, the
 vast majority, are freed as usual). Freeze after a mass start, not on a
@@ -35,8 +42,29 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Final
 
-__all__ = ["freeze_survivors", "mass_start"]
+__all__ = [
+    "MASS_START_HOLD",
+    "MASS_START_LINKS",
+    "freeze_survivors",
+    "hold_collector",
+    "mass_start",
+]
+
+MASS_START_LINKS: Final = 1000
+"""Links starting at once from which a fleet holds the collector off (module header).
+
+Below it a start-up makes too few objects for the collector to matter, and
+freezing would only keep the odd garbage cycle alive for longer.
+"""
+
+MASS_START_HOLD: Final = 60.0
+"""Seconds a fleet holds the collector off at most, even if some links are still connecting."""
+
+# Holds under way, process-wide: the collector is off while any is, and comes
+# back (if it was on before the first) when the last one ends.
+_holds: list[bool] = []
 
 
 def freeze_survivors() -> int:
@@ -66,13 +94,27 @@ def mass_start() -> Iterator[None]:
     The collector is re-enabled on the way out (if it was enabled before),
     also when the block raises.
     """
-    was_enabled = gc.isenabled()
+    with hold_collector():
+        yield
+
+
+@contextmanager
+def hold_collector() -> Iterator[None]:
+    """Hold the cyclic collector off for the block, then collect once and freeze.
+
+    What :func:`mass_start` and a fleet's mass start share. Holds nest: the
+    collector is re-enabled (if it was enabled when the first hold began)
+    when the last one ends, also when the block raises.
+    """
+    _holds.append(gc.isenabled() if not _holds else _holds[0])
     gc.disable()
     try:
         yield
     finally:
+        was_enabled = _holds[0]
+        _holds.pop()
         try:
             freeze_survivors()
         finally:
-            if was_enabled:
+            if was_enabled and not _holds:
                 gc.enable()

@@ -55,7 +55,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Final, TypeVar
 
@@ -218,7 +218,7 @@ class Journal:
             raise StoreError(
                 "the journal's writer is not running; use `async with open_journal(store)`"
             )
-        row = LinkRow.from_link(link, channel=channel, now=record.t, wall=self.wall())
+        seq = 0
         if claim is not None:
             held = self._held.get((claim.link_id, claim.token))
             if held is None:
@@ -227,7 +227,10 @@ class Journal:
                     "lost; claim the link again (journal.claim) before writing it"
                 )
             held.seq += 1
-            row = replace(row, owner=claim.owner, token=claim.token, seq=held.seq)
+            seq = held.seq
+        row = LinkRow.from_link(
+            link, channel=channel, now=record.t, wall=self.wall(), claim=claim, seq=seq
+        )
         batch = self._tail
         if (
             batch is None

@@ -153,7 +153,7 @@ def test_signals_at_random_points_lose_nothing(
     db = tmp_path / "x.db"
     with tallied(f"random signals #{trial}", capsys) as tally, Peer() as peer:
         # A busy peer: every connection closes soon, with a restart or a drop.
-        peer.script = [(rng.uniform(0.05, 0.3), rng.choice((1012, 1001))) for _ in range(400)]
+        peer.script = [(rng.uniform(0.05, 0.3), rng.choice((1011, 1001))) for _ in range(400)]
         for _ in range(3):
             watch = Watch(peer, db, "acct1", "--flap-closes", "0", "--healthy-after", "0.01")
             watch.wait_open()
@@ -240,7 +240,7 @@ def test_a_clock_step_between_runs_does_not_fool_flap_detection(
     flaps = ("--flap-closes", "3", "--flap-window", str(window))
     with tallied(f"clock step {step:+g} s", capsys) as tally, Peer() as peer:
         # Run 1: two closes in quick succession, then a clean stop on the third connection.
-        peer.script = [(0.0, 1012), (0.0, 1012), (3600.0, 1000)]
+        peer.script = [(0.0, 1001), (0.0, 1001), (3600.0, 1000)]
         first = Watch(peer, db, "acct1", *flaps)
         first.wait_for(lambda line: line.get("dst") == "open" and line.get("attempt") == 2)
         first.signal(signal.SIGTERM)
@@ -251,12 +251,12 @@ def test_a_clock_step_between_runs_does_not_fool_flap_detection(
         if step < 0:
             # Healthy for longer than the flap window, then one ordinary close:
             # the two stored closes must not read as an hour in the future.
-            peer.script += [(window + 0.5, 1012)]
+            peer.script += [(window + 0.5, 1001)]
         else:
             # One more close at once: three within the window (the few
             # seconds between the runs are well inside it) is flapping,
             # however old the stored ones look on the stepped clock.
-            peer.script += [(0.0, 1012)]
+            peer.script += [(0.0, 1001)]
         second = Watch(peer, db, "acct1", *flaps, env=env)
         index = second.wait_for(lambda line: line.get("trigger") == "closed")
         state = second.lines[index]["dst"]
