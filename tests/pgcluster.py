@@ -59,8 +59,12 @@ def require_postgres() -> Path:
 class Cluster:
     """One running cluster; :meth:`database` makes a fresh, empty database for a test."""
 
-    def __init__(self, bindir: Path, *, durable: bool = False) -> None:
+    def __init__(
+        self, bindir: Path, *, durable: bool = False, tcp: tuple[str, str] | None = None
+    ) -> None:
+        """``tcp=(address, network)`` also listens on ``address``:5432, trusting ``network``."""
         self.bindir = bindir
+        self.tcp = tcp
         self.root = Path(tempfile.mkdtemp(prefix="linkstate-pg-"))
         self.data = self.root / "data"
         self.socket_dir = self.root / "run"
@@ -86,11 +90,19 @@ class Cluster:
             "--no-instructions",
             "--no-sync",
         )
+        listen = ""
+        if tcp is not None:
+            # The partition test's cluster: reachable over a veth pair from a
+            # network namespace. The address is that test's own, so port 5432
+            # cannot collide with another run.
+            listen = tcp[0]
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all {_USER} {tcp[1]} trust\n")
         options = (
-            # No TCP: the socket only. fsync off: a test cluster need not survive
+            # No TCP unless asked: the socket only. fsync off: a test cluster need not survive
             # a power cut, and it makes every commit of the suite cheap. The
             # benchmarks ask for a durable one: commits cost what they cost.
-            f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}' "
+            f"-c listen_addresses='{listen}' -c unix_socket_directories='{self.socket_dir}' "
             "-c max_connections=200" + ("" if durable else " -c fsync=off -c full_page_writes=off")
         )
         self._options = options
@@ -104,6 +116,13 @@ class Cluster:
     def url(self, database: str) -> str:
         """The URL of ``database`` on this cluster's socket."""
         return f"postgresql://{_USER}@/{database}?host={self.socket_dir}"
+
+    def tcp_url(self, socket_url: str) -> str:
+        """``socket_url`` (from :meth:`database`) over TCP to the ``tcp`` address instead."""
+        assert self.tcp is not None, "this cluster listens on its socket only"
+        return socket_url.replace("@/", f"@{self.tcp[0]}:5432/", 1).replace(
+            f"?host={self.socket_dir}&", "?", 1
+        )
 
     def database(self) -> str:
         """A fresh, empty schema as the URL's search path: a database of its own, cheaply.

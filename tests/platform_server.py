@@ -14,6 +14,7 @@ caused), sessions opened, and when each account was last without a session.
 from __future__ import annotations
 
 import collections
+import time
 from dataclasses import dataclass, field
 
 import trio
@@ -40,13 +41,17 @@ class Platform:
     opened: int = 0
     dropped_idle: int = 0
     port: int = 0
+    host: str = "127.0.0.1"
+    # (account, wall-clock time) of every session that ended: the partition
+    # test compares them with lease expiries, which are on the server's clock.
+    ended: list[tuple[str, float]] = field(default_factory=list)
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen on a free 127.0.0.1 port; reports the port."""
+        """Listen on a free port of ``host`` (127.0.0.1 by default); reports the port."""
         async with trio.open_nursery() as nursery:
             server = await nursery.start(
                 lambda task_status: serve_websocket(
-                    self._handle, "127.0.0.1", 0, ssl_context=None, task_status=task_status
+                    self._handle, self.host, 0, ssl_context=None, task_status=task_status
                 )
             )
             self.port = server.port
@@ -54,7 +59,7 @@ class Platform:
 
     def url(self) -> str:
         """The base URL; a link's endpoint is ``url() + '/' + account``."""
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://{self.host}:{self.port}"
 
     async def _handle(self, request: WebSocketRequest) -> None:
         account = request.path.strip("/")
@@ -76,6 +81,7 @@ class Platform:
                 pass
             finally:
                 nursery.cancel_scope.cancel()
+                self.ended.append((account, time.time()))
                 if self.live.get(account) is session:
                     del self.live[account]
 

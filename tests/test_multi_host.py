@@ -23,7 +23,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,10 @@ RECOVERY = TTL + GRACE + RENEW + 2.0  # the promise, plus a round and a loaded m
 class Host:
     """One gateway process."""
 
-    def __init__(self, name: str, args: list[str], log: Path) -> None:
+    def __init__(self, name: str, args: list[str], log: Path, prefix: Sequence[str] = ()) -> None:
         self.name = name
         self.args = args
+        self.prefix = prefix  # e.g. ``ip netns exec NAME``: the partition test's host
         self.log = log
         self.process: trio.Process | None = None
         self.owner = ""
@@ -57,7 +58,13 @@ class Host:
     async def start(self) -> None:
         with self.log.open("ab") as err:
             self.process = await trio.lowlevel.open_process(
-                [sys.executable, "-P", str(ROOT / "tests" / "fight_gateway.py"), *self.args],
+                [
+                    *self.prefix,
+                    sys.executable,
+                    "-P",
+                    str(ROOT / "tests" / "fight_gateway.py"),
+                    *self.args,
+                ],
                 stdout=-1,
                 stderr=err,
             )
@@ -69,16 +76,25 @@ class Host:
         assert self.process is not None
         self.process.send_signal(number)
 
-    async def terminate(self) -> dict[str, Any]:
-        """SIGTERM: a clean shutdown; its counters."""
+    async def terminate(self, *, then_kill: bool = False) -> dict[str, Any]:
+        """SIGTERM: a clean shutdown; its counters. ``then_kill``: kill -9 once they are in."""
         self.signal(signal.SIGTERM)
         line = await self._line(30)
         assert self.process is not None
+        if then_kill:
+            self.kill()
+            await self.reap()
+            return dict(json.loads(line))
         with trio.fail_after(30):
             code = await self.process.wait()
         assert code == 0, (code, self.log.read_text()[-3000:])
         counters: dict[str, Any] = json.loads(line)
         return counters
+
+    def kill(self) -> None:
+        """kill -9, if it still runs: for a test's teardown, so no host outlives it."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
 
     async def reap(self) -> None:
         assert self.process is not None
@@ -209,18 +225,18 @@ async def test_hosts_never_fight_over_a_session(
     assert not any(info.live for info in leases.values())  # every lease released at the end
 
 
-def held_by(url: str, owner: str) -> set[str]:
-    """The accounts whose live lease ``owner`` holds."""
+def held_by(url: str, owner: str) -> dict[str, float]:
+    """The accounts whose live lease ``owner`` holds: each one's expiry, seconds since the epoch."""
     with psycopg.connect(url, connect_timeout=2) as conn:
         rows = conn.execute(
-            "SELECT link_id FROM links WHERE lease_owner = %s "
-            "AND lease_expires > clock_timestamp()",
+            "SELECT link_id, extract(epoch FROM lease_expires)::float8 FROM links "
+            "WHERE lease_owner = %s AND lease_expires > clock_timestamp()",
             (owner,),
         ).fetchall()
-    return {link_id for (link_id,) in rows}
+    return {link_id: float(expires) for link_id, expires in rows}
 
 
-def balanced(url: str, hosts: int) -> bool:
+def balanced(url: str, hosts: int, accounts: int = ACCOUNTS) -> bool:
     """Each live host holds at most its share, ⌈accounts / hosts⌉, and every account is held."""
     try:
         with psycopg.connect(url, connect_timeout=2) as conn:
@@ -231,7 +247,7 @@ def balanced(url: str, hosts: int) -> bool:
     except psycopg.OperationalError:
         return False  # PostgreSQL is restarting
     owners: dict[str, int] = dict(rows)
-    share = math.ceil(ACCOUNTS / hosts)
+    share = math.ceil(accounts / hosts)
     return (
-        len(owners) == hosts and sum(owners.values()) == ACCOUNTS and max(owners.values()) <= share
+        len(owners) == hosts and sum(owners.values()) == accounts and max(owners.values()) <= share
     )

@@ -18,8 +18,10 @@ renew               one statement for every lease held. The request's send time
 abort the lost      a lease the renewal did not return, or whose local deadline
                     passed (the server could not be reached), is lost: the link
                     is aborted at once, stop reason ``lease_lost``, and is not
-                    restarted. Its connection closes before the server-side
-                    lease can have expired, so no taker can overlap it.
+                    restarted. A task of its own watches the deadlines, since
+                    a round's store calls may hang in a partition. Its
+                    connection closes before the server-side lease can have
+                    expired, so no taker can overlap it.
 heartbeat           this host's row in the hosts table; the answer is how many
                     hosts are alive, which sets the share, ⌈links / hosts⌉.
 take                below its share, the host acquires free or expired leases.
@@ -162,6 +164,7 @@ class LeaseKeeper:
         self._deadlines: dict[str, float] = {}  # held and driven: the local give-up time
         self._leaving: set[str] = set()  # stopped by us; released once their connection is gone
         self._live_hosts = 1
+        self._deadline_added = anyio.Event()
         self.tasks: TaskGroup | None = None
         self.rounds = 0
         self.lost = 0
@@ -195,6 +198,7 @@ class LeaseKeeper:
         """
         async with anyio.create_task_group() as tasks:
             self.tasks = tasks
+            tasks.start_soon(self._enforce_deadlines)
             task_status.started()
             live = await self._store_call(lambda: self.store.heartbeat(self.policy.ttl), "joining")
             self._live_hosts = live or 1
@@ -205,11 +209,33 @@ class LeaseKeeper:
         while True:
             started = anyio.current_time()
             await self.round()
-            # Wake for the next round, or sooner for a local deadline.
+            # Local deadlines are not the round's business: _enforce_deadlines
+            # keeps them while a round waits on a store call that hangs.
             wake = started + self.policy.renew_every
-            if self._deadlines:
-                wake = min(wake, *self._deadlines.values())
             await anyio.sleep_until(max(wake, anyio.current_time() + 0.01))
+
+    async def _enforce_deadlines(self) -> None:
+        """Abort every held link the moment its local deadline passes.
+
+        A task of its own, not a step of the round: in a partition each store
+        call of a round hangs until ``_store_call`` gives up on it, and a
+        deadline checked only between calls was noticed up to two calls late,
+        which is the whole ``margin`` at the defaults: the connection could
+        then outlive the server-side lease. Deadlines only move later
+        (renewals), except a new lease's (``_take`` wakes this task).
+        """
+        while True:
+            now = anyio.current_time()
+            self._abort_overdue(now)
+            wake = min(self._deadlines.values(), default=now + self.policy.renew_every)
+            with anyio.move_on_after(max(0.0, min(wake - now, self.policy.renew_every))):
+                await self._deadline_added.wait()
+            self._deadline_added = anyio.Event()
+
+    def _abort_overdue(self, now: float) -> None:
+        for link_id, due in list(self._deadlines.items()):
+            if due <= now:
+                self._lose(link_id, "no successful renewal in time (is PostgreSQL reachable?)")
 
     async def round(self) -> None:
         """One round: renew, abort the lost, heartbeat, take or shed, notice resets."""
@@ -224,10 +250,7 @@ class LeaseKeeper:
                     self._deadlines[link_id] = deadline
                 else:
                     self._lose(link_id, "the renewal did not return it: another host took it")
-        now = anyio.current_time()
-        for link_id, due in list(self._deadlines.items()):
-            if due <= now:
-                self._lose(link_id, "no successful renewal in time (is PostgreSQL reachable?)")
+        self._abort_overdue(anyio.current_time())
         live = await self._store_call(lambda: self.store.heartbeat(ttl), "heartbeating")
         if live is None:
             return  # without the store, take nothing and shed nothing
@@ -257,6 +280,7 @@ class LeaseKeeper:
         for lease in leases or ():
             self.taken += 1
             self._deadlines[lease.link_id] = sent + ttl - self.policy.margin
+            self._deadline_added.set()
             delay = self.policy.grace if lease.taken_over else 0.0
             # In the keeper's own task group: a shutdown cancels the wait.
             assert self.tasks is not None
