@@ -28,12 +28,14 @@ from linkstate.cli.common import CommandError, ExitStatus, channel_or_exit, link
 from linkstate.store._journal import Journal, open_journal
 from linkstate.store._lease import LeaseInfo, is_postgres_url
 from linkstate.store._sqlite import (
+    LinkRow,
     SQLiteStore,
     StateStore,
     StoreConflictError,
     StoreError,
     StoreOwnedElsewhereError,
     StoreRequestError,
+    StoreRowError,
     operator_reset,
     require_link,
 )
@@ -57,6 +59,9 @@ class OpenedStore(StateStore, Protocol):
 
     def __enter__(self) -> OpenedStore: ...
     def __exit__(self, *exc_info: object) -> None: ...
+    def read_links(self) -> tuple[list[LinkRow], list[StoreRowError]]:
+        """Every readable link, and an error for each row that cannot be read."""
+        ...
 
 
 def add_db_option(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
