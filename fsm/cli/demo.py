@@ -205,12 +205,14 @@ def register(subparsers: Any) -> None:
         "demo",
         help="watch a link live through a scripted WebSocket server on loopback",
         description=(
-            "Start a real WebSocket server on a free 127.0.0.1 port that drops the first "
-            "connection (1006), restarts on the second (1001) and gives the session to another "
-            "client on the third (4440, WhatsApp's 440), and supervise a link against it, kept "
-            "in a state database (--db, default: a new temporary file). Prints the lifecycle "
-            "as it happens, the operator message, and the commands to try next. Exit status 0 "
-            "when the story ends as scripted, in needs_relink; 1 otherwise. Takes a few seconds."
+            "Start a real WebSocket server on a free 127.0.0.1 port that closes the first "
+            "connection of a plain websocket link with 3000 (Unauthorized), and one that drops "
+            "the story's first connection (1006), restarts on the second (1001) and gives the "
+            "session to another client on the third (4440, WhatsApp's 440); supervise both "
+            "links, kept in a state database (--db, default: a new temporary file). Prints the "
+            "lifecycle as it happens, the operator messages, and the commands to try next. "
+            "--listen also serves their status page and /metrics while it runs. Exit status 0 "
+            "when both links end as scripted, in needs_relink; 1 otherwise. Takes a few seconds."
         ),
     )
     parser.add_argument(
@@ -339,12 +341,13 @@ def next_commands(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``linkstate demo``: 0 when the story ends as scripted (``needs_relink``), else 1.
+    """Run ``linkstate demo``: 0 when both links end as scripted (``needs_relink``), else 1.
 
     The demo is the one command whose expected end is a terminal state: it
-    plays a session conflict on purpose, so ending in ``needs_relink`` is its
-    success, and anything else (a hung or broken story) exits 1, except a
-    stop by Ctrl-C or SIGTERM, which is 0 as for every command.
+    plays a revoked token and a session conflict on purpose, so both links
+    ending in ``needs_relink`` is its success, and anything else (a hung or
+    broken story) exits 1, except a stop by Ctrl-C or SIGTERM, which is 0 as
+    for every command.
     """
     channel = demo_channel(channel_or_exit("websocket"))
     policy_from_args(args, channel.policy)  # report a bad policy before starting
