@@ -80,6 +80,7 @@ async def test_linger_ends_the_serving_on_its_own(tmp_path: Path) -> None:
 def test_what_the_user_typed_wrong_is_one_line_and_exit_2(
     argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    status: object
     try:
         status = main(["demo", *argv])
     except SystemExit as exc:  # argparse exits by raising
