@@ -175,18 +175,25 @@ async def test_every_command_the_demo_prints_works_when_pasted(tmp_path: Path) -
     out = done.stdout.decode()
     assert "4440 sessionConflict: relink" in out
     commands = printed_commands(out)
-    # The operator message's relink is the last of the three to try next.
-    assert [command.split()[1] for command in commands] == ["relink", "status", "history"]
+    # The plain websocket link's relink, then the story's, which is also the
+    # last of the three to try next.
+    assert [command.split()[1:3] for command in commands[:2]] == [
+        ["relink", "demo-websocket"],
+        ["relink", "demo"],
+    ]
+    assert [command.split()[1] for command in commands[2:]] == ["status", "history"]
     tried = [line.strip() for line in out.split("try next", 1)[1].splitlines()[1:]]
-    assert tried == [*commands[1:], commands[0]]
+    assert tried == [*commands[2:], commands[1]]
     results = {}
-    for command in tried:
+    for command in [*tried, commands[0]]:
         pasted = await paste(command, tmp_path)
         assert (pasted.returncode, pasted.stderr) == (0, b""), command
-        results[command.split()[1]] = pasted.stdout.decode()
-    assert "needs_relink" in results["status"]
-    assert "open -> needs_relink" in results["history"]
-    assert "needs_relink -> idle" in results["relink"]
+        results[" ".join(command.split()[1:3])] = pasted.stdout.decode()
+    assert "needs_relink" in results["status --db"]
+    assert "open -> needs_relink" in results["history demo"]
+    assert "needs_relink -> idle" in results["relink demo"]
+    assert "needs_relink -> idle" in results["relink demo-websocket"]
+    assert await stored_state(tmp_path, "demo-websocket") == "idle"
     assert await stored_state(tmp_path, "demo") == "idle"
 
 

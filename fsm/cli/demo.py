@@ -17,6 +17,23 @@ table cannot know them, so the demo's channel is the ``websocket`` channel
 (found through the registry, like any plugin) plus one row for 4440: exactly
 what a channel plugin for a real service does.
 
+Beside the story, a second link (``<link>-websocket``) runs the plain
+``websocket`` channel, unchanged, against a second server that closes its
+first connection with 3000, Unauthorized (the token was revoked):
+``relink``. Why 3000 and not 4401: RFC 6455 section 7.4.2 leaves 4000-4999
+to private agreement, and the same number means different things to
+different services (graphql-ws's 4401 is "subscribed before the connection
+was acknowledged", which a fresh connection clears), so the generic table
+retries them; 3000 is the code the IANA registry assigns to exactly this
+meaning, the one every server means alike. So ``/metrics`` shows
+``linkstate_links{channel="websocket",state="needs_relink"} 1`` next to
+the demo channel's own count.
+
+``--listen HOST:PORT`` (loopback only; the ``serve`` extra) serves the
+status page, ``/status`` and ``/metrics`` of the demo's database from the
+demo's own event loop, with ``linkstate serve``'s app, while the story
+plays and after it, until Ctrl-C or SIGTERM, or for ``--linger S``.
+
 The demo keeps the link in a real state database (a new file in a temporary
 directory unless ``--db`` names one), so it ends by printing the operator
 commands to try next on that file, and they work as printed. It uses a quick
@@ -27,10 +44,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import shlex
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -50,12 +70,14 @@ from linkstate.cli._supervise import (
     supervise,
     supervisor_from_args,
 )
-from linkstate.cli.common import ExitStatus, channel_or_exit
+from linkstate.cli.common import CommandError, ExitStatus, channel_or_exit
+from linkstate.cli.serve import is_loopback, parse_listen
 from linkstate.runtime._supervisor import Outcome, transport_factory
 
 __all__ = [
     "DEMO_CHANNEL",
     "ORDER",
+    "PLAIN_SCENE",
     "STORY",
     "Scene",
     "demo_channel",
@@ -101,7 +123,15 @@ STORY: Final = (
 )
 """Open; drop with 1006; restart with 1001 (going away); then 4440, which the demo relinks."""
 
-# Connections after the story (there should be none: 4401 stops the link).
+PLAIN_SCENE: Final = Scene(
+    0.8,
+    3000,
+    "token revoked",
+    says="server: the token was revoked (close 3000, Unauthorized in IANA's registry)",
+)
+"""The plain ``websocket`` link's one connection: closed with 3000, which its table relinks."""
+
+# Connections after a story (there should be none: its last close stops the link).
 _ENCORE: Final = Scene(0.0, 1001, "the story is over")
 
 DEMO_POLICY: Final = ReconnectPolicy(
@@ -175,12 +205,14 @@ def register(subparsers: Any) -> None:
         "demo",
         help="watch a link live through a scripted WebSocket server on loopback",
         description=(
-            "Start a real WebSocket server on a free 127.0.0.1 port that drops the first "
-            "connection (1006), restarts on the second (1001) and gives the session to another "
-            "client on the third (4440, WhatsApp's 440), and supervise a link against it, kept "
-            "in a state database (--db, default: a new temporary file). Prints the lifecycle "
-            "as it happens, the operator message, and the commands to try next. Exit status 0 "
-            "when the story ends as scripted, in needs_relink; 1 otherwise. Takes a few seconds."
+            "Start a real WebSocket server on a free 127.0.0.1 port that closes the first "
+            "connection of a plain websocket link with 3000 (Unauthorized), and one that drops "
+            "the story's first connection (1006), restarts on the second (1001) and gives the "
+            "session to another client on the third (4440, WhatsApp's 440); supervise both "
+            "links, kept in a state database (--db, default: a new temporary file). Prints the "
+            "lifecycle as it happens, the operator messages, and the commands to try next. "
+            "--listen also serves their status page and /metrics while it runs. Exit status 0 "
+            "when both links end as scripted, in needs_relink; 1 otherwise. Takes a few seconds."
         ),
     )
     parser.add_argument(
@@ -190,6 +222,22 @@ def register(subparsers: Any) -> None:
         metavar="S",
         help=f"seconds the server keeps each connection open (default {STORY[0].hold:g})",
     )
+    parser.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=None,
+        metavar="HOST:PORT",
+        help="also serve the status page, /status and /metrics of the demo's database on this "
+        "loopback address (port 0 picks a free one) while the story plays, and after it until "
+        "Ctrl-C or SIGTERM; needs pip install 'linkstate[serve]'",
+    )
+    parser.add_argument(
+        "--linger",
+        type=seconds,
+        default=None,
+        metavar="S",
+        help="with --listen: keep serving only S seconds after the story (default: until Ctrl-C)",
+    )
     add_run_options(parser)
     # The story needs a few seconds; the limit only guards against a hung demo.
     parser.set_defaults(
@@ -197,23 +245,80 @@ def register(subparsers: Any) -> None:
     )
 
 
-async def demo(args: argparse.Namespace) -> Outcome:
-    """Run the story against a real server; returns the link's outcome."""
-    channel = demo_channel(channel_or_exit("websocket"))
+async def demo(args: argparse.Namespace) -> list[Outcome]:
+    """Run the plain link, then the story, against real servers; returns their outcomes."""
     printer = printer_from_args(args)
-    async with trio.open_nursery() as nursery:
-        story = tuple(replace(scene, hold=args.hold) for scene in STORY)
-        port: int = await nursery.start(_serve, story, printer)
-        url = f"ws://127.0.0.1:{port}/"
-        printer.note(
-            f"a real WebSocket server on {url} will drop, restart, then give the session to "
-            "another client; "
-            f"linkstate supervises link {args.link!r} and decides after every close"
-        )
-        supervisor = supervisor_from_args(args, channel, transport_factory(channel)(url))
-        outcome = await supervise(args, supervisor, printer)
+    async with AsyncExitStack() as stack:
+        board = None
+        if args.listen is not None:
+            # Here, not above: the plain demo must not need the serve extra.
+            from linkstate.cli.serve import open_board
+
+            board = await stack.enter_async_context(open_board(args.db))
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        if board is None:
+            outcomes = await _play(args, printer, nursery)
+        else:
+            from linkstate.cli.serve import GRACEFUL_SECONDS, start_http
+
+            stop_serving = trio.Event()
+            url, served = await start_http(nursery, board, args.listen, None, stop_serving)
+            _tell(f"serving the status page on {url}/ (and {url}/metrics, {url}/status)")
+            outcomes = await _play(args, printer, nursery)
+            if not getattr(args, "stopped_by_signal", False):
+                await _linger(args.linger, url)
+            stop_serving.set()
+            with trio.move_on_after(GRACEFUL_SECONDS + 1.0):
+                await served.wait()
         nursery.cancel_scope.cancel()
-    return outcome
+    return outcomes
+
+
+async def _play(args: argparse.Namespace, printer: Printer, nursery: trio.Nursery) -> list[Outcome]:
+    """The plain websocket link's 3000, then the story; stops early on Ctrl-C or SIGTERM."""
+    plain = channel_or_exit("websocket")
+    plain_args = argparse.Namespace(**vars(args))
+    plain_args.link = f"{args.link}-{plain.name}"
+    port: int = await nursery.start(_serve, (replace(PLAIN_SCENE, hold=args.hold),), printer)
+    url = f"ws://127.0.0.1:{port}/"
+    printer.note(
+        f"a plain WebSocket server on {url} will revoke the token; "
+        f"linkstate supervises link {plain_args.link!r} with the unchanged websocket channel"
+    )
+    supervisor = supervisor_from_args(plain_args, plain, transport_factory(plain)(url))
+    outcomes = [await supervise(plain_args, supervisor, printer)]
+    if getattr(plain_args, "stopped_by_signal", False):
+        args.stopped_by_signal = True
+        return outcomes
+    channel = demo_channel(plain)
+    story = tuple(replace(scene, hold=args.hold) for scene in STORY)
+    port = await nursery.start(_serve, story, printer)
+    url = f"ws://127.0.0.1:{port}/"
+    printer.note(
+        f"a real WebSocket server on {url} will drop, restart, then give the session to "
+        "another client; "
+        f"linkstate supervises link {args.link!r} and decides after every close"
+    )
+    supervisor = supervisor_from_args(args, channel, transport_factory(channel)(url))
+    outcomes.append(await supervise(args, supervisor, printer))
+    return outcomes
+
+
+def _tell(text: str) -> None:
+    # On stderr: stdout stays the transitions (JSON lines with --format json).
+    print(f"linkstate demo: {text}", file=sys.stderr, flush=True)
+
+
+async def _linger(linger: float | None, url: str) -> None:
+    """Keep serving after the story: for ``linger`` seconds, or until Ctrl-C or SIGTERM."""
+    until = "Ctrl-C" if linger is None else f"{linger:g} s, or Ctrl-C"
+    _tell(f"the story is over; still serving {url}/ for {until}")
+    with (
+        trio.move_on_after(math.inf if linger is None else linger),
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+    ):
+        async for _ in signals:
+            return  # stopped by the operator: the demo still ends as its story did
 
 
 async def _serve(
@@ -236,22 +341,36 @@ def next_commands(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``linkstate demo``: 0 when the story ends as scripted (``needs_relink``), else 1.
+    """Run ``linkstate demo``: 0 when both links end as scripted (``needs_relink``), else 1.
 
     The demo is the one command whose expected end is a terminal state: it
-    plays a session conflict on purpose, so ending in ``needs_relink`` is its
-    success, and anything else (a hung or broken story) exits 1, except a
-    stop by Ctrl-C or SIGTERM, which is 0 as for every command.
+    plays a revoked token and a session conflict on purpose, so both links
+    ending in ``needs_relink`` is its success, and anything else (a hung or
+    broken story) exits 1, except a stop by Ctrl-C or SIGTERM, which is 0 as
+    for every command.
     """
     channel = demo_channel(channel_or_exit("websocket"))
     policy_from_args(args, channel.policy)  # report a bad policy before starting
+    if args.listen is not None:
+        from linkstate.cli.serve import require_serve_extra
+
+        require_serve_extra("demo --listen")
+        host, port = args.listen
+        if not is_loopback(host):
+            raise CommandError(
+                f"--listen {host}:{port} is not a loopback address; the demo serves on "
+                "loopback only: use --listen 127.0.0.1:PORT (linkstate serve takes a token)"
+            )
+    elif args.linger is not None:
+        raise CommandError("--linger S keeps the --listen server up; give --listen HOST:PORT too")
     if args.db is None:
         args.db = str(Path(tempfile.mkdtemp(prefix="linkstate-demo-")) / "demo.db")
-    outcome = trio.run(demo, args)
+    outcomes = trio.run(demo, args)
     if (args.format or default_format(sys.stdout)) == "text":
         print("\ntry next (the demo kept the link in a real database):")
         for command in next_commands(args):
             print(f"  {command}")
     if getattr(args, "stopped_by_signal", False):
         return ExitStatus.ok  # Ctrl-C or SIGTERM: stopped by the operator
-    return ExitStatus.ok if outcome.state == "needs_relink" else ExitStatus.needs_person
+    scripted = len(outcomes) == 2 and all(o.state == "needs_relink" for o in outcomes)
+    return ExitStatus.ok if scripted else ExitStatus.needs_person

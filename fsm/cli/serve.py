@@ -28,6 +28,8 @@ import ipaddress
 import logging
 import os
 import shlex
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -51,10 +53,14 @@ __all__ = [
     "MIN_TOKEN_LENGTH",
     "ORDER",
     "Endpoint",
+    "is_loopback",
+    "open_board",
     "parse_link",
     "parse_listen",
     "register",
+    "require_serve_extra",
     "run",
+    "start_http",
 ]
 
 ORDER: Final = 75
@@ -73,6 +79,9 @@ TOKEN_VARIABLE: Final = "LINKSTATE_TOKEN"
 _LOOK_SECONDS: Final = 2.0
 
 _log: Final = logging.getLogger("linkstate.serve")
+
+GRACEFUL_SECONDS: Final = 2.0
+"""How long open HTTP requests (the page's event stream) get to finish at a stop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,15 +207,7 @@ def _token(args: argparse.Namespace) -> str | None:
 
 def _prepare(args: argparse.Namespace) -> tuple[str | None, list[Planned]]:
     """Check everything typed before anything starts: the extra, the token, the links."""
-    try:
-        import hypercorn  # noqa: F401
-        import prometheus_client  # noqa: F401
-        import starlette  # noqa: F401
-    except ImportError as exc:
-        raise CommandError(
-            f"linkstate serve needs {exc.name}, which is not installed; "
-            "pip install 'linkstate[serve]'"
-        ) from exc
+    require_serve_extra("serve")
     from linkstate.cli._store import stored_channel
     from linkstate.cli.watch import transport_from_args
 
@@ -229,6 +230,109 @@ def _prepare(args: argparse.Namespace) -> tuple[str | None, list[Planned]]:
     return token, links
 
 
+def require_serve_extra(command: str) -> None:
+    """Refuse, in one line naming the fix, when the ``serve`` extra is not installed."""
+    try:
+        import hypercorn  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import starlette  # noqa: F401
+    except ImportError as exc:
+        raise CommandError(
+            f"linkstate {command} needs {exc.name}, which is not installed; "
+            "pip install 'linkstate[serve]'"
+        ) from exc
+
+
+async def start_http(
+    nursery: trio.Nursery,
+    board: Board,
+    listen: tuple[str, int],
+    token: str | None,
+    stop_serving: trio.Event,
+) -> tuple[str, trio.Event]:
+    """Serve :func:`~linkstate.cli._web.build_app` for ``board`` in ``nursery``.
+
+    It serves until ``stop_serving`` is set. Returns the URL it listens on
+    (port 0 becomes the port picked) and an event set once it has stopped. A
+    port it cannot bind is a CommandError naming the address.
+    """
+    import trio
+    from hypercorn.trio import serve
+
+    host, port = listen
+    served = trio.Event()
+
+    async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            await serve(
+                # Both follow the ASGI spec; their type declarations differ.
+                cast("Framework", _app(board, host, token)),
+                _config(host, port),
+                shutdown_trigger=stop_serving.wait,
+                task_status=task_status,
+            )
+        finally:
+            served.set()
+
+    try:
+        binds: list[str] = await nursery.start(serve_http)
+    except (OSError, BaseExceptionGroup) as exc:
+        # hypercorn binds inside its own nurseries: the OSError comes wrapped.
+        refused = _os_error(exc)
+        if refused is None:
+            raise
+        raise CommandError(
+            f"cannot listen on {host}:{port}: {refused.strerror or refused}; "
+            "choose another --listen HOST:PORT"
+        ) from exc
+    return binds[0], served
+
+
+def _config(host: str, port: int) -> Config:
+    from hypercorn.config import Config
+
+    config = Config()
+    bind_host = f"[{host}]" if ":" in host else host
+    config.bind = [f"{bind_host}:{port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("linkstate.http")
+    config.include_server_header = False
+    config.graceful_timeout = GRACEFUL_SECONDS
+    return config
+
+
+def _app(board: Board, host: str, token: str | None) -> Starlette:
+    from linkstate.cli._assets import STATIC
+    from linkstate.cli._web import Access, build_app, diagram_renderer
+
+    access = Access(token, loopback=is_loopback(host))
+    return build_app(board, access, diagram_renderer(_channel_named), static=STATIC)
+
+
+@asynccontextmanager
+async def open_board(db: str) -> AsyncIterator[Board]:
+    """The store ``db`` (created if new), its journal and a fleet, as the board the app shows.
+
+    Store errors inside become CommandErrors with their exit status.
+    """
+    from linkstate.cli._store import open_store, store_errors
+    from linkstate.cli._web import Board
+    from linkstate.runtime._fleet import open_fleet
+    from linkstate.store._journal import open_journal
+
+    where = shlex.quote(db)
+    commands = OperatorCommands(
+        reset=f"linkstate reset {{link}} --db {where}",
+        relink=f"linkstate relink {{link}} --db {where}",
+    )
+    with store_errors(), open_store(db, create=True) as store:
+        async with (
+            open_journal(store) as journal,
+            open_fleet(journal=journal, commands=commands) as fleet,
+        ):
+            yield Board(journal, db, fleet)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``linkstate serve``: 0 after a clean stop, 130 when a second signal cut it short."""
     import trio
@@ -249,7 +353,6 @@ class _Service:
         self.args = args
         self.token = token
         self.links = links
-        self.host, self.port = args.listen
         self.notifier = Notifier()
         self.cut_short = False
         self.nursery: trio.Nursery | None = None
@@ -257,28 +360,12 @@ class _Service:
     async def run(self) -> int:
         import trio
 
-        from linkstate.cli._store import open_store, store_errors
-        from linkstate.cli._web import Board
-        from linkstate.runtime._fleet import open_fleet
-        from linkstate.store._journal import open_journal
-
-        db = shlex.quote(self.args.db)
-        commands = OperatorCommands(
-            reset=f"linkstate reset {{link}} --db {db}",
-            relink=f"linkstate relink {{link}} --db {db}",
-        )
-        with store_errors(), open_store(self.args.db, create=True) as store:
-            async with (
-                open_journal(store) as journal,
-                open_fleet(journal=journal, commands=commands) as fleet,
-                trio.open_nursery() as nursery,
-            ):
-                self.nursery = nursery
-                board = Board(journal, self.args.db, fleet)
-                for endpoint, channel, transport in self.links:
-                    fleet.start(endpoint.link, channel, transport)
-                await self._serve(nursery, board)
-                nursery.cancel_scope.cancel()
+        async with open_board(self.args.db) as board, trio.open_nursery() as nursery:
+            self.nursery = nursery
+            for endpoint, channel, transport in self.links:
+                board.fleet.start(endpoint.link, channel, transport)
+            await self._serve(nursery, board)
+            nursery.cancel_scope.cancel()
         if self.cut_short:
             raise CommandError(
                 "a second interrupt cut the clean stop short; links still live may not be "
@@ -299,36 +386,10 @@ class _Service:
         from linkstate.cli._supervise import stop_on_signals
         from linkstate.cli._systemd import status_line
 
-        stopping, stop_serving, served = trio.Event(), trio.Event(), trio.Event()
-        config = self._config()
-
-        async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
-            from hypercorn.trio import serve
-
-            try:
-                await serve(
-                    # Both follow the ASGI spec; their type declarations differ.
-                    cast("Framework", self._app(board)),
-                    config,
-                    shutdown_trigger=stop_serving.wait,
-                    task_status=task_status,
-                )
-            finally:
-                served.set()
-
-        try:
-            binds: list[str] = await nursery.start(serve_http)
-        except (OSError, BaseExceptionGroup) as exc:
-            # hypercorn binds inside its own nurseries: the OSError comes wrapped.
-            refused = _os_error(exc)
-            if refused is None:
-                raise
-            raise CommandError(
-                f"cannot listen on {self.host}:{self.port}: {refused.strerror or refused}; "
-                "choose another --listen HOST:PORT"
-            ) from exc
+        stopping, stop_serving = trio.Event(), trio.Event()
+        url, served = await start_http(nursery, board, self.args.listen, self.token, stop_serving)
         await board.refresh()
-        print(f"linkstate serve: {binds[0]}/ ({len(self.links)} supervised)", flush=True)
+        print(f"linkstate serve: {url}/ ({len(self.links)} supervised)", flush=True)
         self.notifier.ready(status_line(board.counts()))
         await nursery.start(stop_on_signals, stopping.set, stopping.is_set, self._cut_short)
         nursery.start_soon(self._look, board, stopping)
@@ -338,31 +399,12 @@ class _Service:
         for endpoint, _, _ in self.links:
             await board.fleet.wait(endpoint.link)
         stop_serving.set()
-        with trio.move_on_after(config.graceful_timeout + 1.0):
+        with trio.move_on_after(GRACEFUL_SECONDS + 1.0):
             await served.wait()
         await board.refresh()
         final = f"stopped; {status_line(board.counts())}"
         self.notifier.status(final)
         print(f"linkstate serve: {final}", flush=True)
-
-    def _config(self) -> Config:
-        from hypercorn.config import Config
-
-        config = Config()
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        config.bind = [f"{host}:{self.port}"]
-        config.accesslog = None
-        config.errorlog = logging.getLogger("linkstate.http")
-        config.include_server_header = False
-        config.graceful_timeout = 2.0
-        return config
-
-    def _app(self, board: Board) -> Starlette:
-        from linkstate.cli._assets import STATIC
-        from linkstate.cli._web import Access, build_app, diagram_renderer
-
-        access = Access(self.token, loopback=is_loopback(self.host))
-        return build_app(board, access, diagram_renderer(_channel_named), static=STATIC)
 
     async def _look(self, board: Board, stopping: trio.Event) -> None:
         """Restart links an operator brought back; keep systemd's STATUS= line current."""
