@@ -41,7 +41,15 @@ from enum import StrEnum
 from typing import Final, TypeVar
 
 from linkstate._errors import ArgumentError
-from linkstate._reading import MAX_RETRY_AFTER, Reader, json_text, lookup, read_first, text
+from linkstate._reading import (
+    MAX_RETRY_AFTER,
+    Reader,
+    json_text,
+    lookup,
+    lookup_all,
+    read_first,
+    text,
+)
 
 __all__ = [
     "MAX_REASON_LENGTH",
@@ -358,7 +366,8 @@ def _read_seconds(value: object, unit: float) -> float | None:
         return None  # no hint at all: a negative wait means nothing
     # However long (infinite: a JSON integer of hundreds of digits), capped, not
     # dropped: see MAX_RETRY_AFTER.
-    return min(seconds, MAX_RETRY_AFTER)
+    # + 0.0 turns -0.0 into 0.0: equal hints read alike, down to the sign.
+    return min(seconds, MAX_RETRY_AFTER) + 0.0
 
 
 # The module's path tables, each with its first keys.
@@ -376,8 +385,7 @@ def _read_retry_after(layers: list[object]) -> float | None:
     return None
 
 
-def _read_enum(layers: list[object], key: str, kind: type[E]) -> E | None:
-    value = _follow(layers[0], (key,)) if layers else None
+def _read_enum(value: object, kind: type[E]) -> E | None:
     if isinstance(value, str):
         try:
             return kind(value)
@@ -386,8 +394,7 @@ def _read_enum(layers: list[object], key: str, kind: type[E]) -> E | None:
     return None
 
 
-def _read_flags(layers: list[object]) -> frozenset[str]:
-    value = _follow(layers[0], ("flags",)) if layers else None
+def _read_flags(value: object) -> frozenset[str]:
     if isinstance(value, (list, tuple, frozenset, set)):
         try:
             # Exact str only: a str subclass may hash or compare in ways that raise.
@@ -430,7 +437,10 @@ def normalise(
 
     """
     try:
-        event = raw if type(raw) is CloseEvent else _normalise_fresh(raw)
+        if type(raw) is dict:
+            event = _read_object(raw)  # decoded JSON, the usual close: straight to its layers
+        else:
+            event = raw if type(raw) is CloseEvent else _normalise_fresh(raw)
     except Exception:
         # The tables above bound the work, and every read goes through lookup,
         # which catches what a hostile property raises; what remains (a dict
@@ -448,7 +458,7 @@ def normalise(
         phase=phase or event.phase,
         retry_after=event.retry_after,
         # Caller flags are bounded and filtered like flags read from a close.
-        flags=event.flags | _read_flags([{"flags": flags}]) if flags else event.flags,
+        flags=event.flags | _read_flags(flags) if flags else event.flags,
     )
 
 
@@ -514,17 +524,238 @@ def _normalise_fresh(raw: object) -> CloseEvent:
         return CloseEvent(code=code, reason=sanitise_reason(whole))
     if raw is None or isinstance(raw, (bool, int, float)):
         return CloseEvent()
+    return _read_object(raw)
+
+
+def _read_object(raw: object) -> CloseEvent:
+    """A dict, an exception or any other object, read through its layers."""
+    try:
+        return _read_fast(raw)
+    except Exception:
+        # Whatever the fast reader trips over (a hostile key it compared while
+        # choosing its plan), the general one decides, or raises for normalise.
+        return _read_general(raw)
+
+
+def _read_general(raw: object) -> CloseEvent:
+    """The reading the tables describe: each table across every layer, in turn.
+
+    The definition :func:`_read_fast` must agree with (tests/test_hot_path.py).
+    """
     layers = _read_layers(raw)
     reason = _first(layers, _REASON, _read_text)
+    top = layers[0]
     return CloseEvent(
         status=_first(layers, _STATUS, parse_status),
         code=_first(layers, _CODE, _read_code),
         reason=sanitise_reason(reason if reason is not None else _exception_text(raw)),
-        initiator=_read_enum(layers, "initiator", Initiator) or Initiator.unknown,
-        phase=_read_enum(layers, "phase", Phase) or Phase.established,
+        initiator=_read_enum(lookup(top, "initiator"), Initiator) or Initiator.unknown,
+        phase=_read_enum(lookup(top, "phase"), Phase) or Phase.established,
         retry_after=_read_retry_after(layers),
-        flags=_read_flags(layers),
+        flags=_read_flags(lookup(top, "flags")),
     )
+
+
+# -- the fast reader --------------------------------------------------------------------------
+#
+# _read_general reads each table across every layer: about thirty probes and
+# as many calls for a Baileys close. _read_fast gives the same event (no read
+# has a side effect, so the order of reads cannot matter) from one pass: each
+# layer is read once, for the paths whose first key it holds, chosen by a
+# plan cached per set of keys; equal readings share one event.
+
+# The keys read on the first layer only: a close's own initiator, phase and flags.
+_TOP_KEYS: Final = ("initiator", "phase", "flags")
+
+# Every first key a layer is read for, in table order.
+_KEYS: Final = tuple(
+    dict.fromkeys(
+        [
+            *(path[0] for table in (STATUS_PATHS, REASON_PATHS, CODE_PATHS) for path in table),
+            *(path[0] for path, _ in RETRY_AFTER_PATHS),
+            *(path[0] for path in WRAPPERS),
+            *_TOP_KEYS,
+        ]
+    )
+)
+_ALL_KEYS: Final = frozenset(_KEYS)
+
+_Step = tuple[str, tuple[str, ...]]
+
+
+class _Plan:
+    """The paths worth following on one layer: those whose first key it holds, in table order.
+
+    A layer is planned by the set of its keys (a dict's, or the keys of ours an
+    object has), so two layers holding the same keys share one plan.
+    """
+
+    __slots__ = ("code", "reason", "retry_after", "status", "top", "wrappers")
+
+    def __init__(self, keys: frozenset[object]) -> None:
+        def steps(table: tuple[tuple[str, ...], ...]) -> tuple[_Step, ...]:
+            return tuple((path[0], path[1:]) for path in table if path[0] in keys)
+
+        self.status = steps(STATUS_PATHS)
+        self.reason = steps(REASON_PATHS)
+        self.code = steps(CODE_PATHS)
+        self.retry_after = tuple(
+            (path[0], path[1:], unit) for path, unit in RETRY_AFTER_PATHS if path[0] in keys
+        )
+        self.wrappers = steps(WRAPPERS)
+        # Whether the layer holds initiator, phase or flags (read on the first layer only).
+        self.top = any(key in keys for key in _TOP_KEYS)
+
+
+# Plans by the keys of a small dict layer (all of them: frozenset(d) reuses the
+# hashes the dict stored, so no key's __hash__ runs), or by the keys of ours a
+# large or non-dict layer holds. Only sets of exact, short strs are kept, so a
+# hostile key never keys the cache and a huge one is not held on to; a set
+# holding one is planned afresh each time. Emptied when full, which bounds it.
+_PLANS: Final[dict[frozenset[object], _Plan]] = {}
+_MAX_PLANS: Final = 256
+# A dict layer of more keys is intersected with ours instead: bounded work.
+_SMALL_LAYER: Final = 16
+_MAX_KEY_LENGTH: Final = 64
+
+
+def _plan(keys: frozenset[object]) -> _Plan:
+    """The plan for a layer holding ``keys``, made and kept on a miss."""
+    plan = _PLANS.get(keys)
+    if plan is None:
+        plan = _Plan(keys)
+        if all(type(key) is str and len(key) <= _MAX_KEY_LENGTH for key in keys):
+            if len(_PLANS) >= _MAX_PLANS:
+                _PLANS.clear()
+            _PLANS[keys] = plan
+    return plan
+
+
+def _layer(obj: object) -> tuple[Callable[[str], object], _Plan]:
+    """A getter of one layer's keys, and its plan."""
+    if type(obj) is dict:
+        keys = frozenset(obj) if len(obj) <= _SMALL_LAYER else frozenset(obj.keys() & _ALL_KEYS)
+        return obj.get, _plan(keys)
+    held = lookup_all(obj, _KEYS)  # what lookup gives for each key, read once
+    return held.get, _plan(frozenset(held))
+
+
+def _follow_fast(value: object, rest: tuple[str, ...]) -> object:
+    """``_follow``, reading plain dicts without the call to lookup."""
+    for key in rest:
+        value = value.get(key) if type(value) is dict else lookup(value, key)
+        if value is None:
+            return None
+    return value
+
+
+def _read_fast(raw: object) -> CloseEvent:  # noqa: PLR0915 - one function: a call costs more than a step
+    """What :func:`_read_general` gives, reading each layer once, breadth first."""
+    status: int | None = None
+    reason: str | None = None
+    code: str | None = None
+    retry_after: float | None = None
+    get, plan = top_get, top_plan = _layer(raw)
+    # The layers still to read, with their depth; made only when one wraps another.
+    queue: list[tuple[object, int]] | None = None
+    seen: list[int] = []
+    depth = at = 0
+    while True:
+        if status is None and plan.status:
+            for first, rest in plan.status:
+                value = get(first)
+                if rest and value is not None:
+                    value = _follow_fast(value, rest)
+                if value is not None:
+                    # An exact int in range is its own status: parse_status without its checks.
+                    status = (
+                        value
+                        if type(value) is int and value in _STATUS_RANGE
+                        else parse_status(value)
+                    )
+                    if status is not None:
+                        break
+        if reason is None and plan.reason:
+            for first, rest in plan.reason:
+                value = get(first)
+                if rest and value is not None:
+                    value = _follow_fast(value, rest)
+                # A dict (Baileys' error under "error") is no text: no call to say so.
+                if value is not None and type(value) is not dict:
+                    reason = _read_text(value)
+                    if reason is not None:
+                        break
+        if code is None and plan.code:
+            for first, rest in plan.code:
+                value = get(first)
+                if rest and value is not None:
+                    value = _follow_fast(value, rest)
+                if value is not None:
+                    code = _read_code(value)
+                    if code is not None:
+                        break
+        if retry_after is None and plan.retry_after:
+            for first, rest, unit in plan.retry_after:
+                value = get(first)
+                if rest and value is not None:
+                    value = _follow_fast(value, rest)
+                if value is not None:
+                    retry_after = _read_seconds(value, unit)
+                    if retry_after is not None:
+                        break
+        if plan.wrappers and depth < MAX_DEPTH - 1:
+            for first, rest in plan.wrappers:
+                inner = get(first)
+                if rest and inner is not None:
+                    inner = _follow_fast(inner, rest)
+                if inner is not None and not isinstance(inner, (str, int, float, bool)):
+                    if queue is None:
+                        queue, seen = [], [id(raw)]
+                    if id(inner) not in seen:  # a cycle, or an error wrapped twice
+                        seen.append(id(inner))
+                        queue.append((inner, depth + 1))
+        if queue is None or at == len(queue):
+            break
+        obj, depth = queue[at]
+        at += 1
+        get, plan = _layer(obj)
+    initiator = phase = None
+    flags: frozenset[str] = frozenset()
+    if top_plan.top:
+        initiator = _read_enum(top_get("initiator"), Initiator)
+        phase = _read_enum(top_get("phase"), Phase)
+        flags = _read_flags(top_get("flags"))
+    if reason is None:
+        reason = _exception_text(raw)
+    # Events are frozen, so equal readings share one: building a frozen slotted
+    # dataclass costs more than reading a close. The reading holds exact
+    # values only (exact int, str and float, our enums, a frozenset of exact
+    # str); a reason that is not an exact str, or is long, is not kept.
+    reading = (status, code, reason, initiator, phase, retry_after, flags)
+    cacheable = type(reason) is str and len(reason) <= MAX_REASON_LENGTH
+    if cacheable:
+        event = _EVENTS.get(reading)
+        if event is not None:
+            return event
+    event = CloseEvent(
+        status=status,
+        code=code,
+        reason=sanitise_reason(reason),
+        initiator=initiator or Initiator.unknown,
+        phase=phase or Phase.established,
+        retry_after=retry_after,
+        flags=flags,
+    )
+    if cacheable:
+        if len(_EVENTS) >= _MAX_EVENTS:
+            _EVENTS.clear()
+        _EVENTS[reading] = event
+    return event
+
+
+# The events of the readings seen, by reading; emptied when full, which bounds it.
+_EVENTS: Final[dict[tuple[object, ...], CloseEvent]] = {}
+_MAX_EVENTS: Final = 1024
 
 
 # -- shapes a channel trusts ------------------------------------------------------------------
