@@ -438,7 +438,13 @@ def normalise(
     """
     try:
         if type(raw) is dict:
-            event = _read_object(raw)  # decoded JSON, the usual close: straight to its layers
+            # Decoded JSON, the usual close: straight to its layers. Whatever the
+            # fast reader trips over (a hostile key it compared while choosing
+            # its plan), the general reader decides, or raises for the line below.
+            try:
+                event = _read_fast(raw)
+            except Exception:
+                event = _read_general(raw)
         else:
             event = raw if type(raw) is CloseEvent else _normalise_fresh(raw)
     except Exception:
@@ -528,13 +534,11 @@ def _normalise_fresh(raw: object) -> CloseEvent:
 
 
 def _read_object(raw: object) -> CloseEvent:
-    """A dict, an exception or any other object, read through its layers."""
+    """An exception or any other object, read through its layers, as normalise reads a dict."""
     try:
         return _read_fast(raw)
     except Exception:
-        # Whatever the fast reader trips over (a hostile key it compared while
-        # choosing its plan), the general one decides, or raises for normalise.
-        return _read_general(raw)
+        return _read_general(raw)  # as in normalise
 
 
 def _read_general(raw: object) -> CloseEvent:
@@ -580,6 +584,9 @@ _KEYS: Final = tuple(
 )
 _ALL_KEYS: Final = frozenset(_KEYS)
 
+# Values that are never a wrapped error.
+_SCALAR_TYPES: Final = (str, int, float, bool)
+
 _Step = tuple[str, tuple[str, ...]]
 
 
@@ -590,7 +597,7 @@ class _Plan:
     object has), so two layers holding the same keys share one plan.
     """
 
-    __slots__ = ("code", "reason", "retry_after", "status", "top", "wrappers")
+    __slots__ = ("code", "reads", "reason", "retry_after", "status", "top", "wrappers")
 
     def __init__(self, keys: frozenset[object]) -> None:
         def steps(table: tuple[tuple[str, ...], ...]) -> tuple[_Step, ...]:
@@ -603,6 +610,8 @@ class _Plan:
             (path[0], path[1:], unit) for path, unit in RETRY_AFTER_PATHS if path[0] in keys
         )
         self.wrappers = steps(WRAPPERS)
+        # Whether the layer holds anything to read (else only what it wraps).
+        self.reads = bool(self.status or self.reason or self.code or self.retry_after)
         # Whether the layer holds initiator, phase or flags (read on the first layer only).
         self.top = any(key in keys for key in _TOP_KEYS)
 
@@ -655,76 +664,89 @@ def _read_fast(raw: object) -> CloseEvent:  # noqa: PLR0915 - one function: a ca
     reason: str | None = None
     code: str | None = None
     retry_after: float | None = None
-    get, plan = top_get, top_plan = _layer(raw)
-    # The layers still to read, with their depth; made only when one wraps another.
-    queue: list[tuple[object, int]] | None = None
-    seen: list[int] = []
-    depth = at = 0
-    while True:
-        if status is None and plan.status:
-            for first, rest in plan.status:
-                value = get(first)
-                if rest and value is not None:
-                    value = _follow_fast(value, rest)
-                if value is not None:
-                    # An exact int in range is its own status: parse_status without its checks.
-                    status = (
-                        value
-                        if type(value) is int and value in _STATUS_RANGE
-                        else parse_status(value)
-                    )
-                    if status is not None:
-                        break
-        if reason is None and plan.reason:
-            for first, rest in plan.reason:
-                value = get(first)
-                if rest and value is not None:
-                    value = _follow_fast(value, rest)
-                # A dict (Baileys' error under "error") is no text: no call to say so.
-                if value is not None and type(value) is not dict:
-                    reason = _read_text(value)
-                    if reason is not None:
-                        break
-        if code is None and plan.code:
-            for first, rest in plan.code:
-                value = get(first)
-                if rest and value is not None:
-                    value = _follow_fast(value, rest)
-                if value is not None:
-                    code = _read_code(value)
-                    if code is not None:
-                        break
-        if retry_after is None and plan.retry_after:
-            for first, rest, unit in plan.retry_after:
-                value = get(first)
-                if rest and value is not None:
-                    value = _follow_fast(value, rest)
-                if value is not None:
-                    retry_after = _read_seconds(value, unit)
-                    if retry_after is not None:
-                        break
-        if plan.wrappers and depth < MAX_DEPTH - 1:
-            for first, rest in plan.wrappers:
-                inner = get(first)
-                if rest and inner is not None:
-                    inner = _follow_fast(inner, rest)
-                if inner is not None and not isinstance(inner, (str, int, float, bool)):
-                    if queue is None:
-                        queue, seen = [], [id(raw)]
-                    if id(inner) not in seen:  # a cycle, or an error wrapped twice
-                        seen.append(id(inner))
-                        queue.append((inner, depth + 1))
-        if queue is None or at == len(queue):
-            break
-        obj, depth = queue[at]
-        at += 1
-        get, plan = _layer(obj)
-    initiator = phase = None
+    initiator: Initiator | None = None
+    phase: Phase | None = None
     flags: frozenset[str] = frozenset()
-    if top_plan.top:
-        initiator = _read_enum(top_get("initiator"), Initiator)
-        phase = _read_enum(top_get("phase"), Phase)
-        flags = _read_flags(top_get("flags"))
+    get: Callable[[str], object]
+    # The ids of every layer found: a cycle, or an error wrapped twice, is read once.
+    seen = [id(raw)]
+    layers = [raw]
+    for depth in range(MAX_DEPTH):
+        wrapped: list[object] = []
+        for obj in layers:
+            # _layer's commonest case inline: a dict whose keys were planned before.
+            if (
+                type(obj) is dict
+                and len(obj) <= _SMALL_LAYER
+                and (plan := _PLANS.get(frozenset(obj))) is not None
+            ):
+                get = obj.get
+            else:
+                get, plan = _layer(obj)
+            # A layer with nothing to read but what it wraps (Baileys' outer
+            # {connection, lastDisconnect}) skips the four checks.
+            if plan.reads:
+                if status is None and plan.status:
+                    for first, rest in plan.status:
+                        value = get(first)
+                        if rest and value is not None:
+                            value = _follow_fast(value, rest)
+                        if value is not None:
+                            # An exact int in range is its own status: no call to parse_status.
+                            status = (
+                                value
+                                if type(value) is int and value in _STATUS_RANGE
+                                else parse_status(value)
+                            )
+                            if status is not None:
+                                break
+                if reason is None and plan.reason:
+                    for first, rest in plan.reason:
+                        value = get(first)
+                        if rest and value is not None:
+                            value = _follow_fast(value, rest)
+                        # A dict (Baileys' error under "error") is no text: no call to say so.
+                        if value is not None and type(value) is not dict:
+                            reason = _read_text(value)
+                            if reason is not None:
+                                break
+                if code is None and plan.code:
+                    for first, rest in plan.code:
+                        value = get(first)
+                        if rest and value is not None:
+                            value = _follow_fast(value, rest)
+                        if value is not None:
+                            code = _read_code(value)
+                            if code is not None:
+                                break
+                if retry_after is None and plan.retry_after:
+                    for first, rest, unit in plan.retry_after:
+                        value = get(first)
+                        if rest and value is not None:
+                            value = _follow_fast(value, rest)
+                        if value is not None:
+                            retry_after = _read_seconds(value, unit)
+                            if retry_after is not None:
+                                break
+            if plan.top and depth == 0:
+                initiator = _read_enum(get("initiator"), Initiator)
+                phase = _read_enum(get("phase"), Phase)
+                flags = _read_flags(get("flags"))
+            if plan.wrappers and depth < MAX_DEPTH - 1:
+                for first, rest in plan.wrappers:
+                    inner = get(first)
+                    if rest and inner is not None:
+                        inner = _follow_fast(inner, rest)
+                    if (
+                        inner is not None
+                        and (type(inner) is dict or not isinstance(inner, _SCALAR_TYPES))
+                        and id(inner) not in seen
+                    ):
+                        seen.append(id(inner))
+                        wrapped.append(inner)
+        if not wrapped:
+            break
+        layers = wrapped
     if reason is None:
         reason = _exception_text(raw)
     # Events are frozen, so equal readings share one: building a frozen slotted
