@@ -584,6 +584,14 @@ _KEYS: Final = tuple(
 )
 _ALL_KEYS: Final = frozenset(_KEYS)
 
+# _STATUS_RANGE as bounds: a chained comparison costs less than range's contains.
+_STATUS_LOW: Final = _STATUS_RANGE.start
+_STATUS_HIGH: Final = _STATUS_RANGE.stop
+
+# What a layer at this depth wraps is past the depth bound.
+_LAST_DEPTH: Final = MAX_DEPTH - 1
+_NO_FLAGS: Final[frozenset[str]] = frozenset()
+
 # Values that are never a wrapped error.
 _SCALAR_TYPES: Final = (str, int, float, bool)
 
@@ -597,7 +605,7 @@ class _Plan:
     object has), so two layers holding the same keys share one plan.
     """
 
-    __slots__ = ("code", "reads", "reason", "retry_after", "status", "top", "wrappers")
+    __slots__ = ("code", "rare", "reads", "reason", "retry_after", "status", "top", "wrappers")
 
     def __init__(self, keys: frozenset[object]) -> None:
         def steps(table: tuple[tuple[str, ...], ...]) -> tuple[_Step, ...]:
@@ -610,10 +618,12 @@ class _Plan:
             (path[0], path[1:], unit) for path, unit in RETRY_AFTER_PATHS if path[0] in keys
         )
         self.wrappers = steps(WRAPPERS)
-        # Whether the layer holds anything to read (else only what it wraps).
-        self.reads = bool(self.status or self.reason or self.code or self.retry_after)
         # Whether the layer holds initiator, phase or flags (read on the first layer only).
         self.top = any(key in keys for key in _TOP_KEYS)
+        # Whether it holds a code or a retry-after hint, which few closes carry.
+        self.rare = bool(self.code or self.retry_after or self.top)
+        # Whether it holds anything to read (else only what it wraps).
+        self.reads = bool(self.status or self.reason or self.rare)
 
 
 # Plans by the keys of a small dict layer (all of them: frozenset(d) reuses the
@@ -642,6 +652,7 @@ def _plan(keys: frozenset[object]) -> _Plan:
 
 def _layer(obj: object) -> tuple[Callable[[str], object], _Plan]:
     """A getter of one layer's keys, and its plan."""
+    # (_read_fast inlines the first case for the dicts it finds wrapped.)
     if type(obj) is dict:
         keys = frozenset(obj) if len(obj) <= _SMALL_LAYER else frozenset(obj.keys() & _ALL_KEYS)
         return obj.get, _plan(keys)
@@ -666,23 +677,21 @@ def _read_fast(raw: object) -> CloseEvent:  # noqa: PLR0915 - one function: a ca
     retry_after: float | None = None
     initiator: Initiator | None = None
     phase: Phase | None = None
-    flags: frozenset[str] = frozenset()
-    get: Callable[[str], object]
+    flags = _NO_FLAGS
     # The ids of every layer found: a cycle, or an error wrapped twice, is read once.
     seen = [id(raw)]
-    layers = [raw]
+    # Each layer of the depth being read, as its getter and plan: a layer is
+    # planned where it is found, so a dict's type is checked once.
+    layers = [
+        (raw.get, plan)
+        if type(raw) is dict
+        and len(raw) <= _SMALL_LAYER
+        and (plan := _PLANS.get(frozenset(raw))) is not None
+        else _layer(raw)
+    ]
     for depth in range(MAX_DEPTH):
-        wrapped: list[object] = []
-        for obj in layers:
-            # _layer's commonest case inline: a dict whose keys were planned before.
-            if (
-                type(obj) is dict
-                and len(obj) <= _SMALL_LAYER
-                and (plan := _PLANS.get(frozenset(obj))) is not None
-            ):
-                get = obj.get
-            else:
-                get, plan = _layer(obj)
+        wrapped: list[tuple[Callable[[str], object], _Plan]] = []
+        for get, plan in layers:
             # A layer with nothing to read but what it wraps (Baileys' outer
             # {connection, lastDisconnect}) skips the four checks.
             if plan.reads:
@@ -690,12 +699,16 @@ def _read_fast(raw: object) -> CloseEvent:  # noqa: PLR0915 - one function: a ca
                     for first, rest in plan.status:
                         value = get(first)
                         if rest and value is not None:
-                            value = _follow_fast(value, rest)
+                            value = (
+                                value.get(rest[0])
+                                if type(value) is dict and len(rest) == 1
+                                else _follow_fast(value, rest)
+                            )
                         if value is not None:
                             # An exact int in range is its own status: no call to parse_status.
                             status = (
                                 value
-                                if type(value) is int and value in _STATUS_RANGE
+                                if type(value) is int and _STATUS_LOW <= value < _STATUS_HIGH
                                 else parse_status(value)
                             )
                             if status is not None:
@@ -704,61 +717,87 @@ def _read_fast(raw: object) -> CloseEvent:  # noqa: PLR0915 - one function: a ca
                     for first, rest in plan.reason:
                         value = get(first)
                         if rest and value is not None:
-                            value = _follow_fast(value, rest)
+                            value = (
+                                value.get(rest[0])
+                                if type(value) is dict and len(rest) == 1
+                                else _follow_fast(value, rest)
+                            )
+                        if type(value) is str:
+                            reason = value  # the usual case: _read_text without the call
+                            break
                         # A dict (Baileys' error under "error") is no text: no call to say so.
                         if value is not None and type(value) is not dict:
                             reason = _read_text(value)
                             if reason is not None:
                                 break
-                if code is None and plan.code:
-                    for first, rest in plan.code:
-                        value = get(first)
-                        if rest and value is not None:
-                            value = _follow_fast(value, rest)
-                        if value is not None:
-                            code = _read_code(value)
-                            if code is not None:
-                                break
-                if retry_after is None and plan.retry_after:
-                    for first, rest, unit in plan.retry_after:
-                        value = get(first)
-                        if rest and value is not None:
-                            value = _follow_fast(value, rest)
-                        if value is not None:
-                            retry_after = _read_seconds(value, unit)
-                            if retry_after is not None:
-                                break
-            if plan.top and depth == 0:
-                initiator = _read_enum(get("initiator"), Initiator)
-                phase = _read_enum(get("phase"), Phase)
-                flags = _read_flags(get("flags"))
-            if plan.wrappers and depth < MAX_DEPTH - 1:
+                if plan.rare:
+                    if code is None and plan.code:
+                        for first, rest in plan.code:
+                            value = get(first)
+                            if rest and value is not None:
+                                value = (
+                                    value.get(rest[0])
+                                    if type(value) is dict and len(rest) == 1
+                                    else _follow_fast(value, rest)
+                                )
+                            if value is not None:
+                                code = _read_code(value)
+                                if code is not None:
+                                    break
+                    if retry_after is None and plan.retry_after:
+                        for first, rest, unit in plan.retry_after:
+                            value = get(first)
+                            if rest and value is not None:
+                                value = (
+                                    value.get(rest[0])
+                                    if type(value) is dict and len(rest) == 1
+                                    else _follow_fast(value, rest)
+                                )
+                            if value is not None:
+                                retry_after = _read_seconds(value, unit)
+                                if retry_after is not None:
+                                    break
+                    if plan.top and depth == 0:
+                        initiator = _read_enum(get("initiator"), Initiator)
+                        phase = _read_enum(get("phase"), Phase)
+                        flags = _read_flags(get("flags"))
+            if plan.wrappers and depth < _LAST_DEPTH:
                 for first, rest in plan.wrappers:
                     inner = get(first)
                     if rest and inner is not None:
-                        inner = _follow_fast(inner, rest)
-                    if (
-                        inner is not None
-                        and (type(inner) is dict or not isinstance(inner, _SCALAR_TYPES))
-                        and id(inner) not in seen
-                    ):
-                        seen.append(id(inner))
-                        wrapped.append(inner)
+                        inner = (
+                            inner.get(rest[0])
+                            if type(inner) is dict and len(rest) == 1
+                            else _follow_fast(inner, rest)
+                        )
+                    if inner is None or (layer_id := id(inner)) in seen:
+                        continue
+                    if type(inner) is dict:
+                        seen.append(layer_id)
+                        # _layer's commonest case inline: a dict whose keys were planned.
+                        if (
+                            len(inner) <= _SMALL_LAYER
+                            and (found := _PLANS.get(frozenset(inner))) is not None
+                        ):
+                            wrapped.append((inner.get, found))
+                        else:
+                            wrapped.append(_layer(inner))
+                    elif not isinstance(inner, _SCALAR_TYPES):
+                        seen.append(layer_id)
+                        wrapped.append(_layer(inner))
         if not wrapped:
             break
         layers = wrapped
     if reason is None:
-        reason = _exception_text(raw)
+        reason = _exception_text(raw) if isinstance(raw, BaseException) else ""
     # Events are frozen, so equal readings share one: building a frozen slotted
     # dataclass costs more than reading a close. The reading holds exact
     # values only (exact int, str and float, our enums, a frozenset of exact
     # str); a reason that is not an exact str, or is long, is not kept.
     reading = (status, code, reason, initiator, phase, retry_after, flags)
     cacheable = type(reason) is str and len(reason) <= MAX_REASON_LENGTH
-    if cacheable:
-        event = _EVENTS.get(reading)
-        if event is not None:
-            return event
+    if cacheable and (event := _EVENTS.get(reading)) is not None:
+        return event
     event = CloseEvent(
         status=status,
         code=code,

@@ -132,6 +132,13 @@ def lookup_all(obj: object, keys: Iterable[str]) -> dict[str, object]:
     keyed = _keyed(obj)
     if keyed is None:
         return {}
+    try:
+        # Every key in one comprehension, the usual case: nothing raises.
+        if keyed:
+            return {key: value for key in keys if (value := obj.get(key)) is not None}  # type: ignore[attr-defined]
+        return {key: value for key in keys if (value := getattr(obj, key, None)) is not None}
+    except Exception:
+        pass  # a hostile property: read again key by key, so that only it reads as absent
     found: dict[str, object] = {}
     for key in keys:
         try:
