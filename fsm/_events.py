@@ -8,15 +8,32 @@ that nests that again under ``lastDisconnect.error``, an exception with a
 ``code`` attribute, or plain junk. :func:`normalise` reads all of them the same
 way and never raises: what it cannot read becomes an event with no status.
 
-The search is driven by two small tables below. ``STATUS_PATHS`` lists where a
+The search is driven by small tables below. ``STATUS_PATHS`` lists where a
 status may sit on one object; ``WRAPPERS`` lists the attributes that wrap an
-inner error. We look at the object itself, then at each wrapper, breadth
-first, and stop at ``MAX_DEPTH`` levels, which also makes cycles harmless.
+inner error; ``REASON_PATHS``, ``CODE_PATHS`` and ``RETRY_AFTER_PATHS`` the
+rest. We look at the object itself, then at each error it wraps, breadth
+first (the layers), and stop at ``MAX_DEPTH`` levels; a layer already seen is
+not read again, which also makes cycles harmless. Each field comes from the
+first layer, and the first path on it in table order, that gives a readable
+value.
+
+That definition is :func:`_read_general`: each table across every layer in
+turn. What :func:`normalise` runs is :func:`_read_fast`, which gives the same
+event (no read has a side effect, so the order of reads cannot change it;
+tests/test_hot_path.py holds the two equal over nested dicts, objects and
+hostile leaves) at a fraction of the cost: each layer is read once, only for
+the paths whose first key it holds, chosen by a plan cached per set of keys
+(a dict's keys, taken with its stored hashes, so no key's ``__hash__`` runs);
+and equal readings share one frozen event. Both caches are bounded and keyed
+on exact, short strs and plain values only. Whatever the fast reader trips
+over, the general reader decides.
 A channel whose client library keeps its facts where these tables do not
 look runs its own readers first: :func:`extract_with` hands the facts of the
 first reader that recognises the object to ``normalise``.
 Dicts and objects are read alike, a key else an attribute, by
-:func:`linkstate._reading.lookup`, the reader the channel plugins use too.
+:func:`linkstate._reading.lookup`, the reader the channel plugins use too
+(the fast reader reads an object's keys all at once by the same rules,
+:func:`linkstate._reading.lookup_all`).
 
 Everything that came from the network and may end up in a log (the reason
 text, the symbolic code) is sanitised here, once, so no later layer has to
