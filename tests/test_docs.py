@@ -314,8 +314,8 @@ def test_console_transcripts_print_what_they_show(block: Block, tmp_path: Path) 
     printed = done.stdout.split(mark + "\n")[1:]
     assert len(printed) == len(steps), done.stdout + done.stderr
     checker = doctest.OutputChecker()
-    for (command, shown), got in zip(steps, printed, strict=True):
-        got = "\n".join(line.rstrip() for line in got.splitlines()).rstrip() + "\n"
+    for (command, shown), raw in zip(steps, printed, strict=True):
+        got = "\n".join(line.rstrip() for line in raw.splitlines()).rstrip() + "\n"
         assert checker.check_output(shown, got, doctest.ELLIPSIS), (
             f"the console example at {block.where} no longer prints what it shows for "
             f"`{command}`; update the document or the code.\nshown:\n{shown}\nprinted:\n{got}"
