@@ -297,8 +297,7 @@ def test_console_transcripts_print_what_they_show(block: Block, tmp_path: Path) 
     # One bash for the block; `(exit $status)` hands each command the status of
     # the one before it, past the marker's echo, so that `echo $?` shows it.
     script = "status=0\n" + "".join(
-        f"echo {mark}\n(exit $status)\n{{ {command}\n}} 2>&1\nstatus=$?\n"
-        for command, _ in steps
+        f"echo {mark}\n(exit $status)\n{{ {command}\n}} 2>&1\nstatus=$?\n" for command, _ in steps
     )
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     done = subprocess.run(
