@@ -20,9 +20,11 @@ saves it. A block that cannot run on its own says why on the line before it,
 from __future__ import annotations
 
 import ast
+import contextlib
 import doctest
 import os
 import re
+import signal
 import subprocess
 import sys
 import types
@@ -300,18 +302,23 @@ def test_console_transcripts_print_what_they_show(block: Block, tmp_path: Path) 
         f"echo {mark}\n(exit $status)\n{{ {command}\n}} 2>&1\nstatus=$?\n" for command, _ in steps
     )
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    done = subprocess.run(
+    bash = subprocess.Popen(
         ["bash", "-c", script],
         cwd=tmp_path,
         env=env,
         stdin=subprocess.DEVNULL,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
-        check=False,
+        start_new_session=True,  # its own process group: nothing it starts outlives it
     )
-    printed = done.stdout.split(mark + "\n")[1:]
-    assert len(printed) == len(steps), done.stdout + done.stderr
+    try:
+        stdout, stderr = bash.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(bash.pid, signal.SIGKILL)
+    printed = stdout.split(mark + "\n")[1:]
+    assert len(printed) == len(steps), stdout + stderr
     checker = doctest.OutputChecker()
     for (command, shown), raw in zip(steps, printed, strict=True):
         got = "\n".join(line.rstrip() for line in raw.splitlines()).rstrip() + "\n"
