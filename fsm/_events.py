@@ -55,7 +55,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 from linkstate._errors import ArgumentError
 from linkstate._reading import (
@@ -612,7 +612,31 @@ _NO_FLAGS: Final[frozenset[str]] = frozenset()
 # Values that are never a wrapped error.
 _SCALAR_TYPES: Final = (str, int, float, bool)
 
-_Step = tuple[str, tuple[str, ...]]
+
+def _status_value(value: object) -> int | None:
+    # An exact int in range is its own status: parse_status without its checks.
+    if type(value) is int and _STATUS_LOW <= value < _STATUS_HIGH:
+        return value
+    return parse_status(value)
+
+
+def _seconds_reader(unit: float) -> Callable[[object], float | None]:
+    return lambda value: _read_seconds(value, unit)
+
+
+_Found = tuple[int | None, str | None, str | None, float | None]
+
+# One step: the first key, the rest of the path, and the reader of the value.
+_Step = tuple[str, tuple[str, ...], Callable[[object], object]]
+
+# The steps of each field, in table order; a field's slot is its index here
+# (and in _read_fast's ``found``): status, reason, code, retry-after.
+_FIELD_STEPS: Final[tuple[tuple[_Step, ...], ...]] = (
+    tuple((path[0], path[1:], _status_value) for path in STATUS_PATHS),
+    tuple((path[0], path[1:], _read_text) for path in REASON_PATHS),
+    tuple((path[0], path[1:], _read_code) for path in CODE_PATHS),
+    tuple((path[0], path[1:], _seconds_reader(unit)) for path, unit in RETRY_AFTER_PATHS),
+)
 
 
 class _Plan:
@@ -622,25 +646,18 @@ class _Plan:
     object has), so two layers holding the same keys share one plan.
     """
 
-    __slots__ = ("code", "rare", "reads", "reason", "retry_after", "status", "top", "wrappers")
+    __slots__ = ("fields", "top", "wrappers")
 
     def __init__(self, keys: frozenset[object]) -> None:
-        def steps(table: tuple[tuple[str, ...], ...]) -> tuple[_Step, ...]:
-            return tuple((path[0], path[1:]) for path in table if path[0] in keys)
-
-        self.status = steps(STATUS_PATHS)
-        self.reason = steps(REASON_PATHS)
-        self.code = steps(CODE_PATHS)
-        self.retry_after = tuple(
-            (path[0], path[1:], unit) for path, unit in RETRY_AFTER_PATHS if path[0] in keys
+        # (slot, its steps) for each field the layer may give, in _FIELD_STEPS' order.
+        self.fields = tuple(
+            (slot, present)
+            for slot, steps in enumerate(_FIELD_STEPS)
+            if (present := tuple(step for step in steps if step[0] in keys))
         )
-        self.wrappers = steps(WRAPPERS)
+        self.wrappers = tuple((path[0], path[1:]) for path in WRAPPERS if path[0] in keys)
         # Whether the layer holds initiator, phase or flags (read on the first layer only).
         self.top = any(key in keys for key in _TOP_KEYS)
-        # Whether it holds a code or a retry-after hint, which few closes carry.
-        self.rare = bool(self.code or self.retry_after or self.top)
-        # Whether it holds anything to read (else only what it wraps).
-        self.reads = bool(self.status or self.reason or self.rare)
 
 
 # Plans by the keys of a small dict layer (all of them: frozenset(d) reuses the
@@ -686,12 +703,10 @@ def _follow_fast(value: object, rest: tuple[str, ...]) -> object:
     return value
 
 
-def _read_fast(raw: object) -> CloseEvent:  # noqa: PLR0915 - one function: a call costs more than a step
+def _read_fast(raw: object) -> CloseEvent:
     """What :func:`_read_general` gives, reading each layer once, breadth first."""
-    status: int | None = None
-    reason: str | None = None
-    code: str | None = None
-    retry_after: float | None = None
+    # status, reason, code, retry-after: each from the first step that reads it.
+    found: list[object] = [None, None, None, None]
     initiator: Initiator | None = None
     phase: Phase | None = None
     flags = _NO_FLAGS
@@ -709,84 +724,24 @@ def _read_fast(raw: object) -> CloseEvent:  # noqa: PLR0915 - one function: a ca
     for depth in range(MAX_DEPTH):
         wrapped: list[tuple[Callable[[str], object], _Plan]] = []
         for get, plan in layers:
-            # A layer with nothing to read but what it wraps (Baileys' outer
-            # {connection, lastDisconnect}) skips the four checks.
-            if plan.reads:
-                if status is None and plan.status:
-                    for first, rest in plan.status:
+            for slot, steps in plan.fields:
+                if found[slot] is None:
+                    for first, rest, read in steps:
                         value = get(first)
                         if rest and value is not None:
-                            value = (
-                                value.get(rest[0])
-                                if type(value) is dict and len(rest) == 1
-                                else _follow_fast(value, rest)
-                            )
-                        if value is not None:
-                            # An exact int in range is its own status: no call to parse_status.
-                            status = (
-                                value
-                                if type(value) is int and _STATUS_LOW <= value < _STATUS_HIGH
-                                else parse_status(value)
-                            )
-                            if status is not None:
-                                break
-                if reason is None and plan.reason:
-                    for first, rest in plan.reason:
-                        value = get(first)
-                        if rest and value is not None:
-                            value = (
-                                value.get(rest[0])
-                                if type(value) is dict and len(rest) == 1
-                                else _follow_fast(value, rest)
-                            )
-                        if type(value) is str:
-                            reason = value  # the usual case: _read_text without the call
+                            value = _follow_fast(value, rest)
+                        if value is not None and (value := read(value)) is not None:
+                            found[slot] = value
                             break
-                        # A dict (Baileys' error under "error") is no text: no call to say so.
-                        if value is not None and type(value) is not dict:
-                            reason = _read_text(value)
-                            if reason is not None:
-                                break
-                if plan.rare:
-                    if code is None and plan.code:
-                        for first, rest in plan.code:
-                            value = get(first)
-                            if rest and value is not None:
-                                value = (
-                                    value.get(rest[0])
-                                    if type(value) is dict and len(rest) == 1
-                                    else _follow_fast(value, rest)
-                                )
-                            if value is not None:
-                                code = _read_code(value)
-                                if code is not None:
-                                    break
-                    if retry_after is None and plan.retry_after:
-                        for first, rest, unit in plan.retry_after:
-                            value = get(first)
-                            if rest and value is not None:
-                                value = (
-                                    value.get(rest[0])
-                                    if type(value) is dict and len(rest) == 1
-                                    else _follow_fast(value, rest)
-                                )
-                            if value is not None:
-                                retry_after = _read_seconds(value, unit)
-                                if retry_after is not None:
-                                    break
-                    if plan.top and depth == 0:
-                        initiator = _read_enum(get("initiator"), Initiator)
-                        phase = _read_enum(get("phase"), Phase)
-                        flags = _read_flags(get("flags"))
+            if plan.top and depth == 0:
+                initiator = _read_enum(get("initiator"), Initiator)
+                phase = _read_enum(get("phase"), Phase)
+                flags = _read_flags(get("flags"))
             if plan.wrappers and depth < _LAST_DEPTH:
                 for first, rest in plan.wrappers:
                     inner = get(first)
                     if rest and inner is not None:
-                        inner = (
-                            inner.get(rest[0])
-                            if type(inner) is dict and len(rest) == 1
-                            else _follow_fast(inner, rest)
-                        )
+                        inner = _follow_fast(inner, rest)
                     if inner is None or (layer_id := id(inner)) in seen:
                         continue
                     if type(inner) is dict:
@@ -794,9 +749,9 @@ def _read_fast(raw: object) -> CloseEvent:  # noqa: PLR0915 - one function: a ca
                         # _layer's commonest case inline: a dict whose keys were planned.
                         if (
                             len(inner) <= _SMALL_LAYER
-                            and (found := _PLANS.get(frozenset(inner))) is not None
+                            and (inner_plan := _PLANS.get(frozenset(inner))) is not None
                         ):
-                            wrapped.append((inner.get, found))
+                            wrapped.append((inner.get, inner_plan))
                         else:
                             wrapped.append(_layer(inner))
                     elif not isinstance(inner, _SCALAR_TYPES):
@@ -805,6 +760,8 @@ def _read_fast(raw: object) -> CloseEvent:  # noqa: PLR0915 - one function: a ca
         if not wrapped:
             break
         layers = wrapped
+    # The slots hold what their readers return (see _FIELD_STEPS).
+    status, reason, code, retry_after = cast("_Found", found)
     if reason is None:
         reason = _exception_text(raw) if isinstance(raw, BaseException) else ""
     # Events are frozen, so equal readings share one: building a frozen slotted
