@@ -340,11 +340,14 @@ class Supervisor:
         self.journal = journal
         # A list, not a deque: it holds a receipt or two at a time, and an empty
         # deque costs ~760 bytes per supervisor (benchmarks/supervised.py).
-        self._receipts: list[tuple[Receipt, TransitionRecord]] = []
+        # Made by the first submit: without a journal nothing waits for a commit.
+        self._receipts: list[tuple[Receipt, TransitionRecord]] | None = None
         self._store_error: StoreError | None = None
         self._claim: Claim | None = None
         self._lost: StoreOwnedElsewhereError | None = None
-        self._observers: list[Observer] = []
+        # A tuple, replaced on (un)subscribe: most supervisors have one observer
+        # or none, and reporting iterates it without a copy.
+        self._observers: tuple[Observer, ...] = ()
         if keep_records < 1:
             raise ArgumentError(f"keep_records={keep_records!r} must be 1 or more")
         self._records: list[TransitionRecord] = []
@@ -370,8 +373,14 @@ class Supervisor:
         Observers run synchronously inside the supervisor; an observer that
         raises is logged and ignored, so a metrics bug cannot change a link's fate.
         """
-        self._observers.append(observer)
-        return lambda: self._observers.remove(observer)
+        self._observers = (*self._observers, observer)
+
+        def unsubscribe() -> None:
+            observers = list(self._observers)
+            observers.remove(observer)
+            self._observers = tuple(observers)
+
+        return unsubscribe
 
     @property
     def outcome(self) -> Outcome:
@@ -539,9 +548,9 @@ class Supervisor:
             raise self._store_error
 
     async def _drive(self) -> None:
-        # A checkpoint first, so that an abort() before run() stops an idle link
-        # before it connects.
-        await anyio.lowlevel.checkpoint()
+        # No checkpoint first: an abort() before run() is seen by the loop before
+        # it fires start, and the first connect or wait yields anyway (a
+        # checkpoint is ~10 µs of a link's start).
         if self.link.terminal:
             _log.error(
                 "%s",
@@ -554,7 +563,7 @@ class Supervisor:
             await self._persisted()
             if self._abort_requested:
                 return  # run() records the abort
-            match State(self.link.state):
+            match self.link.state:  # a str: State is a StrEnum, so no State() lookup
                 case State.idle:
                     self._fire(Trigger.start)
                 case State.connecting:
@@ -598,14 +607,22 @@ class Supervisor:
         ending: _Ending | None = None
         try:
             async with anyio.create_task_group() as tasks:
-                self._wait_scope = tasks.cancel_scope
+                scope = tasks.cancel_scope
+                # The connect timeout is a deadline on the connection's own scope,
+                # not a scope of its own: one cancel scope less per connect
+                # (benchmarks/supervised.py). _session lifts it once connected; a
+                # connect that outlives it takes the transport's tasks with it,
+                # which a failed connect does anyway.
+                if self.connect_timeout is not None:
+                    scope.deadline = anyio.current_time() + self.connect_timeout
+                self._wait_scope = scope
                 if self._abort_requested:
-                    tasks.cancel_scope.cancel()
+                    scope.cancel()
                 try:
                     ending = await self._session(tasks)
                 finally:
                     self._wait_scope = None
-                tasks.cancel_scope.cancel()
+                scope.cancel()
         except Exception as exc:
             # A transport's background task crashed. That is how this connection
             # ended, so it is classified like any other close, never a crash.
@@ -614,39 +631,39 @@ class Supervisor:
         if ending is None:
             if self._store_error is not None:
                 raise self._store_error  # the open was not committed: nothing to carry on
-            # The task group caught abort()'s cancellation, or the open was refused.
-            assert self._abort_requested or self._lost is not None
-            return
+            if self._abort_requested or self._lost is not None:
+                # The task group caught abort()'s cancellation, or the open was refused.
+                return
+            # Nothing else cancels the group while connecting: the deadline passed.
+            assert self.link.state == State.connecting, self.link.state
+            ending = self._connect_timed_out()
         self._close(ending.trigger, ending.raw)
 
-    async def _connect(self, tasks: TaskGroup) -> tuple[Connection | None, bool]:
-        """Connect under the connect timeout; returns the connection and whether it timed out.
-
-        A method of its own so that the timeout's cancel scope is freed once
-        connected, instead of living as long as the connection (~240 bytes).
-        """
-        with anyio.move_on_after(_or_inf(self.connect_timeout)):
-            return await self.transport.connect(tasks), False
-        return None, True
+    def _connect_timed_out(self) -> _Ending:
+        return _Ending(
+            Trigger.connect_failed,
+            CloseEvent(
+                reason=f"connect timed out after {self.connect_timeout:g} s",
+                initiator=Initiator.local,
+                phase=Phase.handshake,
+            ),
+        )
 
     async def _session(self, tasks: TaskGroup) -> _Ending | None:
         try:
-            connection, timed_out = await self._connect(tasks)
+            connection = await self.transport.connect(tasks)
         except ConnectFailed as exc:
             return _Ending(Trigger.connect_failed, exc.raw)
         except Exception as exc:
             return _Ending(Trigger.connect_failed, exc)
-        if connection is None:
-            assert timed_out
-            return _Ending(
-                Trigger.connect_failed,
-                CloseEvent(
-                    reason=f"connect timed out after {self.connect_timeout:g} s",
-                    initiator=Initiator.local,
-                    phase=Phase.handshake,
-                ),
-            )
         try:
+            if self.connect_timeout is not None:
+                group = tasks.cancel_scope
+                if group.cancel_called and not self._abort_requested:
+                    # Connected as the deadline passed: too late all the same, and
+                    # the scope cannot be un-cancelled.
+                    return self._connect_timed_out()
+                group.deadline = math.inf
             self._opens += 1
             self._fire(Trigger.opened)
             try:
@@ -731,34 +748,19 @@ class Supervisor:
         receipt = self.journal.submit(
             record, self.link, channel=self.channel.name, claim=self._claim
         )
+        if self._receipts is None:
+            self._receipts = []
         self._receipts.append((receipt, record))
 
     def _report(self, record: TransitionRecord) -> None:
         """Log ``record`` and show it to the observers: once it is committed, with a journal."""
-        _log.info(
-            "link %s: %s --%s--> %s%s",
-            record.link,
-            record.src,
-            record.trigger,
-            record.dst,
-            _detail(record),
-            extra={
-                "link": record.link,
-                "src": record.src,
-                "state": record.dst,
-                "trigger": record.trigger,
-                "status": record.status,
-                "verdict": record.verdict,
-                "delay": record.delay,
-                "attempt": record.attempt,
-                "stop_reason": record.stop_reason,
-            },
-        )
+        if _log.isEnabledFor(logging.INFO):
+            _log_transition(record)
         if record.message and record.dst in (State.needs_relink, State.failed):
             # The one place the operator message is logged: at the transition
             # into the terminal state, which happens once per run.
             _log.error("%s", record.message, extra=self._extra_for_link())
-        for observer in tuple(self._observers):
+        for observer in self._observers:
             try:
                 observer(record)
             except Exception:
@@ -774,6 +776,29 @@ class Supervisor:
             "verdict": None if link.verdict is None else link.verdict.value,
             "operator_message": True,
         }
+
+
+def _log_transition(record: TransitionRecord) -> None:
+    """Log one transition at INFO; only called when INFO is on (its ``extra`` costs ~2 µs)."""
+    _log.info(
+        "link %s: %s --%s--> %s%s",
+        record.link,
+        record.src,
+        record.trigger,
+        record.dst,
+        _detail(record),
+        extra={
+            "link": record.link,
+            "src": record.src,
+            "state": record.dst,
+            "trigger": record.trigger,
+            "status": record.status,
+            "verdict": record.verdict,
+            "delay": record.delay,
+            "attempt": record.attempt,
+            "stop_reason": record.stop_reason,
+        },
+    )
 
 
 def transport_factory(channel: Channel) -> Callable[[str], Transport]:
