@@ -61,6 +61,7 @@ from dataclasses import dataclass, replace
 from typing import Final, Protocol, runtime_checkable
 
 import anyio
+import sniffio
 from anyio.abc import TaskGroup
 
 from linkstate._channel import Channel, ChannelError
@@ -289,6 +290,39 @@ class Supervisor:
 
     """
 
+    # Slots: a fleet holds one supervisor per link (benchmarks/supervised.py).
+    __slots__ = (
+        "_abort_reason",
+        "_abort_requested",
+        "_claim",
+        "_clock_given",
+        "_close_scope",
+        "_connects",
+        "_cut_short",
+        "_keep_records",
+        "_loop_now",
+        "_lost",
+        "_observers",
+        "_opens",
+        "_receipts",
+        "_records",
+        "_running",
+        "_sleeps",
+        "_slept",
+        "_store_error",
+        "_wait_scope",
+        "channel",
+        "clock",
+        "close_timeout",
+        "connect_timeout",
+        "journal",
+        "link",
+        "machine",
+        "stop_timeout",
+        "transport",
+        "watchdog",
+    )
+
     def __init__(
         self,
         channel: Channel,
@@ -329,6 +363,9 @@ class Supervisor:
         self.transport = transport
         self.machine = machine or LinkMachine(channel, policy, rng=rng)
         self.clock = clock or anyio.current_time
+        self._clock_given = clock is not None
+        # The event loop's own clock, for deadlines; run() picks the back end's.
+        self._loop_now: Callable[[], float] = anyio.current_time
         self.link = link if link is not None else self.machine.new_link(link_id)
         self.connect_timeout = connect_timeout
         self.watchdog = watchdog
@@ -451,6 +488,9 @@ class Supervisor:
                 "make one Supervisor per run"
             )
         self._running = True
+        self._loop_now = loop_clock()
+        if not self._clock_given:
+            self.clock = self._loop_now
         restored = False
         try:
             if self.journal is not None:
@@ -560,7 +600,8 @@ class Supervisor:
             return
         while not self.link.terminal:
             # The decision is on disk before it is carried out.
-            await self._persisted()
+            if self.journal is not None:
+                await self._persisted()
             if self._abort_requested:
                 return  # run() records the abort
             match self.link.state:  # a str: State is a StrEnum, so no State() lookup
@@ -614,7 +655,7 @@ class Supervisor:
                 # connect that outlives it takes the transport's tasks with it,
                 # which a failed connect does anyway.
                 if self.connect_timeout is not None:
-                    scope.deadline = anyio.current_time() + self.connect_timeout
+                    scope.deadline = self._loop_now() + self.connect_timeout
                 self._wait_scope = scope
                 if self._abort_requested:
                     scope.cancel()
@@ -666,13 +707,14 @@ class Supervisor:
                 group.deadline = math.inf
             self._opens += 1
             self._fire(Trigger.opened)
-            try:
-                # An open the store refuses is not ours to watch (module header).
-                await self._persisted()
-            except StoreError:
-                return None
-            if self._lost is not None:
-                return None
+            if self.journal is not None:
+                try:
+                    # An open the store refuses is not ours to watch (module header).
+                    await self._persisted()
+                except StoreError:
+                    return None
+                if self._lost is not None:
+                    return None
             if self.watchdog is None:
                 # No deadline to watch: skip the cancel scope (~0.7 KB per open link),
                 # and wait right here: a coroutine frame less (~0.2 KB) than _wait_closed.
@@ -799,6 +841,20 @@ def _log_transition(record: TransitionRecord) -> None:
             "stop_reason": record.stop_reason,
         },
     )
+
+
+def loop_clock() -> Callable[[], float]:
+    """The running event loop's clock: the same values as ``anyio.current_time``.
+
+    Under trio, trio's own function: anyio's looks the back end up on every
+    call, three times the cost, and a link's start reads the clock four
+    times (``benchmarks/supervised.py``).
+    """
+    if sniffio.current_async_library() == "trio":
+        import trio  # only under trio, where it is loaded already
+
+        return trio.current_time
+    return anyio.current_time
 
 
 def transport_factory(channel: Channel) -> Callable[[str], Transport]:
