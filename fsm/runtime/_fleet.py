@@ -61,6 +61,7 @@ from linkstate._verdicts import CLI_COMMANDS, OperatorCommands
 from linkstate.runtime._heap import MASS_START_HOLD, MASS_START_LINKS, hold_collector
 from linkstate.runtime._supervisor import (
     DEFAULT_CONNECT_TIMEOUT,
+    ConnectDeadlines,
     Outcome,
     Supervisor,
     Transport,
@@ -290,6 +291,9 @@ class Fleet:
         self._spawn: Callable[..., object] = tasks.start_soon
         # Bound once: every supervisor subscribes the same observer.
         self._notify_each: Observer = self._notify
+        # The links' connect timeouts, kept by one task of open_fleet's; without
+        # it (a Fleet made by hand) each connect has a deadline of its own.
+        self._deadlines: ConnectDeadlines | None = None
         # Links started since the last look that may still be starting (module header).
         self._starting: list[_Member] = []
         self._holding = False
@@ -523,6 +527,7 @@ class Fleet:
             keep_records=self.keep_records,
         )
         supervisor.subscribe(self._notify_each)
+        supervisor._deadlines = self._deadlines
         return supervisor
 
     def _crashed(self, member: _Member, link: Link, exc: Exception) -> float | None:
@@ -608,6 +613,8 @@ async def open_fleet(
         closing = anyio.Event()
         if clock is None:
             fleet.clock = loop_clock()
+        deadlines = fleet._deadlines = ConnectDeadlines()
+        tasks.start_soon(deadlines.run, name="linkstate fleet connect timeouts")
         if sniffio.current_async_library() == "trio":
             await tasks.start(_host_links, fleet, closing)
         try:
@@ -615,6 +622,10 @@ async def open_fleet(
         finally:
             fleet.stop_all()
             closing.set()
+            # Every link is being stopped, which cancels its handshake: a link
+            # started from here on keeps a deadline of its own.
+            fleet._deadlines = None
+            deadlines.close()
 
 
 async def _host_links(fleet: Fleet, closing: anyio.Event, *, task_status: TaskStatus[None]) -> None:
