@@ -32,10 +32,18 @@ Links of one channel and policy share one :class:`linkstate.LinkMachine`.
 Mass starts. While :data:`linkstate.runtime._heap.MASS_START_LINKS` or
 more links are starting at once (started, first connect attempt not yet
 over), the fleet holds CPython's cyclic collector off and freezes the
-survivors once they are up (:mod:`linkstate.runtime._heap`): with 100k links
-the collector would otherwise spend a large part of the start walking
-objects that are all alive. One task of the fleet's watches the starting
-links every :data:`_SETTLE_EVERY` seconds; nothing is added to each link.
+survivors once they are up, without a collection first
+(:mod:`linkstate.runtime._heap`): with 100k links the collector would
+otherwise spend a large part of the start walking objects that are all
+alive. One task of the fleet's watches the starting links every
+:data:`_SETTLE_EVERY` seconds; nothing is added to each link.
+
+A link's start is kept to what it needs, since a gateway starts 100k at
+once (``benchmarks/supervised.py``): under trio the links' tasks run in a
+trio nursery of their own (:func:`_host_links`), their connect timeouts are
+kept by one timer task
+(:class:`linkstate.runtime._supervisor.ConnectDeadlines`), and members are
+slotted objects, not closures.
 """
 
 from __future__ import annotations

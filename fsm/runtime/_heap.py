@@ -30,9 +30,9 @@ attempt (or :data:`MASS_START_HOLD` seconds passed), then freezes, so a
 gateway that starts 100k links needs no wrapper of its own. The fleet
 freezes *without* collecting first: that one collection would walk every
 object the start made (about 5 s with 100k links, as long as the whole
-start should take), to find almost nothing: a start's garbage is freed by
-reference counting, and the collection after 10k links started found ten
-unreachable objects in all. Holds nest (:func:`hold_collector`): the
+start should take), to find nothing: a start's garbage is freed by
+reference counting, and a collection after 100k links started (unfrozen)
+finds no unreachable object. Holds nest (:func:`hold_collector`): the
 collector comes back when the last one ends.
 
 The cost: a frozen object that later becomes part of garbage *cycle* is not

@@ -25,6 +25,12 @@ use for background tasks (a reader, a pinger). The task group closes when the co
 ends, so no transport task outlives its connection, and none outlives the
 supervisor.
 
+The connect timeout is a deadline too: of the connection's task group,
+lifted once connected (a handshake that returns after it passed is a
+timed-out connect all the same); in a fleet, one timer task keeps every
+link's (:class:`ConnectDeadlines`), which is cheaper than trio setting and
+lifting a deadline per connect.
+
 The watchdog is a deadline, not a task: the supervisor waits for the close
 until ``last_activity + watchdog``; when the deadline passes it looks again,
 and expires only if the transport really stayed silent. Each connection's
