@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import anyio
@@ -11,6 +12,7 @@ from backends import on_both_backends
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 from linkstate.runtime._fleet import Fleet, open_fleet
+from linkstate.runtime._scripted import ScriptedConnection
 from linkstate.runtime._supervisor import Connection
 
 # A long first backoff: only the first attempt happens within the tests' time.
@@ -30,20 +32,7 @@ class Handshake:
             await anyio.sleep_forever()
         await anyio.sleep(seconds or 0.0)
         self.opened.append(anyio.current_time())
-        return _Open()
-
-
-class _Open:
-    @property
-    def last_activity(self) -> float:
-        return anyio.current_time()
-
-    async def wait_closed(self) -> object:
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
-
-    async def aclose(self) -> None:
-        pass
+        return ScriptedConnection(None, close_at=math.inf, silent_at=math.inf)
 
 
 def failed_at(fleet: Fleet, link_id: str) -> tuple[str, float, str | None]:

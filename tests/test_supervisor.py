@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 
 import anyio
@@ -141,7 +142,7 @@ class SlowOpen:
     def __init__(self, seconds: float, *, busy: float = 0.0) -> None:
         self.seconds = seconds
         self.busy = busy
-        self.closed: list[float] = []
+        self.connections: list[ScriptedConnection] = []
         self.background_cancelled: list[float] = []
 
     async def connect(self, tasks: TaskGroup) -> Connection:
@@ -151,24 +152,14 @@ class SlowOpen:
             clock = trio.lowlevel.current_clock()
             assert isinstance(clock, trio.testing.MockClock)
             clock.jump(self.busy)
-        return self
+        self.connections.append(ScriptedConnection(None, close_at=math.inf, silent_at=math.inf))
+        return self.connections[-1]
 
     async def _background(self) -> None:
         try:
             await anyio.sleep_forever()
         finally:
             self.background_cancelled.append(anyio.current_time())
-
-    @property
-    def last_activity(self) -> float:
-        return anyio.current_time()
-
-    async def wait_closed(self) -> object:
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
-
-    async def aclose(self) -> None:
-        self.closed.append(anyio.current_time())
 
 
 async def test_a_handshake_done_after_the_connect_timeout_is_too_late(
@@ -187,7 +178,8 @@ async def test_a_handshake_done_after_the_connect_timeout_is_too_late(
     assert (first.trigger, first.dst, first.t) == ("connect_failed", "reconnecting", 7.5)
     assert "timed out after 7 s" in (first.reason or "")
     # The connection it did make is closed, its task cancelled, at once.
-    assert (transport.closed[0], transport.background_cancelled[0]) == (7.5, 7.5)
+    assert transport.connections[0].closed_locally
+    assert transport.background_cancelled[0] == 7.5
     assert sup.outcome.opens == 0
 
 
