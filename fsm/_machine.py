@@ -206,6 +206,47 @@ class TransitionRecord:
         }
 
 
+class _RecordFields:
+    """Setters for each :class:`TransitionRecord` slot, for building records on the hot path.
+
+    A frozen dataclass's ``__init__`` sets every field through
+    ``object.__setattr__``: for fourteen fields that is about 2 µs, a sixth
+    of a close (``benchmarks/event_cost.py``). The slots' own descriptors set
+    the same fields in half that, and leave the class frozen for everyone
+    else: a record is built only here and by ``__init__``, and ``replace``,
+    equality, hashing and pickling are the dataclass's own.
+    """
+
+    __slots__ = TransitionRecord.__slots__
+
+    def __init__(self) -> None:
+        for name in TransitionRecord.__slots__:
+            object.__setattr__(self, name, getattr(TransitionRecord, name).__set__)
+
+    t: Callable[[TransitionRecord, float], None]
+    link: Callable[[TransitionRecord, str], None]
+    src: Callable[[TransitionRecord, str], None]
+    dst: Callable[[TransitionRecord, str], None]
+    trigger: Callable[[TransitionRecord, str], None]
+    status: Callable[[TransitionRecord, int | None], None]
+    code: Callable[[TransitionRecord, str | None], None]
+    rule: Callable[[TransitionRecord, str | None], None]
+    verdict: Callable[[TransitionRecord, str | None], None]
+    attempt: Callable[[TransitionRecord, int], None]
+    delay: Callable[[TransitionRecord, float | None], None]
+    stop_reason: Callable[[TransitionRecord, str | None], None]
+    message: Callable[[TransitionRecord, str | None], None]
+    reason: Callable[[TransitionRecord, str | None], None]
+
+
+_FIELDS: Final = _RecordFields()
+
+
+def _blank_record() -> TransitionRecord:
+    """A record with no field set yet; :meth:`LinkMachine._record` sets every one."""
+    return object.__new__(TransitionRecord)
+
+
 Observer = Callable[[TransitionRecord], None]
 
 
@@ -545,27 +586,32 @@ class LinkMachine:
         self, link: Link, source: str, trigger: Trigger, firing: _Firing
     ) -> TransitionRecord:
         edge = firing.edge
-        assert edge is not None
         event, rule = firing.event, firing.rule
         entered_terminal = edge.dest is not None and edge.dest in self.definition.terminal
-        # Positional, in field order: fourteen keyword arguments cost ~0.6 µs more
-        # per event (benchmarks/event_cost.py). tests/test_hot_path.py checks each field.
-        return TransitionRecord(
-            firing.now,  # t
-            link.link_id,  # link
-            source,  # src
-            link.state,  # dst
-            _VALUE[trigger],  # trigger
-            None if event is None else event.status,  # status
-            None if event is None else event.code,  # code
-            None if rule is None else self._labels.get(id(rule)) or rule.label,  # rule
-            None if firing.verdict is None else _VALUE[firing.verdict],  # verdict
-            link.attempt,  # attempt
-            link.delay if edge.dest is _RECONNECTING else None,  # delay
-            None if edge.stop_reason is None else edge.stop_reason.value,  # stop_reason
-            link.message if entered_terminal else None,  # message
-            None if event is None else event.reason,  # reason
-        )
+        # Field by field through the slots, not through the frozen __init__
+        # (see _RecordFields). tests/test_hot_path.py checks each field.
+        record = _blank_record()
+        fields = _FIELDS
+        fields.t(record, firing.now)
+        fields.link(record, link.link_id)
+        fields.src(record, source)
+        fields.dst(record, link.state)
+        fields.trigger(record, _VALUE[trigger])
+        fields.attempt(record, link.attempt)
+        fields.delay(record, link.delay if edge.dest is _RECONNECTING else None)
+        fields.stop_reason(record, None if edge.stop_reason is None else edge.stop_reason.value)
+        fields.message(record, link.message if entered_terminal else None)
+        if event is None:
+            fields.status(record, None)
+            fields.code(record, None)
+            fields.reason(record, None)
+        else:
+            fields.status(record, event.status)
+            fields.code(record, event.code)
+            fields.reason(record, event.reason)
+        fields.rule(record, None if rule is None else self._labels.get(id(rule)) or rule.label)
+        fields.verdict(record, None if firing.verdict is None else _VALUE[firing.verdict])
+        return record
 
 
 RouteKey = tuple[str, Trigger, Decision | None]

@@ -260,7 +260,8 @@ class ReconnectPolicy:
         base = self.base_delay(attempt)
         match self.jitter:  # the default first: each case reads an enum member
             case Jitter.full:
-                return rng.uniform(0.0, base)
+                # rng.uniform(0.0, base), the same draw and the same float, less a call.
+                return base * rng.random()
             case Jitter.none:
                 return base
             case Jitter.equal:

@@ -8,15 +8,24 @@ heading that exists), because moving text between files is how links rot.
 Every ``python`` block is executed as a reader would paste it: in a fresh
 module, in an empty working directory, and then each ``test_*`` function it
 defines is called, as pytest would. A ``pycon`` block is run as a doctest, so
-its printed output is checked too. A block that cannot run on its own says why
-on the line before it, ``<!-- not-run: REASON -->``; it is still compiled.
+its printed output is checked too. A ``console`` block is a shell transcript:
+each ``$ COMMAND`` line is run by bash, in order, in one empty directory per
+block, and what it prints must match the lines below it (``...`` stands for
+anything, as in a doctest). A python block whose line above says
+``<!-- saved-as: NAME -->`` is written there first, as the prose says a reader
+saves it. A block that cannot run on its own says why on the line before it,
+``<!-- not-run: REASON -->``; a python one is still compiled.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import doctest
+import os
 import re
+import signal
+import subprocess
 import sys
 import types
 from collections import Counter
@@ -33,12 +42,16 @@ DOC_FILES = sorted(DOCS.glob("*.md"))
 DOCUMENTS = [README, *DOC_FILES]
 README_MAX_LINES = 250
 PYTHON = frozenset({"python", "py", "pycon"})
+CONSOLE = "console"
+# The console scripts are the ones installed beside this interpreter.
+BIN = Path(sys.executable).parent
 
 # Design notes describe code that is not built; their blocks are compiled,
 # never run. The file is kept as it is, so the reason lives here, not in it.
 DESIGN_NOTES: dict[Path, str] = {}
 
 NOT_RUN = re.compile(r"<!--\s*not-run:\s*(?P<reason>.*?)\s*-->")
+SAVED_AS = re.compile(r"<!--\s*saved-as:\s*(?P<name>[\w.-]+)\s*-->")
 FENCE = re.compile(r"^ {0,3}(?P<fence>```+|~~~+)(?P<info>.*)$")
 LINK = re.compile(r"!?\[(?:[^\]\\]|\\.)*\]\((?P<target><[^>]*>|[^)\s]+)(?:\s+\"[^\"]*\")?\)")
 INLINE_CODE = re.compile(r"`+[^`]*`+")
@@ -54,6 +67,7 @@ class Block:
     language: str
     code: str
     not_run: str | None
+    saved_as: str | None = None
 
     @property
     def where(self) -> str:
@@ -76,13 +90,16 @@ def blocks(path: Path) -> Iterator[Block]:
             body.append(lines[index])
             index += 1
         index += 1  # past the closing fence
-        marker = NOT_RUN.fullmatch(lines[start - 1].strip()) if start else None
+        above = lines[start - 1].strip() if start else ""
+        marker = NOT_RUN.fullmatch(above)
+        saved = SAVED_AS.fullmatch(above)
         yield Block(
             path=path,
             line=start + 1,
             language=opening["info"].strip().split(" ")[0].lower(),
             code="\n".join(body) + "\n",
             not_run=marker["reason"] if marker else DESIGN_NOTES.get(path),
+            saved_as=saved["name"] if saved else None,
         )
 
 
@@ -175,18 +192,22 @@ def test_every_relative_link_leads_somewhere(path: Path) -> None:
     )
 
 
-def test_every_not_run_marker_stands_before_a_python_block_and_gives_a_reason() -> None:
+def test_every_not_run_marker_stands_before_a_block_that_runs_and_gives_a_reason() -> None:
     stray: list[str] = []
     for path in DOCUMENTS:
         lines = path.read_text(encoding="utf-8").splitlines()
+        above = {b.line - 1 for b in blocks(path) if b.language in PYTHON | {CONSOLE}}
         above_python = {b.line - 1 for b in blocks(path) if b.language in PYTHON}
         for number, line in enumerate(lines, start=1):
             marker = NOT_RUN.fullmatch(line.strip())
-            if marker and (number not in above_python or not marker["reason"]):
+            if marker and (number not in above or not marker["reason"]):
+                stray.append(f"{path.relative_to(ROOT)}:{number}")
+            if SAVED_AS.fullmatch(line.strip()) and number not in above_python:
                 stray.append(f"{path.relative_to(ROOT)}:{number}")
     assert not stray, (
-        f"not-run markers at {stray} either name no reason or are not on the line just "
-        "before a ```python block; write <!-- not-run: REASON --> right above the block"
+        f"markers at {stray} either name no reason or are not on the line just before a "
+        "```python or ```console block (saved-as: a ```python one); write "
+        "<!-- not-run: REASON --> or <!-- saved-as: NAME --> right above the block"
     )
 
 
@@ -243,7 +264,72 @@ def test_console_examples_print_what_they_show(
     )
 
 
+def console_blocks() -> list[Block]:
+    return [
+        block
+        for path in DOCUMENTS
+        for block in blocks(path)
+        if block.language == CONSOLE and block.not_run is None
+    ]
+
+
+def transcript(block: Block) -> list[tuple[str, str]]:
+    """The block's ``(command, what it printed)`` steps, in order."""
+    steps: list[tuple[str, list[str]]] = []
+    for line in block.code.splitlines():
+        if line.startswith("$ "):
+            steps.append((line[2:], []))
+        elif steps:
+            steps[-1][1].append(line)
+        else:
+            pytest.fail(
+                f"the console block at {block.where} shows output before any `$ ` command; "
+                "start it with the command, or mark it <!-- not-run: REASON -->"
+            )
+    return [(command, "\n".join(printed).rstrip() + "\n") for command, printed in steps]
+
+
+@pytest.mark.parametrize("block", console_blocks(), ids=by_place)
+def test_console_transcripts_print_what_they_show(block: Block, tmp_path: Path) -> None:
+    for saved in blocks(block.path):
+        if saved.saved_as is not None:
+            (tmp_path / saved.saved_as).write_text(saved.code, encoding="utf-8")
+    steps = transcript(block)
+    mark = "@@linkstate-docs-step@@"
+    # One bash for the block; `(exit $status)` hands each command the status of
+    # the one before it, past the marker's echo, so that `echo $?` shows it.
+    script = "status=0\n" + "".join(
+        f"echo {mark}\n(exit $status)\n{{ {command}\n}} 2>&1\nstatus=$?\n" for command, _ in steps
+    )
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    bash = subprocess.Popen(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: nothing it starts outlives it
+    )
+    try:
+        stdout, stderr = bash.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(bash.pid, signal.SIGKILL)
+    printed = stdout.split(mark + "\n")[1:]
+    assert len(printed) == len(steps), stdout + stderr
+    checker = doctest.OutputChecker()
+    for (command, shown), raw in zip(steps, printed, strict=True):
+        got = "\n".join(line.rstrip() for line in raw.splitlines()).rstrip() + "\n"
+        assert checker.check_output(shown, got, doctest.ELLIPSIS), (
+            f"the console example at {block.where} no longer prints what it shows for "
+            f"`{command}`; update the document or the code.\nshown:\n{shown}\nprinted:\n{got}"
+        )
+
+
 def test_the_examples_are_found() -> None:
     # A parser that silently found nothing would make every test above pass.
     assert len(runnable("python", "py")) >= 5
     assert runnable("pycon")
+    assert len(console_blocks()) >= 3

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
 import random
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, fields, replace
 from types import MappingProxyType
 
 import pytest
@@ -222,6 +223,24 @@ def test_records_carry_every_field_in_its_place() -> None:
         reason="",
     )
     assert stop.message is not None and "440" in stop.message
+
+
+def test_a_record_built_on_the_hot_path_is_a_whole_frozen_dataclass() -> None:
+    machine = LinkMachine(WHATSAPP, rng=random.Random(4))
+    link = machine.new_link("whole")
+    records = [
+        machine.fire(link, Trigger.start, 0.0),
+        machine.fire(link, Trigger.opened, 1.0),
+        machine.close(link, 440, 2.0),
+    ]
+    for record in records:
+        # Every slot is set: a missing one would raise AttributeError here.
+        built = TransitionRecord(**{f.name: getattr(record, f.name) for f in fields(record)})
+        assert record == built and hash(record) == hash(built) and repr(record) == repr(built)
+        assert pickle.loads(pickle.dumps(record)) == record
+        assert replace(record, attempt=99).attempt == 99 and record.attempt != 99
+        with pytest.raises(FrozenInstanceError):
+            record.attempt = 7  # type: ignore[misc]
 
 
 BUNDLED = [load_channel(name) for name in available_channels() if name in BUNDLED_NAMES]

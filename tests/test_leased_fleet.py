@@ -8,6 +8,7 @@ clock can move). Every wait is for a condition, with a limit.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,7 @@ from trio_websocket import open_websocket_url
 from linkstate import load_channel
 from linkstate.channels.websocket import WebSocketTransport
 from linkstate.cli import main
+from linkstate.cli.common import db_word
 from linkstate.cli.demo import demo_channel
 from linkstate.runtime import LeasedLink, LeaseKeeper, LeasePolicy, open_leased_fleet
 from linkstate.store import PostgresStore
@@ -144,6 +146,45 @@ def test_the_operator_commands_work_on_postgres(
     assert "needs_relink" in capsys.readouterr().out
     assert main(["reset", "acct1", "--db", pg_url]) == 0
     assert "needs_relink -> idle" in capsys.readouterr().out
+
+
+def test_operator_messages_never_show_the_database_password(
+    pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The test server trusts its socket, so the password is ignored, as one
+    # that libpq read from ~/.pgpass would be used: the command still works.
+    scheme, rest = pg_url.split("://", 1)
+    user, rest = rest.split("@", 1)
+    with_password = f"{scheme}://{user}:s3cret-pw@{rest}&password=also-s3cret"
+    argv = ["simulate", "whatsapp", "--close", "440", "--link", "acct9", "--format", "json"]
+    assert main([*argv, "--db", with_password]) == 1
+    out = capsys.readouterr().out
+    final = json.loads(out.splitlines()[-1])
+    assert final["final"] == "needs_relink" and "s3cret" not in out
+    command = f"linkstate relink acct9 --db {shlex.quote(pg_url)}"
+    assert command in final["message"]
+    assert main(shlex.split(command)[1:]) == 0  # as pasted, with the password left out
+
+
+@pytest.mark.parametrize(
+    ("db", "shown"),
+    [
+        ("postgresql://gw:pw@db1:5432/ls", "postgresql://gw@db1:5432/ls"),
+        (
+            "postgres://gw:p%40ss@h1,h2/ls?sslmode=require",
+            "'postgres://gw@h1,h2/ls?sslmode=require'",
+        ),
+        (
+            "postgresql:///ls?host=/run/pg&password=x&user=gw",
+            "'postgresql:///ls?host=/run/pg&user=gw'",
+        ),
+        ("postgresql://gw@db1/ls", "postgresql://gw@db1/ls"),
+        ("postgresql://gw@db1/ls?password=x", "postgresql://gw@db1/ls"),
+        ("state dir/links.db", "'state dir/links.db'"),
+    ],
+)
+def test_db_word_drops_only_the_password(db: str, shown: str) -> None:
+    assert db_word(db) == shown
 
 
 def test_a_missing_database_is_one_line(

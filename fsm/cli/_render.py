@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Final, Literal, TextIO
+from typing import TYPE_CHECKING, Final, Literal, TextIO
 
 from linkstate._machine import TransitionRecord
 from linkstate.cli.common import reader_gone
-from linkstate.runtime._supervisor import Outcome
+
+if TYPE_CHECKING:  # the runtime loads trio: `linkstate --help` must not pay for it
+    from linkstate.runtime._supervisor import Outcome
 
 __all__ = ["FORMATS", "Format", "Printer", "default_format", "describe_close", "describe_verdict"]
 

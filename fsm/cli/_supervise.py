@@ -33,7 +33,7 @@ from linkstate._policy import PRESETS, Budget, Jitter, PolicyError, ReconnectPol
 from linkstate._verdicts import OperatorCommands
 from linkstate.cli._render import FORMATS, Format, Printer, default_format
 from linkstate.cli._store import add_db_option, journal_from_args, store_errors
-from linkstate.cli.common import CommandError, ExitStatus, link_id, shell_word
+from linkstate.cli.common import CommandError, ExitStatus, db_word, link_id, shell_word
 from linkstate.cli.diagram import add_trace_option, record_trace
 from linkstate.runtime._supervisor import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -263,7 +263,7 @@ def operator_commands(args: argparse.Namespace) -> OperatorCommands:
     db: str | None = getattr(args, "db", None)
     link = shell_word(args.link)
     if db is not None:
-        where = f"{link} --db {shell_word(db)}"
+        where = f"{link} --db {db_word(db)}"
         return OperatorCommands(
             reset=f"linkstate reset {where}", relink=f"linkstate relink {where}"
         )

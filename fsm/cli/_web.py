@@ -45,6 +45,7 @@ from linkstate._lifecycle import State
 from linkstate._machine import TransitionRecord
 from linkstate.cli._render import describe_verdict
 from linkstate.cli._store import ago, timestamp
+from linkstate.cli.common import db_word
 from linkstate.runtime._fleet import Fleet, LinkStatus
 from linkstate.runtime._metrics import FleetMetrics
 from linkstate.store._journal import Journal
@@ -170,7 +171,7 @@ class LinkView:
 
 def operator_command(state: str, link: str, db: str) -> str | None:
     """The command that brings a terminal link back, spelled to work as pasted; else None."""
-    where = f"{shlex.quote(link)} --db {shlex.quote(db)}"
+    where = f"{shlex.quote(link)} --db {db_word(db)}"
     if state == State.needs_relink:
         return f"linkstate relink {where}"
     if state == State.failed:

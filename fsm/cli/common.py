@@ -20,6 +20,7 @@ __all__ = [
     "CommandError",
     "ExitStatus",
     "channel_or_exit",
+    "db_word",
     "link_id",
     "print_json",
     "reader_gone",
@@ -151,6 +152,34 @@ def shell_word(text: str) -> str:
     if text.isprintable():
         return shlex.quote(text)
     return "$'" + "".join(_ansi_c(ch) for ch in text) + "'"
+
+
+def db_word(db: str) -> str:
+    """``--db``'s value as a command shows it: without a password, quoted for the shell.
+
+    Operator messages name the store, and they are stored, logged and shown on
+    the status page, so a ``postgresql://`` URL loses its password (in the user
+    part or as a ``password`` parameter). The command still works as pasted where
+    libpq finds the password itself, in ``~/.pgpass`` or ``PGPASSWORD``.
+    """
+    return shell_word(_without_password(db))
+
+
+def _without_password(db: str) -> str:
+    scheme, found, rest = db.partition("://")
+    if not found or scheme not in ("postgresql", "postgres"):
+        return db  # a SQLite file's path
+    # Split by hand: urllib's urlunsplit drops the empty host of
+    # postgresql:///db?host=/run/postgresql, a URL libpq reads.
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    if "@" in authority:
+        user, hosts = authority.rsplit("@", 1)
+        authority = f"{user.partition(':')[0]}@{hosts}"
+    path, question, query = tail.partition("?")
+    # The other parameters stay as they were typed, escapes and all.
+    kept = [pair for pair in query.split("&") if pair.partition("=")[0] != "password"]
+    return f"{scheme}://{authority}{path}{question if any(kept) else ''}{'&'.join(kept)}"
 
 
 def _ansi_c(ch: str) -> str:

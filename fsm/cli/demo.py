@@ -70,7 +70,7 @@ from linkstate.cli._supervise import (
     supervise,
     supervisor_from_args,
 )
-from linkstate.cli.common import CommandError, ExitStatus, channel_or_exit
+from linkstate.cli.common import CommandError, ExitStatus, channel_or_exit, db_word
 from linkstate.cli.serve import is_loopback, parse_listen
 from linkstate.runtime._supervisor import Outcome, transport_factory
 
@@ -331,7 +331,7 @@ async def _serve(
 
 def next_commands(args: argparse.Namespace) -> list[str]:
     """The commands to try after the demo, on its own database; each works as printed."""
-    where = f"--db {shlex.quote(args.db)}"
+    where = f"--db {db_word(args.db)}"
     link = shlex.quote(args.link)
     return [
         f"linkstate status {where}",

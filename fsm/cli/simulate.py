@@ -13,7 +13,6 @@ import argparse
 from typing import Any, Final
 
 import trio
-import trio.testing
 
 from linkstate._channel import Channel
 from linkstate._machine import TransitionRecord
@@ -162,6 +161,10 @@ def run(args: argparse.Namespace) -> int:
     channel = channel_or_exit(args.channel)
     script = script_from_args(args)
     policy_from_args(args, channel.policy)  # report a bad policy before starting
-    clock = trio.testing.MockClock(autojump_threshold=0)
+    # Here, not at the top: trio.testing imports pytest, which would cost every
+    # `linkstate --help` a tenth of a second.
+    from trio.testing import MockClock
+
+    clock = MockClock(autojump_threshold=0)
     outcome = trio.run(simulate, args, channel, script, clock=clock)
     return outcome_status(outcome)
