@@ -1355,7 +1355,7 @@ def _row_values(row: LinkRow, seq: int, updated: float) -> tuple[object, ...]:
     )  # fmt: skip
 
 
-class _Unusual(Exception):  # noqa: N818 - a signal inside this module, never raised out of it
+class _Unusual(LinkstateError):  # noqa: N818 - a signal inside this module, never raised out of it
     """A value the fast JSON writers below do not spell: ``json.dumps`` takes over."""
 
 
