@@ -23,11 +23,13 @@ from linkstate._lifecycle import Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate._policy import ReconnectPolicy
 from linkstate.channels.whatsapp import CHANNEL
+from linkstate.store import _sqlite
 from linkstate.store._sqlite import (
     Claim,
     Entry,
     LinkRow,
     SQLiteStore,
+    StoreError,
     StoreOwnedElsewhereError,
     _times_json,
     record_json,
@@ -199,3 +201,12 @@ def test_the_fast_times_json_is_json_dumps(times: list[float]) -> None:
     assert _times_json(tuple(times)) == json.dumps(times)
     if all(isinstance(t, float) and math.isfinite(t) for t in times):
         assert json.loads(_times_json(tuple(times))) == times
+
+
+def test_an_sqlite_without_json_functions_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The probe as an SQLite without JSON1 answers it: no such function.
+    monkeypatch.setattr(_sqlite, "_JSON_PROBE", "SELECT json_group_array_missing(1)")
+    with pytest.raises(StoreError, match=r"no JSON functions, which writing .*x\.db needs"):
+        SQLiteStore(tmp_path / "x.db")

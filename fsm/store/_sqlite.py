@@ -261,6 +261,8 @@ _BATCH_SQL: Final[dict[str, tuple[int, str]]] = {
         "SELECT * FROM (VALUES {rows}) WHERE column1 IS NOT NULL",
     ),
 }
+# What the store asks of SQLite's JSON functions when it opens a file for writing.
+_JSON_PROBE: Final = "SELECT json_group_array(json_array(1))"
 _BATCH_SIZES: Final = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 _RELEASE_SQL: Final = "UPDATE claims SET owner = NULL, wall = ? WHERE link_id = ? AND token = ?"
 # Enough for every text above in each size, and the store's other statements.
@@ -738,6 +740,15 @@ class SQLiteStore:
                 "local file system"
             )
         db.execute(f"PRAGMA synchronous={synchronous}")
+        try:
+            db.execute(_JSON_PROBE).fetchone()
+        except sqlite3.OperationalError:
+            # Found now, not as a "no such function" on the first write of a verdict.
+            raise StoreError(
+                f"the SQLite of this Python ({sqlite3.sqlite_version}) has no JSON functions, "
+                f"which writing {self.path} needs; use a Python whose sqlite3 module has them "
+                "(SQLite 3.38 or newer, or one built with JSON1)"
+            ) from None
         if app_id == 0:
             self._create_schema()
             return
