@@ -218,11 +218,12 @@ _SELECT_ROWS: Final = (
 # The SQL of one batch of writes (SQLiteStore._write_batch), as data: each kind
 # of statement, the values each of its rows takes, and its text. Rules:
 #
-# - One statement per table per batch, not one per row. CPython's sqlite3 lets
-#   go of the GIL around every sqlite3_step, once per row of an executemany, and
-#   the journal's worker thread must then win it back from a busy event loop,
-#   which may take the interpreter's switch interval (5 ms) each time. A
-#   statement that reads its rows from a VALUES list is one step.
+# - One statement per table per batch, not one per row. An executemany resets,
+#   binds and steps its statement once per row, and CPython's sqlite3 lets go of
+#   the GIL around every step, which the journal's worker thread must then win
+#   back from a busy event loop (up to the interpreter's switch interval, 5 ms).
+#   A statement that reads its rows from a VALUES list is bound once and is one
+#   step: a link row costs about a third of its executemany cost.
 # - {rows} is that VALUES list: the batch's rows, padded with rows of NULLs up
 #   to the next size in _BATCH_SIZES, which every statement skips (a NULL link
 #   id matches nothing). Preparing costs about 6 us a row, so sqlite3's
