@@ -458,6 +458,7 @@ class LinkRow:
         """
         shift = wall - now
         event, rule = link.last_event, link.last_rule
+        closes, verdict, stop = link.recent_closes, link.verdict, link.stop_reason
         values = (
             link.link_id,
             channel,
@@ -465,15 +466,16 @@ class LinkRow:
             link.since + shift,
             link.attempt,
             link.repeats,
-            tuple([t + shift for t in link.recent_closes]),
+            tuple([t + shift for t in closes]) if closes else (),
             None if link.opened_at is None else link.opened_at + shift,
             link.delay,
             None if event is None else event.status,
             None if event is None else event.code,
             None if event is None else event.reason,
             None if rule is None else _label(rule),
-            None if link.verdict is None else link.verdict.value,
-            None if link.stop_reason is None else link.stop_reason.value,
+            # _value_: the plain string, as .value gives it, without the enum's property.
+            None if verdict is None else verdict._value_,
+            None if stop is None else stop._value_,
             link.message,
             seq,
             None if claim is None else claim.owner,
