@@ -43,6 +43,32 @@ async def test_a_mass_start_holds_the_collector_until_every_link_is_up(
         fleet.stop_all()
 
 
+async def test_the_hold_ends_in_a_freeze_without_a_collection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # One collection at the end would walk every object the start made: as
+    # long as the start itself with 100k links (linkstate.runtime._heap).
+    held: list[int] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and not gc.isenabled():
+            held.append(info["generation"])
+
+    frozen = gc.get_freeze_count()
+    gc.callbacks.append(watch)
+    try:
+        async with open_fleet() as fleet:
+            start(fleet, MASS_START_LINKS, Close(428, after=1000.0))
+            assert not gc.isenabled()
+            await trio.sleep(1.0)
+            assert gc.isenabled()
+            assert gc.get_freeze_count() > frozen + MASS_START_LINKS, "the links were frozen"
+            assert held == [], "the collector ran while the fleet held it"
+            fleet.stop_all()
+    finally:
+        gc.callbacks.remove(watch)
+
+
 async def test_a_small_start_leaves_the_collector_alone(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

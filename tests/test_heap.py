@@ -73,3 +73,20 @@ def test_holds_nest_and_the_last_one_restores_the_collector() -> None:
             assert not gc.isenabled()
         assert not gc.isenabled(), "the outer hold is still under way"
     assert gc.isenabled()
+
+
+def test_a_hold_without_collecting_freezes_garbage_too() -> None:
+    # What a fleet's hold does: no collection's pause at the end; the price is
+    # that a cycle made during the hold stays until gc.unfreeze().
+    gc.enable()
+    gc.unfreeze()
+    with hold_collector(collect=False):
+        garbage = Node()
+        gone = weakref.ref(garbage)
+        del garbage
+    assert gc.isenabled()
+    assert gone() is not None, "frozen, not collected"
+    assert gc.get_freeze_count() > 0
+    gc.unfreeze()
+    gc.collect()
+    assert gone() is None

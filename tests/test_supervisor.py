@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 
 import anyio
 import pytest
+import trio
+import trio.testing
 from anyio.abc import TaskGroup
 from backends import live_tasks, on_both_backends
 
@@ -127,6 +130,67 @@ async def test_connect_timeout_is_a_failed_connect() -> None:
     assert first_fail.t == pytest.approx(7.0)
     assert "timed out after 7 s" in (first_fail.reason or "")
     assert outcome.state == "needs_relink"
+
+
+class SlowOpen:
+    """Completes every handshake after ``seconds``, with a connection that never closes.
+
+    With ``busy``, the last seconds of the handshake pass without a checkpoint
+    (a synchronous step on trio's virtual clock): nothing can be cancelled in them.
+    """
+
+    def __init__(self, seconds: float, *, busy: float = 0.0) -> None:
+        self.seconds = seconds
+        self.busy = busy
+        self.connections: list[ScriptedConnection] = []
+        self.background_cancelled: list[float] = []
+
+    async def connect(self, tasks: TaskGroup) -> Connection:
+        tasks.start_soon(self._background)
+        await anyio.sleep(self.seconds)
+        if self.busy:
+            clock = trio.lowlevel.current_clock()
+            assert isinstance(clock, trio.testing.MockClock)
+            clock.jump(self.busy)
+        self.connections.append(ScriptedConnection(None, close_at=math.inf, silent_at=math.inf))
+        return self.connections[-1]
+
+    async def _background(self) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            self.background_cancelled.append(anyio.current_time())
+
+
+async def test_a_handshake_done_after_the_connect_timeout_is_too_late(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The timeout is the deadline of the connection's own task group: a
+    # handshake that returns after it passed, with no checkpoint left to be
+    # cancelled at, cannot have it lifted any more.
+    transport = SlowOpen(6.0, busy=1.5)
+    sup = Supervisor(
+        WHATSAPP, transport, link_id="acct1", connect_timeout=7.0, rng=random.Random(7)
+    )
+    with anyio.move_on_after(8.0):
+        await sup.run()
+    first = sup.outcome.records[1]
+    assert (first.trigger, first.dst, first.t) == ("connect_failed", "reconnecting", 7.5)
+    assert "timed out after 7 s" in (first.reason or "")
+    # The connection it did make is closed, its task cancelled, at once.
+    assert transport.connections[0].closed_locally
+    assert transport.background_cancelled[0] == 7.5
+    assert sup.outcome.opens == 0
+
+
+@on_both_backends
+async def test_a_handshake_within_the_connect_timeout_opens_for_good() -> None:
+    transport = SlowOpen(6.0)
+    sup = Supervisor(WHATSAPP, transport, link_id="acct1", connect_timeout=7.0)
+    with anyio.move_on_after(100.0):
+        await sup.run()
+    assert [r.dst for r in sup.outcome.records] == ["connecting", "open", "stopped"]
+    assert transport.background_cancelled == [100.0], "cancelled with its connection, at the stop"
 
 
 @on_both_backends

@@ -32,10 +32,18 @@ Links of one channel and policy share one :class:`linkstate.LinkMachine`.
 Mass starts. While :data:`linkstate.runtime._heap.MASS_START_LINKS` or
 more links are starting at once (started, first connect attempt not yet
 over), the fleet holds CPython's cyclic collector off and freezes the
-survivors once they are up (:mod:`linkstate.runtime._heap`): with 100k links
-the collector would otherwise spend a large part of the start walking
-objects that are all alive. One task of the fleet's watches the starting
-links every :data:`_SETTLE_EVERY` seconds; nothing is added to each link.
+survivors once they are up, without a collection first
+(:mod:`linkstate.runtime._heap`): with 100k links the collector would
+otherwise spend a large part of the start walking objects that are all
+alive. One task of the fleet's watches the starting links every
+:data:`_SETTLE_EVERY` seconds; nothing is added to each link.
+
+A link's start is kept to what it needs, since a gateway starts 100k at
+once (``benchmarks/supervised.py``): under trio the links' tasks run in a
+trio nursery of their own (:func:`_host_links`), their connect timeouts are
+kept by one timer task
+(:class:`linkstate.runtime._supervisor.ConnectDeadlines`), and members are
+slotted objects, not closures.
 """
 
 from __future__ import annotations
@@ -48,7 +56,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import anyio
-from anyio.abc import TaskGroup
+import anyio.lowlevel
+import sniffio
+from anyio.abc import TaskGroup, TaskStatus
 
 from linkstate._channel import Channel
 from linkstate._errors import ArgumentError, LinkstateError
@@ -57,7 +67,14 @@ from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
 from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
 from linkstate._verdicts import CLI_COMMANDS, OperatorCommands
 from linkstate.runtime._heap import MASS_START_HOLD, MASS_START_LINKS, hold_collector
-from linkstate.runtime._supervisor import DEFAULT_CONNECT_TIMEOUT, Outcome, Supervisor, Transport
+from linkstate.runtime._supervisor import (
+    DEFAULT_CONNECT_TIMEOUT,
+    ConnectDeadlines,
+    Outcome,
+    Supervisor,
+    Transport,
+    loop_clock,
+)
 from linkstate.store._journal import Journal
 from linkstate.store._sqlite import StoreOwnedElsewhereError
 
@@ -172,38 +189,68 @@ class LinkStatus:
 
 
 class _Member:
-    """One link of the fleet: how to build its supervisors, and how it is doing."""
+    """One link of the fleet: what its supervisors are built from, and how it is doing.
+
+    Plain slots rather than a closure over :meth:`Fleet.start`'s arguments:
+    a fleet holds one per link, so every field and object counts
+    (``benchmarks/supervised.py``).
+    """
 
     __slots__ = (
-        "build",
         "channel",
-        "done",
+        "connect_timeout",
         "error",
+        "finished",
         "link",
+        "link_id",
+        "machine",
         "outcome",
         "restarts",
         "started",
         "stopping",
         "supervisor",
+        "transport",
         "wait_scope",
+        "waiters",
+        "watchdog",
     )
 
     def __init__(
-        self, channel: Channel, build: Callable[[Link | None], Supervisor], started: float
+        self,
+        link_id: str,
+        channel: Channel,
+        transport: Transport,
+        machine: LinkMachine,
+        *,
+        started: float,
+        connect_timeout: float | None,
+        watchdog: float | None,
     ) -> None:
+        self.link_id = link_id
         self.channel = channel
+        self.transport = transport
+        self.machine = machine
         self.started = started
-        self.build = build
+        self.connect_timeout = connect_timeout
+        self.watchdog = watchdog
         self.link: Link | None = None
         self.supervisor: Supervisor | None = None
         self.outcome: Outcome | None = None
         self.error: str | None = None
         self.restarts = 0
         self.stopping = False
+        self.finished = False
         # Made for each restart wait (stop() cancels it): anyio makes a cancel
         # scope only inside a running loop, and most links never wait.
         self.wait_scope: anyio.CancelScope | None = None
-        self.done = anyio.Event()
+        # Made by the first Fleet.wait: most links are never waited for one by one.
+        self.waiters: anyio.Event | None = None
+
+    def finish(self) -> None:
+        """The link's task has ended: wake whoever waits for it."""
+        self.finished = True
+        if self.waiters is not None:
+            self.waiters.set()
 
 
 class Fleet:
@@ -244,6 +291,17 @@ class Fleet:
         self.commands = commands
         self._members: dict[str, _Member] = {}
         self._machines: dict[tuple[str, ReconnectPolicy], LinkMachine] = {}
+        # The machine of the latest start: a mass start asks for the same one
+        # 100k times, and hashing a policy costs more than comparing identities.
+        self._last_machine: LinkMachine | None = None
+        # Where the links' tasks start: the task group, or a trio nursery of
+        # their own that open_fleet sets up (see _host_links).
+        self._spawn: Callable[..., object] = tasks.start_soon
+        # Bound once: every supervisor subscribes the same observer.
+        self._notify_each: Observer = self._notify
+        # The links' connect timeouts, kept by one task of open_fleet's; without
+        # it (a Fleet made by hand) each connect has a deadline of its own.
+        self._deadlines: ConnectDeadlines | None = None
         # Links started since the last look that may still be starting (module header).
         self._starting: list[_Member] = []
         self._holding = False
@@ -308,34 +366,24 @@ class Fleet:
 
         """
         previous = self._members.get(link_id)
-        if previous is not None and not previous.done.is_set():
+        if previous is not None and not previous.finished:
             raise FleetError(
                 f"link {link_id!r} is already running in this fleet; stop it first "
                 "(fleet.stop) or use another id"
             )
-        machine = self._machine(channel, policy or channel.policy)
-
-        def build(link: Link | None) -> Supervisor:
-            supervisor = Supervisor(
-                channel,
-                transport,
-                link_id=link_id,
-                link=link,
-                machine=machine,
-                connect_timeout=connect_timeout,
-                watchdog=watchdog,
-                clock=self.clock,
-                journal=self.journal,
-                keep_records=self.keep_records,
-            )
-            supervisor.subscribe(self._notify)
-            return supervisor
-
-        member = _Member(channel, build, self.clock())
+        member = _Member(
+            link_id,
+            channel,
+            transport,
+            self._machine(channel, policy or channel.policy),
+            started=self.clock(),
+            connect_timeout=connect_timeout,
+            watchdog=watchdog,
+        )
         if previous is not None and self.journal is None:
             member.link = _last_link(previous)
         self._members[link_id] = member
-        self.tasks.start_soon(self._keep, member, name=f"linkstate link {link_id}")
+        self._spawn(self._keep, member, name=f"linkstate link {link_id}")
         self._starting.append(member)
         if not self._holding and len(self._starting) >= MASS_START_LINKS:
             # Forget the links that are up already: the list stays short between
@@ -345,7 +393,7 @@ class Fleet:
                 # Held from here, not from when the task first runs: the starts
                 # still to come in this same turn of the loop allocate the most.
                 hold = ExitStack()
-                hold.enter_context(hold_collector())
+                hold.enter_context(hold_collector(collect=False))
                 self._holding = True
                 self.tasks.start_soon(self._mass_start, hold, name="linkstate fleet mass start")
 
@@ -369,7 +417,12 @@ class Fleet:
     async def wait(self, link_id: str) -> Outcome | None:
         """Wait until ``link_id`` has ended; its outcome, or None if it crashed for good."""
         member = self._member(link_id)
-        await member.done.wait()
+        if member.finished:
+            await anyio.lowlevel.checkpoint()
+        else:
+            if member.waiters is None:
+                member.waiters = anyio.Event()
+            await member.waiters.wait()
         return member.outcome
 
     # -- looking ---------------------------------------------------------------
@@ -395,7 +448,7 @@ class Fleet:
             verdict=None if link.verdict is None else link.verdict.value,
             attempts=link.attempt,
             connected_for=None if opened_at is None else self.clock() - opened_at,
-            running=not member.done.is_set(),
+            running=not member.finished,
             restarts=member.restarts,
             message=link.message if link.terminal else None,
             error=member.error,
@@ -416,6 +469,13 @@ class Fleet:
             ) from None
 
     def _machine(self, channel: Channel, policy: ReconnectPolicy) -> LinkMachine:
+        last = self._last_machine
+        if last is not None and last.channel is channel and last.policy is policy:
+            return last
+        self._last_machine = self._machine_for(channel, policy)
+        return self._last_machine
+
+    def _machine_for(self, channel: Channel, policy: ReconnectPolicy) -> LinkMachine:
         key = (channel.name, policy)
         machine = self._machines.get(key)
         if machine is None or machine.channel is not channel:
@@ -439,7 +499,7 @@ class Fleet:
         """Run supervisors for one link until it ends; see the module header."""
         try:
             while not member.stopping:
-                supervisor = member.supervisor = member.build(member.link)
+                supervisor = member.supervisor = self._build(member)
                 try:
                     member.outcome = await supervisor.run()
                     return
@@ -459,7 +519,24 @@ class Fleet:
                 with member.wait_scope:
                     await anyio.sleep(delay)
         finally:
-            member.done.set()
+            member.finish()
+
+    def _build(self, member: _Member) -> Supervisor:
+        supervisor = Supervisor(
+            member.channel,
+            member.transport,
+            link_id=member.link_id,
+            link=member.link,
+            machine=member.machine,
+            connect_timeout=member.connect_timeout,
+            watchdog=member.watchdog,
+            clock=self.clock,
+            journal=self.journal,
+            keep_records=self.keep_records,
+        )
+        supervisor.subscribe(self._notify_each)
+        supervisor._deadlines = self._deadlines
+        return supervisor
 
     def _crashed(self, member: _Member, link: Link, exc: Exception) -> float | None:
         """Record a crash; the delay before the restart, or None for no restart."""
@@ -500,7 +577,7 @@ class Fleet:
 
 def _still_starting(member: _Member) -> bool:
     """True until the member's first supervisor has finished a connect attempt (or ended)."""
-    if member.done.is_set():
+    if member.finished:
         return False
     supervisor = member.supervisor
     return supervisor is None or supervisor.link.state in _STARTING
@@ -541,10 +618,43 @@ async def open_fleet(
             keep_records=keep_records,
             commands=commands,
         )
+        closing = anyio.Event()
+        if clock is None:
+            fleet.clock = loop_clock()
+        deadlines = fleet._deadlines = ConnectDeadlines()
+        tasks.start_soon(deadlines.run, name="linkstate fleet connect timeouts")
+        if sniffio.current_async_library() == "trio":
+            await tasks.start(_host_links, fleet, closing)
         try:
             yield fleet
         finally:
             fleet.stop_all()
+            closing.set()
+            # Every link is being stopped, which cancels its handshake: a link
+            # started from here on keeps a deadline of its own.
+            fleet._deadlines = None
+            deadlines.close()
+
+
+async def _host_links(fleet: Fleet, closing: anyio.Event, *, task_status: TaskStatus[None]) -> None:
+    """On trio, run the fleet's links in a nursery of their own until the fleet closes.
+
+    anyio's task group wraps every task it starts in a cancel scope and an
+    event of its own (~15 µs and ~1 KB a link); a trio nursery starts a task
+    for a quarter of that. The nursery is a task of the fleet's task group, so
+    the group's cancellation reaches every link as before.
+    """
+    import trio  # only under trio: an asyncio program never loads it
+
+    async with trio.open_nursery() as nursery:
+        fleet._spawn = nursery.start_soon
+        try:
+            task_status.started()
+            await closing.wait()
+        finally:
+            # Before the nursery can close: a link started from here on (while
+            # the fleet shuts down) goes to the task group, which is still open.
+            fleet._spawn = fleet.tasks.start_soon
 
 
 def _checked_keep(keep_records: int) -> int:

@@ -27,8 +27,13 @@ A :class:`linkstate.runtime.Fleet` does the second itself: once
 :data:`MASS_START_LINKS` of its links are starting at the same time it holds
 the collector off until every one of them has finished its first connect
 attempt (or :data:`MASS_START_HOLD` seconds passed), then freezes, so a
-gateway that starts 100k links needs no wrapper of its own. Holds nest
-(:func:`hold_collector`): the collector comes back when the last one ends.
+gateway that starts 100k links needs no wrapper of its own. The fleet
+freezes *without* collecting first: that one collection would walk every
+object the start made (about 5 s with 100k links, as long as the whole
+start should take), to find nothing: a start's garbage is freed by
+reference counting, and a collection after 100k links started (unfrozen)
+finds no unreachable object. Holds nest (:func:`hold_collector`): the
+collector comes back when the last one ends.
 
 The cost: a frozen object that later becomes part of garbage *cycle* is not
 freed until :func:`gc.unfreeze` (objects freed by reference counting, the
@@ -99,12 +104,13 @@ def mass_start() -> Iterator[None]:
 
 
 @contextmanager
-def hold_collector() -> Iterator[None]:
-    """Hold the cyclic collector off for the block, then collect once and freeze.
+def hold_collector(*, collect: bool = True) -> Iterator[None]:
+    """Hold the cyclic collector off for the block, then collect once (unless not) and freeze.
 
-    What :func:`mass_start` and a fleet's mass start share. Holds nest: the
-    collector is re-enabled (if it was enabled when the first hold began)
-    when the last one ends, also when the block raises.
+    What :func:`mass_start` and a fleet's mass start share; the fleet passes
+    ``collect=False`` (module header). Holds nest: the collector is
+    re-enabled (if it was enabled when the first hold began) when the last
+    one ends, also when the block raises.
     """
     _holds.append(gc.isenabled() if not _holds else _holds[0])
     gc.disable()
@@ -114,7 +120,10 @@ def hold_collector() -> Iterator[None]:
         was_enabled = _holds[0]
         _holds.pop()
         try:
-            freeze_survivors()
+            if collect:
+                freeze_survivors()
+            else:
+                gc.freeze()
         finally:
             if was_enabled and not _holds:
                 gc.enable()

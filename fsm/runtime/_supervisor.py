@@ -25,6 +25,12 @@ use for background tasks (a reader, a pinger). The task group closes when the co
 ends, so no transport task outlives its connection, and none outlives the
 supervisor.
 
+The connect timeout is a deadline too: of the connection's task group,
+lifted once connected (a handshake that returns after it passed is a
+timed-out connect all the same); in a fleet, one timer task keeps every
+link's (:class:`ConnectDeadlines`), which is cheaper than trio setting and
+lifting a deadline per connect.
+
 The watchdog is a deadline, not a task: the supervisor waits for the close
 until ``last_activity + watchdog``; when the deadline passes it looks again,
 and expires only if the transport really stayed silent. Each connection's
@@ -52,6 +58,8 @@ The code is written once, against anyio, and runs on either back end: trio
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
 import random
@@ -61,6 +69,7 @@ from dataclasses import dataclass, replace
 from typing import Final, Protocol, runtime_checkable
 
 import anyio
+import sniffio
 from anyio.abc import TaskGroup
 
 from linkstate._channel import Channel, ChannelError
@@ -289,6 +298,41 @@ class Supervisor:
 
     """
 
+    # Slots: a fleet holds one supervisor per link (benchmarks/supervised.py).
+    __slots__ = (
+        "_abort_reason",
+        "_abort_requested",
+        "_claim",
+        "_clock_given",
+        "_close_scope",
+        "_connecting",
+        "_connects",
+        "_cut_short",
+        "_deadlines",
+        "_keep_records",
+        "_loop_now",
+        "_lost",
+        "_observers",
+        "_opens",
+        "_receipts",
+        "_records",
+        "_running",
+        "_sleeps",
+        "_slept",
+        "_store_error",
+        "_wait_scope",
+        "channel",
+        "clock",
+        "close_timeout",
+        "connect_timeout",
+        "journal",
+        "link",
+        "machine",
+        "stop_timeout",
+        "transport",
+        "watchdog",
+    )
+
     def __init__(
         self,
         channel: Channel,
@@ -329,6 +373,9 @@ class Supervisor:
         self.transport = transport
         self.machine = machine or LinkMachine(channel, policy, rng=rng)
         self.clock = clock or anyio.current_time
+        self._clock_given = clock is not None
+        # The event loop's own clock, for deadlines; run() picks the back end's.
+        self._loop_now: Callable[[], float] = anyio.current_time
         self.link = link if link is not None else self.machine.new_link(link_id)
         self.connect_timeout = connect_timeout
         self.watchdog = watchdog
@@ -337,14 +384,21 @@ class Supervisor:
         # The scope of our close under way, which abort() shortens or cancels.
         self._close_scope: anyio.CancelScope | None = None
         self._cut_short = False  # a second abort: close without waiting for the peer
+        # A fleet's shared connect timer (ConnectDeadlines), which the fleet sets;
+        # without one, the connect timeout is a deadline of the connection's scope.
+        self._deadlines: ConnectDeadlines | None = None
+        self._connecting = 0  # the attempt whose handshake is under way, else 0
         self.journal = journal
         # A list, not a deque: it holds a receipt or two at a time, and an empty
         # deque costs ~760 bytes per supervisor (benchmarks/supervised.py).
-        self._receipts: list[tuple[Receipt, TransitionRecord]] = []
+        # Made by the first submit: without a journal nothing waits for a commit.
+        self._receipts: list[tuple[Receipt, TransitionRecord]] | None = None
         self._store_error: StoreError | None = None
         self._claim: Claim | None = None
         self._lost: StoreOwnedElsewhereError | None = None
-        self._observers: list[Observer] = []
+        # A tuple, replaced on (un)subscribe: most supervisors have one observer
+        # or none, and reporting iterates it without a copy.
+        self._observers: tuple[Observer, ...] = ()
         if keep_records < 1:
             raise ArgumentError(f"keep_records={keep_records!r} must be 1 or more")
         self._records: list[TransitionRecord] = []
@@ -370,8 +424,14 @@ class Supervisor:
         Observers run synchronously inside the supervisor; an observer that
         raises is logged and ignored, so a metrics bug cannot change a link's fate.
         """
-        self._observers.append(observer)
-        return lambda: self._observers.remove(observer)
+        self._observers = (*self._observers, observer)
+
+        def unsubscribe() -> None:
+            observers = list(self._observers)
+            observers.remove(observer)
+            self._observers = tuple(observers)
+
+        return unsubscribe
 
     @property
     def outcome(self) -> Outcome:
@@ -442,6 +502,9 @@ class Supervisor:
                 "make one Supervisor per run"
             )
         self._running = True
+        self._loop_now = loop_clock()
+        if not self._clock_given:
+            self.clock = self._loop_now
         restored = False
         try:
             if self.journal is not None:
@@ -539,9 +602,9 @@ class Supervisor:
             raise self._store_error
 
     async def _drive(self) -> None:
-        # A checkpoint first, so that an abort() before run() stops an idle link
-        # before it connects.
-        await anyio.lowlevel.checkpoint()
+        # No checkpoint first: an abort() before run() is seen by the loop before
+        # it fires start, and the first connect or wait yields anyway (a
+        # checkpoint is ~10 µs of a link's start).
         if self.link.terminal:
             _log.error(
                 "%s",
@@ -551,10 +614,11 @@ class Supervisor:
             return
         while not self.link.terminal:
             # The decision is on disk before it is carried out.
-            await self._persisted()
+            if self.journal is not None:
+                await self._persisted()
             if self._abort_requested:
                 return  # run() records the abort
-            match State(self.link.state):
+            match self.link.state:  # a str: State is a StrEnum, so no State() lookup
                 case State.idle:
                     self._fire(Trigger.start)
                 case State.connecting:
@@ -598,14 +662,27 @@ class Supervisor:
         ending: _Ending | None = None
         try:
             async with anyio.create_task_group() as tasks:
-                self._wait_scope = tasks.cancel_scope
+                scope = tasks.cancel_scope
+                # The connect timeout is a deadline on the connection's own scope,
+                # not a scope of its own: one cancel scope less per connect
+                # (benchmarks/supervised.py). _session lifts it once connected; a
+                # connect that outlives it takes the transport's tasks with it,
+                # which a failed connect does anyway.
+                if self.connect_timeout is not None:
+                    deadline = self._loop_now() + self.connect_timeout
+                    if self._deadlines is None:
+                        scope.deadline = deadline
+                    else:
+                        self._connecting = self._connects
+                        self._deadlines.add(deadline, self, self._connects)
+                self._wait_scope = scope
                 if self._abort_requested:
-                    tasks.cancel_scope.cancel()
+                    scope.cancel()
                 try:
                     ending = await self._session(tasks)
                 finally:
                     self._wait_scope = None
-                tasks.cancel_scope.cancel()
+                scope.cancel()
         except Exception as exc:
             # A transport's background task crashed. That is how this connection
             # ended, so it is classified like any other close, never a crash.
@@ -614,48 +691,57 @@ class Supervisor:
         if ending is None:
             if self._store_error is not None:
                 raise self._store_error  # the open was not committed: nothing to carry on
-            # The task group caught abort()'s cancellation, or the open was refused.
-            assert self._abort_requested or self._lost is not None
-            return
+            if self._abort_requested or self._lost is not None:
+                # The task group caught abort()'s cancellation, or the open was refused.
+                return
+            # Nothing else cancels the group while connecting: the deadline passed.
+            assert self.link.state == State.connecting, self.link.state
+            ending = self._connect_timed_out()
         self._close(ending.trigger, ending.raw)
 
-    async def _connect(self, tasks: TaskGroup) -> tuple[Connection | None, bool]:
-        """Connect under the connect timeout; returns the connection and whether it timed out.
+    def _connect_timed_out(self) -> _Ending:
+        return _Ending(
+            Trigger.connect_failed,
+            CloseEvent(
+                reason=f"connect timed out after {self.connect_timeout:g} s",
+                initiator=Initiator.local,
+                phase=Phase.handshake,
+            ),
+        )
 
-        A method of its own so that the timeout's cancel scope is freed once
-        connected, instead of living as long as the connection (~240 bytes).
-        """
-        with anyio.move_on_after(_or_inf(self.connect_timeout)):
-            return await self.transport.connect(tasks), False
-        return None, True
+    def _expire_connect(self, attempt: int) -> None:
+        """The shared timer says connect ``attempt`` ran out of time: end it, if still under way."""
+        if self._connecting == attempt and self._wait_scope is not None:
+            self._wait_scope.cancel()
 
     async def _session(self, tasks: TaskGroup) -> _Ending | None:
         try:
-            connection, timed_out = await self._connect(tasks)
+            connection = await self.transport.connect(tasks)
         except ConnectFailed as exc:
             return _Ending(Trigger.connect_failed, exc.raw)
         except Exception as exc:
             return _Ending(Trigger.connect_failed, exc)
-        if connection is None:
-            assert timed_out
-            return _Ending(
-                Trigger.connect_failed,
-                CloseEvent(
-                    reason=f"connect timed out after {self.connect_timeout:g} s",
-                    initiator=Initiator.local,
-                    phase=Phase.handshake,
-                ),
-            )
+        finally:
+            self._connecting = 0
         try:
+            if self.connect_timeout is not None:
+                group = tasks.cancel_scope
+                if group.cancel_called and not self._abort_requested:
+                    # Connected as the deadline passed: too late all the same, and
+                    # the scope cannot be un-cancelled.
+                    return self._connect_timed_out()
+                if self._deadlines is None:
+                    group.deadline = math.inf
             self._opens += 1
             self._fire(Trigger.opened)
-            try:
-                # An open the store refuses is not ours to watch (module header).
-                await self._persisted()
-            except StoreError:
-                return None
-            if self._lost is not None:
-                return None
+            if self.journal is not None:
+                try:
+                    # An open the store refuses is not ours to watch (module header).
+                    await self._persisted()
+                except StoreError:
+                    return None
+                if self._lost is not None:
+                    return None
             if self.watchdog is None:
                 # No deadline to watch: skip the cancel scope (~0.7 KB per open link),
                 # and wait right here: a coroutine frame less (~0.2 KB) than _wait_closed.
@@ -731,34 +817,19 @@ class Supervisor:
         receipt = self.journal.submit(
             record, self.link, channel=self.channel.name, claim=self._claim
         )
+        if self._receipts is None:
+            self._receipts = []
         self._receipts.append((receipt, record))
 
     def _report(self, record: TransitionRecord) -> None:
         """Log ``record`` and show it to the observers: once it is committed, with a journal."""
-        _log.info(
-            "link %s: %s --%s--> %s%s",
-            record.link,
-            record.src,
-            record.trigger,
-            record.dst,
-            _detail(record),
-            extra={
-                "link": record.link,
-                "src": record.src,
-                "state": record.dst,
-                "trigger": record.trigger,
-                "status": record.status,
-                "verdict": record.verdict,
-                "delay": record.delay,
-                "attempt": record.attempt,
-                "stop_reason": record.stop_reason,
-            },
-        )
+        if _log.isEnabledFor(logging.INFO):
+            _log_transition(record)
         if record.message and record.dst in (State.needs_relink, State.failed):
             # The one place the operator message is logged: at the transition
             # into the terminal state, which happens once per run.
             _log.error("%s", record.message, extra=self._extra_for_link())
-        for observer in tuple(self._observers):
+        for observer in self._observers:
             try:
                 observer(record)
             except Exception:
@@ -774,6 +845,88 @@ class Supervisor:
             "verdict": None if link.verdict is None else link.verdict.value,
             "operator_message": True,
         }
+
+
+def _log_transition(record: TransitionRecord) -> None:
+    """Log one transition at INFO; only called when INFO is on (its ``extra`` costs ~2 µs)."""
+    _log.info(
+        "link %s: %s --%s--> %s%s",
+        record.link,
+        record.src,
+        record.trigger,
+        record.dst,
+        _detail(record),
+        extra={
+            "link": record.link,
+            "src": record.src,
+            "state": record.dst,
+            "trigger": record.trigger,
+            "status": record.status,
+            "verdict": record.verdict,
+            "delay": record.delay,
+            "attempt": record.attempt,
+            "stop_reason": record.stop_reason,
+        },
+    )
+
+
+class ConnectDeadlines:
+    """The connect timeouts of many supervisors (a fleet's), kept by one task.
+
+    A connect timeout set on the connection's scope costs trio a context
+    manager and a heap entry to set, and the same to lift once connected:
+    about a tenth of a link's start (``benchmarks/supervised.py``). Here a
+    connect adds one entry to a heap; :meth:`run`, one task for every link,
+    wakes at the earliest deadline and cancels each handshake still under
+    way by then. An entry whose connect finished lapses unseen. Timing is
+    the same: the handshake is cancelled when its deadline passes.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Supervisor, int]] = []
+        self._count = itertools.count()
+        self._wake: anyio.Event | None = None
+        self._until = math.inf
+        self._closed = False
+
+    def add(self, deadline: float, supervisor: Supervisor, attempt: int) -> None:
+        """End ``supervisor``'s connect ``attempt`` at ``deadline`` if it is still under way."""
+        heapq.heappush(self._heap, (deadline, next(self._count), supervisor, attempt))
+        if deadline < self._until and self._wake is not None:
+            self._wake.set()
+
+    def close(self) -> None:
+        """Stop :meth:`run`: the fleet is closing, and every link is being stopped."""
+        self._closed = True
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Cancel each handshake whose deadline passed, until :meth:`close`."""
+        heap = self._heap
+        while not self._closed:
+            now = anyio.current_time()
+            while heap and heap[0][0] <= now:
+                _, _, supervisor, attempt = heapq.heappop(heap)
+                supervisor._expire_connect(attempt)
+            self._until = heap[0][0] if heap else math.inf
+            self._wake = anyio.Event()
+            with anyio.CancelScope(deadline=self._until):
+                await self._wake.wait()
+
+
+def loop_clock() -> Callable[[], float]:
+    """The running event loop's clock: the same values as ``anyio.current_time``.
+
+    Under trio, trio's own function: anyio's looks the back end up on every
+    call, three times the cost, and a link's start reads the clock four
+    times (``benchmarks/supervised.py``).
+    """
+    if sniffio.current_async_library() == "trio":
+        import trio  # only under trio, where it is loaded already
+
+        return trio.current_time
+    return anyio.current_time
 
 
 def transport_factory(channel: Channel) -> Callable[[str], Transport]:
