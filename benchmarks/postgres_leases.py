@@ -15,8 +15,12 @@ directory, fsync on, Unix socket only; ``tests/pgcluster.py``), or uses
 2. Transitions committed per second through the journal: N links each run
    reconnect cycles, every transition fenced by its lease and committed
    before the next one fires (as the supervisor does). Baseline: a bare
-   psycopg loop doing the same two statements per transition (update the
-   row, insert the history row), one commit each.
+   psycopg loop replaying exactly the batches the journal committed, with
+   the store's statement for a fenced write (``_WRITE_FENCED``: the row's
+   fenced update, its history row, the trim), pipelined, one transaction
+   per batch, parameters built before the clock starts. Journal and loop
+   take turns for ``--repeat`` rounds, best of each (target: the journal at
+   50 % of the loop or more).
 3. The time a dead host's links take to be served again by a live host: host
    A takes every lease and dies (never renews); host B, a leased fleet, takes
    them after expiry and connects each after ``grace``. Baseline: a bare
@@ -30,7 +34,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,7 @@ import anyio
 import psycopg
 import trio
 from anyio.abc import TaskGroup
+from harness import print_lines, target
 
 from linkstate import Channel, load_channel
 from linkstate._lifecycle import Trigger
@@ -46,12 +51,15 @@ from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate._policy import ReconnectPolicy
 from linkstate.runtime import LeasedLink, LeasePolicy, open_leased_fleet
 from linkstate.store._journal import open_journal
-from linkstate.store._postgres import PostgresStore
+from linkstate.store._postgres import _WRITE_FENCED, PostgresStore
+from linkstate.store._sqlite import Entry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from pgcluster import Cluster, find_bindir  # the tests' cluster helper
 
 CHANNEL: Channel = load_channel("whatsapp")
+GOAL = 0.5
+"""The journal's throughput over the bare psycopg loop's (issue 19)."""
 MACHINE = LinkMachine(CHANNEL, ReconnectPolicy(flap_closes=0))
 
 
@@ -134,16 +142,37 @@ def best(repeat: int, fn: Any) -> float:
 # -- 2. transitions through the journal ----------------------------------------------
 
 
-async def journal(url: str, links: int, rounds: int) -> tuple[float, float]:
-    """(transitions/s, mean transitions per commit) through the journal, fenced."""
-    url = fresh(url, "journal")
-    with PostgresStore(url, owner="bench-host") as store:
-        store.acquire({f"l{i:05}": "whatsapp" for i in range(links)}, ttl=600)
+class RecordingStore(PostgresStore):
+    """A :class:`PostgresStore` that keeps every batch it commits, for the bare loop to replay."""
+
+    def __init__(self, url: str, *, owner: str) -> None:
+        super().__init__(url, owner=owner)
+        self.batches: list[list[Entry]] = []
+
+    def write(self, entries: Sequence[Entry]) -> None:
+        """Write, then keep the batch (only batches that committed)."""
+        super().write(entries)
+        self.batches.append(list(entries))
+
+
+async def journal(url: str, links: int, rounds: int) -> tuple[float, float, list[list[Entry]]]:
+    """(transitions/s, mean transitions per commit, the batches) through the journal, fenced."""
+    ids = {f"l{i:05}": "whatsapp" for i in range(links)}
+    store = RecordingStore(url, owner="bench-host")
+    with store:
+        store.acquire(ids, ttl=600)
         async with open_journal(store, owner="bench-host") as writer:
+            all_links = [MACHINE.new_link(link_id) for link_id in ids]
+            # Claimed before the clock starts, as a supervisor claims before its first
+            # transition: every write below is fenced by its lease's token and seq.
+            claims = {
+                link.link_id: await writer.claim(link.link_id, on_lost=lambda exc: None)
+                for link in all_links
+            }
+            store.batches.clear()
 
             async def drive(link: Link) -> None:
-                # As a supervisor does: claim the link, then write under the claim.
-                claim = await writer.claim(link.link_id, on_lost=lambda exc: None)
+                claim = claims[link.link_id]
 
                 async def append(record: TransitionRecord) -> None:
                     await writer.wait(writer.submit(record, link, channel="whatsapp", claim=claim))
@@ -156,28 +185,43 @@ async def journal(url: str, links: int, rounds: int) -> tuple[float, float]:
 
             start = time.perf_counter()
             async with trio.open_nursery() as nursery:
-                for i in range(links):
-                    nursery.start_soon(drive, MACHINE.new_link(f"l{i:05}"))
+                for link in all_links:
+                    nursery.start_soon(drive, link)
             elapsed = time.perf_counter() - start
-            stats = writer.statistics()
         assert store.check() == []
-    return stats.committed / elapsed, stats.committed / max(1, stats.commits)
+        batches = store.batches
+    count = sum(len(batch) for batch in batches)
+    return count / elapsed, count / max(1, len(batches)), batches
 
 
-def bare_transitions(url: str, count: int) -> float:
-    """Transitions per second: a bare psycopg loop, two statements and a commit each."""
-    url = fresh(url, "bare")
+def bare_transitions(url: str, batches: list[list[Entry]], links: int) -> float:
+    """Transitions per second: bare psycopg replaying the journal's batches with its SQL.
+
+    A fresh schema gets the same leases (token 1 per link). Then the clock runs
+    around the SQL alone: per batch one transaction, the store's statement for
+    a fenced write (``_WRITE_FENCED``) once per transition, pipelined as the
+    store sends them, each checked to have moved its row. The parameters are
+    built before the clock starts, by the store's own ``_params``.
+    """
+    with PostgresStore(url, owner="bench-host") as store:
+        store.acquire({f"l{i:05}": "whatsapp" for i in range(links)}, ttl=600)
+        prepared = [
+            [
+                store._params(record, row)
+                for record, row in sorted(batch, key=lambda e: e[1].link_id)
+            ]
+            for batch in batches
+        ]
     with psycopg.connect(url) as conn:
-        conn.execute("CREATE TABLE links (link_id text PRIMARY KEY, state text, seq bigint)")
-        conn.execute("CREATE TABLE history (link_id text, seq bigint, record text)")
-        conn.execute("INSERT INTO links VALUES ('l', 'idle', 0)")
-        conn.commit()
         start = time.perf_counter()
-        for seq in range(1, count + 1):
-            conn.execute("UPDATE links SET state = 'open', seq = %s WHERE link_id = 'l'", (seq,))
-            conn.execute("INSERT INTO history VALUES ('l', %s, '{}')", (seq,))
-            conn.commit()
-        return count / (time.perf_counter() - start)
+        for batch in prepared:
+            with conn.transaction():
+                with conn.pipeline():
+                    cursors = [conn.execute(_WRITE_FENCED, params) for params in batch]
+                if any(cursor.fetchone() is None for cursor in cursors):
+                    raise SystemExit("the replay diverged: a fenced write moved no row")
+        elapsed = time.perf_counter() - start
+    return sum(len(batch) for batch in prepared) / elapsed
 
 
 # -- 3. a dead host's links -------------------------------------------------------------
@@ -268,19 +312,36 @@ def main() -> None:
                     f"{'  bare, one UPDATE per lease (renewals/s)':<62} {'':>12} "
                     f"{single:>12,.0f} {ours / single:>7.2f}"
                 )
-        rate, batch = trio.run(journal, url, args.links, args.rounds)
-        bare = bare_transitions(url, min(2000, args.links * args.rounds * 3))
+        # The journal and its floor take turns, so a noisy moment hits both alike.
+        rate = bare = batch = 0.0
+        for turn in range(max(1, args.repeat)):
+            ours, size, batches = trio.run(
+                journal, fresh(url, f"journal{turn}"), args.links, args.rounds
+            )
+            if ours > rate:
+                rate, batch = ours, size
+            floor = bare_transitions(fresh(url, f"bare{turn}"), batches, args.links)
+            bare = max(bare, floor)
         print(
             f"{f'{args.links} links through the journal, fenced (transitions/s)':<62} "
             f"{rate:>12,.0f} {bare:>12,.0f} {rate / bare:>7.2f}"
         )
         print(f"{'  mean transitions per commit':<62} {batch:>12,.1f}")
+        share = rate / bare
         ours, bare = trio.run(dead_host, url, args.dead, policy)
         print(
             f"{f'{args.dead} links of a dead host served again (s; ttl {policy.ttl:g})':<62} "
             f"{ours:>12,.2f} {bare:>12,.2f} {ours / bare:>7.2f}"
         )
         print(f"  of which grace {policy.grace:g} s, keeper rounds of {policy.renew_every:g} s")
+    print_lines([
+        target(
+            f"journal at {args.links} links / bare psycopg loop, same SQL and batches",
+            f"{share:.0%}",
+            f">= {GOAL:.0%}",
+            share >= GOAL,
+        )
+    ])  # fmt: skip
 
 
 if __name__ == "__main__":

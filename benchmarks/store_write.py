@@ -35,7 +35,6 @@ link's claim, so the store checks its token and ``seq``.
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import tempfile
 import time
@@ -52,13 +51,15 @@ from linkstate._policy import ReconnectPolicy
 from linkstate.channels.whatsapp import CHANNEL
 from linkstate.store._journal import open_journal
 from linkstate.store._sqlite import (
-    _WRITE_SQL,
+    _RELEASE_SQL,
     DEFAULT_KEEP,
     Entry,
     LinkRow,
     SQLiteStore,
+    _batch_statements,
     _read_fences,
     _row_values,
+    record_json,
 )
 
 MACHINE = LinkMachine(CHANNEL, ReconnectPolicy(flap_closes=0))
@@ -187,44 +188,48 @@ def bare_loop(path: Path, synchronous: str, batches: list[list[Entry]], links: i
     with SQLiteStore(path, synchronous=synchronous) as store:
         for i in range(links):
             store.claim(f"l{i:05}", OWNER)
-    # Everything but the SQL is done here, before the clock starts.
-    prepared = [
-        (
-            list(dict.fromkeys(row.link_id for _, row in batch)),
-            [
-                (
-                    (row.link_id, record.src, record.dst, row.token, row.seq),
-                    json.dumps(record.to_json()),
-                    _row_values(row, row.seq, 0.0)[:-1],
-                )
-                for record, row in batch
-            ],
-        )
-        for batch in batches
-    ]
-    db = sqlite3.connect(path, isolation_level=None)
+    db = sqlite3.connect(path, isolation_level=None, cached_statements=256)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")
+    limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    # Everything but the SQL is done here, before the clock starts: the checks'
+    # values, and each statement's text and parameters (wall read once, here).
+    wall = time.time()
+    prepared = []
+    for batch in batches:
+        checks = [
+            (row.link_id, record.src, record.dst, row.token, row.seq) for record, row in batch
+        ]
+        history = [(row.link_id, row.seq, wall, record_json(record)) for record, row in batch]
+        rows = {row.link_id: (*_row_values(row, row.seq, wall), "boot", 0.0) for _, row in batch}
+        trim = [(i, seq - DEFAULT_KEEP) for i, seq in {r.link_id: r.seq for _, r in batch}.items()
+                if seq > DEFAULT_KEEP]  # fmt: skip
+        released = [(wall, row.link_id, row.token) for record, row in batch
+                    if record.dst in _TERMINAL]  # fmt: skip
+        statements = [
+            statement
+            for kind, values in (
+                ("history", history),
+                ("trim", trim),
+                ("links", list(rows.values())),
+            )
+            for statement in _batch_statements(limit, kind, values)
+        ]
+        prepared.append((list(dict.fromkeys(r.link_id for _, r in batch)), checks, statements,
+                         released))  # fmt: skip
     start = time.perf_counter()
-    for ids, entries in prepared:
+    for ids, checks, statements, released in prepared:
         db.execute("BEGIN IMMEDIATE")
         stored, held = _read_fences(db, ids)
-        wall = time.time()
-        history, rows, released, trim = [], [], [], []
-        for (link_id, src, dst, token, seq), text, values in entries:
+        for link_id, src, dst, token, seq in checks:
             # The same fence, as bare as it gets: the comparisons, no messages.
             if stored.get(link_id, ("idle", 0)) != (src, seq - 1) or held[link_id][1] != token:
                 raise SystemExit(f"the replay diverged at {link_id} #{seq}")
             stored[link_id] = (dst, seq)
-            history.append((link_id, seq, wall, text))
-            trim.append((link_id, seq - DEFAULT_KEEP))
-            rows.append((*values, wall, "boot", 0.0))
-            if dst in _TERMINAL:
-                released.append((wall, link_id, token))
-        db.executemany(_WRITE_SQL[0], history)
-        db.executemany(_WRITE_SQL[1], trim)
-        db.executemany(_WRITE_SQL[2], released)
-        db.executemany(_WRITE_SQL[3], rows)
+        for text, parameters in statements:
+            db.execute(text, parameters)
+        if released:
+            db.executemany(_RELEASE_SQL, released)
         db.execute("COMMIT")
     elapsed = time.perf_counter() - start
     db.close()

@@ -35,6 +35,13 @@ async def wait_for(condition: Callable[[], bool], limit: float, what: str) -> No
             await trio.sleep(0.02)
 
 
+def stored_state(url: str, link_id: str) -> str | None:
+    """The state the database holds for ``link_id`` now."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = conn.execute("SELECT state FROM links WHERE link_id = %s", (link_id,)).fetchone()
+    return None if found is None else str(found[0])
+
+
 @asynccontextmanager
 async def one_host(
     url: str, owner: str, accounts: int = 1
@@ -83,6 +90,9 @@ async def test_a_fleet_notices_an_operators_relink(
 async def test_a_lost_lease_stops_the_link_and_it_is_not_restarted(pg_url: str) -> None:
     async with one_host(pg_url, "host-a") as (platform, keeper):
         await wait_for(lambda: "acct0" in platform.live, 10, "acct0 served")
+        # Taken over once the link is quiet: its `opened` committed, so that the
+        # keeper's renewal finds the loss, not that write's fence (owned_elsewhere).
+        await wait_for(lambda: stored_state(pg_url, "acct0") == "open", 10, "acct0 stored open")
         with psycopg.connect(pg_url, autocommit=True) as conn:
             # Another host took the lease over (it had lapsed, as far as the server knew).
             conn.execute(

@@ -194,6 +194,7 @@ class Journal:
         self._tail: _Batch | None = None
         self._writing: _Batch | None = None
         self._wakeup = anyio.Event()
+        self._idle = False  # the writer waits for _wakeup: the next submit sets it
         self._lock = anyio.Lock()
         self._running = False
         self._submitted = 0
@@ -243,7 +244,9 @@ class Journal:
             self._tail = batch
         batch.entries.append((record, row))
         self._submitted += 1
-        self._wakeup.set()
+        if self._idle:  # one wake-up per batch, not one per transition
+            self._idle = False
+            self._wakeup.set()
         return Receipt(batch, len(batch.entries) - 1)
 
     async def wait(self, receipt: Receipt) -> None:
@@ -285,6 +288,7 @@ class Journal:
     async def _write(self) -> None:
         while True:
             if not self._queue:
+                self._idle = True
                 await self._wakeup.wait()
                 self._wakeup = anyio.Event()
                 continue

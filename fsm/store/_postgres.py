@@ -45,7 +45,6 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, Final
 
 import psycopg
@@ -54,7 +53,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from linkstate._errors import ArgumentError
+from linkstate._errors import ArgumentError, LinkstateError
 from linkstate._lifecycle import TERMINAL_STATES, State
 from linkstate._machine import TransitionRecord
 from linkstate.store._lease import Lease, LeaseInfo, LeaseLostError, is_postgres_url
@@ -68,7 +67,8 @@ from linkstate.store._sqlite import (
     StoreError,
     StoreOwnedElsewhereError,
     StoreRowError,
-    _row_to_sql,
+    _row_values,
+    record_json,
     row_problems,
     seq_conflict,
     state_conflict,
@@ -378,25 +378,70 @@ class PostgresStore:
         # Lock rows in link-id order (see the module header); a stable sort keeps
         # each link's own transitions in the order they happened.
         ordered = sorted(entries, key=lambda entry: entry[1].link_id)
+        doing = f"writing {len(entries)} transition(s)"
 
-        def body(conn: psycopg.Connection[Any]) -> None:
+        def one_by_one(conn: psycopg.Connection[Any]) -> None:
             for record, row in ordered:
                 self._write_one(conn, record, row)
 
-        self._transact(f"writing {len(entries)} transition(s)", body)
+        if any(row.token is None for _, row in ordered):
+            self._transact(doing, one_by_one)
+            return
+        try:
+            self._transact(doing, self._write_pipelined(ordered))
+        except _RefusedError:
+            # Rolled back. Written again one statement at a time, which names the
+            # entry refused and why (or stores the batch, if the refusal is gone).
+            self._transact(doing, one_by_one)
+
+    def _write_pipelined(
+        self, ordered: Sequence[Entry]
+    ) -> Callable[[psycopg.Connection[Any]], None]:
+        """A batch of fenced writes as one pipeline: sent together, answered together.
+
+        One round trip for the batch instead of one per statement; each
+        statement is still fenced on its own (:data:`_WRITE_FENCED`), and the
+        transaction commits only if every one of them moved its row.
+        """
+
+        def body(conn: psycopg.Connection[Any]) -> None:
+            with conn.pipeline():
+                cursors = [
+                    conn.execute(_WRITE_FENCED, self._params(record, row))
+                    for record, row in ordered
+                ]
+            if any(cursor.fetchone() is None for cursor in cursors):
+                raise _RefusedError
+
+        return body
+
+    def _params(self, record: TransitionRecord, row: LinkRow) -> dict[str, object]:
+        wall = self.wall()
+        params: dict[str, object] = dict(
+            zip(_SET_COLUMNS, _row_values(row, row.seq, wall)[1:], strict=True)
+        )
+        params.update(
+            link_id=row.link_id,
+            src=record.src,
+            expect=row.seq,
+            owner=row.owner,
+            token=row.token,
+            wall=wall,
+            record=record_json(record),
+            keep=self.keep,
+        )
+        return params
 
     def _write_one(
         self, conn: psycopg.Connection[Any], record: TransitionRecord, row: LinkRow
     ) -> None:
-        wall = self.wall()
-        values = _row_to_sql(replace(row, updated=wall))[1:]
-        params: dict[str, object] = dict(zip(_SET_COLUMNS, values, strict=True))
-        params.update(
-            link_id=row.link_id, src=record.src, expect=row.seq, owner=row.owner, token=row.token
-        )
-        fence = _FENCED if row.token is not None else _UNFENCED
-        found = conn.execute(_UPDATE_ROW + fence + sql.SQL(" RETURNING seq"), params).fetchone()
-        if found is None and row.token is None and record.src == State.idle.value:
+        params = self._params(record, row)
+        if row.token is not None:
+            if conn.execute(_WRITE_FENCED, params).fetchone() is None:
+                raise _refusal(conn, record, row)
+            return
+        found = conn.execute(_UPDATE_ROW + _UNFENCED + sql.SQL(" RETURNING seq"), params).fetchone()
+        if found is None and record.src == State.idle.value:
             # Never stored: a writer without a claim creates the row.
             found = conn.execute(_INSERT_ROW, params).fetchone()
         if found is None:
@@ -404,7 +449,7 @@ class PostgresStore:
         seq = found[0]
         conn.execute(
             "INSERT INTO history (link_id, seq, wall, record) VALUES (%s, %s, %s, %s)",
-            (row.link_id, seq, wall, json.dumps(record.to_json())),
+            (row.link_id, seq, params["wall"], params["record"]),
         )
         if seq > self.keep:  # a round trip saved on every younger link
             conn.execute(
@@ -823,6 +868,25 @@ _UNFENCED: Final = sql.SQL(
     " AND (lease_owner IS NULL OR lease_expires <= clock_timestamp()"
     " OR state IN ('needs_relink', 'failed', 'stopped'))"
 )
+
+
+# A write under a claim in one statement: the row's fenced update, its history
+# row, and the trim of the history beyond keep (nothing while seq <= keep), so
+# that a batch's writes can be pipelined (PostgresStore._write_pipelined). The
+# CTEs share one snapshot: the DELETE never sees the row the INSERT adds, and
+# a refused update (no row) inserts and deletes nothing.
+_WRITE_FENCED: Final = sql.SQL(
+    "WITH moved AS ({update}), "
+    "added AS (INSERT INTO history (link_id, seq, wall, record) "
+    "SELECT link_id, seq, %(wall)s, %(record)s FROM moved), "
+    "trimmed AS (DELETE FROM history WHERE link_id = %(link_id)s "
+    "AND seq <= (SELECT seq FROM moved) - %(keep)s) "
+    "SELECT seq FROM moved"
+).format(update=_UPDATE_ROW + _FENCED + sql.SQL(" RETURNING link_id, seq"))
+
+
+class _RefusedError(LinkstateError):
+    """A pipelined batch had a write its fence refused; never leaves this module."""
 
 
 def _load(conn: psycopg.Connection[Any], link_id: str) -> LinkRow | None:

@@ -86,10 +86,13 @@ import secrets
 import socket
 import sqlite3
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from functools import cache
+from itertools import chain, repeat
+from json.encoder import encode_basestring_ascii as _json_string
 from pathlib import Path
 from typing import Any, Final, Protocol, cast, runtime_checkable
 
@@ -98,7 +101,7 @@ from linkstate._errors import ArgumentError, LinkstateError
 from linkstate._events import CloseEvent, sanitise_reason
 from linkstate._lifecycle import TERMINAL_STATES, State, StopReason, Trigger
 from linkstate._machine import Link, LinkMachine, TransitionRecord
-from linkstate._verdicts import Verdict
+from linkstate._verdicts import Rule, Verdict
 
 __all__ = [
     "DEFAULT_KEEP",
@@ -212,24 +215,63 @@ _SELECT_ROWS: Final = (
     "l.mono FROM links AS l LEFT JOIN claims AS c ON c.link_id = l.link_id"
 )
 
-# The SQL of one batch of writes (SQLiteStore._write_batch); benchmarks/store_write.py
-# runs exactly these statements in its bare sqlite3 loop, the floor the store is
-# measured against. The fence reads take the batch's link ids ({} is "?, ?, ...").
-_FENCE_SQL: Final = (
-    "SELECT link_id, state, seq FROM links WHERE link_id IN ({})",
-    "SELECT link_id, owner, token FROM claims WHERE link_id IN ({})",
-)
-_WRITE_SQL: Final = (
-    "INSERT INTO history (link_id, seq, wall, record) VALUES (?, ?, ?, ?)",
-    "DELETE FROM history WHERE link_id = ? AND seq <= ?",
-    "UPDATE claims SET owner = NULL, wall = ? WHERE link_id = ? AND token = ?",
-    f"INSERT OR REPLACE INTO links ({', '.join(_LINK_COLUMNS)}, boot, mono) "
-    f"VALUES ({', '.join('?' * (len(_LINK_COLUMNS) + 2))})",
-)
-# Link ids per fence read: well under SQLite's oldest limit on parameters (999).
-_IN_CHUNK: Final = 500
+# The SQL of one batch of writes (SQLiteStore._write_batch), as data: each kind
+# of statement, the values each of its rows takes, and its text. Rules:
+#
+# - One statement per table per batch, not one per row. An executemany resets,
+#   binds and steps its statement once per row, and CPython's sqlite3 lets go of
+#   the GIL around every step, which the journal's worker thread must then win
+#   back from a busy event loop (up to the interpreter's switch interval, 5 ms).
+#   A statement that reads its rows from a VALUES list is bound once and is one
+#   step: a link row costs about a third of its executemany cost.
+# - {rows} is that VALUES list: the batch's rows, padded with rows of NULLs up
+#   to the next size in _BATCH_SIZES, which every statement skips (a NULL link
+#   id matches nothing). Preparing costs about 6 us a row, so sqlite3's
+#   statement cache must hold a few texts, not one per batch size.
+# - A batch with more values than the connection allows parameters
+#   (SQLITE_LIMIT_VARIABLE_NUMBER: 999 before SQLite 3.32) runs as several
+#   statements of the largest size that fits, all in the batch's transaction.
+# - The fence read returns the whole batch's links and claims as one JSON row
+#   (json_group_array), so that reading it is one step too.
+# - Claims are released with one UPDATE per transition into a terminal state:
+#   those are rare, and UPDATE ... FROM would need SQLite 3.33.
+#
+# benchmarks/store_write.py runs exactly these statements (through
+# _batch_statements) in its bare sqlite3 loop, the floor the store is measured against.
+_BATCH_SQL: Final[dict[str, tuple[int, str]]] = {
+    "fence": (
+        1,
+        "SELECT json_group_array(json_array(b.column1, l.state, l.seq, c.owner, c.token)) "
+        "FROM (VALUES {rows}) AS b LEFT JOIN links AS l ON l.link_id = b.column1 "
+        "LEFT JOIN claims AS c ON c.link_id = b.column1 WHERE b.column1 IS NOT NULL",
+    ),
+    "history": (
+        4,
+        "INSERT INTO history (link_id, seq, wall, record) "
+        "SELECT * FROM (VALUES {rows}) WHERE column1 IS NOT NULL",
+    ),
+    "trim": (
+        2,
+        "DELETE FROM history WHERE (link_id, seq) IN (SELECT h.link_id, h.seq "
+        "FROM (VALUES {rows}) AS b JOIN history AS h "
+        "ON h.link_id = b.column1 AND h.seq <= b.column2)",
+    ),
+    "links": (
+        len(_LINK_COLUMNS) + 2,
+        f"INSERT OR REPLACE INTO links ({', '.join(_LINK_COLUMNS)}, boot, mono) "
+        "SELECT * FROM (VALUES {rows}) WHERE column1 IS NOT NULL",
+    ),
+}
+# What the store asks of SQLite's JSON functions when it opens a file for writing.
+_JSON_PROBE: Final = "SELECT json_group_array(json_array(1))"
+_BATCH_SIZES: Final = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+_RELEASE_SQL: Final = "UPDATE claims SET owner = NULL, wall = ? WHERE link_id = ? AND token = ?"
+# Enough for every text above in each size, and the store's other statements.
+_CACHED_STATEMENTS: Final = 256
 
 _TERMINAL_VALUES: Final = frozenset(state.value for state in TERMINAL_STATES)
+_NEVER_STORED: Final = (State.idle.value, 0)
+_NEVER_CLAIMED: Final[tuple[str | None, int | None]] = (None, None)
 
 
 class StoreError(LinkstateError, RuntimeError):
@@ -416,28 +458,40 @@ class LinkRow:
         """
         shift = wall - now
         event, rule = link.last_event, link.last_rule
-        return cls(
-            link_id=link.link_id,
-            channel=channel,
-            state=link.state,
-            since=link.since + shift,
-            attempt=link.attempt,
-            repeats=link.repeats,
-            recent_closes=tuple(t + shift for t in link.recent_closes),
-            opened_at=None if link.opened_at is None else link.opened_at + shift,
-            delay=link.delay,
-            status=None if event is None else event.status,
-            code=None if event is None else event.code,
-            reason=None if event is None else event.reason,
-            rule=None if rule is None else rule.label,
-            verdict=None if link.verdict is None else link.verdict.value,
-            stop_reason=None if link.stop_reason is None else link.stop_reason.value,
-            message=link.message,
-            seq=seq,
-            owner=None if claim is None else claim.owner,
-            token=None if claim is None else claim.token,
-            updated=wall,
+        closes, verdict, stop = link.recent_closes, link.verdict, link.stop_reason
+        values = (
+            link.link_id,
+            channel,
+            link.state,
+            link.since + shift,
+            link.attempt,
+            link.repeats,
+            tuple([t + shift for t in closes]) if closes else (),
+            None if link.opened_at is None else link.opened_at + shift,
+            link.delay,
+            None if event is None else event.status,
+            None if event is None else event.code,
+            None if event is None else event.reason,
+            None if rule is None else _label(rule),
+            # _value_: the plain string, as .value gives it, without the enum's property.
+            None if verdict is None else verdict._value_,
+            None if stop is None else stop._value_,
+            link.message,
+            seq,
+            None if claim is None else claim.owner,
+            None if claim is None else claim.token,
+            wall,
         )
+        if cls is not LinkRow:  # a subclass may add fields or checks of its own
+            return cls(*values)
+        # The journal snapshots every transition, and a frozen dataclass's
+        # __init__ (object.__setattr__ per field, keyword binding) is most of
+        # the cost: the slots are filled directly, with the same values.
+        row = object.__new__(LinkRow)
+        # zip(strict=True) would double the loop's cost; the slots are the fields.
+        for set_slot, value in zip(_LINK_ROW_SLOTS, values):  # noqa: B905
+            set_slot(row, value)
+        return row
 
     def to_link(self, *, now: float, wall: float, channel: Channel | None = None) -> Link:
         """Rebuild the :class:`Link`, with times on the caller's clock (read at ``now``).
@@ -468,6 +522,26 @@ class LinkRow:
         value = {f.name: getattr(self, f.name) for f in fields(self)}
         value["recent_closes"] = list(self.recent_closes)
         return value
+
+
+def _label(rule: Rule) -> str:
+    """``rule.label``, remembered: a property that formats a string on every call."""
+    known = _LABELS.get(id(rule))
+    if known is not None and known[0] is rule:  # the rule is kept alive, so its id is its own
+        return known[1]
+    label = rule.label
+    if len(_LABELS) < _MAX_LABELS:
+        _LABELS[id(rule)] = (rule, label)
+    return label
+
+
+# Table rows are few and live as long as their channels; the bound is for a program
+# that makes tables on the fly (then the labels beyond it are formatted each time).
+_MAX_LABELS: Final = 4096
+_LABELS: dict[int, tuple[Rule, str]] = {}
+
+# The slots of LinkRow, in field order: LinkRow.from_link fills them.
+_LINK_ROW_SLOTS: Final = tuple(getattr(LinkRow, f.name).__set__ for f in fields(LinkRow))
 
 
 @dataclass(frozen=True, slots=True)
@@ -669,6 +743,15 @@ class SQLiteStore:
                 "local file system"
             )
         db.execute(f"PRAGMA synchronous={synchronous}")
+        try:
+            db.execute(_JSON_PROBE).fetchone()
+        except sqlite3.OperationalError:
+            # Found now, not as a "no such function" on the first write of a verdict.
+            raise StoreError(
+                f"the SQLite of this Python ({sqlite3.sqlite_version}) has no JSON functions, "
+                f"which writing {self.path} needs; use a Python whose sqlite3 module has them "
+                "(SQLite 3.38 or newer, or one built with JSON1)"
+            ) from None
         if app_id == 0:
             self._create_schema()
             return
@@ -875,26 +958,27 @@ class SQLiteStore:
         Why a batch at a time: the journal hands over hundreds of transitions
         per commit, and five statements per transition, each a Python call
         into sqlite3, cost more than SQLite's own work. So the batch's links
-        and claims are read with one query each (:data:`_FENCE_SQL`), every
-        check runs in Python against what the entries before it left (a link
-        may change twice in one batch), and each table is written with one
-        ``executemany``. The outcome is that of writing the entries one by
-        one: a refused entry raises before anything is written, and the
-        caller's transaction rolls back.
+        and claims are read with one query (the fence read of
+        :data:`_BATCH_SQL`), every check runs in Python against what the
+        entries before it left (a link may change twice in one batch), and
+        each table is written with one statement. The outcome is that of
+        writing the entries one by one: a refused entry raises before anything
+        is written, and the caller's transaction rolls back.
         """
         db = self._db
         stored, held = _read_fences(db, list(dict.fromkeys(row.link_id for _, row in entries)))
         # One reading per transaction: every row of a commit is stored at one instant.
         wall = self.wall()
         boot_id, boot = self.boot_id, self.boot()
+        keep = self.keep
         history: list[tuple[object, ...]] = []
         rows: dict[str, tuple[object, ...]] = {}
         released: list[tuple[object, ...]] = []
         newest: dict[str, int] = {}
         for record, row in entries:
             link_id = row.link_id
-            state, seq = stored.get(link_id, (State.idle.value, 0))
-            owner, token = held.get(link_id, (None, None))
+            state, seq = stored.get(link_id, _NEVER_STORED)
+            owner, token = held.get(link_id, _NEVER_CLAIMED)
             _check_fence(record, row, (state, seq), (owner, token))
             if row.token is not None and record.dst in _TERMINAL_VALUES:
                 # Released with the terminal write, in its transaction: a process
@@ -905,12 +989,16 @@ class SQLiteStore:
             seq += 1
             stored[link_id] = (record.dst, seq)
             newest[link_id] = seq
-            history.append((link_id, seq, wall, json.dumps(record.to_json())))
+            history.append((link_id, seq, wall, record_json(record)))
             rows[link_id] = (*_row_values(row, seq, wall), boot_id, boot)
-        db.executemany(_WRITE_SQL[0], history)
-        db.executemany(_WRITE_SQL[1], [(i, seq - self.keep) for i, seq in newest.items()])
-        db.executemany(_WRITE_SQL[2], released)
-        db.executemany(_WRITE_SQL[3], rows.values())
+        limit = _parameter_limit(db)
+        # A link at #keep or below has nothing to trim: its statement is left out.
+        trim = [(link_id, seq - keep) for link_id, seq in newest.items() if seq > keep]
+        for kind, values in (("history", history), ("trim", trim), ("links", list(rows.values()))):
+            for text, parameters in _batch_statements(limit, kind, values):
+                db.execute(text, parameters)
+        if released:
+            db.executemany(_RELEASE_SQL, released)
 
     def _write_one(self, record: TransitionRecord, row: LinkRow) -> None:
         self._write_batch([(record, row)])
@@ -1187,7 +1275,12 @@ def _connect(path: str, timeout: float, *, read_only: bool) -> sqlite3.Connectio
 
     def connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
         return sqlite3.connect(
-            target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=uri
+            target,
+            timeout=timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=uri,
+            cached_statements=_CACHED_STATEMENTS,
         )
 
     if not read_only:
@@ -1269,30 +1362,118 @@ def _row_values(row: LinkRow, seq: int, updated: float) -> tuple[object, ...]:
     Spelled out rather than read through :func:`dataclasses.fields`: it runs
     once per transition written, and the generic way costs several times more.
     """
-    closes = row.recent_closes
     return (
         row.link_id, row.channel, row.state, row.since, row.attempt, row.repeats,
-        json.dumps(closes) if closes else "[]", row.opened_at, row.delay, row.status, row.code,
+        _times_json(row.recent_closes), row.opened_at, row.delay, row.status, row.code,
         row.reason, row.rule, row.verdict, row.stop_reason, row.message, seq, updated,
     )  # fmt: skip
+
+
+class _Unusual(LinkstateError):  # noqa: N818 - a signal inside this module, never raised out of it
+    """A value the fast JSON writers below do not spell: ``json.dumps`` takes over."""
+
+
+def _text(value: object) -> str:
+    if type(value) is str:
+        return _json_string(value)
+    if value is None:
+        return "null"
+    raise _Unusual
+
+
+def _number(value: object) -> str:
+    # Exactly what json.dumps writes: repr() for int and finite float (v - v is
+    # 0.0 only when finite); bool, NaN, infinities and subclasses are left to it.
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is float and value - value == 0.0:
+        return float.__repr__(value)
+    if value is None:
+        return "null"
+    raise _Unusual
+
+
+def record_json(record: TransitionRecord) -> str:
+    """``json.dumps(record.to_json())``, the text of a history row, in a third of the time.
+
+    The journal writes one per transition, and ``json.dumps`` spends most of
+    its time on its own set-up for so small a dict. Any value it would spell
+    differently (NaN, a bool, a subclass) falls back to ``json.dumps`` itself;
+    ``tests/test_store.py`` holds the two equal on arbitrary records.
+    """
+    r = record
+    try:
+        return (
+            f'{{"t": {_number(r.t)}, "link": {_text(r.link)}, "src": {_text(r.src)}, '
+            f'"dst": {_text(r.dst)}, "trigger": {_text(r.trigger)}, "status": {_number(r.status)}, '
+            f'"code": {_text(r.code)}, "rule": {_text(r.rule)}, "verdict": {_text(r.verdict)}, '
+            f'"attempt": {_number(r.attempt)}, "delay": {_number(r.delay)}, '
+            f'"stop_reason": {_text(r.stop_reason)}, "message": {_text(r.message)}, '
+            f'"reason": {_text(r.reason)}}}'
+        )
+    except _Unusual:
+        return json.dumps(r.to_json())
+
+
+def _times_json(times: tuple[float, ...]) -> str:
+    """``json.dumps(list(times))`` (``recent_closes``), without its set-up cost."""
+    if not times:
+        return "[]"
+    try:
+        return f"[{', '.join(map(_number, times))}]"
+    except _Unusual:
+        return json.dumps(list(times))
+
+
+def _batch_statements(
+    limit: int, kind: str, rows: Sequence[tuple[object, ...]]
+) -> list[tuple[str, list[object]]]:
+    """The statements, ``(text, parameters)``, that run ``kind`` of :data:`_BATCH_SQL` on ``rows``.
+
+    ``limit`` is the connection's limit on parameters per statement. One
+    statement unless the rows need more parameters than that (see the table's rules).
+    """
+    width = _BATCH_SQL[kind][0]
+    cap = max(1, min(_BATCH_SIZES[-1], limit // width))
+    statements = []
+    for at in range(0, len(rows), cap):
+        part = rows[at : at + cap]
+        size = min(cap, _BATCH_SIZES[bisect_left(_BATCH_SIZES, len(part))])
+        values = list(chain.from_iterable(part))
+        values.extend(repeat(None, width * (size - len(part))))
+        statements.append((_batch_text(kind, size), values))
+    return statements
+
+
+@cache
+def _batch_text(kind: str, size: int) -> str:
+    width, text = _BATCH_SQL[kind]
+    row = f"({', '.join('?' * width)})"
+    return text.format(rows=", ".join([row] * size))
+
+
+def _parameter_limit(db: sqlite3.Connection) -> int:
+    return db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
 
 def _read_fences(
     db: sqlite3.Connection, ids: Sequence[str]
 ) -> tuple[dict[str, tuple[str, int]], dict[str, tuple[str | None, int | None]]]:
-    """The stored ``(state, seq)`` and ``(owner, token)`` of the links ``ids``: two queries.
+    """The stored ``(state, seq)`` and ``(owner, token)`` of the links ``ids``: one query.
 
     The store's (and its benchmark's, which runs the same SQL).
     """
     stored: dict[str, tuple[str, int]] = {}
     held: dict[str, tuple[str | None, int | None]] = {}
-    for at in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[at : at + _IN_CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        for link_id, state, seq in db.execute(_FENCE_SQL[0].format(marks), chunk):
-            stored[link_id] = (state, seq)
-        for link_id, owner, token in db.execute(_FENCE_SQL[1].format(marks), chunk):
-            held[link_id] = (owner, token)
+    limit = _parameter_limit(db)
+    for text, values in _batch_statements(limit, "fence", [(link_id,) for link_id in ids]):
+        (found,) = db.execute(text, values).fetchone()
+        # state and token are NOT NULL: NULL means the link has no row, or no claim.
+        for link_id, state, seq, owner, token in json.loads(found):
+            if state is not None:
+                stored[link_id] = (state, seq)
+            if token is not None:
+                held[link_id] = (owner, token)
     return stored, held
 
 
