@@ -21,8 +21,11 @@ A third table prices ``normalise`` alone on the common shape of every bundled
 channel (a flat ``{status, reason}`` dict, Baileys' nested error, each client
 library's exception) against its floor, ``normalise(440)``, in interleaved
 rounds: every round times each shape once, the floor among them, so a noisy
-moment hits them alike; each figure is the best of the rounds. Issue 19's
-target: a Baileys close at most 5x the floor.
+moment hits them alike; each figure is the best of the rounds. Beside it, the
+general reader (the table-major reading ``normalise`` used before its fast
+reader, kept as the definition the fast one is tested against) on the same
+shapes, in the same rounds. Issue 19's target: a Baileys close at most 5x
+the floor, and every other common shape as close to that as it gets.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
 from linkstate._channel import Channel, load_channel
-from linkstate._events import Shapes, normalise
+from linkstate._events import CloseEvent, Shapes, _read_general, normalise
 
 TELEGRAM_409_TEXT = (
     "Conflict: terminated by other getUpdates request; make sure that only one bot instance "
@@ -97,10 +100,11 @@ SHAPE_CASES: list[tuple[str, str, object]] = [
 
 
 NORMALISE_FLOOR = "bare status 440 (floor)"
+BAILEYS_NAME = "Baileys close"
 NORMALISE_CASES: list[tuple[str, object]] = [
     (NORMALISE_FLOOR, 440),
     ("flat {status, reason}", {"status": 1008, "reason": "policy violation"}),
-    ("Baileys close (lastDisconnect.error)", BAILEYS_CLOSE),
+    (BAILEYS_NAME, BAILEYS_CLOSE),
     ("Baileys Boom alone", {"error": {"output": {"statusCode": 428}}}),
     ("Telegram error response", TELEGRAM_409),
     ("Matrix error body", {"errcode": "M_UNKNOWN_TOKEN", "error": "x", "soft_logout": True}),
@@ -109,44 +113,64 @@ NORMALISE_CASES: list[tuple[str, object]] = [
     ("slack_sdk SlackApiError", slack_error()),
     ("python-telegram-bot Conflict", telegram.error.Conflict(TELEGRAM_409_TEXT)),
 ]
-NORMALISE_ROUNDS = 7
+NORMALISE_ROUNDS = 9
+NORMALISE_TARGET = 5.0
 
 
-def normalise_costs(size: int) -> dict[str, float]:
-    """Seconds per ``normalise(raw)`` of each shape, best of interleaved rounds."""
-    best = dict.fromkeys((name for name, _ in NORMALISE_CASES), float("inf"))
+def general_reader(raw: object) -> CloseEvent:
+    """The table-major reading normalise's fast reader must agree with: the cost before it."""
+    return _read_general(raw) if isinstance(raw, (dict, BaseException)) else normalise(raw)
+
+
+def normalise_costs(size: int) -> dict[str, tuple[float, float]]:
+    """Seconds per call of ``normalise`` and of the general reader on each shape.
+
+    Best of interleaved rounds: every round times each shape once, both ways,
+    the floor among them, so a noisy moment hits them alike.
+    """
+    fast = dict.fromkeys((name for name, _ in NORMALISE_CASES), float("inf"))
+    general = dict(fast)
     for _ in range(NORMALISE_ROUNDS):
         for name, raw in NORMALISE_CASES:
-            best[name] = min(best[name], per_call(size, partial(normalise, raw)))
-    return best
+            fast[name] = min(fast[name], per_call(size, partial(normalise, raw)))
+            general[name] = min(general[name], per_call(size, partial(general_reader, raw)))
+    return {name: (fast[name], general[name]) for name in fast}
 
 
 def normalise_report(size: int) -> list[str]:
-    """Print the normalise table; return its target line."""
+    """Print the normalise table; return its target lines, one per shape."""
     costs = normalise_costs(size)
-    floor = costs[NORMALISE_FLOOR]
+    floor = costs[NORMALISE_FLOOR][0]
     table = Table(
         f"normalise alone ({size:,} calls a batch, best of {NORMALISE_ROUNDS} interleaved "
-        "rounds; ÷ floor = against normalise(440) in the same rounds)",
-        ["shape", "normalise", "÷ floor"],
+        "rounds; ÷ floor = against normalise(440) in the same rounds; the general reader "
+        "is the table-major reading normalise used before, kept as its reference)",
+        ["shape", "normalise", "÷ floor", "general reader", "÷ floor "],
     )
-    for name, cost in costs.items():
-        table.add(name, fmt_time(cost), fmt_ratio(cost / floor))
+    for name, (cost, general) in costs.items():
+        table.add(
+            name,
+            fmt_time(cost),
+            fmt_ratio(cost / floor),
+            fmt_time(general),
+            fmt_ratio(general / floor),
+        )
     table.print()
-    baileys = costs["Baileys close (lastDisconnect.error)"] / floor
-    worst_name = max(costs, key=costs.__getitem__)
-    worst = costs[worst_name] / floor
-    return [
-        target(
-            "normalise(Baileys close) / normalise(440)", fmt_ratio(baileys), "<= 5x", baileys <= 5
-        ),
-        target(
-            f"worst common shape ({worst_name}) / normalise(440)",
-            fmt_ratio(worst),
-            "close to 5x",
-            worst <= 5,
-        ),
-    ]
+    lines = []
+    for name, (cost, _) in costs.items():
+        if name == NORMALISE_FLOOR:
+            continue
+        ratio = cost / floor
+        baileys = name == BAILEYS_NAME
+        lines.append(
+            target(
+                f"normalise({name}) / normalise(440)",
+                fmt_ratio(ratio),
+                f"<= {NORMALISE_TARGET:g}x" if baileys else f"close to {NORMALISE_TARGET:g}x",
+                ratio <= NORMALISE_TARGET,
+            )
+        )
+    return lines
 
 
 def per_call(size: int, work: Callable[[], object]) -> float:

@@ -8,15 +8,32 @@ that nests that again under ``lastDisconnect.error``, an exception with a
 ``code`` attribute, or plain junk. :func:`normalise` reads all of them the same
 way and never raises: what it cannot read becomes an event with no status.
 
-The search is driven by two small tables below. ``STATUS_PATHS`` lists where a
+The search is driven by small tables below. ``STATUS_PATHS`` lists where a
 status may sit on one object; ``WRAPPERS`` lists the attributes that wrap an
-inner error. We look at the object itself, then at each wrapper, breadth
-first, and stop at ``MAX_DEPTH`` levels, which also makes cycles harmless.
+inner error; ``REASON_PATHS``, ``CODE_PATHS`` and ``RETRY_AFTER_PATHS`` the
+rest. We look at the object itself, then at each error it wraps, breadth
+first (the layers), and stop at ``MAX_DEPTH`` levels; a layer already seen is
+not read again, which also makes cycles harmless. Each field comes from the
+first layer, and the first path on it in table order, that gives a readable
+value.
+
+That definition is :func:`_read_general`: each table across every layer in
+turn. What :func:`normalise` runs is :func:`_read_fast`, which gives the same
+event (no read has a side effect, so the order of reads cannot change it;
+tests/test_hot_path.py holds the two equal over nested dicts, objects and
+hostile leaves) at a fraction of the cost: each layer is read once, only for
+the paths whose first key it holds, chosen by a plan cached per set of keys
+(a dict's keys, taken with its stored hashes, so no key's ``__hash__`` runs);
+and equal readings share one frozen event. Both caches are bounded and keyed
+on exact, short strs and plain values only. Whatever the fast reader trips
+over, the general reader decides.
 A channel whose client library keeps its facts where these tables do not
 look runs its own readers first: :func:`extract_with` hands the facts of the
 first reader that recognises the object to ``normalise``.
 Dicts and objects are read alike, a key else an attribute, by
-:func:`linkstate._reading.lookup`, the reader the channel plugins use too.
+:func:`linkstate._reading.lookup`, the reader the channel plugins use too
+(the fast reader reads an object's keys all at once by the same rules,
+:func:`linkstate._reading.lookup_all`).
 
 Everything that came from the network and may end up in a log (the reason
 text, the symbolic code) is sanitised here, once, so no later layer has to
@@ -38,10 +55,18 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 from linkstate._errors import ArgumentError
-from linkstate._reading import MAX_RETRY_AFTER, Reader, json_text, lookup, read_first, text
+from linkstate._reading import (
+    MAX_RETRY_AFTER,
+    Reader,
+    json_text,
+    lookup,
+    lookup_all,
+    read_first,
+    text,
+)
 
 __all__ = [
     "MAX_REASON_LENGTH",
@@ -358,7 +383,8 @@ def _read_seconds(value: object, unit: float) -> float | None:
         return None  # no hint at all: a negative wait means nothing
     # However long (infinite: a JSON integer of hundreds of digits), capped, not
     # dropped: see MAX_RETRY_AFTER.
-    return min(seconds, MAX_RETRY_AFTER)
+    # + 0.0 turns -0.0 into 0.0: equal hints read alike, down to the sign.
+    return min(seconds, MAX_RETRY_AFTER) + 0.0
 
 
 # The module's path tables, each with its first keys.
@@ -376,8 +402,7 @@ def _read_retry_after(layers: list[object]) -> float | None:
     return None
 
 
-def _read_enum(layers: list[object], key: str, kind: type[E]) -> E | None:
-    value = _follow(layers[0], (key,)) if layers else None
+def _read_enum(value: object, kind: type[E]) -> E | None:
     if isinstance(value, str):
         try:
             return kind(value)
@@ -386,8 +411,7 @@ def _read_enum(layers: list[object], key: str, kind: type[E]) -> E | None:
     return None
 
 
-def _read_flags(layers: list[object]) -> frozenset[str]:
-    value = _follow(layers[0], ("flags",)) if layers else None
+def _read_flags(value: object) -> frozenset[str]:
     if isinstance(value, (list, tuple, frozenset, set)):
         try:
             # Exact str only: a str subclass may hash or compare in ways that raise.
@@ -430,7 +454,16 @@ def normalise(
 
     """
     try:
-        event = raw if type(raw) is CloseEvent else _normalise_fresh(raw)
+        if type(raw) is dict:
+            # Decoded JSON, the usual close: straight to its layers. Whatever the
+            # fast reader trips over (a hostile key it compared while choosing
+            # its plan), the general reader decides, or raises for the line below.
+            try:
+                event = _read_fast(raw)
+            except Exception:
+                event = _read_general(raw)
+        else:
+            event = raw if type(raw) is CloseEvent else _normalise_fresh(raw)
     except Exception:
         # The tables above bound the work, and every read goes through lookup,
         # which catches what a hostile property raises; what remains (a dict
@@ -448,7 +481,7 @@ def normalise(
         phase=phase or event.phase,
         retry_after=event.retry_after,
         # Caller flags are bounded and filtered like flags read from a close.
-        flags=event.flags | _read_flags([{"flags": flags}]) if flags else event.flags,
+        flags=event.flags | _read_flags(flags) if flags else event.flags,
     )
 
 
@@ -514,17 +547,250 @@ def _normalise_fresh(raw: object) -> CloseEvent:
         return CloseEvent(code=code, reason=sanitise_reason(whole))
     if raw is None or isinstance(raw, (bool, int, float)):
         return CloseEvent()
+    return _read_object(raw)
+
+
+def _read_object(raw: object) -> CloseEvent:
+    """An exception or any other object, read through its layers, as normalise reads a dict."""
+    try:
+        return _read_fast(raw)
+    except Exception:
+        return _read_general(raw)  # as in normalise
+
+
+def _read_general(raw: object) -> CloseEvent:
+    """The reading the tables describe: each table across every layer, in turn.
+
+    The definition :func:`_read_fast` must agree with (tests/test_hot_path.py).
+    """
     layers = _read_layers(raw)
     reason = _first(layers, _REASON, _read_text)
+    top = layers[0]
     return CloseEvent(
         status=_first(layers, _STATUS, parse_status),
         code=_first(layers, _CODE, _read_code),
         reason=sanitise_reason(reason if reason is not None else _exception_text(raw)),
-        initiator=_read_enum(layers, "initiator", Initiator) or Initiator.unknown,
-        phase=_read_enum(layers, "phase", Phase) or Phase.established,
+        initiator=_read_enum(lookup(top, "initiator"), Initiator) or Initiator.unknown,
+        phase=_read_enum(lookup(top, "phase"), Phase) or Phase.established,
         retry_after=_read_retry_after(layers),
-        flags=_read_flags(layers),
+        flags=_read_flags(lookup(top, "flags")),
     )
+
+
+# -- the fast reader --------------------------------------------------------------------------
+#
+# _read_general reads each table across every layer: about thirty probes and
+# as many calls for a Baileys close. _read_fast gives the same event (no read
+# has a side effect, so the order of reads cannot matter) from one pass: each
+# layer is read once, for the paths whose first key it holds, chosen by a
+# plan cached per set of keys; equal readings share one event.
+
+# The keys read on the first layer only: a close's own initiator, phase and flags.
+_TOP_KEYS: Final = ("initiator", "phase", "flags")
+
+# Every first key a layer is read for, in table order.
+_KEYS: Final = tuple(
+    dict.fromkeys(
+        [
+            *(path[0] for table in (STATUS_PATHS, REASON_PATHS, CODE_PATHS) for path in table),
+            *(path[0] for path, _ in RETRY_AFTER_PATHS),
+            *(path[0] for path in WRAPPERS),
+            *_TOP_KEYS,
+        ]
+    )
+)
+_ALL_KEYS: Final = frozenset(_KEYS)
+
+# _STATUS_RANGE as bounds: a chained comparison costs less than range's contains.
+_STATUS_LOW: Final = _STATUS_RANGE.start
+_STATUS_HIGH: Final = _STATUS_RANGE.stop
+
+# What a layer at this depth wraps is past the depth bound.
+_LAST_DEPTH: Final = MAX_DEPTH - 1
+_NO_FLAGS: Final[frozenset[str]] = frozenset()
+
+# Values that are never a wrapped error.
+_SCALAR_TYPES: Final = (str, int, float, bool)
+
+
+def _status_value(value: object) -> int | None:
+    # An exact int in range is its own status: parse_status without its checks.
+    if type(value) is int and _STATUS_LOW <= value < _STATUS_HIGH:
+        return value
+    return parse_status(value)
+
+
+def _seconds_reader(unit: float) -> Callable[[object], float | None]:
+    return lambda value: _read_seconds(value, unit)
+
+
+_Found = tuple[int | None, str | None, str | None, float | None]
+
+# One step: the first key, the rest of the path, and the reader of the value.
+_Step = tuple[str, tuple[str, ...], Callable[[object], object]]
+
+# The steps of each field, in table order; a field's slot is its index here
+# (and in _read_fast's ``found``): status, reason, code, retry-after.
+_FIELD_STEPS: Final[tuple[tuple[_Step, ...], ...]] = (
+    tuple((path[0], path[1:], _status_value) for path in STATUS_PATHS),
+    tuple((path[0], path[1:], _read_text) for path in REASON_PATHS),
+    tuple((path[0], path[1:], _read_code) for path in CODE_PATHS),
+    tuple((path[0], path[1:], _seconds_reader(unit)) for path, unit in RETRY_AFTER_PATHS),
+)
+
+
+class _Plan:
+    """The paths worth following on one layer: those whose first key it holds, in table order.
+
+    A layer is planned by the set of its keys (a dict's, or the keys of ours an
+    object has), so two layers holding the same keys share one plan.
+    """
+
+    __slots__ = ("fields", "top", "wrappers")
+
+    def __init__(self, keys: frozenset[object]) -> None:
+        # (slot, its steps) for each field the layer may give, in _FIELD_STEPS' order.
+        self.fields = tuple(
+            (slot, present)
+            for slot, steps in enumerate(_FIELD_STEPS)
+            if (present := tuple(step for step in steps if step[0] in keys))
+        )
+        self.wrappers = tuple((path[0], path[1:]) for path in WRAPPERS if path[0] in keys)
+        # Whether the layer holds initiator, phase or flags (read on the first layer only).
+        self.top = any(key in keys for key in _TOP_KEYS)
+
+
+# Plans by the keys of a small dict layer (all of them: frozenset(d) reuses the
+# hashes the dict stored, so no key's __hash__ runs), or by the keys of ours a
+# large or non-dict layer holds. Only sets of exact, short strs are kept, so a
+# hostile key never keys the cache and a huge one is not held on to; a set
+# holding one is planned afresh each time. Emptied when full, which bounds it.
+_PLANS: Final[dict[frozenset[object], _Plan]] = {}
+_MAX_PLANS: Final = 256
+# A dict layer of more keys is intersected with ours instead: bounded work.
+_SMALL_LAYER: Final = 16
+_MAX_KEY_LENGTH: Final = 64
+
+
+def _plan(keys: frozenset[object]) -> _Plan:
+    """The plan for a layer holding ``keys``, made and kept on a miss."""
+    plan = _PLANS.get(keys)
+    if plan is None:
+        plan = _Plan(keys)
+        if all(type(key) is str and len(key) <= _MAX_KEY_LENGTH for key in keys):
+            if len(_PLANS) >= _MAX_PLANS:
+                _PLANS.clear()
+            _PLANS[keys] = plan
+    return plan
+
+
+def _layer(obj: object) -> tuple[Callable[[str], object], _Plan]:
+    """A getter of one layer's keys, and its plan."""
+    # (_read_fast inlines the first case for the dicts it finds wrapped.)
+    if type(obj) is dict:
+        keys = frozenset(obj) if len(obj) <= _SMALL_LAYER else frozenset(obj.keys() & _ALL_KEYS)
+        return obj.get, _plan(keys)
+    held = lookup_all(obj, _KEYS)  # what lookup gives for each key, read once
+    return held.get, _plan(frozenset(held))
+
+
+def _follow_fast(value: object, rest: tuple[str, ...]) -> object:
+    """``_follow``, reading plain dicts without the call to lookup."""
+    for key in rest:
+        value = value.get(key) if type(value) is dict else lookup(value, key)
+        if value is None:
+            return None
+    return value
+
+
+def _read_fast(raw: object) -> CloseEvent:
+    """What :func:`_read_general` gives, reading each layer once, breadth first."""
+    # status, reason, code, retry-after: each from the first step that reads it.
+    found: list[object] = [None, None, None, None]
+    initiator: Initiator | None = None
+    phase: Phase | None = None
+    flags = _NO_FLAGS
+    # The ids of every layer found: a cycle, or an error wrapped twice, is read once.
+    seen = [id(raw)]
+    # Each layer of the depth being read, as its getter and plan: a layer is
+    # planned where it is found, so a dict's type is checked once.
+    layers = [
+        (raw.get, plan)
+        if type(raw) is dict
+        and len(raw) <= _SMALL_LAYER
+        and (plan := _PLANS.get(frozenset(raw))) is not None
+        else _layer(raw)
+    ]
+    for depth in range(MAX_DEPTH):
+        wrapped: list[tuple[Callable[[str], object], _Plan]] = []
+        for get, plan in layers:
+            for slot, steps in plan.fields:
+                if found[slot] is None:
+                    for first, rest, read in steps:
+                        value = get(first)
+                        if rest and value is not None:
+                            value = _follow_fast(value, rest)
+                        if value is not None and (value := read(value)) is not None:
+                            found[slot] = value
+                            break
+            if plan.top and depth == 0:
+                initiator = _read_enum(get("initiator"), Initiator)
+                phase = _read_enum(get("phase"), Phase)
+                flags = _read_flags(get("flags"))
+            if plan.wrappers and depth < _LAST_DEPTH:
+                for first, rest in plan.wrappers:
+                    inner = get(first)
+                    if rest and inner is not None:
+                        inner = _follow_fast(inner, rest)
+                    if inner is None or (layer_id := id(inner)) in seen:
+                        continue
+                    if type(inner) is dict:
+                        seen.append(layer_id)
+                        # _layer's commonest case inline: a dict whose keys were planned.
+                        if (
+                            len(inner) <= _SMALL_LAYER
+                            and (inner_plan := _PLANS.get(frozenset(inner))) is not None
+                        ):
+                            wrapped.append((inner.get, inner_plan))
+                        else:
+                            wrapped.append(_layer(inner))
+                    elif not isinstance(inner, _SCALAR_TYPES):
+                        seen.append(layer_id)
+                        wrapped.append(_layer(inner))
+        if not wrapped:
+            break
+        layers = wrapped
+    # The slots hold what their readers return (see _FIELD_STEPS).
+    status, reason, code, retry_after = cast("_Found", found)
+    if reason is None:
+        reason = _exception_text(raw) if isinstance(raw, BaseException) else ""
+    # Events are frozen, so equal readings share one: building a frozen slotted
+    # dataclass costs more than reading a close. The reading holds exact
+    # values only (exact int, str and float, our enums, a frozenset of exact
+    # str); a reason that is not an exact str, or is long, is not kept.
+    reading = (status, code, reason, initiator, phase, retry_after, flags)
+    cacheable = type(reason) is str and len(reason) <= MAX_REASON_LENGTH
+    if cacheable and (event := _EVENTS.get(reading)) is not None:
+        return event
+    event = CloseEvent(
+        status=status,
+        code=code,
+        reason=sanitise_reason(reason),
+        initiator=initiator or Initiator.unknown,
+        phase=phase or Phase.established,
+        retry_after=retry_after,
+        flags=flags,
+    )
+    if cacheable:
+        if len(_EVENTS) >= _MAX_EVENTS:
+            _EVENTS.clear()
+        _EVENTS[reading] = event
+    return event
+
+
+# The events of the readings seen, by reading; emptied when full, which bounds it.
+_EVENTS: Final[dict[tuple[object, ...], CloseEvent]] = {}
+_MAX_EVENTS: Final = 1024
 
 
 # -- shapes a channel trusts ------------------------------------------------------------------

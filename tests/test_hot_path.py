@@ -5,10 +5,10 @@ from __future__ import annotations
 import pickle
 import random
 from dataclasses import FrozenInstanceError, fields, replace
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from linkstate import (
@@ -21,13 +21,24 @@ from linkstate import (
     State,
     Trigger,
     Verdict,
+    _events,
     normalise,
 )
 from linkstate._channel import Channel, available_channels, load_channel
-from linkstate._events import Phase, sanitise_reason
+from linkstate._events import (
+    _MAX_EVENTS,
+    _MAX_PLANS,
+    _UNREADABLE,
+    CloseEvent,
+    Phase,
+    _read_fast,
+    _read_general,
+    sanitise_reason,
+)
 from linkstate._lifecycle import CLOSE_TRIGGERS, DECISIONS
 from linkstate._machine import Link, TransitionRecord, _Firing, route_table
 from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
+from linkstate.testing import hostile
 
 BUNDLED_NAMES = ("discord", "matrix", "slack", "telegram", "websocket", "whatsapp")
 
@@ -171,6 +182,141 @@ def test_a_plain_dict_reads_like_any_other_mapping() -> None:
 @given(json_values)
 def test_the_dict_fast_path_agrees_with_the_mapping_path(value: object) -> None:
     assert normalise(value) == normalise(frozen(value))
+
+
+def general(raw: object) -> CloseEvent:
+    """The reading the tables define, as normalise would give it: unreadable when it raises."""
+    try:
+        return _read_general(raw)
+    except Exception:
+        return _UNREADABLE
+
+
+def fast(raw: object) -> CloseEvent:
+    """The fast reader, with the fallback normalise gives it."""
+    try:
+        return _read_fast(raw)
+    except Exception:
+        return general(raw)
+
+
+def as_object(value: object) -> object:
+    """The same data as attributes of plain objects: the reading of exceptions."""
+    if isinstance(value, dict):
+        return SimpleNamespace(**{k: as_object(v) for k, v in value.items()})
+    return value
+
+
+# Every key the tables name (and one they do not), in dicts, lists, objects and
+# hostile objects: whatever the nesting, the fast reader gives the general one's event.
+ALL_KEYS = (*_events._KEYS, "x", "data", "tag")
+# The wrapper keys again, and often: the deep layers must be reached too.
+WRAPPED_KEYS = st.sampled_from(("error", "lastDisconnect") * 4 + ALL_KEYS)
+leaves = st.one_of(
+    st.integers(1, 9_999),  # a status, mostly: several paths then compete for the field
+    st.sampled_from(["428", " 4e2 ", "too_many_websockets", "M_UNKNOWN_TOKEN", "1.5", "x"]),
+    st.sampled_from(["handshake", "remote", "local"]),
+    st.lists(st.sampled_from(["soft_logout", "resumable", "1x"]), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=8),
+    st.binary(max_size=4),
+)
+nested = st.recursive(
+    leaves,
+    lambda inner: (
+        st.dictionaries(st.sampled_from(ALL_KEYS), inner, max_size=5)
+        | st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(ALL_KEYS), inner, max_size=4).map(as_object)
+    ),
+    max_leaves=24,
+)
+# Layers of the tables' keys only, so that several paths compete for each field,
+# wrapped in one another (as dicts or objects) down to the depth bound and past it.
+table_layer = st.dictionaries(st.sampled_from(_events._KEYS), leaves, min_size=1, max_size=6)
+
+
+def wrap(outer: dict[str, object], wrapped: dict[str, object]) -> dict[str, object]:
+    return {**outer, **wrapped}
+
+
+layered = st.recursive(
+    table_layer,
+    lambda inner: st.builds(
+        wrap,
+        table_layer,
+        st.dictionaries(
+            st.sampled_from(["error", "lastDisconnect"]),
+            inner | inner.map(as_object),
+            min_size=1,
+        ),
+    ),
+    max_leaves=10,
+)
+with_hostile = st.recursive(
+    leaves | hostile(),
+    lambda inner: st.dictionaries(WRAPPED_KEYS, inner, max_size=4),
+    max_leaves=6,
+)
+FAST_VS_GENERAL = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@FAST_VS_GENERAL
+@given(nested | layered)
+def test_the_fast_reader_gives_what_the_tables_define(value: object) -> None:
+    # No fallback here: on data like this the fast reader itself must answer.
+    assert _read_fast(value) == general(value)
+    if type(value) is dict:
+        assert normalise(value) == general(value)
+
+
+@FAST_VS_GENERAL
+@given(with_hostile)
+def test_the_fast_reader_agrees_on_hostile_objects_too(value: object) -> None:
+    assert fast(value) == general(value)
+
+
+def test_a_cycle_and_an_error_wrapped_twice_are_read_once_and_alike() -> None:
+    loop: dict[str, object] = {"reason": "loop"}
+    loop["error"] = loop
+    loop["lastDisconnect"] = {"error": loop, "status": 428}
+    assert fast(loop) == general(loop) == CloseEvent(status=428, reason="loop")
+
+
+def test_a_large_dict_layer_reads_like_a_small_one() -> None:
+    wide = {f"k{i}": i for i in range(1_000)} | {"error": {"status": 4004}, "reason": "wide"}
+    assert fast(wide) == general(wide) == CloseEvent(status=4004, reason="wide")
+
+
+def test_the_plan_and_event_caches_stay_bounded() -> None:
+    for i in range(3 * _MAX_PLANS):
+        normalise({f"key{i}": 1, "status": 428})
+    for i in range(3 * _MAX_EVENTS):
+        normalise({"status": 428, "reason": f"reason {i}"})
+    assert 0 < len(_events._PLANS) <= _MAX_PLANS
+    assert 0 < len(_events._EVENTS) <= _MAX_EVENTS
+
+
+def test_no_hostile_or_huge_key_and_no_long_reason_is_kept() -> None:
+    class Key(str):
+        __hash__ = str.__hash__
+
+    normalise({Key("status"): 428, "k" * 1_000: 1})
+    normalise({"status": 428, "reason": "r" * 10_000})
+    assert all(type(key) is str and len(key) <= 64 for keys in _events._PLANS for key in keys)
+    assert all(len(str(reading[2])) <= 200 for reading in _events._EVENTS)
+
+
+def test_equal_readings_share_one_event() -> None:
+    first = normalise({"status": 1008, "reason": "policy violation"})
+    assert normalise({"reason": "policy violation", "status": 1008}) is first
+
+
+def test_a_negative_zero_hint_reads_as_zero() -> None:
+    event = normalise({"status": 429, "retry_after": -0.0})
+    assert event.retry_after == 0.0 and str(event.retry_after) == "0.0"
 
 
 @given(st.text(max_size=50))
