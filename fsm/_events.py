@@ -455,13 +455,8 @@ def normalise(
     """
     try:
         if type(raw) is dict:
-            # Decoded JSON, the usual close: straight to its layers. Whatever the
-            # fast reader trips over (a hostile key it compared while choosing
-            # its plan), the general reader decides, or raises for the line below.
-            try:
-                event = _read_fast(raw)
-            except Exception:
-                event = _read_general(raw)
+            # Decoded JSON, the usual close: straight to its layers.
+            event = _read_object(raw)
         else:
             event = raw if type(raw) is CloseEvent else _normalise_fresh(raw)
     except Exception:
@@ -551,11 +546,16 @@ def _normalise_fresh(raw: object) -> CloseEvent:
 
 
 def _read_object(raw: object) -> CloseEvent:
-    """An exception or any other object, read through its layers, as normalise reads a dict."""
+    """A dict, an exception or any other object, read through its layers.
+
+    Whatever the fast reader trips over (a hostile key it compared while
+    choosing its plan), the general reader decides, or raises for
+    :func:`normalise` to answer.
+    """
     try:
         return _read_fast(raw)
     except Exception:
-        return _read_general(raw)  # as in normalise
+        return _read_general(raw)
 
 
 def _read_general(raw: object) -> CloseEvent:

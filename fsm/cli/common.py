@@ -166,6 +166,8 @@ def db_word(db: str) -> str:
 
 
 def _without_password(db: str) -> str:
+    # The test of linkstate.store.is_postgres_url, spelled here: importing the
+    # store package would load sqlite3 and anyio into every command.
     scheme, found, rest = db.partition("://")
     if not found or scheme not in ("postgresql", "postgres"):
         return db  # a SQLite file's path
