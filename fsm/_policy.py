@@ -50,6 +50,7 @@ from linkstate._errors import LinkstateError
 from linkstate._verdicts import Verdict
 
 __all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
     "GRPC",
     "MIN_DELAY",
     "OPENCLAW",
@@ -244,6 +245,14 @@ class ReconnectPolicy:
 
 
 _RETRY_NOW: Final = Verdict.retry_now  # a module constant reads faster than the enum member
+
+DEFAULT_CONNECT_TIMEOUT: Final = 20.0
+"""Seconds one connect may take before it counts as failed (``Supervisor(connect_timeout=)``).
+
+gRPC's minimum connect timeout: long enough for a slow TLS handshake over a
+poor network, short enough that a black-holed connect does not stall a link.
+Here, beside the backoff, because the command line shows it in ``--help``
+without importing the runtime."""
 
 MIN_DELAY: Final = 0.1
 """Seconds: no reconnect waits less, whatever the policy says, so one link connects at
