@@ -41,14 +41,16 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import Final, cast
 
 from linkstate._errors import LinkstateError
 from linkstate._verdicts import Verdict
 
 __all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
     "GRPC",
     "MIN_DELAY",
     "OPENCLAW",
@@ -140,66 +142,15 @@ class ReconnectPolicy:
     _reconnects_allowed: int | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for name, kind in _ENUM_SETTINGS:
+            value = getattr(self, name)
+            if type(value) is str and value in kind._value2member_map_:
+                object.__setattr__(self, name, kind(value))  # "none" is Jitter.none
         problems = [
-            f"{name}={value!r} must be {rule}"
-            for name, value, ok, rule in (
-                ("initial", self.initial, _finite(self.initial) and self.initial >= 0, ">= 0"),
-                ("factor", self.factor, _finite(self.factor) and self.factor >= 1, ">= 1"),
-                ("cap", self.cap, _finite(self.cap) and self.cap >= self.initial, ">= initial"),
-                (
-                    "jitter_ratio",
-                    self.jitter_ratio,
-                    _finite(self.jitter_ratio) and 0 <= self.jitter_ratio <= 1,
-                    "between 0 and 1",
-                ),
-                (
-                    "retry_now_max",
-                    self.retry_now_max,
-                    _finite(self.retry_now_max) and self.retry_now_max >= 0,
-                    ">= 0",
-                ),
-                (
-                    "max_attempts",
-                    self.max_attempts,
-                    self.max_attempts is None or self.max_attempts >= 1,
-                    "None or >= 1",
-                ),
-                (
-                    "healthy_after",
-                    self.healthy_after,
-                    _finite(self.healthy_after) and self.healthy_after >= 0,
-                    ">= 0",
-                ),
-                ("flap_closes", self.flap_closes, self.flap_closes >= 0, ">= 0 (0 turns it off)"),
-                (
-                    "flap_window",
-                    self.flap_window,
-                    _finite(self.flap_window) and self.flap_window > 0,
-                    "> 0",
-                ),
-                (
-                    "max_retry_after",
-                    self.max_retry_after,
-                    _finite(self.max_retry_after) and self.max_retry_after >= 0,
-                    ">= 0",
-                ),
-                (
-                    "refuse_after",
-                    self.refuse_after,
-                    self.refuse_after is None or self.refuse_after >= 1,
-                    "None or >= 1",
-                ),
-            )
-            if not ok
+            f"{name}={getattr(self, name)!r} must be {rule}"
+            for name, rule, holds in _SETTING_RULES
+            if not holds(self)
         ]
-        if not isinstance(self.jitter, Jitter):
-            problems.append(
-                f"jitter={self.jitter!r} must be one of {', '.join(j.value for j in Jitter)}"
-            )
-        if not isinstance(self.budget, Budget):
-            problems.append(
-                f"budget={self.budget!r} must be one of {', '.join(b.value for b in Budget)}"
-            )
         if problems:
             raise PolicyError("invalid reconnect policy: " + "; ".join(problems))
         capped_after = math.inf
@@ -295,14 +246,105 @@ class ReconnectPolicy:
 
 _RETRY_NOW: Final = Verdict.retry_now  # a module constant reads faster than the enum member
 
+DEFAULT_CONNECT_TIMEOUT: Final = 20.0
+"""Seconds one connect may take before it counts as failed (``Supervisor(connect_timeout=)``).
+
+gRPC's minimum connect timeout: long enough for a slow TLS handshake over a
+poor network, short enough that a black-holed connect does not stall a link.
+Here, beside the backoff, because the command line shows it in ``--help``
+without importing the runtime."""
+
 MIN_DELAY: Final = 0.1
 """Seconds: no reconnect waits less, whatever the policy says, so one link connects at
 most 10 times a second. ``initial=0`` or a full-jitter draw near 0 would otherwise let
 a server that refuses at once (an HTTP 503) be hammered in a tight loop."""
 
 
-def _finite(value: float) -> bool:
+def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _at_least(low: float) -> Callable[[object], bool]:
+    return lambda value: _finite(value) and cast("float", value) >= low
+
+
+def _count(low: int, *, optional: bool) -> Callable[[object], bool]:
+    def holds(value: object) -> bool:
+        if value is None:
+            return optional
+        return type(value) is int and value >= low
+
+    return holds
+
+
+def _one_of(kind: type[StrEnum]) -> Callable[[object], bool]:
+    return lambda value: isinstance(value, kind)
+
+
+def _setting(name: str, holds: Callable[[object], bool]) -> Callable[[ReconnectPolicy], bool]:
+    return lambda policy: holds(getattr(policy, name))
+
+
+def _cap_holds(policy: ReconnectPolicy) -> bool:
+    # Against initial only when initial itself is valid: its own problem is reported.
+    if not _finite(policy.cap):
+        return False
+    return not _finite(policy.initial) or policy.cap >= policy.initial
+
+
+# Settings whose value may also be given as its enum value's text.
+_ENUM_SETTINGS: Final[tuple[tuple[str, type[StrEnum]], ...]] = (
+    ("jitter", Jitter),
+    ("budget", Budget),
+)
+
+# What each setting of ReconnectPolicy must be, as data: the setting, what it
+# must be (as the error says it), and the check. Rules:
+#
+# - A duration, a factor or a ratio is a finite int or float: never a bool,
+#   a str ("1") or nan. A count is an exact int (never 2.5, True or "3"), or
+#   None where the setting allows it.
+# - An enum setting takes its member or its value's text ("none" is
+#   Jitter.none), turned into the member before these checks (_ENUM_SETTINGS):
+#   a policy read from TOML or a command line is the policy written in Python.
+# - Every problem is reported at once, in this order, each naming the setting,
+#   the value it got and what it must be. No check raises: a str is never
+#   compared with a number.
+_SETTING_RULES: Final[tuple[tuple[str, str, Callable[[ReconnectPolicy], bool]], ...]] = (
+    ("initial", "a number >= 0", _setting("initial", _at_least(0))),
+    ("factor", "a number >= 1", _setting("factor", _at_least(1))),
+    ("cap", "a number >= initial", _cap_holds),
+    (
+        "jitter_ratio",
+        "a number between 0 and 1",
+        _setting("jitter_ratio", lambda value: _at_least(0)(value) and cast("float", value) <= 1),
+    ),
+    ("retry_now_max", "a number >= 0", _setting("retry_now_max", _at_least(0))),
+    (
+        "max_attempts",
+        "None or a whole number >= 1",
+        _setting("max_attempts", _count(1, optional=True)),
+    ),
+    ("healthy_after", "a number >= 0", _setting("healthy_after", _at_least(0))),
+    (
+        "flap_closes",
+        "a whole number >= 0 (0 turns it off)",
+        _setting("flap_closes", _count(0, optional=False)),
+    ),
+    (
+        "flap_window",
+        "a number > 0",
+        _setting("flap_window", lambda value: _finite(value) and cast("float", value) > 0),
+    ),
+    ("max_retry_after", "a number >= 0", _setting("max_retry_after", _at_least(0))),
+    (
+        "refuse_after",
+        "None or a whole number >= 1",
+        _setting("refuse_after", _count(1, optional=True)),
+    ),
+    ("jitter", f"one of {', '.join(Jitter)}", _setting("jitter", _one_of(Jitter))),
+    ("budget", f"one of {', '.join(Budget)}", _setting("budget", _one_of(Budget))),
+)
 
 
 # grpc-go's backoff.DefaultConfig (BaseDelay 1 s, Multiplier 1.6, Jitter 0.2,

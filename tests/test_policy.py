@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -9,7 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from linkstate import LinkMachine, Trigger, load_channel
-from linkstate._policy import GRPC, MIN_DELAY, OPENCLAW, Jitter, PolicyError, ReconnectPolicy
+from linkstate._policy import (
+    GRPC,
+    MIN_DELAY,
+    OPENCLAW,
+    Budget,
+    Jitter,
+    PolicyError,
+    ReconnectPolicy,
+)
 from linkstate._verdicts import Verdict
 
 
@@ -104,13 +113,22 @@ def test_openclaw_jitter_is_one_sided() -> None:
 @pytest.mark.parametrize(
     ("settings", "complaint"),
     [
-        ({"initial": -1}, "initial=-1 must be >= 0"),
-        ({"factor": 0.5}, "factor=0.5 must be >= 1"),
-        ({"cap": 0.5}, "cap=0.5 must be >= initial"),
-        ({"jitter_ratio": 1.5}, "jitter_ratio=1.5 must be between 0 and 1"),
-        ({"max_attempts": 0}, "max_attempts=0 must be None or >= 1"),
-        ({"flap_window": 0}, "flap_window=0 must be > 0"),
-        ({"initial": float("nan")}, "initial=nan must be >= 0"),
+        ({"initial": -1}, "initial=-1 must be a number >= 0"),
+        ({"factor": 0.5}, "factor=0.5 must be a number >= 1"),
+        ({"cap": 0.5}, "cap=0.5 must be a number >= initial"),
+        ({"jitter_ratio": 1.5}, "jitter_ratio=1.5 must be a number between 0 and 1"),
+        ({"max_attempts": 0}, "max_attempts=0 must be None or a whole number >= 1"),
+        ({"flap_window": 0}, "flap_window=0 must be a number > 0"),
+        ({"initial": float("nan")}, "initial=nan must be a number >= 0"),
+        # What a config file or a typo hands over: named, never a TypeError.
+        ({"initial": "1"}, "initial='1' must be a number >= 0"),
+        ({"cap": "60", "initial": "x"}, "initial='x' must be a number >= 0; cap='60' must be"),
+        ({"max_attempts": "3"}, "max_attempts='3' must be None or a whole number >= 1"),
+        ({"max_attempts": 2.5}, "max_attempts=2.5 must be None or a whole number >= 1"),
+        ({"flap_closes": None}, "flap_closes=None must be a whole number >= 0"),
+        ({"flap_closes": True}, "flap_closes=True must be a whole number >= 0"),
+        ({"refuse_after": 0.5}, "refuse_after=0.5 must be None or a whole number >= 1"),
+        ({"healthy_after": True}, "healthy_after=True must be a number >= 0"),
         ({"jitter": "wobbly"}, "jitter='wobbly' must be one of none, full"),
     ],
 )
@@ -120,6 +138,46 @@ def test_invalid_settings_raise_one_clear_error(
     with pytest.raises(PolicyError, match="invalid reconnect policy") as caught:
         ReconnectPolicy(**settings)  # type: ignore[arg-type]
     assert complaint in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"jitter": "none"}, {"jitter": Jitter.none}),
+        ({"jitter": "symmetric"}, {"jitter": Jitter.symmetric}),
+        ({"budget": "connects"}, {"budget": Budget.connects}),
+    ],
+)
+def test_an_enum_setting_takes_its_value_as_text(
+    settings: dict[str, object], expected: dict[str, object]
+) -> None:
+    # A policy read from TOML or a command line is the policy written in Python.
+    policy = ReconnectPolicy(**settings)  # type: ignore[arg-type]
+    assert policy == ReconnectPolicy(**expected)  # type: ignore[arg-type]
+    for name, member in expected.items():
+        assert getattr(policy, name) is member
+
+
+@given(
+    name=st.sampled_from([f.name for f in dataclasses.fields(ReconnectPolicy) if f.init]),
+    value=st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=True),
+        st.text(max_size=8),
+        st.binary(max_size=4),
+        st.lists(st.integers(), max_size=2),
+    ),
+)
+def test_any_bad_setting_is_a_policy_error_naming_it(name: str, value: object) -> None:
+    try:
+        ReconnectPolicy(**{name: value})  # type: ignore[arg-type]
+    except PolicyError as error:
+        named = f"{name}={value!r} must be " in str(error)
+        # A valid initial above the default cap is the cap's problem.
+        capped = name == "initial" and "cap=60.0 must be a number >= initial" in str(error)
+        assert named or capped
 
 
 def test_flap_detection_window() -> None:
@@ -147,3 +205,13 @@ def test_a_zero_policy_still_waits_the_floor_so_connects_are_rate_bounded(
     delay = zero.backoff_delay(attempt, verdict, rng=random.Random(seed))
     assert delay == MIN_DELAY == 0.1
     assert zero.longest_delay >= MIN_DELAY
+
+
+def test_a_restart_policy_names_each_bad_setting() -> None:
+    from linkstate.runtime import RestartPolicy
+
+    with pytest.raises(PolicyError, match="invalid restart policy") as caught:
+        RestartPolicy(max_restarts="3", backoff=None)  # type: ignore[arg-type]
+    assert "max_restarts='3' must be a whole number >= 0" in str(caught.value)
+    assert "backoff=None must be a ReconnectPolicy" in str(caught.value)
+    assert RestartPolicy(max_restarts=0).max_restarts == 0

@@ -33,7 +33,7 @@ from linkstate import (
 )
 from linkstate.channels.websocket import POLICY as WEBSOCKET_POLICY
 from linkstate.cli import build_parser, main
-from linkstate.cli._supervise import policy_from_args
+from linkstate.cli._options import policy_from_args
 from linkstate.cli.simulate import MAX_STEPS
 
 SCRIPT = Path(sys.executable).with_name("linkstate")

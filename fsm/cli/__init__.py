@@ -8,7 +8,8 @@ means adding one file.
 Start-up is kept short: :func:`main` imports only the module of the command
 being run (every module only for ``--help`` or a mistyped command), and a
 command module imports its heavy dependencies (trio, the store, the runtime,
-``diagrams``) inside the functions that use them. importlib.metadata, which
+the checker, ``diagrams``) inside the functions that use them: what it needs
+to register its options is in :mod:`linkstate.cli._options`. importlib.metadata, which
 costs more than the rest of a ``classify``, is read only for ``--version`` and
 for a channel that is not bundled. ``benchmarks/cli_startup.py`` measures it.
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, Literal, TextIO
 
 from linkstate._machine import TransitionRecord
@@ -24,7 +26,16 @@ from linkstate.cli.common import reader_gone
 if TYPE_CHECKING:  # the runtime loads trio: `linkstate --help` must not pay for it
     from linkstate.runtime._supervisor import Outcome
 
-__all__ = ["FORMATS", "Format", "Printer", "default_format", "describe_close", "describe_verdict"]
+__all__ = [
+    "FORMATS",
+    "Format",
+    "Printer",
+    "ago",
+    "default_format",
+    "describe_close",
+    "describe_verdict",
+    "timestamp",
+]
 
 Format = Literal["json", "text"]
 FORMATS: Final[tuple[Format, ...]] = ("json", "text")
@@ -139,3 +150,17 @@ class Printer:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def timestamp(wall: float) -> str:
+    """``2026-11-23T23:44:34Z``: a wall-clock time, in UTC, to the second."""
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ago(wall: float, now: float | None = None) -> str:
+    """``3 min ago``: how long before ``now`` (default: the wall clock) ``wall`` was."""
+    seconds = max(0.0, (time.time() if now is None else now) - wall)
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"

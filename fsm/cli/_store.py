@@ -1,7 +1,8 @@
 """The ``--db PATH|URL`` option and the store plumbing shared by the commands that use one.
 
 ``simulate``, ``watch`` and ``demo`` get ``--db`` through
-:func:`linkstate.cli._supervise.add_run_options`; ``status``, ``history``,
+:func:`linkstate.cli._options.add_run_options` (the options live there, light
+to import for ``--help``); ``status``, ``history``,
 ``relink`` and ``reset`` open an existing file with :func:`open_store`. Every
 :class:`linkstate.store.StoreError` becomes a :class:`linkstate.cli.common.CommandError`:
 one line naming the file and the fix, never a traceback, with the exit status
@@ -15,16 +16,15 @@ file's path.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import UTC, datetime
 from typing import Protocol
 
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._machine import TransitionRecord
-from linkstate.cli.common import CommandError, ExitStatus, channel_or_exit, link_id, shown
+from linkstate.cli._render import ago
+from linkstate.cli.common import CommandError, ExitStatus, channel_or_exit, shown
 from linkstate.store._journal import Journal, open_journal
 from linkstate.store._lease import LeaseInfo, is_postgres_url
 from linkstate.store._sqlite import (
@@ -41,16 +41,12 @@ from linkstate.store._sqlite import (
 )
 
 __all__ = [
-    "add_db_option",
-    "add_operator_arguments",
-    "ago",
     "journal_from_args",
     "open_store",
     "operate",
     "store_errors",
     "store_exit_status",
     "stored_channel",
-    "timestamp",
 ]
 
 
@@ -62,20 +58,6 @@ class OpenedStore(StateStore, Protocol):
     def read_links(self) -> tuple[list[LinkRow], list[StoreRowError]]:
         """Every readable link, and an error for each row that cannot be read."""
         ...
-
-
-def add_db_option(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    """Add ``--db PATH|URL``."""
-    parser.add_argument(
-        "--db",
-        metavar="PATH|URL",
-        default=None,
-        required=required,
-        help="the state database, a SQLite file or a postgresql:// URL: the link's state and "
-        "history outlive the process (with --link ID naming the link)"
-        if not required
-        else "the state database: a SQLite file, or a postgresql:// URL",
-    )
 
 
 def store_exit_status(exc: StoreError) -> ExitStatus:
@@ -148,18 +130,6 @@ async def journal_from_args(args: argparse.Namespace) -> AsyncIterator[Journal |
             yield journal
 
 
-def add_operator_arguments(parser: argparse.ArgumentParser, *, note: str) -> None:
-    """Add ``LINK --db PATH [--note TEXT]`` for the operator commands."""
-    parser.add_argument("link", metavar="LINK", type=link_id, help="the link's id")
-    add_db_option(parser, required=True)
-    parser.add_argument(
-        "--note",
-        default=note,
-        metavar="TEXT",
-        help=f"what the operator did, kept in the history (default: {note!r})",
-    )
-
-
 def operate(args: argparse.Namespace, *, only: frozenset[State] | None) -> TransitionRecord:
     """Fire ``reset`` on ``args.link`` in ``args.db``, as the operator; print what happened."""
     with store_errors(), open_store(args.db) as store:
@@ -181,20 +151,6 @@ def stored_channel(name: str) -> Channel:
     if name == demo.DEMO_CHANNEL:
         return demo.demo_channel(channel_or_exit("websocket"))
     return channel_or_exit(name)
-
-
-def timestamp(wall: float) -> str:
-    """``2026-11-23T23:44:34Z``: a wall-clock time, in UTC, to the second."""
-    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def ago(wall: float, now: float | None = None) -> str:
-    """``3 min ago``: how long before ``now`` (default: the wall clock) ``wall`` was."""
-    seconds = max(0.0, (time.time() if now is None else now) - wall)
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
-        if seconds >= size:
-            return f"{seconds / size:.0f} {unit} ago"
-    return f"{seconds:.0f} s ago"
 
 
 def store_leases(store: object) -> dict[str, LeaseInfo] | None:

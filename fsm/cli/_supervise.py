@@ -1,21 +1,19 @@
-"""Options and the run loop shared by the commands that supervise a link.
+"""The run loop shared by the commands that supervise a link.
 
 ``simulate``, ``watch`` and ``demo`` differ only in their transport and clock.
-Everything else is here, once: the common options (:func:`add_run_options`),
-the policy built from them (:func:`policy_from_args`), the supervisor
-(:func:`supervisor_from_args`) and the printing run (:func:`supervise`). A
-command that wants more options adds them after calling
-:func:`add_run_options`; a feature that changes how every supervised run is
-built (a store, a diagram) changes :func:`supervisor_from_args` or
-:func:`supervise` only.
+Everything else is here, once: the supervisor (:func:`supervisor_from_args`)
+and the printing run (:func:`supervise`); their common options and the policy
+built from them are in :mod:`linkstate.cli._options`, which ``--help`` imports
+without this module. A command that wants more options adds them after calling
+:func:`~linkstate.cli._options.add_run_options`; a feature that changes how
+every supervised run is built (a store, a diagram) changes
+:func:`supervisor_from_args` or :func:`supervise` only.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
-import math
 import random
 import signal
 import sys
@@ -29,12 +27,12 @@ from anyio.abc import TaskStatus
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._machine import LinkMachine
-from linkstate._policy import PRESETS, Budget, Jitter, PolicyError, ReconnectPolicy
 from linkstate._verdicts import OperatorCommands
-from linkstate.cli._render import FORMATS, Format, Printer, default_format
-from linkstate.cli._store import add_db_option, journal_from_args, store_errors
-from linkstate.cli.common import CommandError, ExitStatus, db_word, link_id, shell_word
-from linkstate.cli.diagram import add_trace_option, record_trace
+from linkstate.cli._options import policy_from_args
+from linkstate.cli._render import Format, Printer, default_format
+from linkstate.cli._store import journal_from_args, store_errors
+from linkstate.cli.common import CommandError, ExitStatus, db_word, shell_word
+from linkstate.cli.diagram import record_trace
 from linkstate.runtime._supervisor import (
     DEFAULT_CONNECT_TIMEOUT,
     OWNED_ELSEWHERE,
@@ -44,155 +42,15 @@ from linkstate.runtime._supervisor import (
 )
 
 __all__ = [
-    "POLICY_OPTIONS",
     "STOP_SIGNALS",
-    "add_run_options",
     "configure_logging",
     "operator_commands",
     "outcome_status",
-    "policy_from_args",
-    "positive_seconds",
     "printer_from_args",
-    "seconds",
     "stop_on_signals",
     "supervise",
     "supervisor_from_args",
 ]
-
-
-def seconds(text: str) -> float:
-    """Argparse type: a finite number of seconds >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds >= 0")
-    return value
-
-
-def positive_seconds(text: str) -> float:
-    value = seconds(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
-    return value
-
-
-# The policy fields a user can set: option, field, type, help. Defaults come
-# from the channel's own policy, so only the options given are changed.
-POLICY_OPTIONS: Final[tuple[tuple[str, str, Callable[[str], object], str], ...]] = (
-    ("--initial", "initial", seconds, "base delay before the first reconnect"),
-    ("--factor", "factor", float, "growth of the base delay per attempt"),
-    ("--cap", "cap", seconds, "largest base delay"),
-    ("--jitter", "jitter", Jitter, f"jitter: {', '.join(j.value for j in Jitter)}"),
-    ("--jitter-ratio", "jitter_ratio", float, "spread for proportional/symmetric jitter"),
-    ("--retry-now-max", "retry_now_max", seconds, "largest delay after retry_now"),
-    ("--max-attempts", "max_attempts", int, "attempts before failed (see --budget)"),
-    ("--budget", "budget", Budget, "what --max-attempts counts: reconnects or connects"),
-    ("--healthy-after", "healthy_after", seconds, "seconds open that refill the budget"),
-    ("--flap-closes", "flap_closes", int, "closes within the flap window that mean failed"),
-    ("--flap-window", "flap_window", seconds, "the flap detection window"),
-)
-
-
-_METAVARS: Final[dict[Callable[[str], object], str]] = {
-    seconds: "S",
-    int: "N",
-    Jitter: "KIND",
-    Budget: "KIND",
-}
-
-# --preset's choices: the channel's own policy (the default), then the named presets.
-CHANNEL_PRESET: Final = "channel"
-PRESET_CHOICES: Final = (CHANNEL_PRESET, *PRESETS)
-
-
-def add_run_options(parser: argparse.ArgumentParser, *, connect_timeout: bool = True) -> None:
-    """Add the options every supervising command shares."""
-    parser.add_argument(
-        "--format",
-        choices=FORMATS,
-        default=None,
-        help="json: one object per transition, then a final object; text: for people "
-        "(default: text on a terminal, json otherwise)",
-    )
-    parser.add_argument(
-        "--link",
-        type=link_id,
-        default="link",
-        metavar="ID",
-        help="the link's id in records and messages",
-    )
-    add_db_option(parser)
-    add_trace_option(parser)
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="also log every transition to stderr (the output above already shows them)",
-    )
-    parser.add_argument(
-        "--max-time",
-        type=positive_seconds,
-        default=None,
-        metavar="S",
-        help="stop the link (state stopped) after S seconds",
-    )
-    group = parser.add_argument_group(
-        "reconnect policy (defaults: the channel's policy, or the --preset's)"
-    )
-    group.add_argument(
-        "--preset",
-        choices=PRESET_CHOICES,
-        default=CHANNEL_PRESET,
-        help="start from this policy: the channel's own (the default), linkstate's defaults, "
-        "OpenClaw's (12 connects, 11 sleeps, 2 s x1.8 +0-25 %%, cap 30 s) or gRPC's; "
-        "the options below change it",
-    )
-    for option, field, kind, text in POLICY_OPTIONS:
-        group.add_argument(
-            option,
-            dest=f"policy_{field}",
-            type=kind,
-            default=None,
-            metavar=_METAVARS.get(kind, "X"),
-            help=text,
-        )
-    group.add_argument(
-        "--seed", type=int, default=None, metavar="N", help="seed the jitter for a repeatable run"
-    )
-    runtime = parser.add_argument_group("supervisor")
-    if connect_timeout:
-        runtime.add_argument(
-            "--connect-timeout",
-            type=positive_seconds,
-            default=DEFAULT_CONNECT_TIMEOUT,
-            metavar="S",
-            help=f"seconds one connect may take (default {DEFAULT_CONNECT_TIMEOUT:g})",
-        )
-    runtime.add_argument(
-        "--watchdog",
-        type=positive_seconds,
-        default=None,
-        metavar="S",
-        help="reconnect after S seconds without frames or pings (default: off)",
-    )
-
-
-def policy_from_args(args: argparse.Namespace, base: ReconnectPolicy) -> ReconnectPolicy:
-    """``base`` (or the ``--preset``) with the policy options given; a bad one is a CommandError."""
-    preset = getattr(args, "preset", CHANNEL_PRESET)
-    if preset != CHANNEL_PRESET:
-        base = PRESETS[preset]
-    changes = {
-        field: getattr(args, f"policy_{field}")
-        for _, field, _, _ in POLICY_OPTIONS
-        if getattr(args, f"policy_{field}", None) is not None
-    }
-    try:
-        return dataclasses.replace(base, **changes)
-    except PolicyError as exc:
-        raise CommandError(f"{exc}; adjust the policy options") from exc
 
 
 def configure_logging(*, verbose: bool) -> None:

@@ -43,8 +43,7 @@ import anyio
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._machine import TransitionRecord
-from linkstate.cli._render import describe_verdict
-from linkstate.cli._store import ago, timestamp
+from linkstate.cli._render import ago, describe_verdict, timestamp
 from linkstate.cli.common import db_word
 from linkstate.runtime._fleet import Fleet, LinkStatus
 from linkstate.runtime._metrics import FleetMetrics

@@ -10,12 +10,14 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from linkstate._channel import available_channels
 from linkstate._lifecycle import LIFECYCLE, Definition, LifecycleError
-from linkstate.check._checker import Report, check
 from linkstate.cli.common import CommandError, channel_or_exit
+
+if TYPE_CHECKING:
+    from linkstate.check._checker import Report
 
 __all__ = ["ORDER", "load_definition", "register", "reports"]
 
@@ -149,6 +151,8 @@ def reports(
     channels: list[str], *, all_channels: bool, definition: Definition = LIFECYCLE
 ) -> list[Report]:
     """The reports for the bare definition (when asked or nothing else is) and each channel."""
+    from linkstate.check._checker import check  # here: the checker runs a check, not --help
+
     names = list(available_channels()) if all_channels else channels
     loaded = [channel_or_exit(name) for name in names]
     result = [check(definition)] if all_channels or not names else []

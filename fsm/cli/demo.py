@@ -53,26 +53,20 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final
-
-import trio
-from trio_websocket import ConnectionClosed, wrap_server_stream
+from typing import TYPE_CHECKING, Any, Final
 
 from linkstate._channel import Channel
 from linkstate._policy import Jitter, ReconnectPolicy
 from linkstate._verdicts import CloseTable, Rule, Verdict
+from linkstate.cli._options import add_run_options, policy_from_args, seconds
 from linkstate.cli._render import Printer, default_format
-from linkstate.cli._supervise import (
-    add_run_options,
-    policy_from_args,
-    printer_from_args,
-    seconds,
-    supervise,
-    supervisor_from_args,
-)
 from linkstate.cli.common import CommandError, ExitStatus, channel_or_exit, db_word
 from linkstate.cli.serve import is_loopback, parse_listen
-from linkstate.runtime._supervisor import Outcome, transport_factory
+
+if TYPE_CHECKING:
+    import trio
+
+    from linkstate.runtime._supervisor import Outcome
 
 __all__ = [
     "DEMO_CHANNEL",
@@ -171,9 +165,16 @@ async def serve_story(
     story: tuple[Scene, ...],
     *,
     announce: Callable[[str], None] = lambda text: None,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[int],
 ) -> None:
-    """Serve WebSocket on a free 127.0.0.1 port, one scene per connection; reports the port."""
+    """Serve WebSocket on a free 127.0.0.1 port, one scene per connection; reports the port.
+
+    Run it with ``nursery.start``, which gives ``task_status`` and returns the port.
+    """
+    # Here, not at the top: trio and trio-websocket are half of `linkstate --help`.
+    import trio
+    from trio_websocket import ConnectionClosed, wrap_server_stream
+
     numbers = itertools.count()
 
     async def handle(stream: trio.SocketStream) -> None:
@@ -247,6 +248,11 @@ def register(subparsers: Any) -> None:
 
 async def demo(args: argparse.Namespace) -> list[Outcome]:
     """Run the plain link, then the story, against real servers; returns their outcomes."""
+    # trio and the runtime are imported here, where the demo runs, not for its --help.
+    import trio
+
+    from linkstate.cli._supervise import printer_from_args
+
     printer = printer_from_args(args)
     async with AsyncExitStack() as stack:
         board = None
@@ -276,6 +282,9 @@ async def demo(args: argparse.Namespace) -> list[Outcome]:
 
 async def _play(args: argparse.Namespace, printer: Printer, nursery: trio.Nursery) -> list[Outcome]:
     """The plain websocket link's 3000, then the story; stops early on Ctrl-C or SIGTERM."""
+    from linkstate.cli._supervise import supervise, supervisor_from_args
+    from linkstate.runtime._supervisor import transport_factory
+
     plain = channel_or_exit("websocket")
     plain_args = argparse.Namespace(**vars(args))
     plain_args.link = f"{args.link}-{plain.name}"
@@ -311,6 +320,8 @@ def _tell(text: str) -> None:
 
 async def _linger(linger: float | None, url: str) -> None:
     """Keep serving after the story: for ``linger`` seconds, or until Ctrl-C or SIGTERM."""
+    import trio
+
     until = "Ctrl-C" if linger is None else f"{linger:g} s, or Ctrl-C"
     _tell(f"the story is over; still serving {url}/ for {until}")
     with (
@@ -324,7 +335,8 @@ async def _linger(linger: float | None, url: str) -> None:
 async def _serve(
     story: tuple[Scene, ...],
     printer: Printer,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    *,
+    task_status: trio.TaskStatus[int],
 ) -> None:
     await serve_story(story, announce=printer.note, task_status=task_status)
 
@@ -365,6 +377,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--linger S keeps the --listen server up; give --listen HOST:PORT too")
     if args.db is None:
         args.db = str(Path(tempfile.mkdtemp(prefix="linkstate-demo-")) / "demo.db")
+    import trio
+
     outcomes = trio.run(demo, args)
     if (args.format or default_format(sys.stdout)) == "text":
         print("\ntry next (the demo kept the link in a real database):")

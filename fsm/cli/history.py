@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from linkstate.cli._render import describe_close
-from linkstate.cli._store import add_db_option, open_store, store_errors, timestamp
+from linkstate.cli._options import add_db_option
+from linkstate.cli._render import describe_close, timestamp
 from linkstate.cli.common import CommandError, link_id, print_json
-from linkstate.store._sqlite import StoredTransition, require_link
+
+if TYPE_CHECKING:
+    from linkstate.store._sqlite import StoredTransition
 
 __all__ = ["ORDER", "register", "render", "run"]
 
@@ -54,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     """Run ``linkstate history``."""
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit {args.limit} must be at least 1")
+    # Here: the store is for running the command, not for its --help.
+    from linkstate.cli._store import open_store, store_errors
+    from linkstate.store._sqlite import require_link
+
     with store_errors(), open_store(args.db, read_only=True) as store:
         require_link(store, args.link)
         entries = store.history(args.link, args.limit)

@@ -6,7 +6,7 @@ import argparse
 from typing import Any, Final
 
 from linkstate._lifecycle import State
-from linkstate.cli._store import add_operator_arguments, operate
+from linkstate.cli._options import add_operator_arguments
 
 __all__ = ["ORDER", "register", "run"]
 
@@ -32,5 +32,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``linkstate relink``."""
+    from linkstate.cli._store import operate  # here: --help needs no store
+
     operate(args, only=frozenset({State.needs_relink}))
     return 0

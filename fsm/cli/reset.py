@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Final
 
-from linkstate.cli._store import add_operator_arguments, operate
+from linkstate.cli._options import add_operator_arguments
 
 __all__ = ["ORDER", "register", "run"]
 
@@ -30,5 +30,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``linkstate reset``."""
+    from linkstate.cli._store import operate  # here: --help needs no store
+
     operate(args, only=None)
     return 0

@@ -10,25 +10,17 @@ Once the script runs out the link stays open, and the run ends with an abort
 from __future__ import annotations
 
 import argparse
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import trio
-
-from linkstate._channel import Channel
-from linkstate._machine import TransitionRecord
-from linkstate.cli._supervise import (
-    add_run_options,
-    outcome_status,
-    policy_from_args,
-    printer_from_args,
-    seconds,
-    supervise,
-    supervisor_from_args,
-)
+from linkstate.cli._options import add_run_options, policy_from_args, seconds
 from linkstate.cli.classify import parse_event
 from linkstate.cli.common import CommandError, channel_or_exit
-from linkstate.runtime._scripted import Close, Reject, ScriptedTransport, Step
-from linkstate.runtime._supervisor import Outcome
+
+if TYPE_CHECKING:
+    from linkstate._channel import Channel
+    from linkstate._machine import TransitionRecord
+    from linkstate.runtime._scripted import Step
+    from linkstate.runtime._supervisor import Outcome
 
 __all__ = ["MAX_STEPS", "ORDER", "register", "run", "script_from_args", "simulate"]
 
@@ -107,6 +99,9 @@ MAX_STEPS: Final = 100_000
 
 def script_from_args(args: argparse.Namespace) -> list[Step]:
     """The transport script in command-line order; an unreadable CODE or N is a CommandError."""
+    # The runtime is imported where a command runs, never for its --help.
+    from linkstate.runtime._scripted import Close, Reject
+
     steps: list[Step] = []
     for kind, text in args.script or []:
         if kind == "repeat":
@@ -145,6 +140,9 @@ def _times(text: str) -> int:
 
 async def simulate(args: argparse.Namespace, channel: Channel, script: list[Step]) -> Outcome:
     """Run one simulation inside trio (on whatever clock the caller's run has)."""
+    from linkstate.cli._supervise import printer_from_args, supervise, supervisor_from_args
+    from linkstate.runtime._scripted import ScriptedTransport
+
     transport = ScriptedTransport(script)
     supervisor = supervisor_from_args(args, channel, transport)
 
@@ -161,9 +159,12 @@ def run(args: argparse.Namespace) -> int:
     channel = channel_or_exit(args.channel)
     script = script_from_args(args)
     policy_from_args(args, channel.policy)  # report a bad policy before starting
-    # Here, not at the top: trio.testing imports pytest, which would cost every
-    # `linkstate --help` a tenth of a second.
+    # Here, not at the top: trio is a third of `linkstate --help`, and
+    # trio.testing imports pytest, which would cost it another tenth of a second.
+    import trio
     from trio.testing import MockClock
+
+    from linkstate.cli._supervise import outcome_status
 
     clock = MockClock(autojump_threshold=0)
     outcome = trio.run(simulate, args, channel, script, clock=clock)

@@ -9,21 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from linkstate.cli._render import describe_verdict
-from linkstate.cli._store import (
-    add_db_option,
-    ago,
-    describe_lease,
-    open_store,
-    store_errors,
-    store_leases,
-    timestamp,
-)
+from linkstate.cli._options import add_db_option
+from linkstate.cli._render import ago, describe_verdict, timestamp
 from linkstate.cli.common import ExitStatus, print_json, shown
-from linkstate.store._lease import LeaseInfo
-from linkstate.store._sqlite import LinkRow
+
+if TYPE_CHECKING:
+    from linkstate.store._lease import LeaseInfo
+    from linkstate.store._sqlite import LinkRow
 
 __all__ = ["ORDER", "register", "render", "run"]
 
@@ -59,6 +53,8 @@ def render(
 
     With ``leases`` (a shared store), three more columns: owner, token, lease expiry.
     """
+    from linkstate.cli._store import describe_lease  # here: --help needs no store
+
     header = _COLUMNS + (_LEASE_COLUMNS if leases is not None else ())
     table: list[tuple[str, ...]] = [header] + [
         (
@@ -83,6 +79,10 @@ def render(
 
 def run(args: argparse.Namespace) -> int:
     """Run ``linkstate status``."""
+    # Here: the store is for running the command, not for its --help.
+    from linkstate.cli._store import open_store, store_errors, store_leases
+    from linkstate.store._lease import LeaseInfo
+
     with store_errors(), open_store(args.db, read_only=True) as store:
         rows, unreadable = store.read_links()
         leases = store_leases(store)

@@ -18,21 +18,16 @@ from __future__ import annotations
 import argparse
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
 from linkstate._channel import Channel
-from linkstate.cli._supervise import (
-    add_run_options,
-    outcome_status,
-    policy_from_args,
-    printer_from_args,
-    supervise,
-    supervisor_from_args,
-)
+from linkstate.cli._options import add_run_options, policy_from_args
 from linkstate.cli.common import CommandError, channel_or_exit
-from linkstate.runtime._supervisor import Outcome, Transport, transport_factory
+
+if TYPE_CHECKING:
+    from linkstate.runtime._supervisor import Outcome, Transport
 
 __all__ = ["DEFAULT_WATCHDOG", "ORDER", "register", "run", "watch"]
 
@@ -98,6 +93,9 @@ def transport_from_args(
     channel: Channel, url: str, *, max_message_size: int | None = None
 ) -> Transport:
     """The channel's transport for ``url``; no transport or a bad URL is a CommandError."""
+    # The runtime is imported where a command runs, never for its --help.
+    from linkstate.runtime._supervisor import transport_factory
+
     try:
         factory = transport_factory(channel)
         if max_message_size is None:
@@ -122,12 +120,16 @@ def _parameters(factory: Callable[..., object]) -> Mapping[str, inspect.Paramete
 
 async def watch(args: argparse.Namespace, channel: Channel, transport: Transport) -> Outcome:
     """Supervise until terminal, ``--max-time``, SIGINT or SIGTERM."""
+    from linkstate.cli._supervise import printer_from_args, supervise, supervisor_from_args
+
     supervisor = supervisor_from_args(args, channel, transport)
     return await supervise(args, supervisor, printer_from_args(args))
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``linkstate watch``."""
+    from linkstate.cli._supervise import outcome_status
+
     channel = channel_or_exit(args.channel)
     transport = transport_from_args(channel, args.url, max_message_size=args.max_message_size)
     policy_from_args(args, channel.policy)  # report a bad policy before connecting

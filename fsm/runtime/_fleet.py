@@ -126,10 +126,16 @@ class RestartPolicy:
     )
 
     def __post_init__(self) -> None:
-        if self.max_restarts < 0:
-            raise PolicyError(
-                f"invalid restart policy: max_restarts={self.max_restarts!r} must be 0 or more"
+        problems = []
+        if type(self.max_restarts) is not int or self.max_restarts < 0:
+            problems.append(f"max_restarts={self.max_restarts!r} must be a whole number >= 0")
+        if not isinstance(self.backoff, ReconnectPolicy):
+            problems.append(
+                f"backoff={self.backoff!r} must be a ReconnectPolicy, such as "
+                "ReconnectPolicy(initial=1.0, jitter=Jitter.none)"
             )
+        if problems:
+            raise PolicyError("invalid restart policy: " + "; ".join(problems))
 
     def delay(self, restart: int) -> float:
         """Seconds to wait before restart number ``restart`` (1-based)."""

@@ -77,7 +77,7 @@ from linkstate._errors import ArgumentError, LinkstateError
 from linkstate._events import CloseEvent, Initiator, Phase
 from linkstate._lifecycle import State, StopReason, Trigger
 from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
-from linkstate._policy import ReconnectPolicy
+from linkstate._policy import DEFAULT_CONNECT_TIMEOUT, ReconnectPolicy
 from linkstate.store._journal import Journal, Receipt
 from linkstate.store._sqlite import (
     Claim,
@@ -103,10 +103,6 @@ __all__ = [
 ]
 
 _log: Final = logging.getLogger("linkstate.runtime")
-
-# gRPC's minimum connect timeout: long enough for a slow TLS handshake over a
-# poor network, short enough that a black-holed connect does not stall a link.
-DEFAULT_CONNECT_TIMEOUT: Final = 20.0
 
 # Enough for any run a person reads; a link flapping for months must not grow
 # without bound. The durable history is the store's.
