@@ -55,7 +55,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 from linkstate._errors import ArgumentError
 from linkstate._reading import (
@@ -731,13 +731,13 @@ def _follow_fast(value: object, rest: tuple[str, ...]) -> object:
 # (the reprs of the str literals above), names and our own numbers; the key
 # sets the checks compare a layer with are passed in as values.
 
-_Tree = Callable[[dict[object, object]], "CloseEvent | None"]
+_Tree = Callable[[dict[Any, Any]], "CloseEvent | None"]
 
 # Misses in a row after which a tree is compiled again.
 _MAX_MISSES: Final = 64
 
 
-def _no_tree(raw: dict[object, object]) -> CloseEvent | None:
+def _no_tree(raw: dict[Any, Any]) -> CloseEvent | None:
     """The tree of a shape no tree reads (an object or a large dict wrapped): always a miss."""
     return None
 
@@ -753,7 +753,7 @@ def _path_source(target: str, layer: str, first: str, rest: tuple[str, ...]) -> 
     return lines
 
 
-def _tree_source(raw: dict[object, object]) -> tuple[str, dict[str, object]] | None:
+def _tree_source(raw: dict[Any, Any]) -> tuple[str, dict[str, object]] | None:
     """The source of the tree reading closes nested as ``raw``, and its namespace; None if none can.
 
     Walks ``raw``'s layers as :func:`_read_fast` does, writing down the checks
@@ -774,7 +774,7 @@ def _tree_source(raw: dict[object, object]) -> tuple[str, dict[str, object]] | N
     index_of: dict[int, int] = {id(raw): 0}  # a layer's id: its n, in the order found
     frontier = [raw]
     for depth in range(MAX_DEPTH):
-        wrapped: list[dict[object, object]] = []
+        wrapped: list[dict[Any, Any]] = []
         for layer in frontier:
             name = f"l{len(plans)}"  # layers are read in the order they are found
             plan = _plan(frozenset(layer))
@@ -790,7 +790,7 @@ def _tree_source(raw: dict[object, object]) -> tuple[str, dict[str, object]] | N
                     return None
                 checks.extend(check)
                 if len(index_of) > found:
-                    wrapped.append(cast("dict[object, object]", inner))  # a new layer
+                    wrapped.append(cast("dict[Any, Any]", inner))  # a new layer
         if not wrapped:
             break
         frontier = wrapped
@@ -853,7 +853,7 @@ def _field_source(layer: str, plan: _Plan, namespace: dict[str, object]) -> list
     return lines
 
 
-def _compile_tree(raw: dict[object, object]) -> _Tree:
+def _compile_tree(raw: dict[Any, Any]) -> _Tree:
     """The tree reading closes nested as ``raw`` (:func:`_no_tree` when none can)."""
     made = _tree_source(raw)
     if made is None:
