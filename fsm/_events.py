@@ -24,9 +24,13 @@ tests/test_hot_path.py holds the two equal over nested dicts, objects and
 hostile leaves) at a fraction of the cost: each layer is read once, only for
 the paths whose first key it holds, chosen by a plan cached per set of keys
 (a dict's keys, taken with its stored hashes, so no key's ``__hash__`` runs);
-and equal readings share one frozen event. Both caches are bounded and keyed
-on exact, short strs and plain values only. Whatever the fast reader trips
-over, the general reader decides.
+and equal readings share one frozen event. A dict close whose top keys were
+seen before is read by its plan's tree: that same reading compiled to
+straight-line code for the way the close it was compiled from nests, which
+checks that this close nests alike and else leaves it to the per-layer
+reading (see "compiled trees" below). The caches are bounded and keyed on
+exact, short strs and plain values only, never on an object's identity.
+Whatever the fast reader trips over, the general reader decides.
 A channel whose client library keeps its facts where these tables do not
 look runs its own readers first: :func:`extract_with` hands the facts of the
 first reader that recognises the object to ``normalise``.
@@ -583,7 +587,9 @@ def _read_general(raw: object) -> CloseEvent:
 # as many calls for a Baileys close. _read_fast gives the same event (no read
 # has a side effect, so the order of reads cannot matter) from one pass: each
 # layer is read once, for the paths whose first key it holds, chosen by a
-# plan cached per set of keys; equal readings share one event.
+# plan cached per set of keys; equal readings share one event. A close of a
+# shape seen before skips even that: its top layer's plan holds a compiled
+# tree (below) that reads the whole close in one call.
 
 # The keys read on the first layer only: a close's own initiator, phase and flags.
 _TOP_KEYS: Final = ("initiator", "phase", "flags")
