@@ -727,6 +727,13 @@ def _follow_fast(value: object, rest: tuple[str, ...]) -> object:
 # close that nests otherwise makes it answer None: _read_fast reads it as
 # usual, and after _MAX_MISSES misses in a row compiles again from the next.
 #
+# Why a tree may skip _read_fast's ids: a layer read a second time gives
+# nothing new (its fields were read from it already, and what it wraps was
+# found already), so a tree reading one object twice, as two layers of the
+# same keys, gives the same event. The reverse would not hold, so a layer the
+# compiled close held once but reached twice is checked to be that same
+# object again.
+#
 # A tree is compiled when a top layer's keys are seen a second time, so a
 # sender of ever new keys never pays for a compile, and a shape that keeps
 # changing pays for one in _MAX_MISSES closes. It hangs on its top layer's
