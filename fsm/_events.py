@@ -24,9 +24,13 @@ tests/test_hot_path.py holds the two equal over nested dicts, objects and
 hostile leaves) at a fraction of the cost: each layer is read once, only for
 the paths whose first key it holds, chosen by a plan cached per set of keys
 (a dict's keys, taken with its stored hashes, so no key's ``__hash__`` runs);
-and equal readings share one frozen event. Both caches are bounded and keyed
-on exact, short strs and plain values only. Whatever the fast reader trips
-over, the general reader decides.
+and equal readings share one frozen event. A dict close whose top keys were
+seen before is read by its plan's tree: that same reading compiled to
+straight-line code for the way the close it was compiled from nests, which
+checks that this close nests alike and else leaves it to the per-layer
+reading (see "compiled trees" below). The caches are bounded and keyed on
+exact, short strs and plain values only, never on an object's identity.
+Whatever the fast reader trips over, the general reader decides.
 A channel whose client library keeps its facts where these tables do not
 look runs its own readers first: :func:`extract_with` hands the facts of the
 first reader that recognises the object to ``normalise``.
@@ -55,7 +59,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 from linkstate._errors import ArgumentError
 from linkstate._reading import (
@@ -553,7 +557,8 @@ def _read_object(raw: object) -> CloseEvent:
     :func:`normalise` to answer.
     """
     try:
-        return _read_fast(raw)
+        # An object has no tree: straight to its layers, a call fewer.
+        return _read_fast(raw) if type(raw) is dict else _read_planned(raw, _layer(raw))
     except Exception:
         return _read_general(raw)
 
@@ -583,7 +588,9 @@ def _read_general(raw: object) -> CloseEvent:
 # as many calls for a Baileys close. _read_fast gives the same event (no read
 # has a side effect, so the order of reads cannot matter) from one pass: each
 # layer is read once, for the paths whose first key it holds, chosen by a
-# plan cached per set of keys; equal readings share one event.
+# plan cached per set of keys; equal readings share one event. A close of a
+# shape seen before skips even that: its top layer's plan holds a compiled
+# tree (below) that reads the whole close in one call.
 
 # The keys read on the first layer only: a close's own initiator, phase and flags.
 _TOP_KEYS: Final = ("initiator", "phase", "flags")
@@ -646,7 +653,7 @@ class _Plan:
     object has), so two layers holding the same keys share one plan.
     """
 
-    __slots__ = ("fields", "top", "wrappers")
+    __slots__ = ("fields", "misses", "top", "tree", "wrappers")
 
     def __init__(self, keys: frozenset[object]) -> None:
         # (slot, its steps) for each field the layer may give, in _FIELD_STEPS' order.
@@ -658,6 +665,10 @@ class _Plan:
         self.wrappers = tuple((path[0], path[1:]) for path in WRAPPERS if path[0] in keys)
         # Whether the layer holds initiator, phase or flags (read on the first layer only).
         self.top = any(key in keys for key in _TOP_KEYS)
+        # The reader compiled for a close whose top layer holds these keys (see
+        # _compile_tree), None until one is; and how many closes in a row it missed.
+        self.tree: _Tree | None = None
+        self.misses = 0
 
 
 # Plans by the keys of a small dict layer (all of them: frozenset(d) reuses the
@@ -703,24 +714,205 @@ def _follow_fast(value: object, rest: tuple[str, ...]) -> object:
     return value
 
 
+# -- compiled trees ---------------------------------------------------------------------------
+#
+# The closes one sender reports nest alike, close after close: Baileys' top
+# layer {connection, lastDisconnect} wraps {error, date}, which wraps the Boom
+# {message, output}. _read_fast reads such a close with a plan look-up per
+# layer and a walk through each plan's steps. A tree is that same reading for
+# one shape, written out once as straight-line code: it first checks that the
+# close nests as the one it was compiled from (each wrapper leads to an exact
+# dict holding the same keys, to the same layer again, or to no layer: None
+# or a scalar), then reads every field from the same paths, in the same order,
+# with the readers of _FIELD_STEPS (the exact int and str cases inline). A
+# close that nests otherwise makes it answer None: _read_fast reads it as
+# usual, and after _MAX_MISSES misses in a row compiles again from the next.
+#
+# Why a tree may skip _read_fast's ids: a layer read a second time gives
+# nothing new (its fields were read from it already, and what it wraps was
+# found already), so a tree reading one object twice, as two layers of the
+# same keys, gives the same event. The reverse would not hold, so a layer the
+# compiled close held once but reached twice is checked to be that same
+# object again.
+#
+# A tree is compiled when a top layer's keys are seen a second time, so a
+# sender of ever new keys never pays for a compile, and a shape that keeps
+# changing pays for one in _MAX_MISSES closes. It hangs on its top layer's
+# plan, so _PLANS bounds the trees too; each reads at most 1 + 3 + 9 + 27
+# layers (three wrappers a layer, MAX_DEPTH deep).
+#
+# Nothing a client sent is ever compiled: the source holds our table keys
+# (the reprs of the str literals above), names and our own numbers; the key
+# sets the checks compare a layer with are passed in as values.
+
+_Tree = Callable[[dict[Any, Any]], "CloseEvent | None"]
+
+# Misses in a row after which a tree is compiled again.
+_MAX_MISSES: Final = 64
+
+
+def _no_tree(raw: dict[Any, Any]) -> CloseEvent | None:
+    """The tree of a shape no tree reads (an object or a large dict wrapped): always a miss."""
+    return None
+
+
+def _path_source(target: str, layer: str, first: str, rest: tuple[str, ...]) -> list[str]:
+    """Lines setting ``target`` to the value at ``first, *rest`` of ``layer``, or None."""
+    lines = [f"{target} = {layer}.get({first!r})"]
+    lines.extend(
+        f"if {target} is not None: {target} = "
+        f"{target}.get({key!r}) if type({target}) is dict else lookup({target}, {key!r})"
+        for key in rest
+    )
+    return lines
+
+
+def _tree_source(raw: dict[Any, Any]) -> tuple[str, dict[str, object]] | None:
+    """The source of the tree reading closes nested as ``raw``, and its namespace; None if none can.
+
+    Walks ``raw``'s layers as :func:`_read_fast` does, writing down the checks
+    that a close nests alike, then the reads of each layer's fields.
+    """
+    namespace: dict[str, object] = {
+        "_NO_FLAGS": _NO_FLAGS,
+        "_SCALAR_TYPES": _SCALAR_TYPES,
+        "_event": _event,
+        "_read_enum": _read_enum,
+        "_read_flags": _read_flags,
+        "Initiator": Initiator,
+        "Phase": Phase,
+        "lookup": lookup,
+    }
+    checks: list[str] = []
+    plans: list[_Plan] = []  # layer n's plan; the tree's variable ln holds the layer
+    index_of: dict[int, int] = {id(raw): 0}  # a layer's id: its n, in the order found
+    frontier = [raw]
+    for depth in range(MAX_DEPTH):
+        wrapped: list[dict[Any, Any]] = []
+        for layer in frontier:
+            name = f"l{len(plans)}"  # layers are read in the order they are found
+            plan = _plan(frozenset(layer))
+            plans.append(plan)
+            for first, rest in plan.wrappers if depth < _LAST_DEPTH else ():
+                checks.extend(_path_source("v", name, first, rest))
+                inner = layer.get(first)
+                if rest and inner is not None:
+                    inner = _follow_fast(inner, rest)
+                found = len(index_of)
+                check = _wrapped_check(inner, index_of, namespace)
+                if check is None:
+                    return None
+                checks.extend(check)
+                if len(index_of) > found:
+                    wrapped.append(cast("dict[Any, Any]", inner))  # a new layer
+        if not wrapped:
+            break
+        frontier = wrapped
+    reads = ["f0 = f1 = f2 = f3 = None"]
+    for n, plan in enumerate(plans):
+        reads.extend(_field_source(f"l{n}", plan, namespace))
+    top = plans[0].top
+    reads.extend(
+        [
+            "initiator = _read_enum(l0.get('initiator'), Initiator)" if top else "initiator = None",
+            "phase = _read_enum(l0.get('phase'), Phase)" if top else "phase = None",
+            "flags = _read_flags(l0.get('flags'))" if top else "flags = _NO_FLAGS",
+            "return _event((f0, f2, '' if f1 is None else f1, initiator, phase, f3, flags))",
+        ]
+    )
+    body = "\n".join(f"    {line}" for line in (*checks, *reads))
+    return f"def tree(l0):\n{body}\n", namespace
+
+
+def _wrapped_check(
+    inner: object, index_of: dict[int, int], namespace: dict[str, object]
+) -> list[str] | None:
+    """Lines checking that the value ``v`` a wrapper leads to is like ``inner``; None if none can.
+
+    A new layer is numbered in ``index_of``, and the key set its check
+    compares with is put in ``namespace``.
+    """
+    if inner is not None and id(inner) in index_of:
+        return [f"if v is not l{index_of[id(inner)]}: return None"]  # a layer found before
+    if inner is None or (type(inner) is not dict and isinstance(inner, _SCALAR_TYPES)):
+        return ["if v is not None and not isinstance(v, _SCALAR_TYPES): return None"]
+    if type(inner) is not dict or len(inner) > _SMALL_LAYER:
+        return None  # an object, or a large dict: read by _read_fast
+    keys = frozenset(inner)
+    if not all(type(key) is str and len(key) <= _MAX_KEY_LENGTH for key in keys):
+        return None
+    name = f"l{len(index_of)}"
+    index_of[id(inner)] = len(index_of)
+    namespace[f"keys_{name}"] = keys
+    return [f"if type(v) is not dict or v.keys() != keys_{name}: return None", f"{name} = v"]
+
+
+def _field_source(layer: str, plan: _Plan, namespace: dict[str, object]) -> list[str]:
+    """Lines reading the fields ``plan`` gives from ``layer``, each step while its field is None."""
+    lines = []
+    for slot, steps in plan.fields:
+        for first, rest, read in steps:
+            reader = f"read{len(namespace)}"
+            namespace[reader] = read
+            # The readers' commonest cases inline: an exact int in range, an exact str.
+            if read is _status_value:
+                value = f"v if type(v) is int and {_STATUS_LOW} <= v < {_STATUS_HIGH} else "
+            elif read is _read_text:
+                value = "v if type(v) is str else "
+            else:
+                value = ""
+            lines.append(f"if f{slot} is None:")
+            lines.extend(f"    {line}" for line in _path_source("v", layer, first, rest))
+            lines.append(f"    if v is not None: f{slot} = {value}{reader}(v)")
+    return lines
+
+
+def _compile_tree(raw: dict[Any, Any]) -> _Tree:
+    """The tree reading closes nested as ``raw`` (:func:`_no_tree` when none can)."""
+    made = _tree_source(raw)
+    if made is None:
+        return _no_tree
+    source, namespace = made
+    exec(source, namespace)  # our table keys only: see the section's comment
+    return cast("_Tree", namespace["tree"])
+
+
 def _read_fast(raw: object) -> CloseEvent:
     """What :func:`_read_general` gives, reading each layer once, breadth first."""
+    if (
+        type(raw) is dict
+        and len(raw) <= _SMALL_LAYER
+        and (plan := _PLANS.get(frozenset(raw))) is not None
+    ):
+        # A top layer seen before: its compiled tree reads the whole close,
+        # unless this close's nested layers differ from the tree's.
+        tree = plan.tree
+        if tree is None:
+            tree = plan.tree = _compile_tree(raw)
+        if (event := tree(raw)) is not None:
+            if plan.misses:
+                plan.misses = 0
+            return event
+        plan.misses += 1
+        if plan.misses >= _MAX_MISSES:
+            # The shape of this sender's closes changed: compile again, from the next one.
+            plan.tree, plan.misses = None, 0
+        return _read_planned(raw, (raw.get, plan))
+    return _read_planned(raw, _layer(raw))
+
+
+def _read_planned(raw: object, top: tuple[Callable[[str], object], _Plan]) -> CloseEvent:
+    """:func:`_read_fast`'s reading of ``raw``, whose top layer is ``top``, layer by layer."""
+    layers = [top]
     # status, reason, code, retry-after: each from the first step that reads it.
     found: list[object] = [None, None, None, None]
     initiator: Initiator | None = None
     phase: Phase | None = None
     flags = _NO_FLAGS
     # The ids of every layer found: a cycle, or an error wrapped twice, is read once.
+    # Each layer of the depth being read is held as its getter and plan: a
+    # layer is planned where it is found, so a dict's type is checked once.
     seen = [id(raw)]
-    # Each layer of the depth being read, as its getter and plan: a layer is
-    # planned where it is found, so a dict's type is checked once.
-    layers = [
-        (raw.get, plan)
-        if type(raw) is dict
-        and len(raw) <= _SMALL_LAYER
-        and (plan := _PLANS.get(frozenset(raw))) is not None
-        else _layer(raw)
-    ]
     for depth in range(MAX_DEPTH):
         wrapped: list[tuple[Callable[[str], object], _Plan]] = []
         for get, plan in layers:
@@ -764,11 +956,22 @@ def _read_fast(raw: object) -> CloseEvent:
     status, reason, code, retry_after = cast("_Found", found)
     if reason is None:
         reason = _exception_text(raw) if isinstance(raw, BaseException) else ""
+    return _event((status, code, reason, initiator, phase, retry_after, flags))
+
+
+# One reading: status, code, reason (unsanitised), initiator, phase, retry-after, flags.
+_Reading = tuple[
+    int | None, str | None, str, Initiator | None, Phase | None, float | None, frozenset[str]
+]
+
+
+def _event(reading: _Reading) -> CloseEvent:
+    """The event of one reading, shared with every equal reading."""
     # Events are frozen, so equal readings share one: building a frozen slotted
     # dataclass costs more than reading a close. The reading holds exact
     # values only (exact int, str and float, our enums, a frozenset of exact
     # str); a reason that is not an exact str, or is long, is not kept.
-    reading = (status, code, reason, initiator, phase, retry_after, flags)
+    status, code, reason, initiator, phase, retry_after, flags = reading
     cacheable = type(reason) is str and len(reason) <= MAX_REASON_LENGTH
     if cacheable and (event := _EVENTS.get(reading)) is not None:
         return event

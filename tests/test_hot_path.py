@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import copy
 import pickle
 import random
 from dataclasses import FrozenInstanceError, fields, replace
@@ -267,7 +269,10 @@ FAST_VS_GENERAL = settings(max_examples=400, deadline=None, suppress_health_chec
 @given(nested | layered)
 def test_the_fast_reader_gives_what_the_tables_define(value: object) -> None:
     # No fallback here: on data like this the fast reader itself must answer.
-    assert _read_fast(value) == general(value)
+    # Three times: the first reading plans the top layer, the second compiles
+    # its tree, the third is the tree's.
+    for _ in range(3):
+        assert _read_fast(value) == general(value)
     if type(value) is dict:
         assert normalise(value) == general(value)
 
@@ -275,14 +280,126 @@ def test_the_fast_reader_gives_what_the_tables_define(value: object) -> None:
 @FAST_VS_GENERAL
 @given(with_hostile)
 def test_the_fast_reader_agrees_on_hostile_objects_too(value: object) -> None:
-    assert fast(value) == general(value)
+    for _ in range(3):  # planned, then compiled into a tree, then read by it
+        assert fast(value) == general(value)
+
+
+def reshaped(data: st.DataObject, value: object) -> object:
+    """A fresh copy of ``value`` with the same top keys, some values (or whole layers) redrawn."""
+    if type(value) is dict:
+        return {
+            key: reshaped(data, inner) if data.draw(st.booleans()) else data.draw(redrawn)
+            for key, inner in value.items()
+        }
+    return copy.deepcopy(value) if data.draw(st.booleans()) else data.draw(leaves)
+
+
+redrawn = nested | layered | with_hostile
+top_dicts = layered | st.dictionaries(WRAPPED_KEYS, nested | layered, min_size=1, max_size=5)
+
+
+@FAST_VS_GENERAL
+@given(top_dicts, st.data())
+def test_a_tree_reads_every_close_of_its_top_keys_as_the_tables_define(
+    value: dict[str, object], data: st.DataObject
+) -> None:
+    # A tree is compiled from one close and then meets others with the same
+    # top keys: fresh equal copies, other leaves, other nestings, hostile layers.
+    _events._PLANS.clear()
+    for _ in range(2):
+        assert fast(value) == general(value)
+    assert _events._PLANS[frozenset(value)].tree is not None
+    fresh = copy.deepcopy(value)
+    assert fast(fresh) == general(fresh) == general(value)
+    other = reshaped(data, value)
+    assert fast(other) == general(other)
+
+
+def test_a_tree_answers_a_fresh_baileys_close() -> None:
+    close = {
+        "connection": "close",
+        "lastDisconnect": {
+            "error": {"message": "Connection Closed", "output": {"statusCode": 428}},
+            "date": "2024-05-01T00:00:00Z",
+        },
+    }
+    normalise(close)
+    normalise(close)
+    tree = _events._PLANS[frozenset(close)].tree
+    assert tree is not None and tree is not _events._no_tree
+    # A fresh equal close, as every real one is: the tree reads it, not an id.
+    expected = CloseEvent(428, reason="Connection Closed")
+    assert tree(copy.deepcopy(close)) == general(close) == expected
+    # The same top keys nesting otherwise: the tree declines, the reading is still right.
+    moved = {"connection": "close", "lastDisconnect": {"error": "boom", "date": "d"}}
+    assert tree(moved) is None
+    assert normalise(moved) == general(moved) == CloseEvent(reason="boom")
+
+
+def test_a_tree_compiled_from_a_layer_wrapped_twice_reads_two_layers_as_two() -> None:
+    shared = {"status": 4004}
+    once = {"error": shared, "lastDisconnect": shared}
+    for _ in range(2):
+        assert normalise(once) == general(once) == CloseEvent(4004)
+    # The same keys, two layers now: the second one's code must be read too.
+    twice = {"error": {"status": 4004}, "lastDisconnect": {"status": 4004, "code": "c1"}}
+    assert normalise(twice) == general(twice) == CloseEvent(4004, code="c1")
+
+
+def test_a_tree_missed_again_and_again_is_compiled_again() -> None:
+    first = {"error": {"status": 4004}}
+    normalise(first)
+    normalise(first)
+    plan = _events._PLANS[frozenset(first)]
+    old = plan.tree
+    assert old is not None and old({"error": {"status": 4005}}) is not None
+    then = {"error": {"status": 4004, "reason": "now with a reason"}}
+    for _ in range(_events._MAX_MISSES):
+        assert normalise(then) == general(then)
+    assert plan.tree is None  # dropped after the misses; the next close compiles again
+    assert normalise(then) == general(then)
+    assert plan.tree is not None and plan.tree is not old and plan.tree(then) is not None
+
+
+def test_an_object_or_a_large_dict_wrapped_gets_no_tree() -> None:
+    for close in (
+        {"error": SimpleNamespace(status=4004)},
+        {"error": {f"k{i}": i for i in range(100)} | {"status": 4004}},
+        {"error": {1: "a non-str key", "status": 4004}},
+    ):
+        _events._PLANS.clear()
+        for _ in range(3):
+            assert normalise(close) == general(close)
+        assert _events._PLANS[frozenset(close)].tree is _events._no_tree
+
+
+def test_a_tree_holds_no_key_a_client_sent() -> None:
+    sneaky = "'); import os; os._exit(1) #"
+    close = {"error": {sneaky: 1, "status": 428, "output": {sneaky: 2}}, sneaky: 3}
+    made = _events._tree_source(close)
+    assert made is not None
+    source, _ = made
+    # The only text in a tree is our tables' keys: what a client sent is passed as a value.
+    texts = {
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    tables = (*_events.STATUS_PATHS, *_events.REASON_PATHS, *_events.CODE_PATHS, *_events.WRAPPERS)
+    ours = {key for path in tables for key in path}
+    ours |= {key for path, _ in _events.RETRY_AFTER_PATHS for key in path}
+    assert texts <= ours | set(_events._TOP_KEYS) | {""}
+    assert "status" in texts and sneaky not in source
+    for _ in range(3):
+        assert normalise(close) == general(close) == CloseEvent(428)
 
 
 def test_a_cycle_and_an_error_wrapped_twice_are_read_once_and_alike() -> None:
     loop: dict[str, object] = {"reason": "loop"}
     loop["error"] = loop
     loop["lastDisconnect"] = {"error": loop, "status": 428}
-    assert fast(loop) == general(loop) == CloseEvent(status=428, reason="loop")
+    for _ in range(3):  # planned, then compiled into a tree, then read by it
+        assert fast(loop) == general(loop) == CloseEvent(status=428, reason="loop")
 
 
 def test_a_large_dict_layer_reads_like_a_small_one() -> None:
