@@ -626,11 +626,11 @@ class RaisingProperty(Plain):
 
 
 class ClassProperty(Plain):
-    """A ``__class__`` that lies: isinstance (hence lookup) believes it."""
+    """A ``__class__`` that lies, when told to: isinstance (hence lookup) believes it."""
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:
-        return dict
+        return dict if self.__dict__.get("pretend", True) else Plain
 
 
 class DictProperty(Plain):
@@ -717,9 +717,12 @@ def test_a_hook_or_a_mapping_gets_no_plan_and_is_read_in_full() -> None:
 
 
 def test_a_lying_class_or_dict_property_gets_no_plan() -> None:
-    lying = ClassProperty(status=428)
-    assert _events._object_keys.names(lying) is None
-    agrees(lying)
+    # One instance tells the truth, the next lies: no plan made from the first
+    # may read the second, which lookup reads as a Mapping.
+    for pretend in (False, True, False):
+        lying = ClassProperty(status=428, pretend=pretend)
+        assert _events._object_keys.names(lying) is None
+        agrees(lying)
     hidden = DictProperty()
     before = DictProperty.reads
     assert _events._object_keys.names(hidden) is None
