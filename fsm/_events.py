@@ -37,7 +37,9 @@ first reader that recognises the object to ``normalise``.
 Dicts and objects are read alike, a key else an attribute, by
 :func:`linkstate._reading.lookup`, the reader the channel plugins use too
 (the fast reader reads an object's keys all at once by the same rules,
-:func:`linkstate._reading.lookup_all`).
+:func:`linkstate._reading.lookup_all`, and for an object of a type seen
+before only the keys its instance dict and classes name, by a per-type plan:
+:class:`linkstate._reading.LookupAll`).
 
 Everything that came from the network and may end up in a log (the reason
 text, the symbolic code) is sanitised here, once, so no later layer has to
