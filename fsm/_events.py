@@ -37,7 +37,9 @@ first reader that recognises the object to ``normalise``.
 Dicts and objects are read alike, a key else an attribute, by
 :func:`linkstate._reading.lookup`, the reader the channel plugins use too
 (the fast reader reads an object's keys all at once by the same rules,
-:func:`linkstate._reading.lookup_all`).
+:func:`linkstate._reading.lookup_all`, and for an object of a type seen
+before only the keys its instance dict and classes name, by a per-type plan:
+:class:`linkstate._reading.LookupAll`).
 
 Everything that came from the network and may end up in a log (the reason
 text, the symbolic code) is sanitised here, once, so no later layer has to
@@ -64,6 +66,7 @@ from typing import Any, Final, TypeVar, cast
 from linkstate._errors import ArgumentError
 from linkstate._reading import (
     MAX_RETRY_AFTER,
+    LookupAll,
     Reader,
     json_text,
     lookup,
@@ -695,12 +698,24 @@ def _plan(keys: frozenset[object]) -> _Plan:
     return plan
 
 
+# Which of our keys an object layer may answer: an exception's type is planned
+# once, then only the keys its instance dict and classes name are read.
+_object_keys: Final = LookupAll(_KEYS)
+
+
 def _layer(obj: object) -> tuple[Callable[[str], object], _Plan]:
     """A getter of one layer's keys, and its plan."""
     # (_read_fast inlines the first case for the dicts it finds wrapped.)
     if type(obj) is dict:
         keys = frozenset(obj) if len(obj) <= _SMALL_LAYER else frozenset(obj.keys() & _ALL_KEYS)
         return obj.get, _plan(keys)
+    names = _object_keys.names(obj)
+    if names is not None:
+        # A planned type: the keys it may answer, read once (the plan of the
+        # names that read None too gives the same reading: each step skips a
+        # None). Whatever raises here, the general reader decides.
+        held = {key: getattr(obj, key, None) for key in names}
+        return held.get, _plan(names)
     held = lookup_all(obj, _KEYS)  # what lookup gives for each key, read once
     return held.get, _plan(frozenset(held))
 

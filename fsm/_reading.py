@@ -30,12 +30,15 @@ import itertools
 import json
 import time
 import warnings
+from abc import get_cache_token
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Final
+from types import GetSetDescriptorType
+from typing import Any, Final
 
 __all__ = [
     "MAX_RETRY_AFTER",
     "Facts",
+    "LookupAll",
     "Reader",
     "facts",
     "first_class",
@@ -148,6 +151,209 @@ def lookup_all(obj: object, keys: Iterable[str]) -> dict[str, object]:
         if value is not None:
             found[key] = value
     return found
+
+
+# -- lookup_all of an object, planned per type ------------------------------------------------
+#
+# Theory of operation. lookup_all reads an object's keys with a getattr each;
+# most are missing, and a missing attribute is looked for in every class of
+# the MRO. An object's attribute can only come from its instance dict, from a
+# class dict of its MRO (a property, a slot, a class attribute), or from a
+# hook (__getattr__, a __getattribute__ of its own). So where no hook exists,
+# the keys worth a getattr are those named in one of those dicts, and the
+# others read as None without being asked. Reading a key the object lacks is
+# harmless (getattr gives None, as lookup does); missing one it holds is the
+# error to rule out. Hence what a type's plan holds, and what each call checks:
+#
+# * made once per exact type (``type(obj)``, never ``obj.__class__``), and only
+#   for a type lookup reads by attribute (not a Mapping, not a scalar), whose
+#   MRO holds no __getattr__, no __getattribute__ but object's and
+#   BaseException's own, no __class__ of its own (isinstance would believe
+#   it), and an instance dict reached through a C getset (no property runs to
+#   find it; a type with a dict slot and no such descriptor gets no plan);
+# * the plan holds our keys that the MRO's class dicts name. Those of the
+#   built-in, immutable classes cannot change (setting an attribute on one
+#   raises); those of the others can, so each call compares their live key
+#   views with the keys they had (one tuple comparison, in C, touching keys
+#   only, never a value): a property or a __getattr__ added to a class since
+#   makes the plan again;
+# * the plan is made again, too, when the MRO is another tuple (``__bases__``
+#   was assigned) or an ABC registered a class since (a class registered as
+#   a Mapping is read by key from then on): each checked by identity;
+# * the instance dict's keys are the per-object part: our keys among them are
+#   added, and kept for the next call while its instances hold the same keys.
+#
+# Neither ``__dict__`` nor ``__class__`` can be set on a class once made
+# (type's own descriptors refuse), so a class dict's entries for them stay
+# what the plan saw. Type-level reads go through type's own descriptors, so
+# no metaclass code runs, and plans are kept by id(type) beside the type
+# itself (which also keeps the id from being reused), so no metaclass
+# __hash__ or __eq__ runs either. Anything that raises on the way is read by
+# lookup_all, which decides.
+
+_type_dict: Final[Callable[[type], Mapping[str, object]]] = type.__dict__["__dict__"].__get__
+_type_mro: Final[Callable[[type], tuple[type, ...]]] = type.__dict__["__mro__"].__get__
+_type_flags: Final[Callable[[type], int]] = type.__dict__["__flags__"].__get__
+_type_dictoffset: Final[Callable[[type], int]] = type.__dict__["__dictoffset__"].__get__
+_IMMUTABLE_TYPE: Final = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: setting an attribute raises
+_GENERIC_GETATTRIBUTE: Final = (
+    object.__dict__["__getattribute__"],
+    BaseException.__dict__["__getattribute__"],
+)
+_OBJECT_CLASS: Final = object.__dict__["__class__"]
+# Types planned, and keys of an instance dict kept: bounded work and memory.
+_MAX_TYPES: Final = 256
+_MAX_INSTANCE_KEYS: Final = 64
+
+
+class _TypePlan:
+    """What one exact type's instances may answer of the keys (see the section's comment)."""
+
+    __slots__ = (
+        "class_names",
+        "cls",
+        "instance_dict",
+        "instance_keys",
+        "mro",
+        "names",
+        "snapshot",
+        "token",
+        "views",
+    )
+
+    def __init__(
+        self,
+        cls: type,
+        mro: tuple[type, ...],
+        namespaces: list[Mapping[str, object]],
+        class_names: frozenset[str],
+        instance_dict: Callable[[object], dict[Any, object]] | None,
+    ) -> None:
+        self.cls = cls
+        self.mro = mro
+        self.token = get_cache_token()
+        # The live keys of the class dicts that may change, and what they were.
+        self.views = tuple(namespace.keys() for namespace in namespaces)
+        self.snapshot = tuple(frozenset(view) for view in self.views)
+        self.class_names = class_names  # our keys that a class of the MRO names
+        self.instance_dict = instance_dict
+        # The keys of the last instance dict read, and the names they gave.
+        self.instance_keys: frozenset[object] | None = None
+        self.names = class_names
+
+    def valid(self, cls: type) -> bool:
+        """True while this plan still describes ``cls`` (see the section's comment)."""
+        return (
+            self.cls is cls
+            and self.mro is _type_mro(cls)
+            and self.token == get_cache_token()
+            and self.views == self.snapshot
+        )
+
+
+def _type_plan(obj: object, keys: frozenset[str]) -> _TypePlan | None:
+    """The plan of ``type(obj)``; None when its attributes may come from anywhere else."""
+    cls = type(obj)
+    if _keyed(obj) is not False:
+        return None  # read by key, or holding no keys: lookup_all's own cases
+    mro = _type_mro(cls)
+    namespaces: list[Mapping[str, object]] = []
+    class_names: set[str] = set()
+    instance_dict: Callable[[object], Any] | None = None
+    found_dict = False
+    for klass in mro:
+        namespace = _type_dict(klass)
+        if "__getattr__" in namespace:
+            return None
+        hook = namespace.get("__getattribute__")
+        if hook is not None and not any(hook is ours for ours in _GENERIC_GETATTRIBUTE):
+            return None
+        if namespace.get("__class__", _OBJECT_CLASS) is not _OBJECT_CLASS:
+            return None  # a __class__ of its own: isinstance, hence lookup, would believe it
+        if not found_dict and "__dict__" in namespace:
+            # The first in the MRO is the one attribute lookup's __dict__ finds.
+            found_dict = True
+            descriptor = namespace["__dict__"]
+            if type(descriptor) is not GetSetDescriptorType:
+                return None  # a property, say: reading the dict would run its code
+            instance_dict = descriptor.__get__
+        class_names.update(key for key in keys if key in namespace)
+        if not _type_flags(klass) & _IMMUTABLE_TYPE:
+            namespaces.append(namespace)
+    if not found_dict and _type_dictoffset(cls) != 0:
+        return None  # instances hold a dict this plan cannot reach
+    return _TypePlan(cls, mro, namespaces, frozenset(class_names), instance_dict)
+
+
+class LookupAll:
+    """:func:`lookup_all` for one fixed tuple of keys, planned per type for objects.
+
+    ``LookupAll(keys)(obj) == lookup_all(obj, keys)`` for every object (its
+    keys may come in another order), at a fraction of the cost for an object
+    of a type seen before: only the keys its instance dict and classes name
+    are read (see the comment above).
+    """
+
+    __slots__ = ("_keys", "_ours", "_plans")
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._keys = tuple(keys)
+        self._ours = frozenset(self._keys)
+        self._plans: dict[int, _TypePlan] = {}
+
+    def names(self, obj: object) -> frozenset[str] | None:
+        """The keys worth reading on ``obj``: every one that may not be None; never raises.
+
+        None when ``obj``'s type has no plan (a dict, a Mapping, a scalar, a
+        class with hooks...): then any of the keys may answer, as lookup says.
+        """
+        cls = type(obj)
+        try:
+            plan = self._plans.get(id(cls))
+            if (  # plan.valid(cls), inline: this is the hot path of every exception
+                plan is None
+                or plan.cls is not cls
+                or plan.mro is not _type_mro(cls)
+                or plan.token != get_cache_token()
+                or plan.views != plan.snapshot
+            ):
+                plan = self._plan(obj)
+                if plan is None:
+                    return None
+            if plan.instance_dict is None:
+                return plan.class_names
+            keys = plan.instance_dict(obj).keys()
+            if keys == plan.instance_keys:
+                return plan.names  # the instance holds the keys the last one held
+            names = plan.class_names | self._ours.intersection(keys)
+            if len(keys) <= _MAX_INSTANCE_KEYS and all(type(key) is str for key in keys):
+                # Kept only as exact strs: no key's __eq__ runs at the next comparison.
+                plan.instance_keys, plan.names = frozenset(keys), names
+            return names
+        except Exception:  # a hostile class or instance dict: lookup_all decides
+            return None
+
+    def _plan(self, obj: object) -> _TypePlan | None:
+        cls = type(obj)
+        self._plans.pop(id(cls), None)
+        if type(obj) is dict or obj is None or type(obj) in _SCALARS:
+            return None  # lookup_all answers these at once
+        plan = _type_plan(obj, self._ours)
+        if plan is not None:
+            if len(self._plans) >= _MAX_TYPES:
+                self._plans.clear()
+            self._plans[id(cls)] = plan
+        return plan
+
+    def __call__(self, obj: object) -> dict[str, object]:
+        """``lookup_all(obj, keys)``; never raises."""
+        names = self.names(obj)
+        if names is not None:
+            try:
+                return {k: found for k in names if (found := getattr(obj, k, None)) is not None}
+            except Exception:
+                pass  # a hostile property: lookup_all reads it key by key, as absent
+        return lookup_all(obj, self._keys)
 
 
 def get(obj: object, key: str) -> object:

@@ -39,6 +39,7 @@ from linkstate._events import (
 )
 from linkstate._lifecycle import CLOSE_TRIGGERS, DECISIONS
 from linkstate._machine import Link, TransitionRecord, _Firing, route_table
+from linkstate._reading import lookup_all
 from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 from linkstate.testing import hostile
 
@@ -551,3 +552,306 @@ def test_a_cached_int_still_honours_a_phase_override() -> None:
     WHATSAPP.classify(440)
     event, _ = WHATSAPP.classify(440, phase=Phase.handshake)
     assert event.phase is Phase.handshake
+
+
+# -- objects of many classes: the per-type attribute plans (issue 19 item 2) ---------------------
+#
+# An object's layer is read by _events._object_keys, a LookupAll: a type's
+# plan says which of our keys its classes name, so only those and the
+# instance dict's are read. Each class below puts a key where a plan must
+# find it (or must refuse to plan), and each test reads it twice: the first
+# reading makes the plan, the second uses it.
+
+
+class Plain:
+    """Instance attributes only."""
+
+    def __init__(self, **values: object) -> None:
+        self.__dict__.update(values)
+
+
+class WithProperty(Plain):
+    """A key answered by a property, not the instance dict."""
+
+    @property
+    def status(self) -> int:
+        return 4004
+
+
+class WithSlots:
+    """Keys held in slots, some left unset."""
+
+    __slots__ = ("code", "reason", "status")
+
+    def __init__(self, **values: object) -> None:
+        for key, value in values.items():
+            setattr(self, key, value)
+
+
+class WithClassAttributes(Plain):
+    """Keys as class attributes, one of them None."""
+
+    reason = "from the class"
+    code = None
+
+
+class Inherited(WithClassAttributes, WithProperty):
+    """Keys inherited from two bases."""
+
+
+class WithGetattr(Plain):
+    """Any missing key answered: no plan may skip a key."""
+
+    def __getattr__(self, key: str) -> object:
+        return 4005 if key == "statusCode" else None
+
+
+class WithGetattribute(Plain):
+    """Every read through a hook of its own."""
+
+    def __getattribute__(self, key: str) -> object:
+        return 4006 if key == "code" else object.__getattribute__(self, key)
+
+
+class Keyed(Plain, dict):  # type: ignore[type-arg]
+    """A Mapping: read by key, never by attribute."""
+
+
+class RaisingProperty(Plain):
+    """A property whose reading raises: absent, as lookup says."""
+
+    @property
+    def reason(self) -> str:
+        raise RuntimeError("hostile")
+
+
+class ClassProperty(Plain):
+    """A ``__class__`` that lies, when told to: isinstance (hence lookup) believes it."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return dict if self.__dict__.get("pretend", True) else Plain
+
+
+class DictProperty(Plain):
+    """A ``__dict__`` that is a property: reading it would run user code."""
+
+    reads = 0
+
+    @property
+    def __dict__(self) -> dict[str, object]:  # type: ignore[override]
+        DictProperty.reads += 1
+        return {"status": 4007}
+
+
+class Failing(Exception):
+    """An exception with a class attribute and instance attributes."""
+
+    code = "class_code"
+
+
+CLASSES: tuple[type, ...] = (Plain, WithProperty, WithSlots, WithClassAttributes, Inherited)
+CLASSES += (WithGetattr, WithGetattribute, Keyed, RaisingProperty, ClassProperty, DictProperty)
+
+
+def build(cls: type, values: dict[str, object]) -> object:
+    if cls is Keyed:
+        made = Keyed(**values)
+        made.update(values)
+        return made
+    if cls is WithSlots:
+        return WithSlots(**{k: v for k, v in values.items() if k in WithSlots.__slots__})
+    return cls(**values)
+
+
+def agrees(value: object) -> None:
+    """The fast reader gives the general reading, and the plan what lookup_all gives, twice."""
+    for _ in range(2):
+        assert _events._object_keys(value) == lookup_all(value, _events._KEYS)
+        assert fast(value) == general(value)
+        assert normalise(value) == general(value)
+
+
+objects = st.builds(
+    build,
+    st.sampled_from(CLASSES),
+    st.dictionaries(st.sampled_from(ALL_KEYS), nested | layered, max_size=5),
+)
+
+
+@FAST_VS_GENERAL
+@given(objects)
+def test_objects_of_every_kind_of_class_read_as_the_tables_define(value: object) -> None:
+    agrees(value)
+
+
+@FAST_VS_GENERAL
+@given(
+    st.dictionaries(WRAPPED_KEYS, objects | nested, min_size=1, max_size=4).map(
+        lambda values: Plain(**values)
+    )
+)
+def test_objects_wrapping_objects_read_as_the_tables_define(value: object) -> None:
+    agrees(value)
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)
+def test_each_class_reads_its_keys_wherever_they_sit(cls: type) -> None:
+    value = build(cls, {"statusCode": 428, "reason": "instance", "error": Plain(code="c1")})
+    agrees(value)
+
+
+def test_a_hook_or_a_mapping_gets_no_plan_and_is_read_in_full() -> None:
+    keyed = Keyed(reason="attribute")
+    keyed["statusCode"] = 428
+    for value, status in (
+        (WithGetattr(reason="r"), 4005),  # only its __getattr__ holds a status
+        (WithGetattribute(status=428), 428),
+        (keyed, 428),  # by key: its attribute reason is not read
+    ):
+        assert _events._object_keys.names(value) is None
+        assert normalise(value).status == status
+        agrees(value)
+    assert normalise(keyed).reason == ""
+    assert _events._object_keys(WithGetattribute()) == {"code": 4006}
+
+
+def test_a_lying_class_or_dict_property_gets_no_plan() -> None:
+    # One instance tells the truth, the next lies: no plan made from the first
+    # may read the second, which lookup reads as a Mapping.
+    for pretend in (False, True, False):
+        lying = ClassProperty(status=428, pretend=pretend)
+        assert _events._object_keys.names(lying) is None
+        agrees(lying)
+    hidden = DictProperty()
+    before = DictProperty.reads
+    assert _events._object_keys.names(hidden) is None
+    assert DictProperty.reads == before  # the plan never ran the property to find out
+    agrees(hidden)
+
+
+def test_a_raising_property_reads_as_absent() -> None:
+    value = RaisingProperty(status=428)
+    assert _events._object_keys(value) == {"status": 428} == lookup_all(value, _events._KEYS)
+    assert normalise(value) == general(value) == CloseEvent(428)
+
+
+def test_a_key_added_to_a_class_after_its_plan_is_read() -> None:
+    class Late(Plain):
+        pass
+
+    class LateChild(Late):
+        pass
+
+    value = LateChild(reason="r")
+    agrees(value)
+    assert normalise(value).status is None
+    Late.statusCode = property(lambda self: 4010)  # type: ignore[attr-defined]
+    agrees(value)
+    assert normalise(value).status == 4010
+    LateChild.code = "late_code"  # type: ignore[attr-defined]
+    agrees(value)
+    assert normalise(value).code == "late_code"
+    del Late.statusCode  # type: ignore[attr-defined]
+    agrees(value)
+    assert normalise(value) == CloseEvent(reason="r", code="late_code")
+
+
+def test_a_hook_added_to_a_class_after_its_plan_is_honoured() -> None:
+    class Hooked(Plain):
+        pass
+
+    value = Hooked(reason="r")
+    agrees(value)
+    Hooked.__getattr__ = lambda self, key: 4011 if key == "status" else None  # type: ignore[attr-defined]
+    agrees(value)
+    assert normalise(value).status == 4011
+
+
+def test_bases_assigned_after_the_plan_are_honoured() -> None:
+    class Before(Plain):
+        pass
+
+    class After(Plain):
+        status = 4012
+
+    class Changing(Before):
+        pass
+
+    value = Changing()
+    agrees(value)
+    Changing.__bases__ = (After,)
+    agrees(value)
+    assert normalise(value).status == 4012
+
+
+def test_a_class_registered_as_a_mapping_after_its_plan_is_read_by_key() -> None:
+    from collections.abc import Mapping
+
+    class Registered(Plain):
+        def get(self, key: str) -> object:
+            return 4013 if key == "status" else None
+
+    value = Registered(status=428)
+    agrees(value)
+    assert normalise(value).status == 428
+    Mapping.register(Registered)
+    agrees(value)
+    assert normalise(value).status == 4013
+
+
+def test_instances_of_one_class_holding_other_keys_read_their_own() -> None:
+    for value in (Plain(status=428), Plain(reason="r"), Plain(status=1000, code="c"), Plain()):
+        agrees(value)
+    value = Plain(status=428)
+    agrees(value)
+    value.code = "added"  # type: ignore[attr-defined]
+    agrees(value)
+    assert normalise(value) == CloseEvent(428, code="added")
+
+
+def test_an_exception_reads_its_class_and_instance_attributes() -> None:
+    error = Failing("boom")
+    error.status = 428  # type: ignore[attr-defined]
+    agrees(error)
+    assert normalise(error) == CloseEvent(428, code="class_code", reason="boom")
+
+
+def test_the_type_plans_stay_bounded() -> None:
+    for i in range(3 * _events._MAX_PLANS):
+        agrees(type(f"Made{i}", (Plain,), {})(status=428))
+    from linkstate._reading import _MAX_TYPES
+
+    assert 0 < len(_events._object_keys._plans) <= _MAX_TYPES
+
+
+def library_exceptions() -> list[object]:
+    import telegram.error
+    from discord.errors import ConnectionClosed
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web import SlackResponse
+
+    response = SlackResponse(
+        client=None,
+        http_verb="POST",
+        api_url="https://slack.com/api/apps.connections.open",
+        req_args={},
+        data={"ok": False, "error": "invalid_auth"},
+        headers={"Retry-After": "3"},
+        status_code=429,
+    )
+    slack = SlackApiError("The request to the Slack API failed.", response)  # type: ignore[no-untyped-call]
+    return [
+        ConnectionClosed(None, shard_id=0, code=4004),  # type: ignore[arg-type]
+        ConnectionClosed(None, shard_id=None, code=1000),  # type: ignore[arg-type]
+        slack,
+        telegram.error.Conflict("Conflict: terminated by other getUpdates request"),
+        telegram.error.RetryAfter(3),
+        telegram.error.NetworkError("down"),
+    ]
+
+
+@pytest.mark.parametrize("error", library_exceptions(), ids=lambda error: type(error).__name__)
+def test_the_client_libraries_exceptions_read_as_the_tables_define(error: object) -> None:
+    agrees(error)
+    assert _events._object_keys.names(error) is not None  # planned: the fast way
