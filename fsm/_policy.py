@@ -149,7 +149,7 @@ class ReconnectPolicy:
         problems = [
             f"{name}={getattr(self, name)!r} must be {rule}"
             for name, rule, holds in _SETTING_RULES
-            if not holds(self)
+            if not holds(getattr(self, name), self)
         ]
         if problems:
             raise PolicyError("invalid reconnect policy: " + "; ".join(problems))
@@ -264,32 +264,35 @@ def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _at_least(low: float) -> Callable[[object], bool]:
-    return lambda value: _finite(value) and cast("float", value) >= low
+# A check of one setting's value; the policy is there for a rule against another setting.
+_Check = Callable[[object, "ReconnectPolicy"], bool]
 
 
-def _count(low: int, *, optional: bool) -> Callable[[object], bool]:
-    def holds(value: object) -> bool:
-        if value is None:
-            return optional
-        return type(value) is int and value >= low
-
-    return holds
+def _at_least(low: float) -> _Check:
+    return lambda value, _: _finite(value) and cast("float", value) >= low
 
 
-def _one_of(kind: type[StrEnum]) -> Callable[[object], bool]:
-    return lambda value: isinstance(value, kind)
+def _above(low: float) -> _Check:
+    return lambda value, _: _finite(value) and cast("float", value) > low
 
 
-def _setting(name: str, holds: Callable[[object], bool]) -> Callable[[ReconnectPolicy], bool]:
-    return lambda policy: holds(getattr(policy, name))
+def _between(low: float, high: float) -> _Check:
+    return lambda value, _: _finite(value) and low <= cast("float", value) <= high
 
 
-def _cap_holds(policy: ReconnectPolicy) -> bool:
+def _count(low: int, *, optional: bool) -> _Check:
+    return lambda value, _: optional if value is None else type(value) is int and value >= low
+
+
+def _one_of(kind: type[StrEnum]) -> _Check:
+    return lambda value, _: isinstance(value, kind)
+
+
+def _cap_holds(cap: object, policy: ReconnectPolicy) -> bool:
     # Against initial only when initial itself is valid: its own problem is reported.
-    if not _finite(policy.cap):
+    if not _finite(cap):
         return False
-    return not _finite(policy.initial) or policy.cap >= policy.initial
+    return not _finite(policy.initial) or cast("float", cap) >= policy.initial
 
 
 # Settings whose value may also be given as its enum value's text.
@@ -299,7 +302,7 @@ _ENUM_SETTINGS: Final[tuple[tuple[str, type[StrEnum]], ...]] = (
 )
 
 # What each setting of ReconnectPolicy must be, as data: the setting, what it
-# must be (as the error says it), and the check. Rules:
+# must be (as the error says it), and the check of its value. Rules:
 #
 # - A duration, a factor or a ratio is a finite int or float: never a bool,
 #   a str ("1") or nan. A count is an exact int (never 2.5, True or "3"), or
@@ -310,40 +313,19 @@ _ENUM_SETTINGS: Final[tuple[tuple[str, type[StrEnum]], ...]] = (
 # - Every problem is reported at once, in this order, each naming the setting,
 #   the value it got and what it must be. No check raises: a str is never
 #   compared with a number.
-_SETTING_RULES: Final[tuple[tuple[str, str, Callable[[ReconnectPolicy], bool]], ...]] = (
-    ("initial", "a number >= 0", _setting("initial", _at_least(0))),
-    ("factor", "a number >= 1", _setting("factor", _at_least(1))),
+_SETTING_RULES: Final[tuple[tuple[str, str, _Check], ...]] = (
+    ("initial", "a number >= 0", _at_least(0)),
+    ("factor", "a number >= 1", _at_least(1)),
     ("cap", "a number >= initial", _cap_holds),
-    (
-        "jitter_ratio",
-        "a number between 0 and 1",
-        _setting("jitter_ratio", lambda value: _at_least(0)(value) and cast("float", value) <= 1),
-    ),
-    ("retry_now_max", "a number >= 0", _setting("retry_now_max", _at_least(0))),
-    (
-        "max_attempts",
-        "None or a whole number >= 1",
-        _setting("max_attempts", _count(1, optional=True)),
-    ),
-    ("healthy_after", "a number >= 0", _setting("healthy_after", _at_least(0))),
-    (
-        "flap_closes",
-        "a whole number >= 0 (0 turns it off)",
-        _setting("flap_closes", _count(0, optional=False)),
-    ),
-    (
-        "flap_window",
-        "a number > 0",
-        _setting("flap_window", lambda value: _finite(value) and cast("float", value) > 0),
-    ),
-    ("max_retry_after", "a number >= 0", _setting("max_retry_after", _at_least(0))),
-    (
-        "refuse_after",
-        "None or a whole number >= 1",
-        _setting("refuse_after", _count(1, optional=True)),
-    ),
-    ("jitter", f"one of {', '.join(Jitter)}", _setting("jitter", _one_of(Jitter))),
-    ("budget", f"one of {', '.join(Budget)}", _setting("budget", _one_of(Budget))),
+    ("jitter_ratio", "a number between 0 and 1", _between(0, 1)),
+    ("retry_now_max", "a number >= 0", _at_least(0)),
+    ("max_attempts", "None or a whole number >= 1", _count(1, optional=True)),
+    ("healthy_after", "a number >= 0", _at_least(0)),
+    ("flap_closes", "a whole number >= 0 (0 turns it off)", _count(0, optional=False)),
+    ("flap_window", "a number > 0", _above(0)),
+    ("max_retry_after", "a number >= 0", _at_least(0)),
+    ("refuse_after", "None or a whole number >= 1", _count(1, optional=True)),
+    *((name, f"one of {', '.join(kind)}", _one_of(kind)) for name, kind in _ENUM_SETTINGS),
 )
 
 
