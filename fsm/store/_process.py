@@ -196,9 +196,7 @@ class WriterProcess:
         """
         options = cls.options(store)
         path = str(options["path"])
-        process = await anyio.open_process(
-            [sys.executable, "-c", _CHILD], stderr=None
-        )
+        process = await anyio.open_process([sys.executable, "-c", _CHILD], stderr=None)
         writer = cls(process, path)
         try:
             await writer._send(("open", options))
