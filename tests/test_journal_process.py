@@ -210,3 +210,18 @@ async def test_under_a_virtual_clock_the_process_writer_writes_inline(
             await journal.append(MACHINE.fire(link, Trigger.start, 0.0), link, channel="w")
             assert journal.inline is True and journal._child is None
         assert trio.current_time() == 0.0
+
+
+async def test_a_child_that_does_not_start_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from linkstate.store import _process
+
+    monkeypatch.setattr(_process, "_CHILD", "import sys; sys.exit(3)")
+    with (
+        trio.fail_after(LIMIT),
+        SQLiteStore(tmp_path / "x.db") as store,
+        pytest.raises(StoreError, match=r"did not start \(exit code 3\).*writer='thread'"),
+    ):
+        async with open_journal(store, writer="process"):
+            pass  # pragma: no cover - the journal never opens

@@ -290,27 +290,35 @@ class Journal:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The writer task: commit queued batches until cancelled (and renew the claims)."""
-        if self.inline is None:
-            self.inline = _on_virtual_clock()
+        await self._start()
+        child = self._child
         self._running = True
         try:
             async with anyio.create_task_group() as tasks:
                 if self.renew_every is not None and not self.inline:
                     tasks.start_soon(self._renew, self.renew_every)
-                if self.writer == "process" and not self.inline:
-                    child = self._child = await WriterProcess.start(self.store)
-                    try:
-                        task_status.started()
-                        await self._send_to(child)
-                    finally:
-                        with anyio.CancelScope(shield=True):
-                            await child.aclose()
-                else:
-                    task_status.started()
+                task_status.started()
+                if child is None:
                     await self._write()
+                else:
+                    await self._send_to(child)
         finally:
             self._running = False
+            if child is not None:
+                with anyio.CancelScope(shield=True):
+                    await child.aclose()
             self._abandon()
+
+    async def _start(self) -> None:
+        """Decide whether to write inline, and start the writer process if there is one.
+
+        :func:`open_journal` calls it before its task group, so that a child
+        that cannot start is a plain :class:`StoreError`, not an exception group.
+        """
+        if self.inline is None:
+            self.inline = _on_virtual_clock()
+        if self.writer == "process" and not self.inline and self._child is None:
+            self._child = await WriterProcess.start(self.store)
 
     async def _write(self) -> None:
         while True:
@@ -353,9 +361,11 @@ class Journal:
                     batch = self._queue[self._in_flight]
                     batch.sealed = True
                     self._largest = max(self._largest, len(batch.entries))
-                    self._in_flight += 1
                     try:
                         await child.send(batch.entries)
+                        # Counted once all of it is in the pipe: a send cut short by a
+                        # cancel leaves a frame the child never reads (and abandoned).
+                        self._in_flight += 1
                     except StoreError:
                         # The child is gone, but answers it wrote may still be in the
                         # pipe: the reader reads them, then fails the rest.
@@ -363,6 +373,7 @@ class Journal:
                             await answered.wait()
         finally:
             with anyio.CancelScope(shield=True):
+                await child.close_input()  # it answers what it has whole, then exits
                 await self._read_last_answers(child)
 
     async def _read_last_answers(self, child: WriterProcess) -> None:
@@ -528,14 +539,20 @@ async def open_journal(
         owner=owner,
         writer=writer,
     )
-    async with anyio.create_task_group() as tasks:
-        await tasks.start(journal.run)
-        try:
-            yield journal
-        finally:
+    await journal._start()
+    try:
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(journal.run)
+            try:
+                yield journal
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await journal.flush()
+                tasks.cancel_scope.cancel()
+    finally:
+        if journal._child is not None:  # run closes it; this is for a run that never began
             with anyio.CancelScope(shield=True):
-                await journal.flush()
-            tasks.cancel_scope.cancel()
+                await journal._child.aclose()
 
 
 def _on_virtual_clock() -> bool:

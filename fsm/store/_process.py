@@ -151,6 +151,7 @@ class WriterProcess:
         self.process = process
         self.path = path
         self._buffer = bytearray()
+        self._closed = False
 
     @staticmethod
     def options(store: object) -> dict[str, object]:
@@ -196,11 +197,21 @@ class WriterProcess:
         """
         options = cls.options(store)
         path = str(options["path"])
-        process = await anyio.open_process([sys.executable, "-c", _CHILD], stderr=None)
+        process = await anyio.open_process(
+            [sys.executable, "-c", _CHILD], stderr=None, env=_child_environment()
+        )
         writer = cls(process, path)
         try:
             await writer._send(("open", options))
             answer = await writer._receive()
+        except StoreError:
+            with anyio.CancelScope(shield=True):
+                await writer.aclose()
+            raise StoreError(
+                f"the journal's writer process for {path} did not start (exit code "
+                f"{process.returncode}); its stderr, above, says why. Use writer='thread' "
+                "meanwhile"
+            ) from None
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await writer.aclose()
@@ -234,17 +245,27 @@ class WriterProcess:
         )
 
     async def aclose(self) -> None:
-        """Close its stdin (it finishes and exits), and wait for it; kill it if it hangs."""
-        stdin = self.process.stdin
-        if stdin is not None:
-            with contextlib.suppress(OSError, anyio.BrokenResourceError):
-                await stdin.aclose()
+        """Close its stdin (it finishes and exits), and wait for it; kill it if it hangs.
+
+        Idempotent: the second call returns at once.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        await self.close_input()
         with anyio.move_on_after(10) as waiting:
             await self.process.wait()
         if waiting.cancelled_caught:
             self.process.kill()
             await self.process.wait()
         await self.process.aclose()
+
+    async def close_input(self) -> None:
+        """Close its stdin: it writes the batches it has whole, answers them, and exits."""
+        stdin = self.process.stdin
+        if stdin is not None:
+            with contextlib.suppress(OSError, anyio.BrokenResourceError):
+                await stdin.aclose()
 
     async def _send(self, message: object) -> None:
         stream: ByteSendStream | None = self.process.stdin
@@ -272,6 +293,20 @@ class WriterProcess:
         message = pickle.loads(buffer[_LENGTH.size : _LENGTH.size + size])
         del buffer[: _LENGTH.size + size]
         return message
+
+
+def _child_environment() -> dict[str, str]:
+    """The environment for the child: ours, with this linkstate first on its import path.
+
+    The child must run the same code as its parent, also when the parent found
+    linkstate through its own ``sys.path`` (a source checkout, ``PYTHONPATH``).
+    """
+    import linkstate
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(linkstate.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
+    return env
 
 
 # -- the child -----------------------------------------------------------------------
