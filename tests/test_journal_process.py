@@ -225,3 +225,28 @@ async def test_a_child_that_does_not_start_is_one_clear_error(
     ):
         async with open_journal(store, writer="process"):
             pass  # pragma: no cover - the journal never opens
+
+
+def test_the_writer_process_serves_an_asyncio_program(tmp_path: Path) -> None:
+    """The same journal on asyncio: anyio's processes and streams, no trio anywhere."""
+    import anyio
+
+    async def drive(journal: Journal, link: Link) -> None:
+        for trigger in (Trigger.start, Trigger.opened):
+            await journal.append(MACHINE.fire(link, trigger, 0.0), link, channel="w")
+        await journal.append(MACHINE.close(link, 440, 1.0), link, channel="w")
+
+    async def main() -> tuple[int, int]:
+        with anyio.fail_after(LIMIT), SQLiteStore(tmp_path / "x.db") as store:
+            async with open_journal(store, writer="process") as journal:
+                assert journal._child is not None
+                async with anyio.create_task_group() as tasks:
+                    for i in range(50):
+                        tasks.start_soon(drive, journal, MACHINE.new_link(f"a{i:02}"))
+                stats = journal.statistics()
+            assert {row.state for row in store.links()} == {"needs_relink"}
+            return stats.committed, stats.commits
+
+    committed, commits = anyio.run(main, backend="asyncio")
+    assert committed == 150
+    assert commits < committed  # grouped there too
