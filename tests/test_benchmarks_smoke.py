@@ -72,8 +72,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         [
             "one link, one transaction per transition",
             "3 links, writer thread",
+            "3 links, writer process",
             "bare sqlite3 loop, same SQL and batches",
-            "target  journal at 3 links / bare sqlite3 loop, FULL",
+            "info    the worker thread's journal at 3 links / its bare loop, FULL",
+            "target  journal (writer='process') at 3 links / bare sqlite3 loop, FULL",
         ],
     ),
     "postgres_leases.py": (

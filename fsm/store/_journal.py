@@ -36,6 +36,13 @@ When a batch fails as a whole, its entries are written again one by one, so
 a conflict on one link does not fail the transitions of every other link
 that happened to share its commit.
 
+Writer process. A worker thread shares the interpreter lock with the event
+loop, so under load the loop's work and the commit's add up.
+``writer="process"`` moves the writes into a child process with its own
+interpreter (:mod:`linkstate.store._process` explains how); the rest of
+this header holds for both, and under a virtual clock the journal writes
+inline either way.
+
 Owners. A supervisor takes its link with :meth:`Journal.claim` before it
 reads or writes it, and gives it back with :meth:`Journal.release`. Each
 transition submitted under a claim carries the claim's token and the
@@ -53,11 +60,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Final, TypeVar
+from typing import Final, Literal, TypeVar
 
 import anyio
 import sniffio
@@ -65,6 +72,7 @@ from anyio.abc import TaskStatus
 
 from linkstate._errors import ArgumentError
 from linkstate._machine import Link, TransitionRecord
+from linkstate.store._process import IN_FLIGHT, WriterProcess, write_or_split
 from linkstate.store._sqlite import (
     Claim,
     Entry,
@@ -83,6 +91,7 @@ __all__ = [
     "Journal",
     "JournalStatistics",
     "Receipt",
+    "Writer",
     "open_journal",
 ]
 
@@ -95,6 +104,9 @@ DEFAULT_MAX_BATCH: Final = 512
 
 DEFAULT_RENEW_EVERY: Final = 2.0
 """Seconds between two checks of the journal's claims: how long two processes may overlap."""
+
+Writer = Literal["thread", "process"]
+"""Where the journal writes: a worker thread (the default) or a child process (module header)."""
 
 
 class _Held:
@@ -111,12 +123,13 @@ class _Held:
 class _Batch:
     """Transitions that will be committed together."""
 
-    __slots__ = ("done", "entries", "errors")
+    __slots__ = ("done", "entries", "errors", "sealed")
 
     def __init__(self) -> None:
         self.entries: list[Entry] = []
         self.done = anyio.Event()
-        self.errors: dict[int, StoreError] = {}
+        self.errors: dict[int, Exception] = {}
+        self.sealed = False  # its transaction has begun, or it was sent: too late to join
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +179,8 @@ class Journal:
             random part (:func:`linkstate.store.new_owner`).
         renew_every: Seconds between checks of the claims held (module
             header); None never checks (writes are still fenced).
+        writer: ``"thread"`` or ``"process"`` (module header). The process
+            needs a plain :class:`linkstate.store.SQLiteStore` with its default clocks.
 
     """
 
@@ -178,7 +193,12 @@ class Journal:
         inline: bool | None = None,
         owner: str | None = None,
         renew_every: float | None = DEFAULT_RENEW_EVERY,
+        writer: Writer = "thread",
     ) -> None:
+        if writer not in ("thread", "process"):
+            raise ArgumentError(f"writer={writer!r} must be 'thread' or 'process'")
+        if writer == "process":
+            WriterProcess.options(store)  # a store it cannot copy is refused here, not later
         if max_batch < 1:
             raise ArgumentError(f"max_batch={max_batch!r} must be at least 1")
         if renew_every is not None and not renew_every > 0:
@@ -189,13 +209,16 @@ class Journal:
         self.inline = inline
         self.owner = owner or new_owner()
         self.renew_every = renew_every
+        self.writer: Writer = writer
         self._held: dict[tuple[str, int], _Held] = {}
         self._queue: deque[_Batch] = deque()
         self._tail: _Batch | None = None
-        self._writing: _Batch | None = None
         self._wakeup = anyio.Event()
         self._idle = False  # the writer waits for _wakeup: the next submit sets it
         self._lock = anyio.Lock()
+        self._lost: StoreError | None = None  # the writer process is gone (_send_to)
+        self._in_flight = 0  # batches at the head of the queue the writer process has
+        self._child: WriterProcess | None = None
         self._running = False
         self._submitted = 0
         self._committed = 0
@@ -233,12 +256,7 @@ class Journal:
             link, channel=channel, now=record.t, wall=self.wall(), claim=claim, seq=seq
         )
         batch = self._tail
-        if (
-            batch is None
-            or batch is self._writing  # its transaction has begun: too late to join
-            or batch.done.is_set()
-            or len(batch.entries) >= self.max_batch
-        ):
+        if batch is None or batch.sealed or len(batch.entries) >= self.max_batch:
             batch = _Batch()
             self._queue.append(batch)
             self._tail = batch
@@ -272,31 +290,130 @@ class Journal:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The writer task: commit queued batches until cancelled (and renew the claims)."""
-        if self.inline is None:
-            self.inline = _on_virtual_clock()
+        await self._start()
+        child = self._child
         self._running = True
         try:
             async with anyio.create_task_group() as tasks:
                 if self.renew_every is not None and not self.inline:
                     tasks.start_soon(self._renew, self.renew_every)
                 task_status.started()
-                await self._write()
+                if child is None:
+                    await self._write()
+                else:
+                    await self._send_to(child)
         finally:
             self._running = False
+            if child is not None:
+                with anyio.CancelScope(shield=True):
+                    await child.aclose()
             self._abandon()
+
+    async def _start(self) -> None:
+        """Decide whether to write inline, and start the writer process if there is one.
+
+        :func:`open_journal` calls it before its task group, so that a child
+        that cannot start is a plain :class:`StoreError`, not an exception group.
+        """
+        if self.inline is None:
+            self.inline = _on_virtual_clock()
+        if self.writer == "process" and not self.inline and self._child is None:
+            self._child = await WriterProcess.start(self.store)
 
     async def _write(self) -> None:
         while True:
-            if not self._queue:
-                self._idle = True
-                await self._wakeup.wait()
-                self._wakeup = anyio.Event()
-                continue
-            batch = self._writing = self._queue[0]
-            await self._commit(batch)
-            self._queue.popleft()
-            self._writing = None
-            batch.done.set()
+            await self._queued()
+            batch = self._queue[0]
+            batch.sealed = True
+            entries = batch.entries
+            self._largest = max(self._largest, len(entries))
+            errors, commits = await self._call(partial(write_or_split, self.store, entries))
+            self._finish(errors, commits)
+
+    async def _send_to(self, child: WriterProcess) -> None:
+        """The writer task with a writer process: keep it fed, read its answers in order."""
+        answered = anyio.Event()
+
+        async def read_answers() -> None:
+            nonlocal answered
+            try:
+                while True:
+                    errors, commits = await child.answer()
+                    self._in_flight -= 1
+                    self._finish(errors, commits)
+                    answered.set()
+                    answered = anyio.Event()
+            except StoreError as exc:
+                self._child_lost(exc)
+                answered.set()
+
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(read_answers)
+                while True:
+                    if self._in_flight >= IN_FLIGHT:
+                        await answered.wait()
+                        continue
+                    await self._queued()
+                    if self._lost is not None:
+                        self._child_lost(self._lost)
+                        continue
+                    batch = self._queue[self._in_flight]
+                    batch.sealed = True
+                    self._largest = max(self._largest, len(batch.entries))
+                    try:
+                        await child.send(batch.entries)
+                        # Counted once all of it is in the pipe: a send cut short by a
+                        # cancel leaves a frame the child never reads (and abandoned).
+                        self._in_flight += 1
+                    except StoreError:
+                        # The child is gone, but answers it wrote may still be in the
+                        # pipe: the reader reads them, then fails the rest.
+                        while self._lost is None:
+                            await answered.wait()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await child.close_input()  # it answers what it has whole, then exits
+                await self._read_last_answers(child)
+
+    async def _read_last_answers(self, child: WriterProcess) -> None:
+        """On the way out: the batches the child has are answered, not abandoned."""
+        with anyio.move_on_after(60):
+            while self._in_flight and self._lost is None:
+                try:
+                    errors, commits = await child.answer()
+                except StoreError as exc:
+                    self._child_lost(exc)
+                    return
+                self._in_flight -= 1
+                self._finish(errors, commits)
+
+    def _child_lost(self, error: StoreError) -> None:
+        """Fail every queued batch with ``error``: nothing is reported that it did not confirm."""
+        self._lost = error
+        self._in_flight = 0
+        self._fail_queued(error)
+
+    def _fail_queued(self, error: StoreError) -> None:
+        while self._queue:
+            self._finish(dict.fromkeys(range(len(self._queue[0].entries)), error), 0)
+
+    async def _queued(self) -> None:
+        """Return once the queue holds a batch the writer has not taken yet."""
+        while len(self._queue) <= self._in_flight:
+            self._idle = True
+            await self._wakeup.wait()
+            self._wakeup = anyio.Event()
+
+    def _finish(self, errors: Mapping[int, Exception], commits: int) -> None:
+        """The batch at the head of the queue is written: count it and wake its waiters."""
+        batch = self._queue.popleft()
+        batch.sealed = True  # submit must not join a batch whose waiters are woken
+        batch.errors.update(errors)
+        self._commits += commits
+        self._failed += len(errors)
+        self._committed += len(batch.entries) - len(errors)
+        batch.done.set()
 
     # -- owners ----------------------------------------------------------------
 
@@ -354,41 +471,13 @@ class Journal:
                         )
                     )
 
-    async def _commit(self, batch: _Batch) -> None:
-        entries = batch.entries
-        self._largest = max(self._largest, len(entries))
-        try:
-            await self._call(lambda: self.store.write(entries))
-        except StoreError as exc:
-            if len(entries) == 1:
-                batch.errors[0] = exc
-            else:
-                await self._commit_one_by_one(batch)
-        else:
-            self._commits += 1
-        self._failed += len(batch.errors)
-        self._committed += len(entries) - len(batch.errors)
-
-    async def _commit_one_by_one(self, batch: _Batch) -> None:
-        for index, entry in enumerate(batch.entries):
-            try:
-                await self._call(partial(self.store.write, [entry]))
-            except StoreError as exc:
-                batch.errors[index] = exc
-            else:
-                self._commits += 1
-
     def _abandon(self) -> None:
         """Fail what is still queued, so nobody waits on a writer that is gone."""
         error = StoreError(
             "the journal stopped before these transitions were written; they are not in the "
             "state database. Keep the journal open until every supervisor has returned"
         )
-        while self._queue:
-            batch = self._queue.popleft()
-            batch.errors.update(dict.fromkeys(range(len(batch.entries)), error))
-            self._failed += len(batch.entries)
-            batch.done.set()
+        self._fail_queued(error)
 
     # -- reading ---------------------------------------------------------------
 
@@ -435,22 +524,35 @@ async def open_journal(
     inline: bool | None = None,
     renew_every: float | None = DEFAULT_RENEW_EVERY,
     owner: str | None = None,
+    writer: Writer = "thread",
 ) -> AsyncIterator[Journal]:
     """Run a :class:`Journal` for the body of the ``async with``; flush it on the way out.
 
-    ``owner`` names the writer in claims (a gateway host passes its store's owner).
+    ``owner`` names the writer in claims (a gateway host passes its store's owner);
+    ``writer="process"`` writes from a child process (see :class:`Journal`).
     """
     journal = Journal(
-        store, max_batch=max_batch, inline=inline, renew_every=renew_every, owner=owner
+        store,
+        max_batch=max_batch,
+        inline=inline,
+        renew_every=renew_every,
+        owner=owner,
+        writer=writer,
     )
-    async with anyio.create_task_group() as tasks:
-        await tasks.start(journal.run)
-        try:
-            yield journal
-        finally:
+    await journal._start()
+    try:
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(journal.run)
+            try:
+                yield journal
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await journal.flush()
+                tasks.cancel_scope.cancel()
+    finally:
+        if journal._child is not None:  # run closes it; this is for a run that never began
             with anyio.CancelScope(shield=True):
-                await journal.flush()
-            tasks.cancel_scope.cancel()
+                await journal._child.aclose()
 
 
 def _on_virtual_clock() -> bool:

@@ -94,7 +94,7 @@ from functools import cache
 from itertools import chain, repeat
 from json.encoder import encode_basestring_ascii as _json_string
 from pathlib import Path
-from typing import Any, Final, Protocol, cast, runtime_checkable
+from typing import Any, Final, Protocol, TypeVar, cast, runtime_checkable
 
 from linkstate._channel import Channel
 from linkstate._errors import ArgumentError, LinkstateError
@@ -484,14 +484,7 @@ class LinkRow:
         )
         if cls is not LinkRow:  # a subclass may add fields or checks of its own
             return cls(*values)
-        # The journal snapshots every transition, and a frozen dataclass's
-        # __init__ (object.__setattr__ per field, keyword binding) is most of
-        # the cost: the slots are filled directly, with the same values.
-        row = object.__new__(LinkRow)
-        # zip(strict=True) would double the loop's cost; the slots are the fields.
-        for set_slot, value in zip(_LINK_ROW_SLOTS, values):  # noqa: B905
-            set_slot(row, value)
-        return row
+        return _filled(LinkRow, _LINK_ROW_SLOTS, values)
 
     def to_link(self, *, now: float, wall: float, channel: Channel | None = None) -> Link:
         """Rebuild the :class:`Link`, with times on the caller's clock (read at ``now``).
@@ -542,6 +535,22 @@ _LABELS: dict[int, tuple[Rule, str]] = {}
 
 # The slots of LinkRow, in field order: LinkRow.from_link fills them.
 _LINK_ROW_SLOTS: Final = tuple(getattr(LinkRow, f.name).__set__ for f in fields(LinkRow))
+
+T = TypeVar("T")
+
+
+def _filled(cls: type[T], setters: Sequence[Callable[[T, Any], None]], values: Sequence[Any]) -> T:
+    """A frozen slotted dataclass with ``values`` in its slots (``setters``, in field order).
+
+    The same object as ``cls(*values)``, without ``__init__``: a frozen
+    dataclass's ``object.__setattr__`` per field and keyword binding are most
+    of the cost of the snapshot the journal takes of every transition.
+    """
+    made = object.__new__(cls)
+    # zip(strict=True) would double the loop's cost; the callers pass one value per field.
+    for set_slot, value in zip(setters, values):  # noqa: B905
+        set_slot(made, value)
+    return made
 
 
 @dataclass(frozen=True, slots=True)
@@ -692,6 +701,8 @@ class SQLiteStore:
             raise ArgumentError(f"synchronous={synchronous!r} must be 'FULL' or 'NORMAL'")
         self.path = os.fspath(path)
         self.keep = keep
+        self.synchronous = synchronous
+        self.timeout = timeout
         self.wall = wall
         self.boot = boot
         self.boot_id = _boot_id() if boot_id is None else boot_id
