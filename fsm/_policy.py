@@ -59,6 +59,7 @@ __all__ = [
     "Jitter",
     "PolicyError",
     "ReconnectPolicy",
+    "whole_number",
 ]
 
 
@@ -280,8 +281,13 @@ def _between(low: float, high: float) -> _Check:
     return lambda value, _: _finite(value) and low <= cast("float", value) <= high
 
 
+def whole_number(value: object, low: int) -> bool:
+    """True for an ``int`` (not a bool, not a float) of at least ``low``: a count setting."""
+    return type(value) is int and value >= low
+
+
 def _count(low: int, *, optional: bool) -> _Check:
-    return lambda value, _: optional if value is None else type(value) is int and value >= low
+    return lambda value, _: optional if value is None else whole_number(value, low)
 
 
 def _one_of(kind: type[StrEnum]) -> _Check:

@@ -64,7 +64,7 @@ from linkstate._channel import Channel
 from linkstate._errors import ArgumentError, LinkstateError
 from linkstate._lifecycle import State, StopReason
 from linkstate._machine import Link, LinkMachine, Observer, TransitionRecord
-from linkstate._policy import Jitter, PolicyError, ReconnectPolicy
+from linkstate._policy import Jitter, PolicyError, ReconnectPolicy, whole_number
 from linkstate._verdicts import CLI_COMMANDS, OperatorCommands
 from linkstate.runtime._heap import MASS_START_HOLD, MASS_START_LINKS, hold_collector
 from linkstate.runtime._supervisor import (
@@ -127,7 +127,7 @@ class RestartPolicy:
 
     def __post_init__(self) -> None:
         problems = []
-        if type(self.max_restarts) is not int or self.max_restarts < 0:
+        if not whole_number(self.max_restarts, 0):
             problems.append(f"max_restarts={self.max_restarts!r} must be a whole number >= 0")
         if not isinstance(self.backoff, ReconnectPolicy):
             problems.append(
