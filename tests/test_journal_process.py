@@ -250,3 +250,18 @@ def test_the_writer_process_serves_an_asyncio_program(tmp_path: Path) -> None:
     committed, commits = anyio.run(main, backend="asyncio")
     assert committed == 150
     assert commits < committed  # grouped there too
+
+
+async def test_the_signals_of_a_clean_stop_leave_the_child_writing(tmp_path: Path) -> None:
+    """Ctrl-C and systemd's SIGTERM reach the child too; the parent's stop still writes."""
+    with trio.fail_after(LIMIT), SQLiteStore(tmp_path / "x.db") as store:
+        async with open_journal(store, writer="process") as journal:
+            assert journal._child is not None
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                os.kill(journal._child.process.pid, signum)
+            link = MACHINE.new_link("acct")
+            await cycle(journal, link, 2)
+            assert journal._child.process.returncode is None
+        assert journal._child.process.returncode == 0  # it left when its stdin closed
+        row = store.load("acct")
+        assert row is not None and (row.state, row.seq) == ("reconnecting", 6)

@@ -34,7 +34,9 @@ never anything a peer sent. If the child exits early (killed, out of
 memory), every batch it had not answered fails with a :class:`StoreError`
 that says its outcome is unknown, and so does every later batch. When the
 parent goes away, the child reads the end of its stdin, finishes the batch it
-has and exits.
+has and exits; it ignores the signals of a Ctrl-C or a service manager's
+stop, which reach it with its parent, so that the parent's clean stop can
+still write.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import signal
 import struct
 import sys
 from collections.abc import Callable, Sequence
@@ -361,6 +364,12 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
 
 def main() -> None:
     """The child's entry point (see ``_CHILD``): the protocol on stdin and stdout."""
+    # The parent decides when its writer stops: it closes the child's stdin. A
+    # Ctrl-C, a hang-up or a service manager's SIGTERM reaches the whole process
+    # group (systemd's default KillMode), and the parent's clean stop after it
+    # still has transitions to write: the "stopped" of every live link.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     # The protocol keeps the real stdout; anything else printed goes to stderr.
     sink = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
