@@ -297,3 +297,41 @@ def test_a_broken_store_is_one_line_and_exit_3(
     assert main(["serve", "--db", str(db), "--listen", "127.0.0.1:0"]) == 3
     err = capsys.readouterr().err
     assert str(db) in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_writer_process_needs_a_sqlite_database(
+    pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--db", pg_url, "--writer", "process", "--listen", "127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err
+    assert "--writer process writes a SQLite database" in err
+    assert "drop --writer process" in err and len(err.strip().splitlines()) == 1
+
+
+async def test_serve_with_the_writer_process_stops_cleanly_into_the_file(tmp_path: Path) -> None:
+    """SIGTERM reaches serve (and its writer's group); every link is still stored stopped."""
+    db = tmp_path / "links.db"
+    server = LoopbackServer()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        with trio.fail_after(90):
+            served = await start_serve(
+                [
+                    "--db",
+                    str(db),
+                    "--writer",
+                    "process",
+                    "--link",
+                    f"calm=websocket:{server.url('/calm')}",
+                ]
+            )
+            await served.lines.until(r"link calm: connecting --opened--> open")
+            served.process.send_signal(signal.SIGTERM)
+            rest = await served.lines.rest()
+            await served.process.wait()
+        nursery.cancel_scope.cancel()
+    assert served.process.returncode == 0, served.lines.seen
+    assert any("link calm: open --abort--> stopped" in line for line in rest)
+    with SQLiteStore(db) as store:
+        row = store.load("calm")
+    assert row is not None and (row.state, row.owner) == ("stopped", None)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from linkstate._channel import Channel
 from linkstate._lifecycle import State
 from linkstate._verdicts import OperatorCommands
-from linkstate.cli.common import CommandError, ExitStatus
+from linkstate.cli.common import CommandError, ExitStatus, db_word
 
 if TYPE_CHECKING:
     import trio
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from linkstate.cli._web import Board
     from linkstate.runtime._supervisor import Transport
+    from linkstate.store._journal import Writer
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -169,6 +170,14 @@ def register(subparsers: Any) -> None:
         default=None,
         help=f"a file holding the token every request must carry (or set ${TOKEN_VARIABLE}); "
         "required to listen on anything but loopback",
+    )
+    parser.add_argument(
+        "--writer",
+        choices=("thread", "process"),
+        default="thread",
+        help="where the journal writes the database: a worker thread (default), or a child "
+        "process with its own interpreter lock, for many links changing state at once "
+        "(SQLite only)",
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log every transition to stderr"
@@ -310,7 +319,7 @@ def _app(board: Board, host: str, token: str | None) -> Starlette:
 
 
 @asynccontextmanager
-async def open_board(db: str) -> AsyncIterator[Board]:
+async def open_board(db: str, writer: Writer = "thread") -> AsyncIterator[Board]:
     """The store ``db`` (created if new), its journal and a fleet, as the board the app shows.
 
     Store errors inside become CommandErrors with their exit status.
@@ -319,6 +328,7 @@ async def open_board(db: str) -> AsyncIterator[Board]:
     from linkstate.cli._web import Board
     from linkstate.runtime._fleet import open_fleet
     from linkstate.store._journal import open_journal
+    from linkstate.store._sqlite import SQLiteStore
 
     where = shlex.quote(db)
     commands = OperatorCommands(
@@ -326,8 +336,14 @@ async def open_board(db: str) -> AsyncIterator[Board]:
         relink=f"linkstate relink {{link}} --db {where}",
     )
     with store_errors(), open_store(db, create=True) as store:
+        if writer == "process" and not isinstance(store, SQLiteStore):
+            raise CommandError(
+                f"--writer process writes a SQLite database, and --db {db_word(db)} is not "
+                "one; drop --writer process (PostgreSQL is written from this process)",
+                ExitStatus.usage,
+            )
         async with (
-            open_journal(store) as journal,
+            open_journal(store, writer=writer) as journal,
             open_fleet(journal=journal, commands=commands) as fleet,
         ):
             yield Board(journal, db, fleet)
@@ -360,7 +376,10 @@ class _Service:
     async def run(self) -> int:
         import trio
 
-        async with open_board(self.args.db) as board, trio.open_nursery() as nursery:
+        async with (
+            open_board(self.args.db, self.args.writer) as board,
+            trio.open_nursery() as nursery,
+        ):
             self.nursery = nursery
             for endpoint, channel, transport in self.links:
                 board.fleet.start(endpoint.link, channel, transport)
