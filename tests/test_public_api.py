@@ -121,6 +121,7 @@ PUBLIC: dict[str, list[str]] = {
         "StoreRequestError",
         "StoreRowError",
         "StoredTransition",
+        "Writer",
         "new_owner",
         "open_journal",
         "operator_reset",

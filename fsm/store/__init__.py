@@ -12,7 +12,7 @@ one writer the owner of a link; a write from any other is refused with
 from typing import TYPE_CHECKING
 
 from linkstate._errors import LinkstateError
-from linkstate.store._journal import Journal, JournalStatistics, Receipt, open_journal
+from linkstate.store._journal import Journal, JournalStatistics, Receipt, Writer, open_journal
 from linkstate.store._lease import Lease, LeaseInfo, LeaseLostError, LeaseStore
 from linkstate.store._sqlite import (
     Claim,
@@ -53,6 +53,7 @@ __all__ = [
     "StoreRequestError",
     "StoreRowError",
     "StoredTransition",
+    "Writer",
     "new_owner",
     "open_journal",
     "operator_reset",
