@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import trio
 
 from linkstate._errors import ArgumentError
 from linkstate._lifecycle import Trigger
-from linkstate._machine import Link, LinkMachine
+from linkstate._machine import Link, LinkMachine, TransitionRecord
 from linkstate._policy import ReconnectPolicy
 from linkstate.channels.whatsapp import CHANNEL as WHATSAPP
 from linkstate.runtime._scripted import Close, ScriptedTransport
@@ -265,3 +266,39 @@ async def test_the_signals_of_a_clean_stop_leave_the_child_writing(tmp_path: Pat
         assert journal._child.process.returncode == 0  # it left when its stdin closed
         row = store.load("acct")
         assert row is not None and (row.state, row.seq) == ("reconnecting", 6)
+
+
+async def test_a_verdict_the_child_cannot_commit_is_parked_and_stops_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """Rule 6 across the pipe: the child parks it, the parent's next claim commits it."""
+    path = tmp_path / "x.db"
+    blocker = sqlite3.connect(path, isolation_level=None)
+    seen: list[str] = []
+
+    def lock_once_open(record: TransitionRecord) -> None:
+        seen.append(record.dst)
+        if record.dst == "open":  # reported, so committed: now another process holds the lock
+            blocker.execute("BEGIN IMMEDIATE")
+
+    with trio.fail_after(LIMIT), SQLiteStore(path, timeout=0.05) as store:
+        async with open_journal(store, writer="process") as journal:
+            supervisor = Supervisor(WHATSAPP, ScriptedTransport([Close(440)]), link_id="acct1",
+                                    journal=journal)  # fmt: skip
+            supervisor.subscribe(lock_once_open)
+            with pytest.raises(StoreError) as info:
+                await supervisor.run()
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    message = str(info.value)
+    assert "locked" in message and "NOT in the database" in message
+    assert f"{path}-verdicts" in message
+    assert seen == ["connecting", "open"]  # needs_relink was never reported
+
+    with trio.fail_after(LIMIT), SQLiteStore(path) as store:
+        async with open_journal(store, writer="process") as journal:
+            again = Supervisor(WHATSAPP, ScriptedTransport([Close(1000)]), link_id="acct1",
+                               journal=journal)  # fmt: skip
+            outcome = await again.run()
+        assert (outcome.state, outcome.status, outcome.connects) == ("needs_relink", 440, 0)
+        assert [t.record.dst for t in store.history("acct1")][-1] == "needs_relink"
