@@ -768,6 +768,67 @@ def test_a_hook_added_to_a_class_after_its_plan_is_honoured() -> None:
     assert normalise(value).status == 4011
 
 
+def test_a_generic_getattribute_named_by_a_class_gets_no_plan() -> None:
+    # The name is in the class dict from the start, so assigning another hook
+    # later changes a value, not the keys a plan's checks compare: no plan.
+    class Named(Plain):
+        __getattribute__ = object.__getattribute__
+
+    value = Named(reason="r")
+    agrees(value)
+    assert _events._object_keys.names(value) is None
+
+    def hooked(self: object, key: str) -> object:
+        return 4014 if key == "status" else object.__getattribute__(self, key)
+
+    Named.__getattribute__ = hooked  # type: ignore[method-assign,assignment]
+    agrees(value)
+    assert normalise(value).status == 4014
+
+
+def test_an_instance_dict_whose_keys_lie_is_read_by_its_contents() -> None:
+    class LyingDict(dict):  # type: ignore[type-arg]
+        def keys(self) -> frozenset[str]:  # type: ignore[override]
+            return frozenset({"reason"})
+
+    class Held(Plain):
+        pass
+
+    for _ in range(2):
+        agrees(Held(reason="r"))  # the plan, and the instance keys it keeps: {reason}
+    value = Held()
+    value.__dict__ = LyingDict(reason="r", status=428)
+    agrees(value)
+    assert normalise(value) == CloseEvent(428, reason="r")
+
+
+class ShiftingKey:
+    """A key hashed as ``status`` when stored, then as something else: getattr still finds it."""
+
+    def __init__(self) -> None:
+        self.hashes = 0
+
+    def __hash__(self) -> int:
+        self.hashes += 1
+        return hash("status") if self.hashes == 1 else hash("not one of ours")
+
+    def __eq__(self, other: object) -> bool:
+        return other == "status"
+
+
+def test_an_instance_key_whose_hash_shifts_is_found_as_getattr_finds_it() -> None:
+    class Shifty(Plain):
+        pass
+
+    agrees(Shifty(code="c"))  # the plan, and the instance keys it keeps: {code}
+    value = Shifty()
+    value.__dict__[ShiftingKey()] = 428  # type: ignore[index]
+    value.__dict__["code"] = "c"
+    assert value.status == 428  # type: ignore[attr-defined]  # the dict's lookup uses the hash it stored
+    agrees(value)
+    assert normalise(value) == CloseEvent(428, code="c")
+
+
 def test_bases_assigned_after_the_plan_are_honoured() -> None:
     class Before(Plain):
         pass
