@@ -39,7 +39,9 @@ Dicts and objects are read alike, a key else an attribute, by
 (the fast reader reads an object's keys all at once by the same rules,
 :func:`linkstate._reading.lookup_all`, and for an object of a type seen
 before only the keys its instance dict and classes name, by a per-type plan:
-:class:`linkstate._reading.LookupAll`).
+:class:`linkstate._reading.LookupAll`; those names, seen before, are read
+by a reader compiled for them, as a tree reads a dict: see "compiled
+attribute readers" below).
 
 Everything that came from the network and may end up in a log (the reason
 text, the symbolic code) is sanitised here, once, so no later layer has to
