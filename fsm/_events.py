@@ -974,14 +974,13 @@ def _attrs_source(names: frozenset[str], plan: _Plan) -> tuple[str, dict[str, ob
     lines = [f"{held[key]} = getattr(l0, {key!r}, None)" for key in _KEYS if key in held]
     lines.append("f0 = f1 = f2 = f3 = None")
     lines.extend(_field_source("l0", plan, namespace, fresh=True, held=held))
-    top = {key: held.get(key, "None") if plan.top else None for key in _TOP_KEYS}
+    # A close's own initiator, phase and flags, as _read_planned reads them on its first layer.
+    initiator, phase, flags = (held.get(key, "None") for key in _TOP_KEYS)
     lines.extend(
         [
-            f"initiator = _read_enum({top['initiator']}, Initiator)"
-            if plan.top
-            else "initiator = None",
-            f"phase = _read_enum({top['phase']}, Phase)" if plan.top else "phase = None",
-            f"flags = _read_flags({top['flags']})" if plan.top else "flags = _NO_FLAGS",
+            f"initiator = _read_enum({initiator}, Initiator)" if plan.top else "initiator = None",
+            f"phase = _read_enum({phase}, Phase)" if plan.top else "phase = None",
+            f"flags = _read_flags({flags})" if plan.top else "flags = _NO_FLAGS",
             "if f1 is None: f1 = _exception_text(l0) if isinstance(l0, BaseException) else ''",
             "return _event((f0, f2, f1, initiator, phase, f3, flags))",
         ]

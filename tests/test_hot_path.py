@@ -996,6 +996,23 @@ def test_an_exception_without_a_reason_reads_its_text_through_its_reader() -> No
     assert normalise(Raised(status=4004, reason="")) == CloseEvent(4004)  # "" is a reason
 
 
+def test_an_attribute_reader_reads_a_close_s_own_initiator_phase_and_flags() -> None:
+    from linkstate._events import Initiator
+
+    error = Raised(status=4004, initiator="remote", phase="handshake", flags=["soft_logout"])
+    expected = CloseEvent(
+        4004,
+        reason="raised text",
+        initiator=Initiator.remote,
+        phase=Phase.handshake,
+        flags=frozenset({"soft_logout"}),
+    )
+    for _ in range(3):
+        assert normalise(error) == general(error) == expected
+    names = _events._object_keys.names(error)
+    assert names is not None and _events._PLANS[names].attrs not in (None, _events._no_attrs)
+
+
 def test_an_exception_whose_class_lies_is_not_read_by_its_attributes() -> None:
     # Its type has no plan, so normalise asks what it claims to be, as it
     # always did: bytes, which it is not, so it cannot be read (and a shortcut
