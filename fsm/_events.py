@@ -39,7 +39,9 @@ Dicts and objects are read alike, a key else an attribute, by
 (the fast reader reads an object's keys all at once by the same rules,
 :func:`linkstate._reading.lookup_all`, and for an object of a type seen
 before only the keys its instance dict and classes name, by a per-type plan:
-:class:`linkstate._reading.LookupAll`).
+:class:`linkstate._reading.LookupAll`; those names, seen before, are read
+by a reader compiled for them, as a tree reads a dict: see "compiled
+attribute readers" below).
 
 Everything that came from the network and may end up in a log (the reason
 text, the symbolic code) is sanitised here, once, so no later layer has to
@@ -540,6 +542,16 @@ def _normalise_fresh(raw: object) -> CloseEvent:
     status = parse_status(raw)
     if status is not None:
         return _status_event(status)
+    # An exception, by its real type (the checks below ask a __class__ too).
+    # One of a planned type has no __class__ of its own, so none of the cases
+    # below is it: straight to its reader. Its names are asked for once.
+    error = issubclass(type(raw), BaseException)
+    names = _object_keys.names(raw) if error else None
+    if names is not None:
+        try:
+            return _read_names(raw, names)
+        except Exception:
+            return _read_general(raw)
     if isinstance(raw, (str, bytes, bytearray)):
         whole = _read_text(raw) or ""
         # A symbolic code is at most 64 characters: a longer text is a reason
@@ -549,7 +561,12 @@ def _normalise_fresh(raw: object) -> CloseEvent:
         return CloseEvent(code=code, reason=sanitise_reason(whole))
     if raw is None or isinstance(raw, (bool, int, float)):
         return CloseEvent()
-    return _read_object(raw)
+    try:
+        # _read_object's case of an object, a call fewer; an exception's
+        # names were asked for above (None: its type has no plan).
+        return _read_names(raw, None) if error else _read_attrs(raw)
+    except Exception:
+        return _read_general(raw)
 
 
 def _read_object(raw: object) -> CloseEvent:
@@ -560,8 +577,7 @@ def _read_object(raw: object) -> CloseEvent:
     :func:`normalise` to answer.
     """
     try:
-        # An object has no tree: straight to its layers, a call fewer.
-        return _read_fast(raw) if type(raw) is dict else _read_planned(raw, _layer(raw))
+        return _read_fast(raw) if type(raw) is dict else _read_attrs(raw)
     except Exception:
         return _read_general(raw)
 
@@ -656,7 +672,7 @@ class _Plan:
     object has), so two layers holding the same keys share one plan.
     """
 
-    __slots__ = ("fields", "misses", "top", "tree", "wrappers")
+    __slots__ = ("attrs", "fields", "misses", "top", "tree", "wrappers")
 
     def __init__(self, keys: frozenset[object]) -> None:
         # (slot, its steps) for each field the layer may give, in _FIELD_STEPS' order.
@@ -672,6 +688,9 @@ class _Plan:
         # _compile_tree), None until one is; and how many closes in a row it missed.
         self.tree: _Tree | None = None
         self.misses = 0
+        # The reader compiled for an object whose type's plan names these keys
+        # (see _compile_attrs), None until one is.
+        self.attrs: _Attrs | None = None
 
 
 # Plans by the keys of a small dict layer (all of them: frozenset(d) reuses the
@@ -771,9 +790,9 @@ def _no_tree(raw: dict[Any, Any]) -> CloseEvent | None:
     return None
 
 
-def _path_source(target: str, layer: str, first: str, rest: tuple[str, ...]) -> list[str]:
-    """Lines setting ``target`` to the value at ``first, *rest`` of ``layer``, or None."""
-    lines = [f"{target} = {layer}.get({first!r})"]
+def _path_source(target: str, first: str, rest: tuple[str, ...]) -> list[str]:
+    """Lines setting ``target`` to the value at ``rest`` of the value ``first`` reads, or None."""
+    lines = [f"{target} = {first}"]
     lines.extend(
         f"if {target} is not None: {target} = "
         f"{target}.get({key!r}) if type({target}) is dict else lookup({target}, {key!r})"
@@ -809,7 +828,7 @@ def _tree_source(raw: dict[Any, Any]) -> tuple[str, dict[str, object]] | None:
             plan = _plan(frozenset(layer))
             plans.append(plan)
             for first, rest in plan.wrappers if depth < _LAST_DEPTH else ():
-                checks.extend(_path_source("v", name, first, rest))
+                checks.extend(_path_source("v", f"{name}.get({first!r})", rest))
                 inner = layer.get(first)
                 if rest and inner is not None:
                     inner = _follow_fast(inner, rest)
@@ -825,7 +844,7 @@ def _tree_source(raw: dict[Any, Any]) -> tuple[str, dict[str, object]] | None:
         frontier = wrapped
     reads = ["f0 = f1 = f2 = f3 = None"]
     for n, plan in enumerate(plans):
-        reads.extend(_field_source(f"l{n}", plan, namespace))
+        reads.extend(_field_source(f"l{n}", plan, namespace, fresh=n == 0))
     top = plans[0].top
     reads.extend(
         [
@@ -862,11 +881,23 @@ def _wrapped_check(
     return [f"if type(v) is not dict or v.keys() != keys_{name}: return None", f"{name} = v"]
 
 
-def _field_source(layer: str, plan: _Plan, namespace: dict[str, object]) -> list[str]:
-    """Lines reading the fields ``plan`` gives from ``layer``, each step while its field is None."""
+def _field_source(
+    layer: str,
+    plan: _Plan,
+    namespace: dict[str, object],
+    *,
+    fresh: bool,
+    held: dict[str, str] | None = None,
+) -> list[str]:
+    """Lines reading the fields ``plan`` gives from ``layer``, each step while its field is None.
+
+    ``fresh``: no layer was read before this one, so every field is still
+    None at its first step. A dict layer's first keys are read with its
+    ``get``; an object's were read already, into the variables ``held`` names.
+    """
     lines = []
     for slot, steps in plan.fields:
-        for first, rest, read in steps:
+        for step, (first, rest, read) in enumerate(steps):
             reader = f"read{len(namespace)}"
             namespace[reader] = read
             # The readers' commonest cases inline: an exact int in range, an exact str.
@@ -876,9 +907,16 @@ def _field_source(layer: str, plan: _Plan, namespace: dict[str, object]) -> list
                 value = "v if type(v) is str else "
             else:
                 value = ""
-            lines.append(f"if f{slot} is None:")
-            lines.extend(f"    {line}" for line in _path_source("v", layer, first, rest))
-            lines.append(f"    if v is not None: f{slot} = {value}{reader}(v)")
+            # _read_code reads a str only: for any other value, no call.
+            test = "isinstance(v, str)" if read is _read_code else "v is not None"
+            source = f"{layer}.get({first!r})" if held is None else held[first]
+            # On the first layer read, a field's first step finds it None: no test.
+            tested = step > 0 or not fresh
+            indent = "    " if tested else ""
+            if tested:
+                lines.append(f"if f{slot} is None:")
+            lines.extend(f"{indent}{line}" for line in _path_source("v", source, rest))
+            lines.append(f"{indent}if {test}: f{slot} = {value}{reader}(v)")
     return lines
 
 
@@ -890,6 +928,103 @@ def _compile_tree(raw: dict[Any, Any]) -> _Tree:
     source, namespace = made
     exec(source, namespace)  # our table keys only: see the section's comment
     return cast("_Tree", namespace["tree"])
+
+
+# -- compiled attribute readers ---------------------------------------------------------------
+#
+# An object (an exception, mostly) is one layer, read by the keys its type's
+# plan names (_object_keys, a LookupAll: it checks on every call that the
+# plan still describes the type and the instance, and answers None whenever
+# it cannot say). _read_planned would copy those attributes into a dict and
+# walk the plan of those names. An attribute reader is that same reading,
+# written out as straight-line code for one set of names: one getattr for
+# each name, held in a local, then each field from the same steps in the same
+# order, the exact int and str cases inline, as in a tree. It depends on the
+# names alone, never on a type or an object: any object whose names are
+# these reads the same attributes it would in _read_planned. An object
+# wrapping a layer (a name of WRAPPERS) gets no reader: _read_planned reads
+# its layers. A reader is compiled on the second sighting of its names and
+# hangs on their plan, so _PLANS bounds them; its source holds our table keys
+# only (names are our keys; see _attrs_source).
+
+_Attrs = Callable[[object], CloseEvent]
+
+
+def _no_attrs(raw: object) -> CloseEvent:
+    """The reader of names no attribute reader reads (a wrapper among them): never called."""
+    raise AssertionError("_read_attrs reads these names through _read_planned")
+
+
+def _attrs_source(names: frozenset[str], plan: _Plan) -> tuple[str, dict[str, object]] | None:
+    """The source of the reader of an object whose plan names ``names``; None if none can."""
+    if plan.wrappers or not names <= _ALL_KEYS:
+        return None
+    namespace: dict[str, object] = {
+        "_NO_FLAGS": _NO_FLAGS,
+        "_event": _event,
+        "_exception_text": _exception_text,
+        "_read_enum": _read_enum,
+        "_read_flags": _read_flags,
+        "BaseException": BaseException,
+        "Initiator": Initiator,
+        "Phase": Phase,
+        "lookup": lookup,
+    }
+    held = {key: f"a{_KEYS.index(key)}" for key in names}
+    lines = [f"{held[key]} = getattr(l0, {key!r}, None)" for key in _KEYS if key in held]
+    lines.append("f0 = f1 = f2 = f3 = None")
+    lines.extend(_field_source("l0", plan, namespace, fresh=True, held=held))
+    # A close's own initiator, phase and flags, as _read_planned reads them on its first layer.
+    initiator, phase, flags = (held.get(key, "None") for key in _TOP_KEYS)
+    lines.extend(
+        [
+            f"initiator = _read_enum({initiator}, Initiator)" if plan.top else "initiator = None",
+            f"phase = _read_enum({phase}, Phase)" if plan.top else "phase = None",
+            f"flags = _read_flags({flags})" if plan.top else "flags = _NO_FLAGS",
+            "if f1 is None: f1 = _exception_text(l0) if isinstance(l0, BaseException) else ''",
+            "return _event((f0, f2, f1, initiator, phase, f3, flags))",
+        ]
+    )
+    body = "\n".join(f"    {line}" for line in lines)
+    return f"def attrs(l0):\n{body}\n", namespace
+
+
+def _compile_attrs(names: frozenset[str], plan: _Plan) -> _Attrs:
+    """The reader of an object whose plan names ``names`` (:func:`_no_attrs` when none can)."""
+    made = _attrs_source(names, plan)
+    if made is None:
+        return _no_attrs
+    source, namespace = made
+    exec(source, namespace)  # our table keys only: see the section's comment
+    return cast("_Attrs", namespace["attrs"])
+
+
+def _read_attrs(raw: object) -> CloseEvent:
+    """An object's reading (not a dict's), by the names its type's plan gives, if it has one."""
+    return _read_names(raw, _object_keys.names(raw))
+
+
+def _read_names(raw: object, names: frozenset[str] | None) -> CloseEvent:
+    """:func:`_read_planned` of an object whose plan names ``names``, through their reader if any.
+
+    ``names`` is what ``_object_keys.names(raw)`` gave: None for a type it has no plan for.
+    """
+    if names is None:
+        # No plan for its type: what lookup gives for each key, read once.
+        found = lookup_all(raw, _KEYS)
+        return _read_planned(raw, (found.get, _plan(frozenset(found))))
+    plan = _PLANS.get(names)
+    if plan is None:
+        plan = _plan(names)  # the first sighting of these names: no reader yet
+    else:
+        attrs = plan.attrs
+        if attrs is None:
+            attrs = plan.attrs = _compile_attrs(names, plan)
+        if attrs is not _no_attrs:
+            return attrs(raw)
+    # (the plan of the names that read None too gives the same reading: each step skips a None)
+    held = {key: getattr(raw, key, None) for key in names}
+    return _read_planned(raw, (held.get, plan))
 
 
 def _read_fast(raw: object) -> CloseEvent:

@@ -168,9 +168,12 @@ def lookup_all(obj: object, keys: Iterable[str]) -> dict[str, object]:
 # * made once per exact type (``type(obj)``, never ``obj.__class__``), and only
 #   for a type lookup reads by attribute (not a Mapping, not a scalar), whose
 #   MRO holds no __getattr__, no __getattribute__ but object's and
-#   BaseException's own, no __class__ of its own (isinstance would believe
-#   it), and an instance dict reached through a C getset (no property runs to
-#   find it; a type with a dict slot and no such descriptor gets no plan);
+#   BaseException's own in their own (immutable) class dicts, no __class__ of
+#   its own (isinstance would believe it), and an instance dict reached
+#   through a C getset (no property runs to find it; a type with a dict slot
+#   and no such descriptor gets no plan). A class of ours naming the generic
+#   __getattribute__ gets no plan either: assigning another one later
+#   changes a value, not the keys the checks below compare;
 # * the plan holds our keys that the MRO's class dicts name. Those of the
 #   built-in, immutable classes cannot change (setting an attribute on one
 #   raises); those of the others can, so each call compares their live key
@@ -182,6 +185,11 @@ def lookup_all(obj: object, keys: Iterable[str]) -> dict[str, object]:
 #   a Mapping is read by key from then on): each checked by identity;
 # * the instance dict's keys are the per-object part: our keys among them are
 #   added, and kept for the next call while its instances hold the same keys.
+#   Both are asked of the dict itself, through dict's own methods (an
+#   instance dict may be a dict subclass, whose keys() could lie) and in the
+#   direction that looks up our exact strs in it, with the hashes it stored:
+#   a key whose __hash__ changes between calls is found, or not, exactly as
+#   getattr finds it, never re-hashed to look like another.
 #
 # Neither ``__dict__`` nor ``__class__`` can be set on a class once made
 # (type's own descriptors refuse), so a class dict's entries for them stay
@@ -201,6 +209,7 @@ _GENERIC_GETATTRIBUTE: Final = (
     BaseException.__dict__["__getattribute__"],
 )
 _OBJECT_CLASS: Final = object.__dict__["__class__"]
+_dict_keys: Final = dict.keys
 # Types planned, and keys of an instance dict kept: bounded work and memory.
 _MAX_TYPES: Final = 256
 _MAX_INSTANCE_KEYS: Final = 64
@@ -214,6 +223,7 @@ class _TypePlan:
         "cls",
         "instance_dict",
         "instance_keys",
+        "instance_size",
         "mro",
         "names",
         "snapshot",
@@ -238,7 +248,9 @@ class _TypePlan:
         self.class_names = class_names  # our keys that a class of the MRO names
         self.instance_dict = instance_dict
         # The keys of the last instance dict read, and the names they gave.
-        self.instance_keys: frozenset[object] | None = None
+        # Exact strs only; an instance_size of -1 matches no dict.
+        self.instance_keys: frozenset[str] = frozenset()
+        self.instance_size = -1
         self.names = class_names
 
     def valid(self, cls: type) -> bool:
@@ -265,9 +277,10 @@ def _type_plan(obj: object, keys: frozenset[str]) -> _TypePlan | None:
         namespace = _type_dict(klass)
         if "__getattr__" in namespace:
             return None
+        mutable = not _type_flags(klass) & _IMMUTABLE_TYPE
         hook = namespace.get("__getattribute__")
-        if hook is not None and not any(hook is ours for ours in _GENERIC_GETATTRIBUTE):
-            return None
+        if hook is not None and (mutable or all(hook is not ok for ok in _GENERIC_GETATTRIBUTE)):
+            return None  # a hook, or a name a hook may be assigned to unseen
         if namespace.get("__class__", _OBJECT_CLASS) is not _OBJECT_CLASS:
             return None  # a __class__ of its own: isinstance, hence lookup, would believe it
         if not found_dict and "__dict__" in namespace:
@@ -278,7 +291,7 @@ def _type_plan(obj: object, keys: frozenset[str]) -> _TypePlan | None:
                 return None  # a property, say: reading the dict would run its code
             instance_dict = descriptor.__get__
         class_names.update(key for key in keys if key in namespace)
-        if not _type_flags(klass) & _IMMUTABLE_TYPE:
+        if mutable:
             namespaces.append(namespace)
     if not found_dict and _type_dictoffset(cls) != 0:
         return None  # instances hold a dict this plan cannot reach
@@ -322,13 +335,17 @@ class LookupAll:
                     return None
             if plan.instance_dict is None:
                 return plan.class_names
-            keys = plan.instance_dict(obj).keys()
-            if keys == plan.instance_keys:
+            # dict's own keys(): an instance dict may be a subclass whose keys() lies.
+            keys = _dict_keys(plan.instance_dict(obj))
+            # Our exact strs looked up in the dict (its stored hashes), never
+            # its keys re-hashed: as many keys, each of the last ones held.
+            if len(keys) == plan.instance_size and keys >= plan.instance_keys:
                 return plan.names  # the instance holds the keys the last one held
-            names = plan.class_names | self._ours.intersection(keys)
+            names = plan.class_names | (keys & self._ours)  # iterates ours: see above
             if len(keys) <= _MAX_INSTANCE_KEYS and all(type(key) is str for key in keys):
                 # Kept only as exact strs: no key's __eq__ runs at the next comparison.
                 plan.instance_keys, plan.names = frozenset(keys), names
+                plan.instance_size = len(plan.instance_keys)
             return names
         except Exception:  # a hostile class or instance dict: lookup_all decides
             return None

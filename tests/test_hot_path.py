@@ -650,8 +650,42 @@ class Failing(Exception):
     code = "class_code"
 
 
+class Raised(Exception):
+    """An exception holding whatever it is given, as instance attributes: normalise's own path."""
+
+    def __init__(self, **values: object) -> None:
+        super().__init__("raised text")
+        self.__dict__.update(values)
+
+
+class RaisedWithSlotsAndClassKeys(Raised):
+    """Keys in the class, in a property and in slots beside the instance dict."""
+
+    __slots__ = ("code", "retry_after")
+    description = "from the class"
+
+    @property
+    def statusCode(self) -> int:
+        return 4009
+
+    def __init__(self, **values: object) -> None:
+        slotted = {key: values.pop(key) for key in self.__slots__ if key in values}
+        super().__init__(**values)
+        for key, value in slotted.items():
+            setattr(self, key, value)
+
+
+class ClaimsBytes(Exception):
+    """An exception whose ``__class__`` says bytes: isinstance, hence normalise, believes it."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return bytes
+
+
 CLASSES: tuple[type, ...] = (Plain, WithProperty, WithSlots, WithClassAttributes, Inherited)
 CLASSES += (WithGetattr, WithGetattribute, Keyed, RaisingProperty, ClassProperty, DictProperty)
+CLASSES += (Raised, RaisedWithSlotsAndClassKeys)
 
 
 def build(cls: type, values: dict[str, object]) -> object:
@@ -768,6 +802,67 @@ def test_a_hook_added_to_a_class_after_its_plan_is_honoured() -> None:
     assert normalise(value).status == 4011
 
 
+def test_a_generic_getattribute_named_by_a_class_gets_no_plan() -> None:
+    # The name is in the class dict from the start, so assigning another hook
+    # later changes a value, not the keys a plan's checks compare: no plan.
+    class Named(Plain):
+        __getattribute__ = object.__getattribute__
+
+    value = Named(reason="r")
+    agrees(value)
+    assert _events._object_keys.names(value) is None
+
+    def hooked(self: object, key: str) -> object:
+        return 4014 if key == "status" else object.__getattribute__(self, key)
+
+    Named.__getattribute__ = hooked  # type: ignore[method-assign,assignment]
+    agrees(value)
+    assert normalise(value).status == 4014
+
+
+def test_an_instance_dict_whose_keys_lie_is_read_by_its_contents() -> None:
+    class LyingDict(dict):  # type: ignore[type-arg]
+        def keys(self) -> frozenset[str]:  # type: ignore[override]
+            return frozenset({"reason"})
+
+    class Held(Plain):
+        pass
+
+    for _ in range(2):
+        agrees(Held(reason="r"))  # the plan, and the instance keys it keeps: {reason}
+    value = Held()
+    value.__dict__ = LyingDict(reason="r", status=428)
+    agrees(value)
+    assert normalise(value) == CloseEvent(428, reason="r")
+
+
+class ShiftingKey:
+    """A key hashed as ``status`` when stored, then as something else: getattr still finds it."""
+
+    def __init__(self) -> None:
+        self.hashes = 0
+
+    def __hash__(self) -> int:
+        self.hashes += 1
+        return hash("status") if self.hashes == 1 else hash("not one of ours")
+
+    def __eq__(self, other: object) -> bool:
+        return other == "status"
+
+
+def test_an_instance_key_whose_hash_shifts_is_found_as_getattr_finds_it() -> None:
+    class Shifty(Plain):
+        pass
+
+    agrees(Shifty(code="c"))  # the plan, and the instance keys it keeps: {code}
+    value = Shifty()
+    value.__dict__[ShiftingKey()] = 428  # type: ignore[index]
+    value.__dict__["code"] = "c"
+    assert value.status == 428  # type: ignore[attr-defined]  # the dict's lookup uses the hash it stored
+    agrees(value)
+    assert normalise(value) == CloseEvent(428, code="c")
+
+
 def test_bases_assigned_after_the_plan_are_honoured() -> None:
     class Before(Plain):
         pass
@@ -854,4 +949,83 @@ def library_exceptions() -> list[object]:
 @pytest.mark.parametrize("error", library_exceptions(), ids=lambda error: type(error).__name__)
 def test_the_client_libraries_exceptions_read_as_the_tables_define(error: object) -> None:
     agrees(error)
-    assert _events._object_keys.names(error) is not None  # planned: the fast way
+    names = _events._object_keys.names(error)
+    assert names is not None  # planned: the fast way
+    reader = _events._PLANS[names].attrs  # and read by the reader compiled for its names
+    assert reader is not None and reader is not _events._no_attrs
+    assert reader(error) == normalise(error) == general(error)
+
+
+# -- attribute readers: an object's planned names, compiled ---------------------------------------
+
+
+def test_an_attribute_reader_holds_no_key_but_ours() -> None:
+    for keys in ({"code", "reason"}, set(_events._KEYS) - {"error", "lastDisconnect"}):
+        names = frozenset(keys)
+        made = _events._attrs_source(names, _events._plan(names))
+        assert made is not None
+        source, _ = made
+        texts = {
+            node.value
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        }
+        tables = (*_events.STATUS_PATHS, *_events.REASON_PATHS, *_events.CODE_PATHS)
+        ours = {key for path in tables for key in path}
+        ours |= {key for path, _ in _events.RETRY_AFTER_PATHS for key in path}
+        assert texts <= ours | set(_events._TOP_KEYS) | {""}
+        assert {"code", "reason"} <= texts
+    # Only our keys are ever compiled: a set holding another gets no reader.
+    odd = frozenset({"code", "'); import os #"})
+    assert _events._attrs_source(odd, _events._Plan(odd)) is None
+
+
+def test_an_object_wrapping_a_layer_gets_no_attribute_reader() -> None:
+    # The wrapped layer's status must be read: a reader of the top layer alone would miss it.
+    close = Raised(error={"status": 4004, "reason": "inner"}, code="outer_code")
+    for _ in range(3):
+        assert normalise(close) == general(close) == CloseEvent(4004, "outer_code", "inner")
+    names = _events._object_keys.names(close)
+    assert names is not None and _events._PLANS[names].attrs is _events._no_attrs
+
+
+def test_an_exception_without_a_reason_reads_its_text_through_its_reader() -> None:
+    error = Raised(status=4004)
+    for _ in range(3):
+        assert normalise(error) == general(error) == CloseEvent(4004, reason="raised text")
+    assert normalise(Raised(status=4004, reason="")) == CloseEvent(4004)  # "" is a reason
+
+
+def test_an_attribute_reader_reads_a_close_s_own_initiator_phase_and_flags() -> None:
+    from linkstate._events import Initiator
+
+    error = Raised(status=4004, initiator="remote", phase="handshake", flags=["soft_logout"])
+    expected = CloseEvent(
+        4004,
+        reason="raised text",
+        initiator=Initiator.remote,
+        phase=Phase.handshake,
+        flags=frozenset({"soft_logout"}),
+    )
+    for _ in range(3):
+        assert normalise(error) == general(error) == expected
+    names = _events._object_keys.names(error)
+    assert names is not None and _events._PLANS[names].attrs not in (None, _events._no_attrs)
+
+
+def test_an_exception_whose_class_lies_is_not_read_by_its_attributes() -> None:
+    # Its type has no plan, so normalise asks what it claims to be, as it
+    # always did: bytes, which it is not, so it cannot be read (and a shortcut
+    # taken for every exception would read its text and attributes instead).
+    lying = ClaimsBytes("text")
+    lying.status = 428  # type: ignore[attr-defined]
+    for _ in range(3):
+        assert _events._object_keys.names(lying) is None
+        assert normalise(lying) == _UNREADABLE
+
+
+def test_a_tree_reads_a_field_of_an_outer_layer_before_an_inner_one() -> None:
+    # Each layer's first step tests its field too: only the top layer may skip that test.
+    close = {"status": 4001, "error": {"status": 4002, "code": "inner_code"}}
+    for _ in range(3):
+        assert normalise(close) == general(close) == CloseEvent(4001, "inner_code")
