@@ -28,6 +28,18 @@ from linkstate.store._sqlite import LinkRow, SQLiteStore, StoreError
 WALL = 1_700_000_000.0
 
 
+def assert_parked_unreported(
+    blocker: sqlite3.Connection, error: StoreError, path: Path, seen: list[str]
+) -> None:
+    """Lift ``blocker``'s lock; ``error`` says the verdict was parked, and it was never reported."""
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    message = str(error)
+    assert "locked" in message and "NOT in the database" in message
+    assert f"{path}-verdicts" in message
+    assert seen == ["connecting", "open"]  # needs_relink was never reported
+
+
 async def test_a_verdict_that_fails_to_commit_is_not_reported_and_stops_the_next_start(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -52,12 +64,8 @@ async def test_a_verdict_that_fails_to_commit_is_not_reported_and_stops_the_next
                 nursery.start_soon(lock_the_database_while_open)
                 with pytest.raises(StoreError) as info:
                     await supervisor.run()
-    blocker.execute("ROLLBACK")
-    blocker.close()
-    message = str(info.value)
-    assert "locked" in message and "NOT in the database" in message
-    assert f"{path}-verdicts" in message and "will not connect" in message
-    assert seen == ["connecting", "open"]  # needs_relink was never reported
+    assert_parked_unreported(blocker, info.value, path, seen)
+    assert "will not connect" in str(info.value)
 
     with SQLiteStore(path, create=False) as store:
         row = store.load("acct1")

@@ -374,6 +374,15 @@ def test_an_object_or_a_large_dict_wrapped_gets_no_tree() -> None:
         assert _events._PLANS[frozenset(close)].tree is _events._no_tree
 
 
+def _texts(source: str) -> set[str]:
+    """Every string constant in generated ``source``."""
+    return {
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+
+
 def test_a_tree_holds_no_key_a_client_sent() -> None:
     sneaky = "'); import os; os._exit(1) #"
     close = {"error": {sneaky: 1, "status": 428, "output": {sneaky: 2}}, sneaky: 3}
@@ -381,11 +390,7 @@ def test_a_tree_holds_no_key_a_client_sent() -> None:
     assert made is not None
     source, _ = made
     # The only text in a tree is our tables' keys: what a client sent is passed as a value.
-    texts = {
-        node.value
-        for node in ast.walk(ast.parse(source))
-        if isinstance(node, ast.Constant) and isinstance(node.value, str)
-    }
+    texts = _texts(source)
     tables = (*_events.STATUS_PATHS, *_events.REASON_PATHS, *_events.CODE_PATHS, *_events.WRAPPERS)
     ours = {key for path in tables for key in path}
     ours |= {key for path, _ in _events.RETRY_AFTER_PATHS for key in path}
@@ -965,11 +970,7 @@ def test_an_attribute_reader_holds_no_key_but_ours() -> None:
         made = _events._attrs_source(names, _events._plan(names))
         assert made is not None
         source, _ = made
-        texts = {
-            node.value
-            for node in ast.walk(ast.parse(source))
-            if isinstance(node, ast.Constant) and isinstance(node.value, str)
-        }
+        texts = _texts(source)
         tables = (*_events.STATUS_PATHS, *_events.REASON_PATHS, *_events.CODE_PATHS)
         ours = {key for path in tables for key in path}
         ours |= {key for path, _ in _events.RETRY_AFTER_PATHS for key in path}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from test_commit_failures import assert_parked_unreported
 
 from linkstate._errors import ArgumentError
 from linkstate._lifecycle import Trigger
@@ -288,12 +289,7 @@ async def test_a_verdict_the_child_cannot_commit_is_parked_and_stops_the_next_st
             supervisor.subscribe(lock_once_open)
             with pytest.raises(StoreError) as info:
                 await supervisor.run()
-    blocker.execute("ROLLBACK")
-    blocker.close()
-    message = str(info.value)
-    assert "locked" in message and "NOT in the database" in message
-    assert f"{path}-verdicts" in message
-    assert seen == ["connecting", "open"]  # needs_relink was never reported
+    assert_parked_unreported(blocker, info.value, path, seen)
 
     with trio.fail_after(LIMIT), SQLiteStore(path) as store:
         async with open_journal(store, writer="process") as journal:
